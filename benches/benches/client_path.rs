@@ -1,0 +1,2 @@
+//! Client path benchmark.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The gm command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! A local server speaking the GitHub Models wire protocol.

@@ -1,0 +1,2 @@
+//! Development tasks for the gm workspace.
+fn main() {}
