@@ -1,0 +1,236 @@
+//! Credentials: where they come from, and how they are kept out of every output.
+//!
+//! This module decides from values it is given; it never reads the environment itself. The `gm` binary
+//! passes in its environment and a way to run `gh auth token`.
+
+use std::fmt;
+
+use gm_core::ProviderKind;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where a credential was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// An environment variable, by name.
+    Env(&'static str),
+    /// The output of `gh auth token`.
+    GhCli,
+    /// Given directly by the program.
+    Explicit,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::Env(name) => write!(f, "the {name} environment variable"),
+            CredentialSource::GhCli => f.write_str("`gh auth token` (the GitHub CLI)"),
+            CredentialSource::Explicit => f.write_str("the program"),
+        }
+    }
+}
+
+/// A secret token and where it came from. `Debug` and `Display` never show the token.
+#[derive(Clone)]
+pub struct Credential {
+    secret: SecretString,
+    source: CredentialSource,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({}, from {})", self.redacted(), self.source)
+    }
+}
+
+impl Credential {
+    /// A credential with a source.
+    pub fn new(token: impl Into<String>, source: CredentialSource) -> Self {
+        Self { secret: SecretString::from(token.into()), source }
+    }
+
+    /// A credential given by the program.
+    pub fn explicit(token: impl Into<String>) -> Self {
+        Self::new(token, CredentialSource::Explicit)
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &CredentialSource {
+        &self.source
+    }
+
+    /// The token, for building the authorization header and nothing else.
+    pub fn expose(&self) -> &str {
+        self.secret.expose_secret()
+    }
+
+    /// A redacted form for display: the well-known prefix (`ghp_`, `github_pat_`, `sk-`) and the length.
+    pub fn redacted(&self) -> String {
+        let t = self.expose();
+        let prefix = ["github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "sk-proj-", "sk-"]
+            .into_iter()
+            .find(|p| t.starts_with(p))
+            .unwrap_or("");
+        format!("{prefix}*** ({} chars)", t.chars().count())
+    }
+}
+
+/// The outcome of looking for a provider and its credential.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The provider to use.
+    pub provider: ProviderKind,
+    /// The credential, if one is needed and was found.
+    pub credential: Option<Credential>,
+    /// A base URL found in the environment (Azure's endpoint), if any.
+    pub base_url: Option<String>,
+    /// Why this provider was chosen, for `gm auth status` and the demo notice.
+    pub reason: String,
+}
+
+/// The value that selects the demo provider in `GITHUB_TOKEN`, as the original integration did.
+pub const DEMO_TOKEN: &str = "demo_token";
+
+/// Looks up an environment variable; returns `None` when unset or empty.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn env_nonempty(env: EnvLookup<'_>, name: &str) -> Option<String> {
+    env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+fn github_credential(env: EnvLookup<'_>, gh: &dyn Fn() -> Option<String>) -> Option<Credential> {
+    for name in ["GITHUB_TOKEN", "GH_TOKEN"] {
+        if let Some(t) = env_nonempty(env, name) {
+            return Some(Credential::new(t, CredentialSource::Env(name)));
+        }
+    }
+    gh().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).map(|t| Credential::new(t, CredentialSource::GhCli))
+}
+
+/// Finds the credential for `provider`.
+///
+/// - `github`: `GITHUB_TOKEN`, then `GH_TOKEN`, then `gh auth token`.
+/// - `openai`: `OPENAI_API_KEY`.
+/// - `azure`: `AZURE_OPENAI_API_KEY`, with the endpoint from `AZURE_OPENAI_ENDPOINT` when no base URL is given.
+/// - `openai-compatible`: `GM_API_KEY` if set (never `OPENAI_API_KEY`, which must not leak to other servers).
+/// - `demo`: none.
+pub fn credential_for(
+    provider: ProviderKind,
+    env: EnvLookup<'_>,
+    gh: &dyn Fn() -> Option<String>,
+) -> (Option<Credential>, Option<String>) {
+    match provider {
+        ProviderKind::Github => (github_credential(env, gh), None),
+        ProviderKind::OpenAi => (
+            env_nonempty(env, "OPENAI_API_KEY").map(|t| Credential::new(t, CredentialSource::Env("OPENAI_API_KEY"))),
+            None,
+        ),
+        ProviderKind::Azure => (
+            env_nonempty(env, "AZURE_OPENAI_API_KEY")
+                .map(|t| Credential::new(t, CredentialSource::Env("AZURE_OPENAI_API_KEY"))),
+            env_nonempty(env, "AZURE_OPENAI_ENDPOINT").map(|e| azure_base_from_endpoint(&e)),
+        ),
+        ProviderKind::OpenAiCompatible => {
+            (env_nonempty(env, "GM_API_KEY").map(|t| Credential::new(t, CredentialSource::Env("GM_API_KEY"))), None)
+        }
+        ProviderKind::Demo => (None, None),
+    }
+}
+
+/// Turns an Azure endpoint (`https://NAME.openai.azure.com/` or already `…/openai/v1`) into the v1 base URL.
+pub fn azure_base_from_endpoint(endpoint: &str) -> String {
+    let e = endpoint.trim().trim_end_matches('/');
+    if e.ends_with("/openai/v1") {
+        e.to_string()
+    } else if e.ends_with("/openai") {
+        format!("{e}/v1")
+    } else {
+        format!("{e}/openai/v1")
+    }
+}
+
+/// Chooses the provider and credential.
+///
+/// An explicit provider wins. Otherwise: `GITHUB_TOKEN=demo_token` selects demo; then `OPENAI_API_KEY`
+/// selects openai; `AZURE_OPENAI_API_KEY` with `AZURE_OPENAI_ENDPOINT` selects azure; `GITHUB_TOKEN` or
+/// `GH_TOKEN` selects github; and with nothing found, demo.
+pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn() -> Option<String>) -> Resolution {
+    let demo_token = env_nonempty(env, "GITHUB_TOKEN").as_deref() == Some(DEMO_TOKEN);
+    let provider_and_reason = match explicit {
+        Some(p) if demo_token && p == ProviderKind::Github => {
+            (ProviderKind::Demo, "GITHUB_TOKEN=demo_token selects the demo provider".to_string())
+        }
+        Some(p) => (p, format!("--provider {p} was given")),
+        None if demo_token => (ProviderKind::Demo, "GITHUB_TOKEN=demo_token selects the demo provider".into()),
+        None if env_nonempty(env, "OPENAI_API_KEY").is_some() => (ProviderKind::OpenAi, "OPENAI_API_KEY is set".into()),
+        None if env_nonempty(env, "AZURE_OPENAI_API_KEY").is_some()
+            && env_nonempty(env, "AZURE_OPENAI_ENDPOINT").is_some() =>
+        {
+            (ProviderKind::Azure, "AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT are set".into())
+        }
+        None if env_nonempty(env, "GITHUB_TOKEN").is_some() || env_nonempty(env, "GH_TOKEN").is_some() => {
+            (ProviderKind::Github, "a GitHub token is set".into())
+        }
+        None => (
+            ProviderKind::Demo,
+            "no provider was given and no credentials were found, so the offline demo provider answers".into(),
+        ),
+    };
+    let (provider, reason) = provider_and_reason;
+    let (credential, base_url) = credential_for(provider, env, gh);
+    Resolution { provider, credential, base_url, reason }
+}
+
+/// How to provide a credential for a provider, for error messages.
+pub fn credential_hint(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::Github => {
+            "set GITHUB_TOKEN or GH_TOKEN, or run `gh auth login` (the token needs the `models: read` permission)"
+        }
+        ProviderKind::OpenAi => "set OPENAI_API_KEY",
+        ProviderKind::Azure => "set AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT (or --base-url)",
+        ProviderKind::OpenAiCompatible => "set GM_API_KEY if the server needs a key",
+        ProviderKind::Demo => "the demo provider needs no credential",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credential::new("ghp_supersecretvalue123", CredentialSource::Env("GITHUB_TOKEN"));
+        let shown = format!("{c:?} {}", c.redacted());
+        assert!(!shown.contains("supersecret"), "{shown}");
+        assert!(shown.contains("ghp_***"));
+    }
+
+    #[test]
+    fn resolution_order() {
+        let none = || None;
+        let r = resolve(None, &env_of(&[]), &none);
+        assert_eq!(r.provider, ProviderKind::Demo);
+        let r = resolve(None, &env_of(&[("GITHUB_TOKEN", "demo_token")]), &none);
+        assert_eq!(r.provider, ProviderKind::Demo);
+        let r = resolve(None, &env_of(&[("GH_TOKEN", "x")]), &none);
+        assert_eq!(r.provider, ProviderKind::Github);
+        assert_eq!(r.credential.unwrap().source(), &CredentialSource::Env("GH_TOKEN"));
+        let r = resolve(Some(ProviderKind::Github), &env_of(&[]), &|| Some("gho_fromgh\n".into()));
+        assert_eq!(r.credential.as_ref().unwrap().expose(), "gho_fromgh");
+        let r = resolve(
+            None,
+            &env_of(&[("AZURE_OPENAI_API_KEY", "k"), ("AZURE_OPENAI_ENDPOINT", "https://x.openai.azure.com/")]),
+            &none,
+        );
+        assert_eq!(r.provider, ProviderKind::Azure);
+        assert_eq!(r.base_url.as_deref(), Some("https://x.openai.azure.com/openai/v1"));
+        let r = resolve(Some(ProviderKind::OpenAiCompatible), &env_of(&[("OPENAI_API_KEY", "sk-x")]), &none);
+        assert!(r.credential.is_none(), "the OpenAI key must not be sent to other servers");
+    }
+}

@@ -1,0 +1,763 @@
+//! The client: one API for every provider.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gm_core::{
+    CatalogEntry, ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, EmbeddingRequest, EmbeddingResponse,
+    ErrorBody, ModelId, OpenAiModelList, ProviderKind, ResponseMessage, StreamOptions, Usage,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{credential_hint, Credential};
+use crate::error::{ApiError, Error, GITHUB_MODELS_RETIRED_ON};
+use crate::retry::{server_wait, RetryPolicy};
+use crate::sse::{SseEvent, SseParser};
+use crate::transport::{BodyStream, HttpRequest, HttpResponse, Transport, TransportError, TransportErrorKind};
+
+/// The default base URL of each provider (`None` where the user must give one).
+pub fn default_base_url(provider: ProviderKind) -> Option<&'static str> {
+    match provider {
+        ProviderKind::Github => Some("https://models.github.ai"),
+        ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+        ProviderKind::Demo => Some(crate::demo::DEMO_BASE_URL),
+        ProviderKind::Azure | ProviderKind::OpenAiCompatible => None,
+    }
+}
+
+/// Counters over the client's lifetime, shared by its clones.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    rate_limited: AtomicU64,
+}
+
+/// A snapshot of [`ClientStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientStatsSnapshot {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Retries made.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+}
+
+/// Something that wants to see every answer's status and headers (a rate limiter learning from the server).
+pub trait ResponseObserver: Send + Sync + fmt::Debug {
+    /// Called for every HTTP answer, before its body is read.
+    fn observe(&self, model: &str, status: u16, headers: &HeaderMap, body: Option<&ErrorBody>);
+}
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use gm_http::Client;
+/// use gm_core::ProviderKind;
+/// let client = Client::builder().provider(ProviderKind::Demo).build().unwrap();
+/// assert_eq!(client.provider(), ProviderKind::Demo);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    provider: ProviderKind,
+    base_url: Option<String>,
+    org: Option<String>,
+    credential: Option<Credential>,
+    transport: Option<Arc<dyn Transport>>,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
+    timeout: Duration,
+    api_version: Option<String>,
+    user_agent: String,
+    observer: Option<Arc<dyn ResponseObserver>>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientBuilder {
+    /// A builder for the demo provider with default settings.
+    pub fn new() -> Self {
+        Self {
+            provider: ProviderKind::Demo,
+            base_url: None,
+            org: None,
+            credential: None,
+            transport: None,
+            retry: RetryPolicy::default(),
+            max_response_bytes: 32 << 20,
+            timeout: Duration::from_secs(300),
+            api_version: None,
+            user_agent: concat!("gm/", env!("CARGO_PKG_VERSION")).to_string(),
+            observer: None,
+        }
+    }
+
+    /// The provider.
+    pub fn provider(mut self, p: ProviderKind) -> Self {
+        self.provider = p;
+        self
+    }
+
+    /// Replaces the provider's base URL: for `github` the host root, for OpenAI-style providers the URL up to
+    /// and including `/v1`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Attributes GitHub Models requests to an organization (`/orgs/{org}/inference/...`).
+    pub fn org(mut self, org: impl Into<String>) -> Self {
+        self.org = Some(org.into());
+        self
+    }
+
+    /// The credential to send.
+    pub fn credential(mut self, c: Credential) -> Self {
+        self.credential = Some(c);
+        self
+    }
+
+    /// The transport (default: [`crate::HyperTransport`] for network providers, [`crate::DemoTransport`] for demo).
+    pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
+        self.transport = Some(t);
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(mut self, r: RetryPolicy) -> Self {
+        self.retry = r;
+        self
+    }
+
+    /// The cap on one response body (default 32 MiB).
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// The deadline for one whole, non-streamed exchange (default 300 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Adds `?api-version=` to inference requests ("optional, but required for some features").
+    pub fn api_version(mut self, v: impl Into<String>) -> Self {
+        self.api_version = Some(v.into());
+        self
+    }
+
+    /// Shows every answer's status and headers to an observer (e.g. a rate limiter).
+    pub fn observer(mut self, o: Arc<dyn ResponseObserver>) -> Self {
+        self.observer = Some(o);
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client, Error> {
+        let base = match (&self.base_url, default_base_url(self.provider)) {
+            (Some(b), _) => b.trim().trim_end_matches('/').to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => {
+                let example = match self.provider {
+                    ProviderKind::Azure => "https://NAME.openai.azure.com/openai/v1 (or set AZURE_OPENAI_ENDPOINT)",
+                    _ => "http://localhost:11434/v1 for Ollama",
+                };
+                return Err(Error::InvalidRequest(format!(
+                    "the {} provider needs a base URL; pass --base-url, e.g. {example}",
+                    self.provider
+                )));
+            }
+        };
+        if self.provider != ProviderKind::Demo && !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidRequest(format!("the base URL `{base}` must start with http:// or https://")));
+        }
+        if matches!(self.provider, ProviderKind::Github | ProviderKind::OpenAi | ProviderKind::Azure)
+            && self.credential.is_none()
+        {
+            return Err(Error::MissingCredentials {
+                provider: self.provider,
+                hint: credential_hint(self.provider).to_string(),
+            });
+        }
+        let transport: Arc<dyn Transport> = match (self.transport, self.provider) {
+            (Some(t), _) => t,
+            (None, ProviderKind::Demo) => Arc::new(crate::demo::DemoTransport::new()),
+            #[cfg(feature = "hyper")]
+            (None, _) => Arc::new(crate::hyper_transport::HyperTransport::new(Default::default())?),
+            #[cfg(not(feature = "hyper"))]
+            (None, p) => {
+                return Err(Error::InvalidRequest(format!(
+                    "the {p} provider needs a transport; enable gm-http's `hyper` feature or pass one"
+                )))
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                provider: self.provider,
+                base,
+                org: self.org,
+                credential: self.credential,
+                transport,
+                retry: self.retry,
+                max_response_bytes: self.max_response_bytes,
+                timeout: self.timeout,
+                api_version: self.api_version,
+                user_agent: self.user_agent,
+                observer: self.observer,
+                stats: ClientStats::default(),
+                catalog: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    provider: ProviderKind,
+    base: String,
+    org: Option<String>,
+    credential: Option<Credential>,
+    transport: Arc<dyn Transport>,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
+    timeout: Duration,
+    api_version: Option<String>,
+    user_agent: String,
+    observer: Option<Arc<dyn ResponseObserver>>,
+    stats: ClientStats,
+    catalog: Mutex<Option<(Instant, Arc<Vec<CatalogEntry>>)>>,
+}
+
+/// A client for one provider. Cheap to clone; clones share connections and statistics.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use gm_http::Client;
+/// use gm_core::{ChatMessage, ChatRequest, ProviderKind};
+///
+/// let client = Client::builder().provider(ProviderKind::Demo).build()?;
+/// let answer = client.chat(&ChatRequest::new("openai/gpt-4.1-mini", vec![ChatMessage::user("What is 6 * 7?")])).await?;
+/// assert!(answer.completion.text().contains("42"));
+/// # Ok::<(), gm_http::Error>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("provider", &self.inner.provider)
+            .field("base_url", &self.inner.base)
+            .field("org", &self.inner.org)
+            .field("credential", &self.inner.credential)
+            .finish()
+    }
+}
+
+/// A whole chat answer with what it took to get it.
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    /// The answer.
+    pub completion: ChatCompletion,
+    /// From sending the first attempt to the last byte of the answer.
+    pub latency: Duration,
+    /// Attempts made (1 when the first succeeded).
+    pub attempts: u32,
+    /// 429 answers received on the way.
+    pub rate_limited: u32,
+}
+
+impl ChatResponse {
+    /// The answer's text.
+    pub fn text(&self) -> &str {
+        self.completion.text()
+    }
+
+    /// The answer's usage, zero when the server sent none.
+    pub fn usage(&self) -> Usage {
+        self.completion.usage.clone().unwrap_or_default()
+    }
+}
+
+enum Route {
+    Catalog,
+    Chat,
+    Embeddings,
+}
+
+const GITHUB_API_VERSION: &str = "2022-11-28";
+
+impl Client {
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> ProviderKind {
+        self.inner.provider
+    }
+
+    /// The base URL in use.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The credential in use, if any (its `Debug` is redacted).
+    pub fn credential(&self) -> Option<&Credential> {
+        self.inner.credential.as_ref()
+    }
+
+    /// Counters since the client was built.
+    pub fn stats(&self) -> ClientStatsSnapshot {
+        let s = &self.inner.stats;
+        ClientStatsSnapshot {
+            requests: s.requests.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            rate_limited: s.rate_limited.load(Ordering::Relaxed),
+        }
+    }
+
+    fn url(&self, route: Route) -> String {
+        let base = &self.inner.base;
+        let mut url = match (self.inner.provider, route) {
+            (ProviderKind::Github | ProviderKind::Demo, Route::Catalog) => return format!("{base}/catalog/models"),
+            (ProviderKind::Github, r) => {
+                let leaf = if matches!(r, Route::Chat) { "chat/completions" } else { "embeddings" };
+                match &self.inner.org {
+                    Some(org) => format!("{base}/orgs/{org}/inference/{leaf}"),
+                    None => format!("{base}/inference/{leaf}"),
+                }
+            }
+            (_, Route::Catalog) => return format!("{base}/models"),
+            (_, Route::Chat) => format!("{base}/chat/completions"),
+            (_, Route::Embeddings) => format!("{base}/embeddings"),
+        };
+        if let Some(v) = &self.inner.api_version {
+            url.push_str("?api-version=");
+            url.push_str(v);
+        }
+        url
+    }
+
+    fn headers(&self, json_body: bool) -> Result<HeaderMap, Error> {
+        let mut h = HeaderMap::new();
+        let ua = HeaderValue::from_str(&self.inner.user_agent).unwrap_or(HeaderValue::from_static("gm"));
+        h.insert(http::header::USER_AGENT, ua);
+        if json_body {
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        match self.inner.provider {
+            ProviderKind::Github => {
+                h.insert(http::header::ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
+                h.insert(HeaderName::from_static("x-github-api-version"), HeaderValue::from_static(GITHUB_API_VERSION));
+            }
+            _ => {
+                h.insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
+            }
+        }
+        if let Some(c) = &self.inner.credential {
+            let invalid = || {
+                Error::InvalidRequest(
+                    "the credential contains characters not allowed in an HTTP header; check the token".into(),
+                )
+            };
+            if self.inner.provider == ProviderKind::Azure {
+                let mut v = HeaderValue::from_str(c.expose()).map_err(|_| invalid())?;
+                v.set_sensitive(true);
+                h.insert(HeaderName::from_static("api-key"), v);
+            } else {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", c.expose())).map_err(|_| invalid())?;
+                v.set_sensitive(true);
+                h.insert(http::header::AUTHORIZATION, v);
+            }
+        }
+        Ok(h)
+    }
+
+    fn wire_model(&self, model: &str) -> Result<String, Error> {
+        match self.inner.provider {
+            ProviderKind::Github => ModelId::parse_github(model)
+                .map(|id| id.canonical().to_string())
+                .map_err(|e| Error::InvalidRequest(e.to_string())),
+            _ => ModelId::parse(model)
+                .map(|id| id.as_str().to_string())
+                .map_err(|e| Error::InvalidRequest(e.to_string())),
+        }
+    }
+
+    /// Lists the provider's models: GitHub's catalog, or an OpenAI-style `/models` list. Kept for 10 minutes.
+    pub async fn models(&self) -> Result<Arc<Vec<CatalogEntry>>, Error> {
+        if let Some((at, list)) = self.inner.catalog.lock().map_err(|_| poisoned())?.as_ref() {
+            if at.elapsed() < Duration::from_secs(600) {
+                return Ok(list.clone());
+            }
+        }
+        let url = self.url(Route::Catalog);
+        let (resp, _) = self.execute(Method::GET, url.clone(), Bytes::new(), "", false).await?;
+        let body = self.collect(resp, &url).await?;
+        let list: Vec<CatalogEntry> = if matches!(self.inner.provider, ProviderKind::Github | ProviderKind::Demo) {
+            decode(self.inner.provider, &body)?
+        } else {
+            let l: OpenAiModelList = decode(self.inner.provider, &body)?;
+            l.data.into_iter().map(CatalogEntry::from).collect()
+        };
+        let list = Arc::new(list);
+        *self.inner.catalog.lock().map_err(|_| poisoned())? = Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// Sends a chat request and waits for the whole answer (`stream` is turned off for this call).
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
+        let mut req = request.clone();
+        req.model = self.wire_model(&req.model)?;
+        req.stream = None;
+        req.stream_options = None;
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
+        let url = self.url(Route::Chat);
+        let started = Instant::now();
+        let deadline = self.inner.timeout;
+        let work = async {
+            let (resp, meta) = self.execute(Method::POST, url.clone(), body.into(), &req.model, false).await?;
+            let bytes = self.collect(resp, &url).await?;
+            let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
+            Ok::<_, Error>((completion, meta))
+        };
+        let (completion, meta) = tokio::time::timeout(deadline, work).await.map_err(|_| Error::Timeout {
+            url: url.clone(),
+            message: format!("no whole answer within {deadline:?}"),
+        })??;
+        Ok(ChatResponse {
+            completion,
+            latency: started.elapsed(),
+            attempts: meta.attempts,
+            rate_limited: meta.rate_limited,
+        })
+    }
+
+    /// Sends a chat request with `stream: true` and returns the answer as it arrives.
+    ///
+    /// Usage is asked for with `stream_options.include_usage` unless the request sets `stream_options` itself.
+    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
+        let mut req = request.clone();
+        req.model = self.wire_model(&req.model)?;
+        req.stream = Some(true);
+        if req.stream_options.is_none() {
+            req.stream_options = Some(StreamOptions { include_usage: true });
+        }
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
+        let url = self.url(Route::Chat);
+        let started = Instant::now();
+        let (resp, meta) = tokio::time::timeout(
+            self.inner.timeout,
+            self.execute(Method::POST, url.clone(), body.into(), &req.model, true),
+        )
+        .await
+        .map_err(|_| Error::Timeout { url: url.clone(), message: "no answer headers in time".into() })??;
+        Ok(ChatStream {
+            provider: self.inner.provider,
+            body: resp.body,
+            parser: SseParser::default(),
+            pending: VecDeque::new(),
+            finished: false,
+            truncated: false,
+            started,
+            first_chunk: None,
+            attempts: meta.attempts,
+            rate_limited: meta.rate_limited,
+        })
+    }
+
+    /// Sends an embeddings request.
+    pub async fn embeddings(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
+        let mut req = request.clone();
+        req.model = self.wire_model(&req.model)?;
+        if req.input.as_vec().is_empty() {
+            return Err(Error::InvalidRequest("the embeddings input is empty; give at least one string".into()));
+        }
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
+        let url = self.url(Route::Embeddings);
+        let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), &req.model, false).await?;
+        let bytes = self.collect(resp, &url).await?;
+        decode(self.inner.provider, &bytes)
+    }
+
+    async fn collect(&self, resp: HttpResponse, url: &str) -> Result<Bytes, Error> {
+        resp.collect(self.inner.max_response_bytes).await.map_err(|e| map_transport(e, url))
+    }
+
+    /// Sends with retries; returns a success response (status < 400) with its body unread.
+    async fn execute(
+        &self,
+        method: Method,
+        url: String,
+        body: Bytes,
+        model: &str,
+        _stream: bool,
+    ) -> Result<(HttpResponse, Meta), Error> {
+        let headers = self.headers(!body.is_empty())?;
+        let policy = &self.inner.retry;
+        let mut meta = Meta { attempts: 0, rate_limited: 0 };
+        loop {
+            meta.attempts += 1;
+            self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let request =
+                HttpRequest { method: method.clone(), url: url.clone(), headers: headers.clone(), body: body.clone() };
+            let can_retry = meta.attempts < policy.max_attempts.max(1);
+            let resp = match self.inner.transport.send(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let retryable = match e.kind {
+                        TransportErrorKind::Connect => true,
+                        TransportErrorKind::Timeout | TransportErrorKind::Io => policy.retry_maybe_sent,
+                        _ => false,
+                    };
+                    if retryable && can_retry {
+                        tracing::debug!(attempt = meta.attempts, error = %e, "retrying after a transport error");
+                        self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(policy.backoff(meta.attempts)).await;
+                        continue;
+                    }
+                    return Err(map_transport(e, &url));
+                }
+            };
+            if resp.status < 400 {
+                if let Some(o) = &self.inner.observer {
+                    o.observe(model, resp.status, &resp.headers, None);
+                }
+                return Ok((resp, meta));
+            }
+            let status = resp.status;
+            let resp_headers = resp.headers.clone();
+            let raw = resp.collect(64 << 10).await.unwrap_or_default();
+            let parsed = ErrorBody::parse(&raw);
+            if let Some(o) = &self.inner.observer {
+                o.observe(model, status, &resp_headers, parsed.as_ref());
+            }
+            let wait = server_wait(&resp_headers, parsed.as_ref(), SystemTime::now());
+            let mut raw_text = String::from_utf8_lossy(&raw).into_owned();
+            if raw_text.len() > 4096 {
+                let cut = (0..=4096).rev().find(|&i| raw_text.is_char_boundary(i)).unwrap_or(0);
+                raw_text.truncate(cut);
+            }
+            let api = ApiError {
+                provider: self.inner.provider,
+                status,
+                body: parsed,
+                raw: raw_text,
+                retry_after: wait,
+                rate_limit_type: resp_headers.get("x-ratelimit-type").and_then(|v| v.to_str().ok()).map(str::to_string),
+            };
+            if status == 429 {
+                meta.rate_limited += 1;
+                self.inner.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            if status == 410
+                && (self.inner.provider == ProviderKind::Github || api.code().is_some_and(|c| c.contains("retire")))
+            {
+                let code = api.code().map(|c| format!(" ({c})")).unwrap_or_default();
+                return Err(Error::Retired { retired_on: GITHUB_MODELS_RETIRED_ON, code, api: Box::new(api) });
+            }
+            if !RetryPolicy::is_retryable_status(status) || !can_retry || api.is_daily_limit() {
+                return Err(Error::Api(Box::new(api)));
+            }
+            let delay = wait.unwrap_or_else(|| policy.backoff(meta.attempts));
+            if delay > policy.max_wait {
+                return Err(Error::WaitTooLong { wait: delay, cap: policy.max_wait, api: Box::new(api) });
+            }
+            tracing::info!(status, attempt = meta.attempts, wait_ms = delay.as_millis() as u64, "retrying");
+            self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    attempts: u32,
+    rate_limited: u32,
+}
+
+fn poisoned() -> Error {
+    Error::InvalidRequest("an internal lock was poisoned by an earlier panic".into())
+}
+
+fn map_transport(e: TransportError, url: &str) -> Error {
+    let url = url.to_string();
+    match e.kind {
+        TransportErrorKind::InvalidRequest => Error::InvalidRequest(e.message),
+        TransportErrorKind::Connect => Error::Connect { url, message: e.message, source: e.source },
+        TransportErrorKind::Timeout => Error::Timeout { url, message: e.message },
+        TransportErrorKind::TooLarge => {
+            let limit =
+                e.message.split_whitespace().find_map(|w| w.trim_end_matches("-byte").parse().ok()).unwrap_or(0);
+            Error::TooLarge { url, limit }
+        }
+        _ => Error::Io { url, message: e.message, source: e.source },
+    }
+}
+
+fn decode<T: DeserializeOwned>(provider: ProviderKind, body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        Error::Decode { provider, message: format!("{e}; the answer began: {start:?}") }
+    })
+}
+
+/// A streamed chat answer. Read it with [`ChatStream::next_chunk`] or gather it with [`ChatStream::collect`].
+pub struct ChatStream {
+    provider: ProviderKind,
+    body: BodyStream,
+    parser: SseParser,
+    pending: VecDeque<SseEvent>,
+    finished: bool,
+    truncated: bool,
+    started: Instant,
+    first_chunk: Option<Duration>,
+    attempts: u32,
+    rate_limited: u32,
+}
+
+impl fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatStream").field("provider", &self.provider).field("finished", &self.finished).finish()
+    }
+}
+
+impl ChatStream {
+    /// The next chunk; `None` after `[DONE]`. A stream that ends without `[DONE]` is an error.
+    pub async fn next_chunk(&mut self) -> Option<Result<ChatCompletionChunk, Error>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                match ev {
+                    SseEvent::Done => {
+                        self.finished = true;
+                        self.pending.clear();
+                        return None;
+                    }
+                    SseEvent::Data(text) => {
+                        let value: serde_json::Value = match serde_json::from_str(&text) {
+                            Ok(v) => v,
+                            Err(e) => return Some(Err(self.fail(format!("an event is not JSON ({e}): {text:.200}")))),
+                        };
+                        if let Some(err) = value.get("error").and_then(|_| ErrorBody::from_value(&value)) {
+                            return Some(Err(self.fail(format!("the server sent an error: {}", err.message))));
+                        }
+                        return match serde_json::from_value::<ChatCompletionChunk>(value) {
+                            Ok(chunk) => {
+                                if self.first_chunk.is_none() && !chunk.text().is_empty() {
+                                    self.first_chunk = Some(self.started.elapsed());
+                                }
+                                Some(Ok(chunk))
+                            }
+                            Err(e) => Some(Err(self.fail(format!("an event is not a chat chunk ({e})")))),
+                        };
+                    }
+                }
+            }
+            if self.truncated {
+                return Some(Err(self.fail("the stream ended without [DONE]".into())));
+            }
+            if self.finished {
+                return None;
+            }
+            let mut events = Vec::new();
+            match self.body.next().await {
+                Some(Ok(bytes)) => {
+                    if let Err(e) = self.parser.feed(&bytes, &mut events) {
+                        return Some(Err(self.fail(e.to_string())));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(self.fail(format!("the connection failed: {e}")))),
+                None => {
+                    if let Err(e) = self.parser.finish(&mut events) {
+                        return Some(Err(self.fail(e.to_string())));
+                    }
+                    // Deliver what arrived, then report the missing end.
+                    self.truncated = !events.contains(&SseEvent::Done);
+                }
+            }
+            self.pending.extend(events);
+        }
+    }
+
+    fn fail(&mut self, message: String) -> Error {
+        self.finished = true;
+        self.truncated = false;
+        self.pending.clear();
+        Error::Stream { provider: self.provider, message }
+    }
+
+    /// The time from sending to the first text, once it has arrived.
+    pub fn time_to_first_token(&self) -> Option<Duration> {
+        self.first_chunk
+    }
+
+    /// Attempts it took to get the stream started.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Reads the rest of the stream and assembles it into one completion.
+    pub async fn collect(mut self) -> Result<ChatResponse, Error> {
+        let mut text = String::new();
+        let mut completion = ChatCompletion::default();
+        let mut finish = None;
+        let mut role = None;
+        while let Some(chunk) = self.next_chunk().await {
+            let chunk = chunk?;
+            text.push_str(chunk.text());
+            if let Some(r) = chunk.finish_reason() {
+                finish = Some(r.to_string());
+            }
+            if role.is_none() {
+                role = chunk.choices.first().and_then(|c| c.delta.as_ref()).and_then(|d| d.role.clone());
+            }
+            if completion.id.as_deref().unwrap_or("").is_empty() {
+                completion.id = chunk.id.filter(|s| !s.is_empty());
+            }
+            completion.model = completion.model.or(chunk.model);
+            completion.created = completion.created.or(chunk.created.filter(|c| *c != 0));
+            if chunk.usage.is_some() {
+                completion.usage = chunk.usage;
+            }
+        }
+        completion.object = Some("chat.completion".into());
+        completion.choices = vec![Choice {
+            index: 0,
+            message: Some(ResponseMessage {
+                role: role.or(Some(gm_core::Role::Assistant)),
+                content: Some(text),
+                ..Default::default()
+            }),
+            finish_reason: finish,
+            ..Default::default()
+        }];
+        Ok(ChatResponse {
+            completion,
+            latency: self.started.elapsed(),
+            attempts: self.attempts,
+            rate_limited: self.rate_limited,
+        })
+    }
+}

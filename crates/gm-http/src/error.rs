@@ -1,0 +1,281 @@
+//! Errors of the client, grouped by phase: never sent, maybe sent, sent and rejected.
+
+use std::fmt;
+use std::time::Duration;
+
+use gm_core::{ErrorBody, ProviderKind};
+
+use crate::transport::BoxError;
+
+/// The date GitHub Models was retired.
+pub const GITHUB_MODELS_RETIRED_ON: &str = "2026-07-30";
+
+/// An error answer from the API: the status, the parsed body and the raw body.
+#[derive(Clone)]
+pub struct ApiError {
+    /// The provider that answered.
+    pub provider: ProviderKind,
+    /// The HTTP status.
+    pub status: u16,
+    /// The parsed error body, when the body had a recognisable one.
+    pub body: Option<ErrorBody>,
+    /// The raw body as text (capped at 4 KiB).
+    pub raw: String,
+    /// How long the server asked us to wait, from headers or the body.
+    pub retry_after: Option<Duration>,
+    /// `x-ratelimit-type`, when the server sent it (`UserByModelByMinute`, `UserByModelByDay`).
+    pub rate_limit_type: Option<String>,
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("provider", &self.provider)
+            .field("status", &self.status)
+            .field("code", &self.code())
+            .field("message", &self.message())
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl ApiError {
+    /// The machine-readable code, if the body had one.
+    pub fn code(&self) -> Option<&str> {
+        self.body.as_ref().and_then(|b| b.code.as_deref())
+    }
+
+    /// The server's message, or the start of the raw body.
+    pub fn message(&self) -> &str {
+        match &self.body {
+            Some(b) if !b.message.is_empty() => &b.message,
+            _ => self.raw.trim(),
+        }
+    }
+
+    /// Whether the server says a daily quota is spent.
+    pub fn is_daily_limit(&self) -> bool {
+        self.rate_limit_type.as_deref().is_some_and(|t| t.contains("ByDay"))
+            || self.message().contains("ByDay")
+            || self.message().contains("per 86400s")
+    }
+
+    fn hint(&self) -> Option<String> {
+        match (self.provider, self.status) {
+            (ProviderKind::Github, 401 | 403) => Some(
+                "the token needs the `models: read` permission (a fine-grained PAT or GitHub App token) or the \
+                 `models` scope; in GitHub Actions add `permissions: models: read`"
+                    .into(),
+            ),
+            (ProviderKind::OpenAi | ProviderKind::Azure | ProviderKind::OpenAiCompatible, 401 | 403) => {
+                Some("check the API key for this provider (`gm auth status` shows which one was found)".into())
+            }
+            (_, 404) if self.code() == Some("unknown_model") || self.message().to_lowercase().contains("model") => {
+                Some("run `gm models list` to see the models this provider offers".into())
+            }
+            (_, 413) => Some("shorten the prompt or lower max_tokens; the per-request token cap was exceeded".into()),
+            (_, 429) if self.is_daily_limit() => Some("the daily quota for this model is spent".into()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} answered {}", self.provider, self.status)?;
+        if let Some(code) = self.code() {
+            write!(f, " {code}")?;
+        }
+        let msg = self.message();
+        if !msg.is_empty() {
+            write!(f, ": {msg}")?;
+        }
+        if let Some(h) = self.hint() {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a request was when it failed; retries depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The request never left: invalid input, missing credentials, a refused connection.
+    NeverSent,
+    /// The request may have reached the server: a timeout or a dropped connection.
+    MaybeSent,
+    /// The server answered and refused, or its answer could not be used.
+    Rejected,
+}
+
+/// An error of the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Never sent: the request is not valid (a bad model id, a bad URL, a missing base URL).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Never sent: no credential was found for a provider that needs one.
+    #[error("no credentials for {provider}: {hint}")]
+    MissingCredentials {
+        /// The provider.
+        provider: ProviderKind,
+        /// Where a credential can come from.
+        hint: String,
+    },
+    /// Never sent: the connection could not be made.
+    #[error("could not connect to {url}: {message}")]
+    Connect {
+        /// The URL (no credentials in it).
+        url: String,
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Maybe sent: a deadline passed.
+    #[error("the request to {url} timed out: {message}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// Which deadline.
+        message: String,
+    },
+    /// Maybe sent: the connection failed after it was made, or the response body was cut short.
+    #[error("the connection to {url} failed: {message}")]
+    Io {
+        /// The URL.
+        url: String,
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Sent and rejected: the API answered with an error status.
+    #[error("{0}")]
+    Api(Box<ApiError>),
+    /// Sent and rejected: GitHub Models is retired (HTTP 410); never retried.
+    #[error(
+        "GitHub Models was retired on {retired_on} and answers 410 Gone{code}; use --provider azure \
+         (Azure AI Foundry), --provider openai, --provider openai-compatible --base-url URL (Ollama, vLLM, \
+         llama.cpp), or --provider demo"
+    )]
+    Retired {
+        /// The retirement date.
+        retired_on: &'static str,
+        /// The error code shown, e.g. ` (github_models_retirement_brownout)`.
+        code: String,
+        /// The full API error.
+        api: Box<ApiError>,
+    },
+    /// Sent: the server asked us to wait longer than the retry policy allows.
+    #[error("{api}; the server asks to wait {}, longer than the {} the retry policy allows; try again later or raise the cap", fmt_duration(*wait), fmt_duration(*cap))]
+    WaitTooLong {
+        /// The requested wait.
+        wait: Duration,
+        /// The policy's cap on one wait.
+        cap: Duration,
+        /// The answer that asked for it.
+        api: Box<ApiError>,
+    },
+    /// Sent: the answer could not be understood.
+    #[error("{provider} sent an answer that could not be read: {message}")]
+    Decode {
+        /// The provider.
+        provider: ProviderKind,
+        /// What was wrong, with the start of the body.
+        message: String,
+    },
+    /// Sent: the stream ended before `[DONE]` or carried an error.
+    #[error("the answer stream from {provider} broke off: {message}")]
+    Stream {
+        /// The provider.
+        provider: ProviderKind,
+        /// What happened.
+        message: String,
+    },
+    /// The response was larger than the configured cap.
+    #[error(
+        "the answer from {url} is larger than the {limit}-byte cap; raise it with ClientBuilder::max_response_bytes"
+    )]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// Formats a duration for people: `850ms`, `46s`, `1m 30s`, `2h 5m`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+impl Error {
+    /// The phase the request was in when it failed.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Error::InvalidRequest(_) | Error::MissingCredentials { .. } | Error::Connect { .. } => Phase::NeverSent,
+            Error::Timeout { .. } | Error::Io { .. } => Phase::MaybeSent,
+            _ => Phase::Rejected,
+        }
+    }
+
+    /// The API error, if the server answered with an error status.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api(a) => Some(a),
+            Error::Retired { api, .. } | Error::WaitTooLong { api, .. } => Some(api),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        self.api().map(|a| a.status)
+    }
+
+    /// Whether a deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether the service is retired.
+    pub fn is_retired(&self) -> bool {
+        matches!(self, Error::Retired { .. })
+    }
+
+    /// Whether the request was refused by a rate limit.
+    pub fn is_rate_limited(&self) -> bool {
+        self.status() == Some(429)
+    }
+
+    /// Whether the caller's input or configuration is at fault (a usage error, not a provider failure).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::InvalidRequest(_) | Error::MissingCredentials { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(fmt_duration(Duration::from_secs(46)), "46s");
+        assert_eq!(fmt_duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(fmt_duration(Duration::from_secs(24367)), "6h 46m");
+    }
+}

@@ -1,0 +1,225 @@
+//! HyperTransport and Client against the emulator on loopback.
+
+use std::time::Duration;
+
+use gm_core::{ChatMessage, ChatRequest, EmbeddingInput, EmbeddingRequest, ProviderKind};
+use gm_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
+use gm_http::{Client, Credential, Error, RetryPolicy};
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        ..RetryPolicy::default()
+    }
+}
+
+fn github(emu: &Emulator) -> Client {
+    Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("ghp_testtoken0123456789"))
+        .retry_policy(fast_retries())
+        .build()
+        .unwrap()
+}
+
+fn hi(model: &str) -> ChatRequest {
+    ChatRequest::new(model, vec![ChatMessage::system("be brief"), ChatMessage::user("say hello to the tests")])
+}
+
+async fn emulator() -> Emulator {
+    Emulator::start(EmulatorConfig::default()).await.unwrap()
+}
+
+#[tokio::test]
+async fn catalog_chat_stream_and_embeddings_on_github_paths() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    let models = c.models().await.unwrap();
+    assert!(models.iter().any(|m| m.id == "openai/gpt-4.1" && m.rate_limit_tier.as_deref() == Some("high")));
+
+    let r = c.chat(&hi("OpenAI/GPT-4.1")).await.unwrap();
+    assert_eq!(r.text(), "say hello to the tests");
+    assert_eq!(r.attempts, 1);
+    assert!(r.usage().total_tokens > 0);
+
+    let mut s = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap();
+    let mut text = String::new();
+    let mut saw_usage = false;
+    while let Some(chunk) = s.next_chunk().await {
+        let chunk = chunk.unwrap();
+        text.push_str(chunk.text());
+        saw_usage |= chunk.usage.is_some();
+    }
+    assert_eq!(text, "say hello to the tests");
+    assert!(saw_usage, "usage arrives in the last chunk with include_usage");
+
+    let e = c
+        .embeddings(&EmbeddingRequest::new(
+            "openai/text-embedding-3-small",
+            EmbeddingInput::Many(vec!["a".into(), "b".into()]),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(e.data.len(), 2);
+    let stats = emu.stats();
+    assert_eq!(stats.by_path["/inference/chat/completions"], 2);
+    assert_eq!(stats.by_path["/inference/embeddings"], 1);
+}
+
+#[tokio::test]
+async fn org_attribution_uses_the_org_path() {
+    let emu = emulator().await;
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .org("my-org")
+        .credential(Credential::explicit("t"))
+        .build()
+        .unwrap();
+    c.chat(&hi("openai/gpt-4.1")).await.unwrap();
+    assert_eq!(emu.stats().by_path["/orgs/my-org/inference/chat/completions"], 1);
+}
+
+#[tokio::test]
+async fn openai_compatible_paths_work_without_a_key() {
+    let emu = emulator().await;
+    let c = Client::builder().provider(ProviderKind::OpenAiCompatible).base_url(emu.openai_url()).build().unwrap();
+    assert!(c.models().await.unwrap().iter().any(|m| m.id == "openai/gpt-4o-mini"));
+    let r = c.chat_stream(&hi("gpt-4o-mini")).await.unwrap().collect().await.unwrap();
+    assert_eq!(r.text(), "say hello to the tests");
+    assert_eq!(r.completion.finish_reason(), Some("stop"));
+}
+
+#[tokio::test]
+async fn each_error_status_maps_to_a_clear_error() {
+    let emu = emulator().await;
+    // 401 without a token.
+    let anon = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit(""))
+        .build()
+        .unwrap();
+    let e = anon.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    assert!(e.to_string().contains("models: read"), "{e}");
+
+    let c = github(&emu);
+    let e = c.chat(&hi("openai/does-not-exist")).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    assert_eq!(e.api().unwrap().code(), Some("unknown_model"));
+    assert!(e.to_string().contains("gm models list"), "{e}");
+
+    let long = "word ".repeat(9000);
+    let e = c.chat(&ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user(long)])).await.unwrap_err();
+    assert_eq!(e.status(), Some(413));
+    assert_eq!(e.api().unwrap().code(), Some("tokens_limit_reached"));
+
+    let e = c.chat_stream(&hi("openai/o1")).await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert_eq!(e.api().unwrap().body.as_ref().unwrap().param.as_deref(), Some("stream"));
+
+    // Statuses that are never retried are sent once.
+    let before = emu.stats().total;
+    emu.inject(Fault::status(422, 1));
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert_eq!(e.status(), Some(422));
+    assert_eq!(emu.stats().total, before + 1);
+}
+
+#[tokio::test]
+async fn a_429_and_a_500_are_retried_then_answered() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    emu.inject(Fault { kind: FaultKind::Status { status: 429, retry_after: Some(0) }, times: 1, path: None });
+    emu.inject(Fault::status(500, 1));
+    let r = c.chat(&hi("openai/gpt-4.1")).await.unwrap();
+    assert_eq!(r.attempts, 3);
+    assert_eq!(r.rate_limited, 1);
+    assert_eq!(c.stats().retries, 2);
+    assert_eq!(emu.stats().by_status[&429], 1);
+    assert_eq!(emu.stats().by_status[&500], 1);
+}
+
+#[tokio::test]
+async fn a_long_server_wait_fails_fast_and_says_how_long() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    emu.inject(Fault { kind: FaultKind::Status { status: 429, retry_after: Some(5631) }, times: 1, path: None });
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(matches!(e, Error::WaitTooLong { .. }), "{e:?}");
+    assert!(e.to_string().contains("1h 33m"), "{e}");
+    assert_eq!(emu.stats().total, 1);
+}
+
+#[tokio::test]
+async fn retries_give_up_after_the_attempt_cap() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    emu.inject(Fault::status(503, 10));
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert_eq!(e.status(), Some(503));
+    assert_eq!(emu.stats().total, 4);
+}
+
+#[tokio::test]
+async fn a_retired_service_gets_exactly_one_request_and_one_clear_error() {
+    let emu = Emulator::start(EmulatorConfig { retired: true, ..Default::default() }).await.unwrap();
+    let c = github(&emu);
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(e.is_retired());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("2026-07-30")
+            && msg.contains("--provider azure")
+            && msg.contains("github_models_retirement_brownout"),
+        "{msg}"
+    );
+    assert_eq!(emu.stats().total, 1);
+    let e = c.models().await.unwrap_err();
+    assert!(e.is_retired());
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_stream_is_an_error_not_a_hang() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    emu.inject(Fault { kind: FaultKind::DropStream { after_chunks: 3 }, times: 1, path: None });
+    let mut s = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap();
+    let mut got = 0;
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.next_chunk()).await.expect("the stream hung") {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended cleanly after a drop ({got} chunks)"),
+        }
+    };
+    assert!(got <= 3);
+    assert!(matches!(err, Error::Stream { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_stream_without_done_is_an_error() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    emu.inject(Fault { kind: FaultKind::NoDone, times: 1, path: None });
+    let e = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap().collect().await.unwrap_err();
+    assert!(e.to_string().contains("without [DONE]"), "{e}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_never_sent() {
+    let emu = emulator().await;
+    let url = emu.url();
+    emu.shutdown().await;
+    let c = Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url(format!("{url}/v1"))
+        .retry_policy(RetryPolicy { max_attempts: 2, ..fast_retries() })
+        .build()
+        .unwrap();
+    let e = c.chat(&hi("gpt-4o-mini")).await.unwrap_err();
+    assert_eq!(e.phase(), gm_http::Phase::NeverSent, "{e:?}");
+}
