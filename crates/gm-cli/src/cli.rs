@@ -1,0 +1,137 @@
+//! The command line: flags, subcommands and their help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gm_core::ProviderKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gm",
+    version,
+    about = "Evaluate, prototype and monitor language models over GitHub Models and OpenAI-compatible APIs",
+    long_about = "Evaluate, prototype and monitor language models over GitHub Models and OpenAI-compatible APIs.\n\n\
+GitHub Models was retired on 2026-07-30; the same commands run against Azure AI Foundry (--provider azure), \
+OpenAI (--provider openai), any OpenAI-compatible server such as Ollama, vLLM or llama.cpp \
+(--provider openai-compatible --base-url URL) and an offline demo provider (--provider demo, the default \
+when no credentials are found).",
+    after_help = "Examples:\n  gm models list\n  gm run openai/gpt-4.1-mini \"What is the capital of France?\"\n  \
+gm --provider openai-compatible --base-url http://localhost:11434/v1 run llama3.2 \"hi\"\n  \
+gm auth status\n  gm emulate --port 8080"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The provider: github, azure, openai, openai-compatible, demo [default: from the credentials found, else demo]
+    #[arg(long, global = true, env = "GM_PROVIDER", value_parser = parse_provider)]
+    pub provider: Option<ProviderKind>,
+    /// Replace the provider's base URL (github: the host root; others: the URL up to and including /v1)
+    #[arg(long, global = true, env = "GM_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Attribute GitHub Models requests to an organization
+    #[arg(long, global = true, value_name = "ORG")]
+    pub org: Option<String>,
+    /// More logging on standard error (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn parse_provider(s: &str) -> Result<ProviderKind, String> {
+    s.parse().map_err(|e: gm_core::UnknownProvider| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List and inspect the provider's models
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Send a prompt to a model and stream the answer
+    #[command(after_help = "Examples:\n  gm run openai/gpt-4.1 \"Explain TCP in one line\"\n  \
+echo \"some text\" | gm run openai/gpt-4.1-mini \"Summarize:\"\n  \
+gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run openai/gpt-4.1   # interactive session in a terminal")]
+    Run(RunArgs),
+    /// Show which provider and credential gm would use (secrets redacted)
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Serve a local GitHub-Models-compatible API on loopback (for tests, demos and offline development)
+    Emulate(EmulateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the chat models (all models with --json)
+    List {
+        /// Print a JSON array of catalog entries
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one model's details
+    View {
+        /// The model id, e.g. openai/gpt-4.1
+        model: String,
+        /// Print the catalog entry as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Show the provider, where its credential comes from, and the base URL
+    Status {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model id (defaults to the prompt file's model with --file)
+    pub model: Option<String>,
+    /// The prompt; standard input, when piped, is appended after a newline
+    pub prompt: Vec<String>,
+    /// A .prompt.yml file whose messages and parameters are used; {{input}} is the prompt
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A template variable for the prompt file, KEY=VALUE (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// The system prompt
+    #[arg(long, value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+    /// The cap on generated tokens
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+    /// Wait for the whole answer instead of streaming it
+    #[arg(long)]
+    pub no_stream: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// The port on 127.0.0.1 (0 picks a free one)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Answer 410 on every path, as GitHub's hosts do since the retirement
+    #[arg(long)]
+    pub retired: bool,
+    /// Do not require a bearer token on the GitHub inference paths
+    #[arg(long)]
+    pub no_auth: bool,
+    /// A fixed delay before every answer, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+}

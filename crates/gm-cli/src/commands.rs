@@ -1,0 +1,379 @@
+//! The subcommands.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use gm_core::{CatalogEntry, ChatMessage, ChatRequest, ProviderKind, Role};
+use gm_emulator::{Emulator, EmulatorConfig};
+use gm_eval::prompt::PromptFile;
+use gm_http::Client;
+use serde_json::{json, Map, Value};
+
+use crate::cli::{AuthCommand, Cli, Command, EmulateArgs, Global, ModelsCommand, RunArgs};
+use crate::context;
+use crate::exit::usage;
+
+/// Runs the parsed command line.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Models(ModelsCommand::List { json }) => models_list(&cli.global, json).await,
+        Command::Models(ModelsCommand::View { model, json }) => models_view(&cli.global, &model, json).await,
+        Command::Run(args) => run(&cli.global, args).await,
+        Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
+        Command::Emulate(args) => emulate(args).await,
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn models_list(global: &Global, json: bool) -> Result<ExitCode> {
+    let (client, _) = context::client(global)?;
+    let models = client.models().await?;
+    if json {
+        print_json(&*models)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut chat: Vec<&CatalogEntry> = models.iter().filter(|m| m.is_chat_model()).collect();
+    chat.sort_by_key(|m| m.id.to_lowercase());
+    let width = chat.iter().map(|m| m.id.len()).max().unwrap_or(2).max(2);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<width$}  DISPLAY NAME", "ID")?;
+    for m in &chat {
+        writeln!(out, "{:<width$}  {}", m.id, m.name.as_deref().unwrap_or(""))?;
+    }
+    eprintln!("Showing {} available chat models from {}", chat.len(), client.provider());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn models_view(global: &Global, model: &str, json: bool) -> Result<ExitCode> {
+    let (client, _) = context::client(global)?;
+    let models = client.models().await?;
+    let wanted = model.trim().to_lowercase().replace(' ', "-");
+    let Some(m) = models.iter().find(|m| m.id.to_lowercase() == wanted) else {
+        let close: Vec<&str> = models
+            .iter()
+            .map(|m| m.id.as_str())
+            .filter(|id| id.to_lowercase().contains(wanted.rsplit('/').next().unwrap_or(&wanted)))
+            .take(5)
+            .collect();
+        let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
+        return Err(usage(format!(
+            "model `{model}` is not in the {} catalog{hint}; run `gm models list`",
+            client.provider()
+        )));
+    };
+    if json {
+        print_json(m)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    let row = |out: &mut std::io::StdoutLock, k: &str, v: String| -> std::io::Result<()> {
+        if v.is_empty() {
+            Ok(())
+        } else {
+            writeln!(out, "{k:<22}{v}")
+        }
+    };
+    row(&mut out, "ID:", m.id.clone())?;
+    row(&mut out, "Display name:", m.name.clone().unwrap_or_default())?;
+    row(&mut out, "Publisher:", m.publisher.clone().unwrap_or_default())?;
+    row(&mut out, "Registry:", m.registry.clone().unwrap_or_default())?;
+    row(&mut out, "Version:", m.version.clone().unwrap_or_default())?;
+    row(&mut out, "Summary:", m.summary.clone().unwrap_or_default())?;
+    row(&mut out, "Rate limit tier:", m.rate_limit_tier.clone().unwrap_or_default())?;
+    if let Some(l) = &m.limits {
+        let f = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        row(
+            &mut out,
+            "Context:",
+            format!("{} input tokens, {} output tokens", f(l.max_input_tokens), f(l.max_output_tokens)),
+        )?;
+    }
+    row(&mut out, "Capabilities:", m.capabilities.join(", "))?;
+    row(&mut out, "Input modalities:", m.supported_input_modalities.join(", "))?;
+    row(&mut out, "Output modalities:", m.supported_output_modalities.join(", "))?;
+    row(&mut out, "Tags:", m.tags.join(", "))?;
+    row(&mut out, "URL:", m.html_url.clone().unwrap_or_default())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn auth_status(global: &Global, json: bool) -> Result<ExitCode> {
+    let res = context::resolve(global);
+    let base = global
+        .base_url
+        .clone()
+        .or(res.base_url.clone())
+        .or_else(|| gm_http::default_base_url(res.provider).map(str::to_string));
+    let needs = matches!(res.provider, ProviderKind::Github | ProviderKind::OpenAi | ProviderKind::Azure);
+    if json {
+        print_json(&json!({
+            "provider": res.provider.as_str(),
+            "reason": res.reason,
+            "base_url": base,
+            "credential": res.credential.as_ref().map(|c| json!({"source": c.source().to_string(), "token": c.redacted()})),
+            "credential_required": needs,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Provider:    {} ({})", res.provider, res.reason)?;
+    writeln!(out, "Base URL:    {}", base.as_deref().unwrap_or("(none: pass --base-url)"))?;
+    match &res.credential {
+        Some(c) => writeln!(out, "Credential:  {} from {}", c.redacted(), c.source())?,
+        None if needs => writeln!(out, "Credential:  none found; {}", gm_http::auth::credential_hint(res.provider))?,
+        None => writeln!(out, "Credential:  none needed")?,
+    }
+    if res.provider == ProviderKind::Github {
+        writeln!(
+            out,
+            "Note:        GitHub Models was retired on {}; its API answers 410. Use --provider azure, openai or openai-compatible.",
+            gm_http::GITHUB_MODELS_RETIRED_ON
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `--var KEY=VALUE` as gh-models does: split on the first `=`, value not trimmed, empty entries
+/// skipped, empty or duplicate keys refused.
+pub fn parse_vars(vars: &[String]) -> Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for v in vars {
+        if v.is_empty() {
+            continue;
+        }
+        let Some((k, val)) = v.split_once('=') else {
+            return Err(usage(format!("--var `{v}` has no `=`; write KEY=VALUE")));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(usage(format!("--var `{v}` has an empty key; write KEY=VALUE")));
+        }
+        if map.insert(k.to_string(), Value::String(val.to_string())).is_some() {
+            return Err(usage(format!("--var {k} is given twice; give each variable once")));
+        }
+    }
+    Ok(map)
+}
+
+struct Params {
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    system: Option<String>,
+}
+
+fn build_request(model: &str, base: &[ChatMessage], history: &[ChatMessage], p: &Params) -> ChatRequest {
+    let mut messages: Vec<ChatMessage> = Vec::new();
+    if let Some(s) = &p.system {
+        messages.push(ChatMessage::system(s.clone()));
+    }
+    messages.extend(base.iter().filter(|m| !(p.system.is_some() && m.role == Role::System)).cloned());
+    messages.extend(history.iter().cloned());
+    let mut req = ChatRequest::new(model, messages);
+    req.max_tokens = p.max_tokens;
+    req.temperature = p.temperature;
+    req.top_p = p.top_p;
+    req
+}
+
+async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
+    let file = match &args.file {
+        Some(path) => {
+            let f = PromptFile::load(path)?;
+            for w in &f.warnings {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            Some(f)
+        }
+        None => None,
+    };
+    let mut prompt = args.prompt.join(" ");
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut piped = String::new();
+        stdin.lock().read_to_string(&mut piped).context("reading standard input")?;
+        let piped = piped.trim_end_matches('\n');
+        if !piped.is_empty() {
+            prompt = if prompt.is_empty() { piped.to_string() } else { format!("{prompt}\n{piped}") };
+        }
+    }
+    let model = match (&args.model, file.as_ref().and_then(|f| f.model.clone())) {
+        (Some(m), _) => m.clone(),
+        (None, Some(m)) => m,
+        (None, None) => return Err(usage("no model given; write `gm run MODEL [PROMPT]` (see `gm models list`)")),
+    };
+    gm_core::ModelId::parse(&model)?;
+    let (client, _) = context::client(global)?;
+    let mut params = Params {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        system: args.system_prompt.clone(),
+    };
+    let mut base: Vec<ChatMessage> = Vec::new();
+    let mut request_from_file = None;
+    if let Some(f) = &file {
+        let mut vars = parse_vars(&args.vars)?;
+        if vars.contains_key("input") {
+            return Err(usage("--var input is reserved: the prompt itself is {{input}}"));
+        }
+        vars.insert("input".into(), Value::String(prompt.clone()));
+        let mut req = f.to_request(&model, &vars);
+        // Flags override the file's parameters.
+        params.max_tokens = params.max_tokens.or(req.max_tokens);
+        params.temperature = params.temperature.or(req.temperature);
+        params.top_p = params.top_p.or(req.top_p);
+        // As in gh-models, the last system message of the file is the system prompt unless a flag gives one.
+        if params.system.is_none() {
+            params.system = req.messages.iter().rev().find(|m| m.role == Role::System).map(|m| m.text());
+        }
+        req.messages.retain(|m| m.role != Role::System);
+        base = req.messages.clone();
+        request_from_file = Some(req);
+    } else if !args.vars.is_empty() {
+        return Err(usage("--var needs --file: variables fill the placeholders of a prompt file"));
+    }
+
+    if let Some(file_req) = request_from_file {
+        let mut req = build_request(&model, &base, &[], &params);
+        req.response_format = file_req.response_format;
+        return send_and_print(&client, &req, !args.no_stream).await.map(|_| ExitCode::SUCCESS);
+    }
+    if !prompt.is_empty() {
+        let req = build_request(&model, &[ChatMessage::user(prompt)], &[], &params);
+        return send_and_print(&client, &req, !args.no_stream).await.map(|_| ExitCode::SUCCESS);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(usage("no prompt given; pass one as an argument or on standard input"));
+    }
+    interactive(&client, &model, params, !args.no_stream).await
+}
+
+async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Result<String> {
+    let mut out = std::io::stdout();
+    if !stream {
+        let r = client.chat(req).await?;
+        writeln!(out, "{}", r.text())?;
+        return Ok(r.text().to_string());
+    }
+    let mut s = client.chat_stream(req).await?;
+    let mut text = String::new();
+    while let Some(chunk) = s.next_chunk().await {
+        let chunk = chunk?;
+        let piece = chunk.text();
+        if !piece.is_empty() {
+            out.write_all(piece.as_bytes())?;
+            out.flush()?;
+            text.push_str(piece);
+        }
+    }
+    writeln!(out)?;
+    Ok(text)
+}
+
+const REPL_HELP: &str = "Commands:\n  /bye, /exit, /quit   leave\n  /parameters          show the parameters\n  \
+/reset, /clear       forget the conversation\n  /set max-tokens N | temperature T | top-p P\n  \
+/system-prompt TEXT  set the system prompt\n  /help                this help";
+
+async fn interactive(client: &Client, model: &str, mut params: Params, stream: bool) -> Result<ExitCode> {
+    eprintln!("Chatting with {model} on {}. /help for commands, /bye to leave.", client.provider());
+    let mut history: Vec<ChatMessage> = Vec::new();
+    let stdin = std::io::stdin();
+    loop {
+        eprint!(">>> ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(cmd) = line.strip_prefix('/') {
+            let (name, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
+            match name {
+                "bye" | "exit" | "quit" => break,
+                "help" => eprintln!("{REPL_HELP}"),
+                "reset" | "clear" => {
+                    history.clear();
+                    eprintln!("Conversation cleared.");
+                }
+                "parameters" => eprintln!(
+                    "max-tokens: {:?}\ntemperature: {:?}\ntop-p: {:?}\nsystem-prompt: {:?}",
+                    params.max_tokens, params.temperature, params.top_p, params.system
+                ),
+                "system-prompt" => params.system = Some(rest.to_string()),
+                "set" => {
+                    let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let ok = match k {
+                        "max-tokens" => v.trim().parse().map(|n| params.max_tokens = Some(n)).is_ok(),
+                        "temperature" => v.trim().parse().map(|t| params.temperature = Some(t)).is_ok(),
+                        "top-p" => v.trim().parse().map(|p| params.top_p = Some(p)).is_ok(),
+                        _ => false,
+                    };
+                    if !ok {
+                        eprintln!("usage: /set max-tokens N | temperature T | top-p P");
+                    }
+                }
+                _ => eprintln!("unknown command /{name}; /help lists them"),
+            }
+            continue;
+        }
+        history.push(ChatMessage::user(line));
+        let req = build_request(model, &[], &history, &params);
+        match send_and_print(client, &req, stream).await {
+            Ok(text) => history.push(ChatMessage::assistant(text)),
+            Err(e) => {
+                history.pop();
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
+    let config = EmulatorConfig {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
+        retired: args.retired,
+        require_auth: !args.no_auth,
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        ..Default::default()
+    };
+    let emu = Emulator::start(config).await.with_context(|| format!("could not listen on 127.0.0.1:{}", args.port))?;
+    eprintln!(
+        "gm emulator listening on {} (GitHub paths; use --provider github --base-url {}) and {} (OpenAI-style paths){}",
+        emu.url(),
+        emu.url(),
+        emu.openai_url(),
+        if args.retired { "; answering 410 everywhere (retired)" } else { "" }
+    );
+    eprintln!(
+        "admin: GET {0}/_emulator/stats, POST {0}/_emulator/faults, POST {0}/_emulator/reset; Ctrl-C stops",
+        emu.url()
+    );
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    emu.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_follow_gh_models_rules() {
+        let m = parse_vars(&["a=1".into(), "".into(), "b= x=y ".into()]).unwrap();
+        assert_eq!(m["b"], " x=y ");
+        assert!(parse_vars(&["a=1".into(), "a=2".into()]).is_err());
+        assert!(parse_vars(&["=1".into()]).is_err());
+        assert!(parse_vars(&["novalue".into()]).is_err());
+    }
+}

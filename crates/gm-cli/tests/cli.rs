@@ -1,0 +1,151 @@
+//! End-to-end tests of the `gm` binary on the demo provider and against the emulator.
+
+use std::process::{Command, Output, Stdio};
+
+use gm_emulator::{Emulator, EmulatorConfig};
+
+const SECRET: &str = "ghp_verysecrettokenvalue42";
+
+fn gm(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+    cmd.args(args).stdin(Stdio::null());
+    for var in [
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
+        "GM_PROVIDER",
+        "GM_BASE_URL",
+        "GM_API_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    // No `gh` on the PATH: credentials come only from what each test sets.
+    cmd.env("PATH", "/nonexistent");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+}
+
+#[test]
+fn models_and_run_on_the_demo_provider_say_so() {
+    let out = gm(&["models", "list"], &[]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("openai/gpt-4.1"));
+    assert!(text(&out.stderr).contains("demo provider"), "{}", text(&out.stderr));
+
+    let out = gm(&["models", "list", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|m| m["id"].is_string()));
+
+    let out = gm(&["run", "openai/gpt-4.1", "What is 6 * 7?"], &[]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "The answer is 42.\n");
+    assert!(text(&out.stderr).contains("demo provider"));
+
+    let out = gm(&["run", "openai/gpt-4.1", "What is the capital of France?"], &[("GITHUB_TOKEN", "demo_token")]);
+    assert_eq!(text(&out.stdout), "Paris\n");
+}
+
+#[test]
+fn run_with_a_prompt_file_and_vars() {
+    let dir = std::env::temp_dir().join(format!("gm-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("calc.prompt.yml");
+    std::fs::write(
+        &file,
+        "name: calc\nmodel: openai/gpt-4.1\nmodelParameters:\n  maxTokens: 100\nmessages:\n  - role: system\n    content: You compute.\n  - role: user\n    content: 'What is {{a}} + {{input}}?'\n",
+    )
+    .unwrap();
+    let out = gm(&["run", "openai/gpt-4.1", "--file", file.to_str().unwrap(), "--var", "a=40", "2"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "The answer is 42.\n");
+
+    std::fs::write(&file, "name: bad\nmessages: [\n").unwrap();
+    let out = gm(&["run", "--file", file.to_str().unwrap(), "x"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("calc.prompt.yml:"), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn run_against_the_emulator_on_github_and_openai_paths() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let url = emu.url();
+    let out = gm(
+        &["--provider", "github", "--base-url", &url, "run", "openai/gpt-4o-mini", "hi there"],
+        &[("GITHUB_TOKEN", SECRET)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi there\n");
+
+    let v1 = emu.openai_url();
+    let out =
+        gm(&["--provider", "openai-compatible", "--base-url", &v1, "run", "gpt-4o-mini", "streamed words arrive"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "streamed words arrive\n");
+
+    let out = gm(&["--provider", "github", "--base-url", &url, "models", "list"], &[("GITHUB_TOKEN", SECRET)]);
+    assert!(text(&out.stdout).contains("openai/gpt-4.1-mini"));
+
+    let out = gm(
+        &["--provider", "github", "--base-url", &url, "run", "openai/unknown-model", "hi"],
+        &[("GITHUB_TOKEN", SECRET)],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("unknown_model"));
+    for o in [&out.stdout, &out.stderr] {
+        assert!(!text(o).contains(SECRET));
+    }
+    assert_eq!(emu.stats().by_path["/inference/chat/completions"], 2);
+}
+
+#[test]
+fn a_retired_service_gives_one_request_one_clear_error_and_no_token() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig { retired: true, ..Default::default() })).unwrap();
+    let out = gm(
+        &["-vv", "--provider", "github", "--base-url", &emu.url(), "run", "openai/gpt-4o-mini", "hi"],
+        &[("GITHUB_TOKEN", SECRET)],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("retired on 2026-07-30") && err.contains("--provider"), "{err}");
+    assert!(!err.contains(SECRET) && !text(&out.stdout).contains(SECRET));
+    assert_eq!(emu.stats().total, 1);
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_to_do() {
+    let out = gm(&["--provider", "openai", "run", "gpt-4o", "hi"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("OPENAI_API_KEY"));
+    let out = gm(&["--provider", "openai-compatible", "run", "x", "hi"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--base-url"));
+    let out = gm(&["run", "openai/", "hi"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = gm(&["--bogus-flag"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn auth_status_redacts_the_token() {
+    let out = gm(&["auth", "status", "--json"], &[("GITHUB_TOKEN", SECRET)]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!all.contains(SECRET), "{all}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["provider"], "github");
+    assert_eq!(v["credential"]["source"], "the GITHUB_TOKEN environment variable");
+}

@@ -1,0 +1,270 @@
+//! `.prompt.yml` files: the format of GitHub Models prompts and evaluation suites.
+//!
+//! Parsed as gh-models does, with the spellings other tools wrote accepted too: `modelParameters` with
+//! `maxTokens` or `max_tokens`, `topP` or `top_p`; `jsonSchema` as a JSON string (an object is accepted with a
+//! warning); roles case-insensitive (`developer` accepted). Templating replaces `{{key}}` for every key given;
+//! unknown placeholders stay as written.
+
+use std::path::Path;
+
+use gm_core::{ChatMessage, ChatRequest, JsonSchemaFormat, ResponseFormat, Role};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Why a prompt file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PromptError {
+    /// The file could not be read.
+    #[error("could not read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has a field of the wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// 1-based line, 0 when unknown.
+        line: usize,
+        /// 1-based column, 0 when unknown.
+        column: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The YAML is well formed but a value is not allowed.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// `modelParameters`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParameters {
+    /// `maxTokens` (or `max_tokens`).
+    #[serde(default, rename = "maxTokens", alias = "max_tokens")]
+    pub max_tokens: Option<u32>,
+    /// `temperature`.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// `topP` (or `top_p`).
+    #[serde(default, rename = "topP", alias = "top_p")]
+    pub top_p: Option<f64>,
+}
+
+/// One message template.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PromptMessage {
+    /// `system`, `user`, `assistant` (or `developer`), any case.
+    pub role: String,
+    /// The text, with `{{var}}` placeholders.
+    pub content: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPromptFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    model_parameters: Option<ModelParameters>,
+    #[serde(default)]
+    response_format: Option<String>,
+    #[serde(default)]
+    json_schema: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    messages: Vec<PromptMessage>,
+    #[serde(default)]
+    test_data: Vec<Map<String, Value>>,
+    #[serde(default)]
+    evaluators: Vec<Value>,
+}
+
+/// A loaded prompt file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptFile {
+    /// `name`.
+    pub name: String,
+    /// `description`.
+    pub description: String,
+    /// `model`, if the file names one.
+    pub model: Option<String>,
+    /// `modelParameters`.
+    pub model_parameters: ModelParameters,
+    /// `responseFormat` with `jsonSchema` resolved.
+    pub response_format: Option<ResponseFormat>,
+    /// `messages`.
+    pub messages: Vec<PromptMessage>,
+    /// `testData` rows.
+    pub test_data: Vec<Map<String, Value>>,
+    /// `evaluators`, as written (interpreted by the evaluation runner).
+    pub evaluators: Vec<Value>,
+    /// Things accepted but worth a warning (an object `jsonSchema`, …).
+    pub warnings: Vec<String>,
+}
+
+/// Formats a template value as gh-models does (Go's `%v`): strings as they are, other values as JSON.
+pub fn format_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "<nil>".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Replaces `{{key}}` for every key in `vars`; other placeholders stay as written.
+pub fn template(text: &str, vars: &Map<String, Value>) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        let needle = format!("{{{{{k}}}}}");
+        if out.contains(&needle) {
+            out = out.replace(&needle, &format_value(v));
+        }
+    }
+    out
+}
+
+impl PromptFile {
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<PromptFile, PromptError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PromptError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses the text of a file; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<PromptFile, PromptError> {
+        let raw: RawPromptFile = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            PromptError::Syntax {
+                path: origin.to_string(),
+                line,
+                column,
+                message: format!("{e}; see the .prompt.yml format in docs"),
+            }
+        })?;
+        let invalid = |message: String| PromptError::Invalid { path: origin.to_string(), message };
+        let mut warnings = Vec::new();
+        let schema = match raw.json_schema {
+            None => None,
+            Some(serde_yaml_ng::Value::String(s)) => Some(
+                serde_json::from_str::<Value>(&s).map_err(|e| invalid(format!("jsonSchema is not valid JSON: {e}")))?,
+            ),
+            Some(other) => {
+                warnings.push(
+                    "jsonSchema should be a JSON string (gh-models rejects an object); accepted as written".into(),
+                );
+                Some(serde_json::to_value(other).map_err(|e| invalid(format!("jsonSchema could not be read: {e}")))?)
+            }
+        };
+        let response_format = match raw.response_format.as_deref() {
+            None => None,
+            Some("text") => Some(ResponseFormat::Text),
+            Some("json_object") => Some(ResponseFormat::JsonObject),
+            Some("json_schema") => {
+                let schema = schema.ok_or_else(|| invalid("responseFormat json_schema needs a jsonSchema".into()))?;
+                let name = schema.get("name").and_then(Value::as_str).map(str::to_string);
+                let inner = schema.get("schema").cloned();
+                let (Some(name), Some(inner)) = (name, inner) else {
+                    return Err(invalid("jsonSchema must have \"name\" and \"schema\" keys".into()));
+                };
+                let strict = schema.get("strict").and_then(Value::as_bool);
+                let description = schema.get("description").and_then(Value::as_str).map(str::to_string);
+                Some(ResponseFormat::JsonSchema {
+                    json_schema: JsonSchemaFormat {
+                        name,
+                        description,
+                        schema: Some(inner),
+                        strict,
+                        extra: Default::default(),
+                    },
+                })
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "responseFormat `{other}` is not supported; use text, json_object or json_schema"
+                )))
+            }
+        };
+        for (i, m) in raw.messages.iter().enumerate() {
+            if matches!(Role::from_name(&m.role), Role::Other(_) | Role::Tool) {
+                return Err(invalid(format!("messages[{i}] has role `{}`; use system, user or assistant", m.role)));
+            }
+        }
+        Ok(PromptFile {
+            name: raw.name.unwrap_or_default(),
+            description: raw.description.unwrap_or_default(),
+            model: raw.model,
+            model_parameters: raw.model_parameters.unwrap_or_default(),
+            response_format,
+            messages: raw.messages,
+            test_data: raw.test_data,
+            evaluators: raw.evaluators,
+            warnings,
+        })
+    }
+
+    /// The messages with `vars` filled in.
+    pub fn render_messages(&self, vars: &Map<String, Value>) -> Vec<ChatMessage> {
+        self.messages.iter().map(|m| ChatMessage::new(Role::from_name(&m.role), template(&m.content, vars))).collect()
+    }
+
+    /// A chat request for `model` with the messages rendered and the file's parameters and format.
+    pub fn to_request(&self, model: &str, vars: &Map<String, Value>) -> ChatRequest {
+        let mut req = ChatRequest::new(model, self.render_messages(vars));
+        req.max_tokens = self.model_parameters.max_tokens;
+        req.temperature = self.model_parameters.temperature;
+        req.top_p = self.model_parameters.top_p;
+        req.response_format = self.response_format.clone();
+        req
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_spellings_and_templating() {
+        let f = PromptFile::parse(
+            "name: t\nmodel: openai/gpt-4o\nmodelParameters:\n  max_tokens: 50\n  top_p: 0.5\nmessages:\n  - role: System\n    content: sys\n  - role: user\n    content: 'hi {{name}} {{n}} {{missing}}'\n",
+            "t.prompt.yml",
+        )
+        .unwrap();
+        assert_eq!(f.model_parameters, ModelParameters { max_tokens: Some(50), temperature: None, top_p: Some(0.5) });
+        let vars = json!({"name": "Ada", "n": 3}).as_object().unwrap().clone();
+        let req = f.to_request("openai/gpt-4o", &vars);
+        assert_eq!(req.messages[1].text(), "hi Ada 3 {{missing}}");
+        assert_eq!(req.messages[0].role, Role::System);
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let e = PromptFile::parse("name: t\nmessages:\n  - role: user\n    content: [unclosed\n", "bad.prompt.yml")
+            .unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("bad.prompt.yml:"), "{s}");
+        let e = PromptFile::parse("responseFormat: xml\n", "f.yml").unwrap_err();
+        assert!(e.to_string().contains("use text, json_object or json_schema"));
+        let e =
+            PromptFile::parse("responseFormat: json_schema\njsonSchema: '{\"name\": \"x\"}'\n", "f.yml").unwrap_err();
+        assert!(e.to_string().contains("\"name\" and \"schema\""));
+    }
+}
