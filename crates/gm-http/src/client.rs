@@ -203,7 +203,7 @@ impl ClientBuilder {
                 )))
             }
         };
-        Ok(Client {
+        let mut client = Client {
             inner: Arc::new(Inner {
                 provider: self.provider,
                 base,
@@ -216,10 +216,16 @@ impl ClientBuilder {
                 api_version: self.api_version,
                 user_agent: self.user_agent,
                 observer: self.observer,
+                headers: HeaderMap::new(),
                 stats: ClientStats::default(),
                 catalog: Mutex::new(None),
             }),
-        })
+        };
+        let headers = client.build_headers()?;
+        if let Some(inner) = Arc::get_mut(&mut client.inner) {
+            inner.headers = headers;
+        }
+        Ok(client)
     }
 }
 
@@ -235,6 +241,8 @@ struct Inner {
     api_version: Option<String>,
     user_agent: String,
     observer: Option<Arc<dyn ResponseObserver>>,
+    /// Every header but `content-type`, built once.
+    headers: HeaderMap,
     stats: ClientStats,
     catalog: Mutex<Option<(Instant, Arc<Vec<CatalogEntry>>)>>,
 }
@@ -357,13 +365,10 @@ impl Client {
         url
     }
 
-    fn headers(&self, json_body: bool) -> Result<HeaderMap, Error> {
+    fn build_headers(&self) -> Result<HeaderMap, Error> {
         let mut h = HeaderMap::new();
         let ua = HeaderValue::from_str(&self.inner.user_agent).unwrap_or(HeaderValue::from_static("gm"));
         h.insert(http::header::USER_AGENT, ua);
-        if json_body {
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
         match self.inner.provider {
             ProviderKind::Github => {
                 h.insert(http::header::ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
@@ -515,7 +520,10 @@ impl Client {
         model: &str,
         _stream: bool,
     ) -> Result<(HttpResponse, Meta), Error> {
-        let headers = self.headers(!body.is_empty())?;
+        let mut headers = self.inner.headers.clone();
+        if !body.is_empty() {
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         let policy = &self.inner.retry;
         let mut meta = Meta { attempts: 0, rate_limited: 0 };
         loop {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -118,7 +119,12 @@ impl Transport for HyperTransport {
         let stream = futures_util::stream::unfold(Some(body), move |state| async move {
             let mut body = state?;
             loop {
-                match tokio::time::timeout(read_timeout, body.frame()).await {
+                // Most frames are already buffered; only a frame that is not yet here needs a timer.
+                let next = match body.frame().now_or_never() {
+                    Some(ready) => Ok(ready),
+                    None => tokio::time::timeout(read_timeout, body.frame()).await,
+                };
+                match next {
                     Err(_) => {
                         let e = TransportError::new(
                             TransportErrorKind::Timeout,

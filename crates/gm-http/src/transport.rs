@@ -71,13 +71,23 @@ impl HttpResponse {
 
 /// Reads a body stream to the end, failing once it exceeds `limit` bytes.
 pub async fn collect_body(mut body: BodyStream, limit: usize) -> Result<Bytes, TransportError> {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
+    // A body that arrives in one piece is returned without a copy.
+    let Some(first) = body.next().await else { return Ok(Bytes::new()) };
+    let first = first?;
+    if first.len() > limit {
+        return Err(TransportError::too_large(limit));
+    }
+    let Some(second) = body.next().await else { return Ok(first) };
+    let second = second?;
+    let mut buf = BytesMut::with_capacity(first.len() + second.len());
+    buf.extend_from_slice(&first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
         if buf.len() + chunk.len() > limit {
             return Err(TransportError::too_large(limit));
         }
         buf.extend_from_slice(&chunk);
+        next = body.next().await.transpose()?;
     }
     Ok(buf.freeze())
 }
