@@ -64,7 +64,6 @@ struct Setup {
     gm: Client,
     raw: RawClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     url: String,
-    body: Bytes,
 }
 
 impl Setup {
@@ -77,13 +76,7 @@ impl Setup {
             .build()
             .expect("client");
         let raw = RawClient::builder(TokioExecutor::new()).build_http();
-        Setup {
-            rt,
-            gm,
-            raw,
-            url: format!("{base}/v1/chat/completions"),
-            body: Bytes::from(serde_json::to_vec(&request()).expect("json")),
-        }
+        Setup { rt, gm, raw, url: format!("{base}/v1/chat/completions") }
     }
 
     fn gm_once(&self, req: &ChatRequest) {
@@ -91,12 +84,14 @@ impl Setup {
         assert!(!r.text().is_empty());
     }
 
-    fn raw_once(&self) {
+    /// The same request by hand: serialize, send, read the body, parse, as any caller of raw hyper would.
+    fn raw_once(&self, req: &ChatRequest) {
         self.rt.block_on(async {
+            let body = Bytes::from(serde_json::to_vec(req).expect("json"));
             let req = http::Request::post(&self.url)
                 .header("content-type", "application/json")
                 .header("accept", "application/json")
-                .body(Full::new(self.body.clone()))
+                .body(Full::new(body))
                 .expect("request");
             let resp = self.raw.request(req).await.expect("raw request");
             let bytes = resp.into_body().collect().await.expect("body").to_bytes();
@@ -109,9 +104,10 @@ impl Setup {
 fn bench(c: &mut Criterion, s: &Setup) {
     let req = request();
     let mut g = c.benchmark_group("client_path");
+    let req = &req;
     g.measurement_time(Duration::from_secs(4));
-    g.bench_function("raw_hyper", |b| b.iter(|| s.raw_once()));
-    g.bench_function("gm_client", |b| b.iter(|| s.gm_once(&req)));
+    g.bench_function("raw_hyper", |b| b.iter(|| s.raw_once(req)));
+    g.bench_function("gm_client", |b| b.iter(|| s.gm_once(req)));
     g.finish();
 }
 
@@ -123,7 +119,7 @@ fn cpu_comparison(s: &Setup) {
     for _ in 0..2 {
         let t = cpu_seconds();
         for _ in 0..n / 2 {
-            s.raw_once();
+            s.raw_once(&req);
         }
         per[0] += cpu_seconds() - t;
         let t = cpu_seconds();
@@ -147,6 +143,22 @@ fn main() {
     }
     let (mut child, base) = spawn_emulator();
     let s = Setup::new(&base);
+    // `GM_BENCH_LOOP=raw:N` or `gm:N` runs one client N times and exits: for instruction counts under
+    // `valgrind --tool=callgrind`, which are repeatable whatever else the machine is doing.
+    if let Some((which, n)) = std::env::var("GM_BENCH_LOOP").ok().as_deref().and_then(|v| v.split_once(':')) {
+        let n: usize = n.parse().unwrap_or(1000);
+        let req = request();
+        for _ in 0..n {
+            if which == "raw" {
+                s.raw_once(&req);
+            } else {
+                s.gm_once(&req);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c, &s);
     c.final_summary();

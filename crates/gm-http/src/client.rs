@@ -217,13 +217,20 @@ impl ClientBuilder {
                 user_agent: self.user_agent,
                 observer: self.observer,
                 headers: HeaderMap::new(),
+                json_headers: HeaderMap::new(),
+                chat_url: http::Uri::default(),
                 stats: ClientStats::default(),
                 catalog: Mutex::new(None),
             }),
         };
         let headers = client.build_headers()?;
+        let chat_url = parse_uri(&client.url(Route::Chat))?;
+        let mut json_headers = headers.clone();
+        json_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(inner) = Arc::get_mut(&mut client.inner) {
             inner.headers = headers;
+            inner.json_headers = json_headers;
+            inner.chat_url = chat_url;
         }
         Ok(client)
     }
@@ -241,8 +248,12 @@ struct Inner {
     api_version: Option<String>,
     user_agent: String,
     observer: Option<Arc<dyn ResponseObserver>>,
-    /// Every header but `content-type`, built once.
+    /// The headers of a request without a body, built once.
     headers: HeaderMap,
+    /// The same with `content-type: application/json`.
+    json_headers: HeaderMap,
+    /// The chat completions URL, built once.
+    chat_url: http::Uri,
     stats: ClientStats,
     catalog: Mutex<Option<(Instant, Arc<Vec<CatalogEntry>>)>>,
 }
@@ -398,6 +409,15 @@ impl Client {
     }
 
     fn wire_model(&self, model: &str) -> Result<String, Error> {
+        // Ids already in the form the wire wants need no parse (the common case on the hot path).
+        let plain = !model.is_empty()
+            && model.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+            && model.split('/').all(|p| !p.is_empty())
+            && model.split('/').count() <= 3;
+        let needs_publisher = self.inner.provider == ProviderKind::Github && !model.contains('/');
+        if plain && !needs_publisher {
+            return Ok(model.to_string());
+        }
         match self.inner.provider {
             ProviderKind::Github => ModelId::parse_github(model)
                 .map(|id| id.canonical().to_string())
@@ -415,8 +435,8 @@ impl Client {
                 return Ok(list.clone());
             }
         }
-        let url = self.url(Route::Catalog);
-        let (resp, _) = self.execute(Method::GET, url.clone(), Bytes::new(), "", false).await?;
+        let url = parse_uri(&self.url(Route::Catalog))?;
+        let (resp, _) = self.execute(Method::GET, url.clone(), Bytes::new(), "").await?;
         let body = self.collect(resp, &url).await?;
         let list: Vec<CatalogEntry> = if matches!(self.inner.provider, ProviderKind::Github | ProviderKind::Demo) {
             decode(self.inner.provider, &body)?
@@ -437,17 +457,17 @@ impl Client {
         req.stream_options = None;
         let body = serde_json::to_vec(&req)
             .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
-        let url = self.url(Route::Chat);
+        let url = self.inner.chat_url.clone();
         let started = Instant::now();
         let deadline = self.inner.timeout;
         let work = async {
-            let (resp, meta) = self.execute(Method::POST, url.clone(), body.into(), &req.model, false).await?;
+            let (resp, meta) = self.execute(Method::POST, url.clone(), body.into(), &req.model).await?;
             let bytes = self.collect(resp, &url).await?;
             let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
             Ok::<_, Error>((completion, meta))
         };
         let (completion, meta) = tokio::time::timeout(deadline, work).await.map_err(|_| Error::Timeout {
-            url: url.clone(),
+            url: url.to_string(),
             message: format!("no whole answer within {deadline:?}"),
         })??;
         Ok(ChatResponse {
@@ -470,14 +490,12 @@ impl Client {
         }
         let body = serde_json::to_vec(&req)
             .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
-        let url = self.url(Route::Chat);
+        let url = self.inner.chat_url.clone();
         let started = Instant::now();
-        let (resp, meta) = tokio::time::timeout(
-            self.inner.timeout,
-            self.execute(Method::POST, url.clone(), body.into(), &req.model, true),
-        )
-        .await
-        .map_err(|_| Error::Timeout { url: url.clone(), message: "no answer headers in time".into() })??;
+        let (resp, meta) =
+            tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), &req.model))
+                .await
+                .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
         Ok(ChatStream {
             provider: self.inner.provider,
             body: resp.body,
@@ -501,13 +519,13 @@ impl Client {
         }
         let body = serde_json::to_vec(&req)
             .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
-        let url = self.url(Route::Embeddings);
-        let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), &req.model, false).await?;
+        let url = parse_uri(&self.url(Route::Embeddings))?;
+        let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), &req.model).await?;
         let bytes = self.collect(resp, &url).await?;
         decode(self.inner.provider, &bytes)
     }
 
-    async fn collect(&self, resp: HttpResponse, url: &str) -> Result<Bytes, Error> {
+    async fn collect(&self, resp: HttpResponse, url: &http::Uri) -> Result<Bytes, Error> {
         resp.collect(self.inner.max_response_bytes).await.map_err(|e| map_transport(e, url))
     }
 
@@ -515,15 +533,11 @@ impl Client {
     async fn execute(
         &self,
         method: Method,
-        url: String,
+        url: http::Uri,
         body: Bytes,
         model: &str,
-        _stream: bool,
     ) -> Result<(HttpResponse, Meta), Error> {
-        let mut headers = self.inner.headers.clone();
-        if !body.is_empty() {
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
+        let headers = if body.is_empty() { &self.inner.headers } else { &self.inner.json_headers };
         let policy = &self.inner.retry;
         let mut meta = Meta { attempts: 0, rate_limited: 0 };
         loop {
@@ -606,11 +620,15 @@ struct Meta {
     rate_limited: u32,
 }
 
+fn parse_uri(url: &str) -> Result<http::Uri, Error> {
+    url.parse().map_err(|e| Error::InvalidRequest(format!("`{url}` is not a valid URL ({e}); check --base-url")))
+}
+
 fn poisoned() -> Error {
     Error::InvalidRequest("an internal lock was poisoned by an earlier panic".into())
 }
 
-fn map_transport(e: TransportError, url: &str) -> Error {
+fn map_transport(e: TransportError, url: &http::Uri) -> Error {
     let url = url.to_string();
     match e.kind {
         TransportErrorKind::InvalidRequest => Error::InvalidRequest(e.message),

@@ -109,7 +109,7 @@ fn catalog() -> Value {
 #[async_trait]
 impl Transport for DemoTransport {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let path = request.url.split('?').next().unwrap_or("").to_string();
+        let path = request.url.path().to_string();
         let bad = |msg: String| json_response(400, json!({"error": {"code": "invalid_request", "message": msg}}));
         if request.method == Method::GET && (path.ends_with("/catalog/models") || path.ends_with("/models")) {
             if path.ends_with("/catalog/models") {

@@ -95,10 +95,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> TransportError {
 #[async_trait]
 impl Transport for HyperTransport {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let uri: http::Uri = request.url.parse().map_err(|e| {
-            TransportError::new(TransportErrorKind::InvalidRequest, format!("invalid URL {}: {e}", request.url))
-        })?;
-        let mut builder = http::Request::builder().method(request.method).uri(uri);
+        let mut builder = http::Request::builder().method(request.method).uri(request.url);
         if let Some(h) = builder.headers_mut() {
             *h = request.headers;
         }

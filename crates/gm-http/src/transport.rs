@@ -20,7 +20,7 @@ pub struct HttpRequest {
     /// The method.
     pub method: Method,
     /// The absolute URL.
-    pub url: String,
+    pub url: http::Uri,
     /// Headers, including authorization. Never printed: see the `Debug` impl.
     pub headers: HeaderMap,
     /// The body.
