@@ -51,6 +51,9 @@ pub use hyper_transport::{HyperConfig, HyperTransport};
 pub use retry::RetryPolicy;
 #[cfg(feature = "test-util")]
 pub use transport::MockTransport;
+
+#[cfg(test)]
+mod mock_tests;
 pub use transport::{
     collect_body, BodyStream, BoxError, HttpRequest, HttpResponse, Transport, TransportError, TransportErrorKind,
 };

@@ -159,7 +159,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
 }
 
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 mockall::mock! {
     /// A mockall double of [`Transport`] for unit tests.
     pub Transport {}
