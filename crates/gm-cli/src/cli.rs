@@ -134,4 +134,10 @@ pub struct EmulateArgs {
     /// A fixed delay before every answer, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
+    /// Enforce a GitHub Models rate-limit tier (free plan) per token and model: low, high, embeddings, custom
+    #[arg(long, value_name = "TIER")]
+    pub tier: Option<String>,
+    /// Run the tier's windows this many times faster (30 makes "15 a minute" into "15 per 2 s")
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub time_scale: f64,
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use gm_core::{CatalogEntry, ChatMessage, ChatRequest, ProviderKind, Role};
-use gm_emulator::{Emulator, EmulatorConfig};
+use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits};
 use gm_eval::prompt::PromptFile;
 use gm_http::Client;
 use serde_json::{json, Map, Value};
@@ -340,7 +340,17 @@ async fn interactive(client: &Client, model: &str, mut params: Params, stream: b
 }
 
 async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        return Err(usage(format!("--time-scale {} must be a positive number, e.g. 30", args.time_scale)));
+    }
+    let limits = match args.tier.as_deref() {
+        None => None,
+        Some(t) => Some(EmulatorLimits::tier(t, args.time_scale).ok_or_else(|| {
+            usage(format!("--tier {t} is not a GitHub Models tier; use low, high, embeddings or custom"))
+        })?),
+    };
     let config = EmulatorConfig {
+        limits,
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
         retired: args.retired,
         require_auth: !args.no_auth,
@@ -355,6 +365,9 @@ async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
         emu.openai_url(),
         if args.retired { "; answering 410 everywhere (retired)" } else { "" }
     );
+    if let Some(t) = &args.tier {
+        eprintln!("enforcing the {t} tier per token and model, time scaled by {}", args.time_scale);
+    }
     eprintln!(
         "admin: GET {0}/_emulator/stats, POST {0}/_emulator/faults, POST {0}/_emulator/reset; Ctrl-C stops",
         emu.url()

@@ -28,6 +28,8 @@
 //! None.
 
 mod bodies;
+mod limits;
 mod server;
 
+pub use limits::{github_tier, EmulatorLimits, Window};
 pub use server::{Emulator, EmulatorConfig, EmulatorStats, Fault, FaultKind};

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::bodies;
+use crate::limits::{Counter, EmulatorLimits, InFlight, Refusal};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -37,6 +38,8 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// The per-request input-token cap above which chat answers 413 (the free tier's 8000).
     pub max_input_tokens: u64,
+    /// Rate limits per token and model on chat and embeddings; `None` enforces none.
+    pub limits: Option<EmulatorLimits>,
 }
 
 impl Default for EmulatorConfig {
@@ -48,6 +51,7 @@ impl Default for EmulatorConfig {
             catalog: builtin_catalog(),
             latency: Duration::ZERO,
             max_input_tokens: 8000,
+            limits: None,
         }
     }
 }
@@ -119,6 +123,7 @@ struct State {
     config: EmulatorConfig,
     faults: Mutex<VecDeque<Fault>>,
     stats: Mutex<EmulatorStats>,
+    counter: Counter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +148,7 @@ impl Emulator {
             config,
             faults: Mutex::new(VecDeque::new()),
             stats: Mutex::new(EmulatorStats::default()),
+            counter: Counter::default(),
         });
         let (stop, mut stopped) = watch::channel(false);
         let st = state.clone();
@@ -338,6 +344,18 @@ fn status_fault(status: u16, retry_after: Option<u64>) -> Response<Body> {
     }
 }
 
+fn too_many(r: &Refusal) -> Response<Body> {
+    let wait_secs = r.wait.as_secs_f64().ceil().max(1.0) as u64;
+    let window_secs = r.window.map(|w| w.as_secs_f64().round() as u64).unwrap_or(0);
+    let mut resp = full(429, bodies::rate_limited_429(r.limit, window_secs, r.kind, wait_secs));
+    let h = resp.headers_mut();
+    h.insert("retry-after", HeaderValue::from(wait_secs));
+    h.insert("retry-after-ms", HeaderValue::from(r.wait.as_millis().max(1) as u64));
+    h.insert("x-ratelimit-timeremaining", HeaderValue::from(wait_secs));
+    h.insert("x-ratelimit-type", HeaderValue::from_static(r.kind));
+    resp
+}
+
 fn find_model<'a>(st: &'a State, style: Style, model: &str) -> Option<&'a CatalogEntry> {
     let m = model.trim().to_lowercase().replace(' ', "-");
     st.config.catalog.iter().find(|e| {
@@ -374,6 +392,13 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
             }
         };
     }
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .or_else(|| req.headers().get("api-key"))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string())
+        .unwrap_or_default();
     let authorized = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -390,8 +415,19 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         Ok(b) => b.to_bytes(),
         Err(e) => return full(400, bodies::bad_request(&format!("could not read the body: {e}"))),
     };
+    let mut in_flight = None;
+    if let Some(limits) = &st.config.limits {
+        let model = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        match st.counter.admit(limits, &token, &model, std::time::Instant::now()) {
+            Ok(guard) => in_flight = Some(guard),
+            Err(r) => return too_many(&r),
+        }
+    }
     match endpoint {
-        Endpoint::Chat => chat(st, style, &body, fault).await,
+        Endpoint::Chat => chat(st, style, &body, fault, in_flight).await,
         Endpoint::Embeddings => embeddings(st, style, &body),
         // Answered above, before the body was read.
         Endpoint::Catalog => full(500, bodies::SERVER_ERROR_500),
@@ -405,7 +441,13 @@ fn unknown_model(style: Style, model: &str) -> Response<Body> {
     }
 }
 
-async fn chat(st: &Arc<State>, style: Style, body: &[u8], fault: Option<FaultKind>) -> Response<Body> {
+async fn chat(
+    st: &Arc<State>,
+    style: Style,
+    body: &[u8],
+    fault: Option<FaultKind>,
+    in_flight: Option<InFlight>,
+) -> Response<Body> {
     let req: ChatRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return full(400, bodies::bad_request(&format!("invalid chat completions request: {e}"))),
@@ -480,14 +522,18 @@ async fn chat(st: &Arc<State>, style: Style, body: &[u8], fault: Option<FaultKin
         _ => frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n"))),
     }
     let gap = st.config.latency / 10;
-    let stream = futures_util::stream::iter(frames).then(move |f| async move {
-        if f.is_err() {
-            // Let what was sent reach the client first, so the drop happens mid-stream and not before the head.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        } else if gap > Duration::ZERO {
-            tokio::time::sleep(gap).await;
+    let stream = futures_util::stream::iter(frames).then(move |f| {
+        // The request stays in flight until its stream has been sent.
+        let _held = &in_flight;
+        async move {
+            if f.is_err() {
+                // Let what was sent reach the client first, so the drop happens mid-stream and not before the head.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            } else if gap > Duration::ZERO {
+                tokio::time::sleep(gap).await;
+            }
+            f.map(Frame::data)
         }
-        f.map(Frame::data)
     });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -223,3 +223,29 @@ async fn a_refused_connection_is_never_sent() {
     let e = c.chat(&hi("gpt-4o-mini")).await.unwrap_err();
     assert_eq!(e.phase(), gm_http::Phase::NeverSent, "{e:?}");
 }
+
+#[tokio::test]
+async fn the_emulator_enforces_a_scaled_tier_with_the_real_429() {
+    let limits = gm_emulator::EmulatorLimits::tier("high", 600.0).unwrap(); // 10 per 100 ms, 2 at once
+    let emu = Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() }).await.unwrap();
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let mut refused = None;
+    for _ in 0..11 {
+        if let Err(e) = c.chat(&hi("openai/gpt-4.1")).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("the 11th request within the window is refused");
+    let api = e.api().unwrap();
+    assert_eq!((api.status, api.code()), (429, Some("RateLimitReached")));
+    assert_eq!(api.rate_limit_type.as_deref(), Some("UserByModelByMinute"));
+    assert!(api.retry_after.is_some_and(|w| w <= Duration::from_millis(100)), "{:?}", api.retry_after);
+    assert_eq!(emu.stats().by_status[&200], 10);
+}
