@@ -46,6 +46,7 @@ pub trait PersistentStore: Send + Sync + std::fmt::Debug {
 }
 
 /// Milliseconds since the Unix epoch (negative before it), the time unit of the stores.
+#[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
 pub(crate) fn unix_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
@@ -53,6 +54,7 @@ pub(crate) fn unix_ms(t: SystemTime) -> i64 {
     }
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
 pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
     if ms >= 0 {
         UNIX_EPOCH + Duration::from_millis(ms as u64)
@@ -62,12 +64,14 @@ pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
 }
 
 /// `now + ttl` in milliseconds, or `None` (never) when there is no TTL or it overflows.
+#[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
 pub(crate) fn expiry_ms(now: SystemTime, ttl: Option<Duration>) -> Option<i64> {
     let ttl_ms = i64::try_from(ttl?.as_millis()).ok()?;
     unix_ms(now).checked_add(ttl_ms)
 }
 
 /// Counters kept in the process for a store (entries and bytes come from the store itself).
+#[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub hits: std::sync::atomic::AtomicU64,
@@ -77,6 +81,7 @@ pub(crate) struct Counters {
     pub inserts: std::sync::atomic::AtomicU64,
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(dead_code))]
 impl Counters {
     pub fn bump(counter: &std::sync::atomic::AtomicU64, by: u64) {
         counter.fetch_add(by, std::sync::atomic::Ordering::Relaxed);
