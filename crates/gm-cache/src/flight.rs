@@ -71,15 +71,17 @@ struct Slot {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use gm_cache::{Origin, RequestKey, SingleFlight};
+/// use gm_cache::{Fetched, Origin, RequestKey, SingleFlight};
 ///
 /// let flights = SingleFlight::new();
 /// let key = RequestKey::from_u128(1);
-/// let (a, b) = tokio::join!(
-///     flights.run(key, async { Ok::<_, String>(42) }),
-///     flights.run(key, async { Ok::<_, String>(43) }),
-/// );
-/// assert_eq!((a.unwrap().origin, b.unwrap()), (Origin::Upstream, gm_cache::Fetched { value: 42, origin: Origin::Shared }));
+/// let slow = async {
+///     tokio::task::yield_now().await; // the request is in flight
+///     Ok::<_, String>(42)
+/// };
+/// let (a, b) = tokio::join!(flights.run(key, slow), flights.run(key, async { Ok::<_, String>(43) }));
+/// assert_eq!(a.unwrap().origin, Origin::Upstream);
+/// assert_eq!(b.unwrap(), Fetched { value: 42, origin: Origin::Shared });
 /// # });
 /// ```
 #[derive(Default)]

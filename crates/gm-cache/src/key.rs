@@ -51,7 +51,15 @@ impl RequestKey {
             Ok(id) => Canonical::Owned(id.canonical().to_owned()),
             Err(_) => Canonical::Borrowed(req.model.trim()),
         };
-        Self::compute(b"chat", provider, base_url, model.as_str(), sample, req, &["model", DELIVERY_FIELDS[0], DELIVERY_FIELDS[1]])
+        Self::compute(
+            b"chat",
+            provider,
+            base_url,
+            model.as_str(),
+            sample,
+            req,
+            &["model", DELIVERY_FIELDS[0], DELIVERY_FIELDS[1]],
+        )
     }
 
     /// The key of any other request body (embeddings, a catalog query …) of kind `kind`, for example
@@ -403,10 +411,19 @@ impl<'a> ser::Serializer for Canon<'a> {
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Unsupported> {
         self.serialize_unit()
     }
-    fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<(), Unsupported> {
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), Unsupported> {
         self.serialize_str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<(), Unsupported> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), Unsupported> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -594,10 +611,19 @@ impl ser::Serializer for KeyCanon<'_> {
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Unsupported> {
         Err(Unsupported)
     }
-    fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<(), Unsupported> {
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), Unsupported> {
         self.serialize_str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<(), Unsupported> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), Unsupported> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -615,7 +641,11 @@ impl ser::Serializer for KeyCanon<'_> {
     fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Unsupported> {
         Err(Unsupported)
     }
-    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeTupleStruct, Unsupported> {
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Unsupported> {
         Err(Unsupported)
     }
     fn serialize_tuple_variant(

@@ -40,8 +40,8 @@
 //! ```
 //!
 //! # Crate features
-//! - `sqlite`: [`SqliteCache`], the persistent tier in a SQLite file (SQLite is compiled in).
-//! - `redis`: [`RedisCache`], the shared tier in a Redis server.
+//! - `sqlite`: `SqliteCache`, the persistent tier in a SQLite file (SQLite is compiled in).
+//! - `redis`: `RedisCache`, the shared tier in a Redis server.
 //!
 //! Neither is on by default.
 

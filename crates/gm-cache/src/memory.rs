@@ -228,8 +228,7 @@ impl<V: CacheValue> Shard<V> {
     }
 
     fn purge_expired(&mut self, now: Instant) -> usize {
-        let expired: Vec<RequestKey> =
-            self.lru.iter().filter(|(_, e)| e.is_expired(now)).map(|(k, _)| *k).collect();
+        let expired: Vec<RequestKey> = self.lru.iter().filter(|(_, e)| e.is_expired(now)).map(|(k, _)| *k).collect();
         for key in &expired {
             self.remove(key);
         }

@@ -242,9 +242,8 @@ fn classify(conn: &Connection, path: &Path, e: rusqlite::Error) -> Error {
         Some(ErrorCode::DatabaseCorrupt) => return Error::Corrupt { path, detail: e.to_string() },
         _ => {}
     }
-    let check: Result<Vec<String>, rusqlite::Error> = conn
-        .prepare("PRAGMA quick_check")
-        .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect());
+    let check: Result<Vec<String>, rusqlite::Error> =
+        conn.prepare("PRAGMA quick_check").and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect());
     match check {
         Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Error::Open { path, source: Box::new(e) },
         Ok(lines) => Error::Corrupt { path, detail: lines.into_iter().take(3).collect::<Vec<_>>().join("; ") },
@@ -414,7 +413,10 @@ impl PersistentStore for SqliteCache {
     fn purge_expired(&self, now: SystemTime) -> Result<u64, Error> {
         let n = self
             .conn()
-            .execute("DELETE FROM cache_entries WHERE expires_ms IS NOT NULL AND expires_ms <= ?1", params![unix_ms(now)])
+            .execute(
+                "DELETE FROM cache_entries WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+                params![unix_ms(now)],
+            )
             .map_err(store_err)? as u64;
         Counters::bump(&self.counters.expirations, n);
         Ok(n)

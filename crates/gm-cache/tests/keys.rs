@@ -106,7 +106,8 @@ fn endpoint_spelling_is_normalised() {
 #[test]
 fn everything_that_changes_the_answer_changes_the_key() {
     let base = key_of(full());
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         ("temperature", Box::new(|v| v["temperature"] = json!(0.6))),
         ("top_p", Box::new(|v| v["top_p"] = json!(1))),
         ("max_tokens", Box::new(|v| v["max_tokens"] = json!(101))),

@@ -1,7 +1,6 @@
 //! The two-tier cache: memory in front of a persistent store.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -89,6 +88,7 @@ mod with_sqlite {
     use super::*;
     use gm_cache::SqliteCache;
     use std::path::PathBuf;
+    use std::sync::Arc;
 
     struct TempDir(PathBuf);
     impl TempDir {
