@@ -4,6 +4,7 @@
 //! `cargo bench -p gm-benches --bench cache` runs everything; memory per entry is measured in a fresh
 //! child process per structure (the resident-set growth while it fills with 1M entries) and printed first.
 
+use std::cell::{OnceCell, RefCell};
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -87,31 +88,57 @@ fn configure<'a>(group: &mut criterion::BenchmarkGroup<'a, criterion::measuremen
 fn memory_tier(c: &mut Criterion) {
     for (n, label) in SIZES {
         let now = Instant::now();
-        let ours = ours(n, now);
-        let raw = Mutex::new(raw_lru(n));
-        let mut raw_unlocked = raw_lru(n);
-        let moka = moka(n);
+        // Built on first use, so a filtered run (`-- key`) does not fill caches it will not measure.
+        let ours_cell = OnceCell::new();
+        let ours = || ours_cell.get_or_init(|| ours(n, now));
+        let raw_cell: OnceCell<RefCell<lru::LruCache<u128, Bytes>>> = OnceCell::new();
+        let raw = || raw_cell.get_or_init(|| RefCell::new(raw_lru(n)));
+        let locked_cell = OnceCell::new();
+        let locked = || locked_cell.get_or_init(|| Mutex::new(raw_lru(n)));
+        let moka_cell = OnceCell::new();
+        let moka = || moka_cell.get_or_init(|| moka(n));
 
         let mut group = c.benchmark_group(format!("cache/hit/{label}"));
         configure(&mut group, n);
         let mut w = Walk::present(n);
-        group.bench_function("gm-cache", |b| b.iter(|| black_box(ours.get(&RequestKey::from_u128(w.next()), now))));
+        group.bench_function("gm-cache", |b| {
+            let ours = ours();
+            b.iter(|| black_box(ours.get(&RequestKey::from_u128(w.next()), now)))
+        });
         let mut w = Walk::present(n);
-        group.bench_function("lru", |b| b.iter(|| black_box(raw_unlocked.get(&w.next()).cloned())));
+        group.bench_function("lru", |b| {
+            let mut raw = raw().borrow_mut();
+            b.iter(|| black_box(raw.get(&w.next()).cloned()))
+        });
         let mut w = Walk::present(n);
-        group.bench_function("lru+mutex", |b| b.iter(|| black_box(raw.lock().unwrap().get(&w.next()).cloned())));
+        group.bench_function("lru+mutex", |b| {
+            let locked = locked();
+            b.iter(|| black_box(locked.lock().unwrap().get(&w.next()).cloned()))
+        });
         let mut w = Walk::present(n);
-        group.bench_function("moka", |b| b.iter(|| black_box(moka.get(&w.next()))));
+        group.bench_function("moka", |b| {
+            let moka = moka();
+            b.iter(|| black_box(moka.get(&w.next())))
+        });
         group.finish();
 
         let mut group = c.benchmark_group(format!("cache/miss/{label}"));
         configure(&mut group, n);
         let mut w = Walk::absent(n);
-        group.bench_function("gm-cache", |b| b.iter(|| black_box(ours.get(&RequestKey::from_u128(w.next()), now))));
+        group.bench_function("gm-cache", |b| {
+            let ours = ours();
+            b.iter(|| black_box(ours.get(&RequestKey::from_u128(w.next()), now)))
+        });
         let mut w = Walk::absent(n);
-        group.bench_function("lru", |b| b.iter(|| black_box(raw_unlocked.get(&w.next()).cloned())));
+        group.bench_function("lru", |b| {
+            let mut raw = raw().borrow_mut();
+            b.iter(|| black_box(raw.get(&w.next()).cloned()))
+        });
         let mut w = Walk::absent(n);
-        group.bench_function("moka", |b| b.iter(|| black_box(moka.get(&w.next()))));
+        group.bench_function("moka", |b| {
+            let moka = moka();
+            b.iter(|| black_box(moka.get(&w.next())))
+        });
         group.finish();
 
         // Inserting new keys into a full cache: every insert also evicts the least recently used entry.
@@ -120,6 +147,7 @@ fn memory_tier(c: &mut Criterion) {
         let v = value(1);
         let mut i = n as u64;
         group.bench_function("gm-cache", |b| {
+            let ours = ours();
             b.iter(|| {
                 i += 1;
                 ours.set(RequestKey::from_u128(key_bits(i)), v.clone(), None, now)
@@ -127,13 +155,15 @@ fn memory_tier(c: &mut Criterion) {
         });
         let mut i = n as u64;
         group.bench_function("lru", |b| {
+            let mut raw = raw().borrow_mut();
             b.iter(|| {
                 i += 1;
-                black_box(raw_unlocked.push(key_bits(i), v.clone()))
+                black_box(raw.push(key_bits(i), v.clone()))
             })
         });
         let mut i = n as u64;
         group.bench_function("moka", |b| {
+            let moka = moka();
             b.iter(|| {
                 i += 1;
                 moka.insert(key_bits(i), v.clone())
@@ -202,20 +232,25 @@ fn sqlite_tier(c: &mut Criterion) {
     let now = SystemTime::now();
     let n = 10_000u64;
     let answer = vec![b'a'; 2048];
-
-    let mut group = c.benchmark_group("sqlite");
-    group.sample_size(30).measurement_time(Duration::from_secs(3));
-    for (label, touch) in
-        [("hit (access time fresh)", Duration::from_secs(60)), ("hit (writes access time)", Duration::ZERO)]
-    {
-        let path = dir.join(format!("touch-{}.sqlite", touch.as_secs()));
-        let store = SqliteCache::builder(&path).max_bytes(1 << 30).touch_interval(touch).open().unwrap();
+    let filled = |name: &str, touch: Duration| {
+        let store = SqliteCache::builder(dir.join(name)).max_bytes(1 << 30).touch_interval(touch).open().unwrap();
         for i in 0..n {
             store.set(RequestKey::from_u128(key_bits(i)), &answer, None, now).unwrap();
         }
+        store
+    };
+
+    let mut group = c.benchmark_group("sqlite");
+    group.sample_size(30).measurement_time(Duration::from_secs(3));
+    for (label, name, touch) in [
+        ("hit (access time fresh)", "fresh.sqlite", Duration::from_secs(60)),
+        ("hit (writes access time)", "touch.sqlite", Duration::ZERO),
+    ] {
+        let store = OnceCell::new();
         let mut w = Walk::present(n as usize);
         let mut t = now;
         group.bench_function(format!("{label}, 2KB value, 10k rows"), |b| {
+            let store = store.get_or_init(|| filled(name, touch));
             b.iter(|| {
                 // Each hit a millisecond later, so with a zero touch interval every hit is a write.
                 t += Duration::from_millis(1);
@@ -223,12 +258,16 @@ fn sqlite_tier(c: &mut Criterion) {
             })
         });
     }
-    let store = SqliteCache::builder(dir.join("miss.sqlite")).open().unwrap();
+    let store = OnceCell::new();
     let mut w = Walk::absent(n as usize);
-    group.bench_function("miss", |b| b.iter(|| store.get(&RequestKey::from_u128(w.next()), now).unwrap()));
-    let store = SqliteCache::builder(dir.join("insert.sqlite")).max_bytes(1 << 30).open().unwrap();
-    let mut i = 0u64;
+    group.bench_function("miss", |b| {
+        let store = store.get_or_init(|| filled("miss.sqlite", Duration::from_secs(60)));
+        b.iter(|| store.get(&RequestKey::from_u128(w.next()), now).unwrap())
+    });
+    let store = OnceCell::new();
+    let mut i = n;
     group.bench_function("insert 2KB value", |b| {
+        let store = store.get_or_init(|| filled("insert.sqlite", Duration::from_secs(60)));
         b.iter(|| {
             i += 1;
             store.set(RequestKey::from_u128(key_bits(i)), &answer, None, now).unwrap()
@@ -282,9 +321,12 @@ fn main() {
         measure_memory(&which);
         return;
     }
-    let args: Vec<String> = std::env::args().collect();
-    // Skip the memory report when cargo only lists or smoke-tests the benchmarks.
-    if !args.iter().any(|a| a == "--list" || a == "--test") {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The memory report runs with the whole suite, or when the filter asks for it; not when cargo only
+    // lists or smoke-tests the benchmarks.
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    let smoke = args.iter().any(|a| a == "--list" || a == "--test");
+    if !smoke && filter.is_none_or(|f| "memory".contains(f.as_str()) || f.contains("memory")) {
         report_memory();
     }
     let mut c = Criterion::default().configure_from_args();

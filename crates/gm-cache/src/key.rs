@@ -1,5 +1,6 @@
 //! Request keys: a 128-bit hash of the canonical form of a request.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
@@ -47,15 +48,12 @@ impl RequestKey {
     ///
     /// The provider name is compared case-insensitively and trailing slashes of the base URL are ignored.
     pub fn for_chat(provider: &str, base_url: &str, req: &ChatRequest, sample: u32) -> RequestKey {
-        let model = match ModelId::parse(&req.model) {
-            Ok(id) => Canonical::Owned(id.canonical().to_owned()),
-            Err(_) => Canonical::Borrowed(req.model.trim()),
-        };
+        let model = canonical_model(&req.model);
         Self::compute(
             b"chat",
             provider,
             base_url,
-            model.as_str(),
+            &model,
             sample,
             req,
             &["model", DELIVERY_FIELDS[0], DELIVERY_FIELDS[1]],
@@ -152,17 +150,16 @@ impl FromStr for RequestKey {
     }
 }
 
-enum Canonical<'a> {
-    Owned(String),
-    Borrowed(&'a str),
-}
-
-impl Canonical<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Canonical::Owned(s) => s,
-            Canonical::Borrowed(s) => s,
-        }
+/// The canonical form of a model id, as [`ModelId::canonical`] gives it (trimmed, lower-case, spaces as
+/// `-`), without parsing or allocating when the id is already canonical, as it nearly always is.
+fn canonical_model(model: &str) -> Cow<'_, str> {
+    let trimmed = model.trim();
+    if trimmed.bytes().all(|b| b.is_ascii() && b != b' ' && !b.is_ascii_uppercase()) {
+        return Cow::Borrowed(trimmed);
+    }
+    match ModelId::parse(trimmed) {
+        Ok(id) => Cow::Owned(id.canonical().to_owned()),
+        Err(_) => Cow::Owned(trimmed.to_lowercase().replace(' ', "-")),
     }
 }
 
@@ -177,8 +174,6 @@ struct Buffers {
     out: Vec<u8>,
     /// Entries of the maps being encoded, innermost last.
     entries: Vec<MapEntry>,
-    /// Where a map's entries are copied while they are put in order.
-    scratch: Vec<u8>,
 }
 
 thread_local! {
@@ -194,7 +189,7 @@ fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
             bufs.out.clear();
             bufs.entries.clear();
             let r = f(&mut bufs);
-            if bufs.out.capacity() > KEEP_CAPACITY || bufs.scratch.capacity() > KEEP_CAPACITY {
+            if bufs.out.capacity() > KEEP_CAPACITY {
                 *bufs = Buffers::default();
             }
             r
@@ -247,8 +242,8 @@ mod tag {
     pub const BYTES: u8 = 7;
     pub const SEQ: u8 = 8;
     pub const SEQ_END: u8 = 9;
+    /// Followed by the 16-byte digest of the map's entries in key order.
     pub const MAP: u8 = 10;
-    pub const MAP_END: u8 = 11;
     pub const ERROR: u8 = 0xff;
 }
 
@@ -712,23 +707,30 @@ impl MapCanon<'_> {
     }
 }
 
-/// Puts the entries of the map whose body starts at `body_start` in key order and closes it.
+/// Closes the map whose body starts at `body_start`: replaces its entries with a 128-bit digest of them
+/// taken in key order.
+///
+/// Digesting instead of reordering the bytes in place means no entry is ever copied, however large (the
+/// messages of a request), and every byte is hashed once, by the innermost map that holds it.
 fn finish_map(bufs: &mut Buffers, base: usize, body_start: usize) {
-    let Buffers { out, entries, scratch } = bufs;
+    let Buffers { out, entries } = bufs;
     let mine = &mut entries[base..];
     let sorted = mine.windows(2).all(|w| out[w[0].key_start..w[0].key_end] <= out[w[1].key_start..w[1].key_end]);
-    if !sorted {
-        // A stable sort, so a key that appears twice keeps its order.
+    let digest = if sorted {
+        xxh3_128(&out[body_start..])
+    } else {
+        // A stable sort, so a key that appears twice keeps its order. Streaming the entries in this order
+        // gives the same digest as hashing them laid out sorted.
         mine.sort_by(|a, b| out[a.key_start..a.key_end].cmp(&out[b.key_start..b.key_end]));
-        scratch.clear();
-        scratch.extend_from_slice(&out[body_start..]);
-        out.truncate(body_start);
+        let mut hasher = twox_hash::XxHash3_128::new();
         for e in mine.iter() {
-            out.extend_from_slice(&scratch[e.key_start - body_start..e.end - body_start]);
+            hasher.write(&out[e.key_start..e.end]);
         }
-    }
+        hasher.finish_128()
+    };
     entries.truncate(base);
-    out.push(tag::MAP_END);
+    out.truncate(body_start);
+    out.extend_from_slice(&digest.to_le_bytes());
 }
 
 impl ser::SerializeMap for MapCanon<'_> {
