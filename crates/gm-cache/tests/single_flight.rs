@@ -248,3 +248,21 @@ async fn hits_skip_the_fetch_entirely() {
     assert_eq!((got.origin, got.value), (Origin::Memory, Bytes::from("cached")));
     assert_eq!(cache.stats().hits, 1);
 }
+
+/// The client spawns requests on a multi-threaded runtime, so the caches and their futures must be `Send`.
+#[test]
+fn caches_and_their_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let memory = cache();
+    let tiered = gm_cache::Cache::new(CacheConfig::default());
+    let flights = SingleFlight::new();
+    send_sync(&memory);
+    send_sync(&tiered);
+    send_sync(&flights);
+    let now = Instant::now();
+    let key = RequestKey::from_u128(1);
+    send(memory.get_or_fetch(key, None, now, async { Ok::<_, Upstream>(Bytes::new()) }));
+    send(tiered.get_or_fetch(key, None, now, async { Ok::<_, Upstream>(Bytes::new()) }));
+    send(flights.run(key, async { Ok::<_, Upstream>(1u8) }));
+}
