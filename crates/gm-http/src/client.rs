@@ -77,6 +77,17 @@ pub struct ClientBuilder {
     api_version: Option<String>,
     user_agent: String,
     observer: Option<Arc<dyn ResponseObserver>>,
+    cache: Option<Arc<gm_cache::Cache>>,
+    cache_policy: CachePolicy,
+}
+
+/// How the client uses its cache.
+#[derive(Debug, Clone, Default)]
+pub struct CachePolicy {
+    /// How long a stored answer stays fresh (`None`: the cache's default).
+    pub ttl: Option<Duration>,
+    /// Send every request and overwrite what is stored, reading nothing from the cache.
+    pub refresh: bool,
 }
 
 impl Default for ClientBuilder {
@@ -100,6 +111,8 @@ impl ClientBuilder {
             api_version: None,
             user_agent: concat!("gm/", env!("CARGO_PKG_VERSION")).to_string(),
             observer: None,
+            cache: None,
+            cache_policy: CachePolicy::default(),
         }
     }
 
@@ -164,6 +177,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Answers identical chat requests from this cache (see [`Client::chat`]).
+    pub fn cache(mut self, cache: Arc<gm_cache::Cache>, policy: CachePolicy) -> Self {
+        self.cache = Some(cache);
+        self.cache_policy = policy;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
         let base = match (&self.base_url, default_base_url(self.provider)) {
@@ -216,6 +236,8 @@ impl ClientBuilder {
                 api_version: self.api_version,
                 user_agent: self.user_agent,
                 observer: self.observer,
+                cache: self.cache,
+                cache_policy: self.cache_policy,
                 headers: HeaderMap::new(),
                 json_headers: HeaderMap::new(),
                 chat_url: http::Uri::default(),
@@ -248,6 +270,8 @@ struct Inner {
     api_version: Option<String>,
     user_agent: String,
     observer: Option<Arc<dyn ResponseObserver>>,
+    cache: Option<Arc<gm_cache::Cache>>,
+    cache_policy: CachePolicy,
     /// The headers of a request without a body, built once.
     headers: HeaderMap,
     /// The same with `content-type: application/json`.
@@ -301,9 +325,15 @@ pub struct ChatResponse {
     pub attempts: u32,
     /// 429 answers received on the way.
     pub rate_limited: u32,
+    /// Whether the answer came from the cache (no request was sent).
+    pub cached: bool,
 }
 
 impl ChatResponse {
+    fn new(completion: ChatCompletion, started: Instant, meta: Meta, cached: bool) -> Self {
+        Self { completion, latency: started.elapsed(), attempts: meta.attempts, rate_limited: meta.rate_limited, cached }
+    }
+
     /// The answer's text.
     pub fn text(&self) -> &str {
         self.completion.text()
@@ -337,6 +367,11 @@ impl Client {
     /// The base URL in use.
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The cache in use, if any.
+    pub fn cache(&self) -> Option<&Arc<gm_cache::Cache>> {
+        self.inner.cache.as_ref()
     }
 
     /// The credential in use, if any (its `Debug` is redacted).
@@ -450,37 +485,87 @@ impl Client {
     }
 
     /// Sends a chat request and waits for the whole answer (`stream` is turned off for this call).
+    ///
+    /// With a cache configured, an identical earlier answer is returned without a request, and identical
+    /// requests in flight at once reach the provider once.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, Error> {
-        let mut req = request.clone();
-        req.model = self.wire_model(&req.model)?;
-        req.stream = None;
-        req.stream_options = None;
-        let body = serde_json::to_vec(&req)
-            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
-        let url = self.inner.chat_url.clone();
+        self.chat_sample(request, 0).await
+    }
+
+    /// [`Client::chat`] for the `sample`-th of several samples of the same request: each sample index is
+    /// cached apart, so repeated sampling gets distinct answers.
+    pub async fn chat_sample(&self, request: &ChatRequest, sample: u32) -> Result<ChatResponse, Error> {
+        let model = self.wire_model(&request.model)?;
+        // The request is copied only when what goes on the wire differs from it.
+        let owned;
+        let req = if model != request.model || request.stream.is_some() || request.stream_options.is_some() {
+            let mut r = request.clone();
+            r.model = model;
+            r.stream = None;
+            r.stream_options = None;
+            owned = r;
+            &owned
+        } else {
+            request
+        };
         let started = Instant::now();
+        let Some(cache) = &self.inner.cache else {
+            let (bytes, meta) = self.fetch_chat(req).await?;
+            let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
+            return Ok(ChatResponse::new(completion, started, meta, false));
+        };
+        let key = self.cache_key(req, sample);
+        if self.inner.cache_policy.refresh {
+            let (bytes, meta) = self.fetch_chat(req).await?;
+            let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
+            if let Err(e) = cache.set(key, bytes, self.inner.cache_policy.ttl, started) {
+                tracing::warn!(error = %e, "could not store the answer in the cache");
+            }
+            return Ok(ChatResponse::new(completion, started, meta, false));
+        }
+        let meta = Mutex::new(None);
+        let fetched = cache
+            .get_or_fetch(key, self.inner.cache_policy.ttl, started, async {
+                let (bytes, m) = self.fetch_chat(req).await?;
+                // Only a readable answer is cached.
+                decode::<ChatCompletion>(self.inner.provider, &bytes)?;
+                *meta.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
+                Ok::<_, Error>(bytes)
+            })
+            .await
+            .map_err(Error::from_shared)?;
+        let completion: ChatCompletion = decode(self.inner.provider, &fetched.value)?;
+        let cached = fetched.origin.is_cached();
+        let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(Meta { attempts: 0, rate_limited: 0 });
+        Ok(ChatResponse::new(completion, started, meta, cached))
+    }
+
+    fn cache_key(&self, req: &ChatRequest, sample: u32) -> gm_cache::RequestKey {
+        gm_cache::RequestKey::for_chat(self.inner.provider.as_str(), &self.inner.base, req, sample)
+    }
+
+    /// One whole chat exchange over the network, within the overall deadline: the answer's bytes.
+    async fn fetch_chat(&self, req: &ChatRequest) -> Result<(Bytes, Meta), Error> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
+        let url = &self.inner.chat_url;
         let deadline = self.inner.timeout;
         let work = async {
             let (resp, meta) = self.execute(Method::POST, url.clone(), body.into(), &req.model).await?;
-            let bytes = self.collect(resp, &url).await?;
-            let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
-            Ok::<_, Error>((completion, meta))
+            let bytes = self.collect(resp, url).await?;
+            Ok::<_, Error>((bytes, meta))
         };
-        let (completion, meta) = tokio::time::timeout(deadline, work).await.map_err(|_| Error::Timeout {
+        tokio::time::timeout(deadline, work).await.map_err(|_| Error::Timeout {
             url: url.to_string(),
             message: format!("no whole answer within {deadline:?}"),
-        })??;
-        Ok(ChatResponse {
-            completion,
-            latency: started.elapsed(),
-            attempts: meta.attempts,
-            rate_limited: meta.rate_limited,
-        })
+        })?
     }
 
     /// Sends a chat request with `stream: true` and returns the answer as it arrives.
     ///
     /// Usage is asked for with `stream_options.include_usage` unless the request sets `stream_options` itself.
+    /// With a cache configured, a cached answer is replayed as a stream, and a streamed answer that ends with
+    /// `[DONE]` is stored.
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
         let mut req = request.clone();
         req.model = self.wire_model(&req.model)?;
@@ -488,26 +573,35 @@ impl Client {
         if req.stream_options.is_none() {
             req.stream_options = Some(StreamOptions { include_usage: true });
         }
+        let started = Instant::now();
+        let mut sink = None;
+        if let Some(cache) = &self.inner.cache {
+            let key = self.cache_key(&req, 0);
+            if !self.inner.cache_policy.refresh {
+                let hit = cache.get(&key, started).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the cache could not be read");
+                    None
+                });
+                if let Some(hit) = hit {
+                    let completion: ChatCompletion = decode(self.inner.provider, &hit.value)?;
+                    let body = replay_as_sse(&completion);
+                    let mut s = ChatStream::new(self.inner.provider, body, started, Meta { attempts: 0, rate_limited: 0 });
+                    s.cached = true;
+                    return Ok(s);
+                }
+            }
+            sink = Some((cache.clone(), key, self.inner.cache_policy.ttl));
+        }
         let body = serde_json::to_vec(&req)
             .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
         let url = self.inner.chat_url.clone();
-        let started = Instant::now();
         let (resp, meta) =
             tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), &req.model))
                 .await
                 .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
-        Ok(ChatStream {
-            provider: self.inner.provider,
-            body: resp.body,
-            parser: SseParser::default(),
-            pending: VecDeque::new(),
-            finished: false,
-            truncated: false,
-            started,
-            first_chunk: None,
-            attempts: meta.attempts,
-            rate_limited: meta.rate_limited,
-        })
+        let mut s = ChatStream::new(self.inner.provider, resp.body, started, meta);
+        s.sink = sink;
+        Ok(s)
     }
 
     /// Sends an embeddings request.
@@ -660,17 +754,112 @@ pub struct ChatStream {
     truncated: bool,
     started: Instant,
     first_chunk: Option<Duration>,
-    attempts: u32,
-    rate_limited: u32,
+    meta: Meta,
+    assembled: Assembler,
+    cached: bool,
+    sink: Option<(Arc<gm_cache::Cache>, gm_cache::RequestKey, Option<Duration>)>,
 }
 
 impl fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChatStream").field("provider", &self.provider).field("finished", &self.finished).finish()
+        f.debug_struct("ChatStream")
+            .field("provider", &self.provider)
+            .field("finished", &self.finished)
+            .field("cached", &self.cached)
+            .finish()
     }
 }
 
+/// Builds one completion out of the chunks of a stream.
+#[derive(Debug, Default, Clone)]
+struct Assembler {
+    completion: ChatCompletion,
+    text: String,
+    finish: Option<String>,
+    role: Option<gm_core::Role>,
+}
+
+impl Assembler {
+    fn add(&mut self, chunk: &ChatCompletionChunk) {
+        self.text.push_str(chunk.text());
+        if let Some(r) = chunk.finish_reason() {
+            self.finish = Some(r.to_string());
+        }
+        if self.role.is_none() {
+            self.role = chunk.choices.first().and_then(|c| c.delta.as_ref()).and_then(|d| d.role.clone());
+        }
+        let c = &mut self.completion;
+        if c.id.as_deref().unwrap_or("").is_empty() {
+            c.id = chunk.id.clone().filter(|s| !s.is_empty());
+        }
+        if c.model.as_deref().unwrap_or("").is_empty() {
+            c.model = chunk.model.clone().filter(|s| !s.is_empty());
+        }
+        if c.created.is_none() {
+            c.created = chunk.created.filter(|t| *t != 0);
+        }
+        if chunk.usage.is_some() {
+            c.usage = chunk.usage.clone();
+        }
+    }
+
+    fn finish(&mut self) -> ChatCompletion {
+        let mut c = std::mem::take(&mut self.completion);
+        c.object = Some("chat.completion".into());
+        c.choices = vec![Choice {
+            index: 0,
+            message: Some(ResponseMessage {
+                role: self.role.take().or(Some(gm_core::Role::Assistant)),
+                content: Some(std::mem::take(&mut self.text)),
+                ..Default::default()
+            }),
+            finish_reason: self.finish.take(),
+            ..Default::default()
+        }];
+        c
+    }
+}
+
+/// Renders a whole completion as the event stream a server would have sent, for replaying a cached answer.
+fn replay_as_sse(c: &ChatCompletion) -> BodyStream {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        serde_json::json!({"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut out = String::new();
+    let mut push = |v: serde_json::Value| {
+        out.push_str("data: ");
+        out.push_str(&v.to_string());
+        out.push_str("\n\n");
+    };
+    push(chunk(serde_json::json!({"role": "assistant", "content": c.text()}), serde_json::Value::Null));
+    push(chunk(serde_json::json!({}), serde_json::json!(c.finish_reason().unwrap_or("stop"))));
+    if let Some(u) = &c.usage {
+        push(serde_json::json!({"id": c.id, "object": "chat.completion.chunk", "model": c.model, "choices": [], "usage": u}));
+    }
+    out.push_str("data: [DONE]\n\n");
+    let bytes = Bytes::from(out);
+    Box::pin(futures_util::stream::once(async move { Ok(bytes) }))
+}
+
 impl ChatStream {
+    fn new(provider: ProviderKind, body: BodyStream, started: Instant, meta: Meta) -> Self {
+        Self {
+            provider,
+            body,
+            parser: SseParser::default(),
+            pending: VecDeque::new(),
+            finished: false,
+            truncated: false,
+            started,
+            first_chunk: None,
+            meta,
+            assembled: Assembler::default(),
+            cached: false,
+            sink: None,
+        }
+    }
+
     /// The next chunk; `None` after `[DONE]`. A stream that ends without `[DONE]` is an error.
     pub async fn next_chunk(&mut self) -> Option<Result<ChatCompletionChunk, Error>> {
         loop {
@@ -679,6 +868,7 @@ impl ChatStream {
                     SseEvent::Done => {
                         self.finished = true;
                         self.pending.clear();
+                        self.store();
                         return None;
                     }
                     SseEvent::Data(text) => {
@@ -694,6 +884,7 @@ impl ChatStream {
                                 if self.first_chunk.is_none() && !chunk.text().is_empty() {
                                     self.first_chunk = Some(self.started.elapsed());
                                 }
+                                self.assembled.add(&chunk);
                                 Some(Ok(chunk))
                             }
                             Err(e) => Some(Err(self.fail(format!("an event is not a chat chunk ({e})")))),
@@ -727,10 +918,25 @@ impl ChatStream {
         }
     }
 
+    /// Stores a whole answer (one that ended with `[DONE]`) in the cache, if there is one.
+    fn store(&mut self) {
+        let Some((cache, key, ttl)) = self.sink.take() else { return };
+        let mut copy = self.assembled.clone();
+        match serde_json::to_vec(&copy.finish()) {
+            Ok(bytes) => {
+                if let Err(e) = cache.set(key, Bytes::from(bytes), ttl, Instant::now()) {
+                    tracing::warn!(error = %e, "could not store the answer in the cache");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not encode the answer for the cache"),
+        }
+    }
+
     fn fail(&mut self, message: String) -> Error {
         self.finished = true;
         self.truncated = false;
         self.pending.clear();
+        self.sink = None;
         Error::Stream { provider: self.provider, message }
     }
 
@@ -739,51 +945,22 @@ impl ChatStream {
         self.first_chunk
     }
 
-    /// Attempts it took to get the stream started.
+    /// Attempts it took to get the stream started (0 for a cached answer).
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.meta.attempts
+    }
+
+    /// Whether the stream replays a cached answer (no request was sent).
+    pub fn is_cached(&self) -> bool {
+        self.cached
     }
 
     /// Reads the rest of the stream and assembles it into one completion.
     pub async fn collect(mut self) -> Result<ChatResponse, Error> {
-        let mut text = String::new();
-        let mut completion = ChatCompletion::default();
-        let mut finish = None;
-        let mut role = None;
         while let Some(chunk) = self.next_chunk().await {
-            let chunk = chunk?;
-            text.push_str(chunk.text());
-            if let Some(r) = chunk.finish_reason() {
-                finish = Some(r.to_string());
-            }
-            if role.is_none() {
-                role = chunk.choices.first().and_then(|c| c.delta.as_ref()).and_then(|d| d.role.clone());
-            }
-            if completion.id.as_deref().unwrap_or("").is_empty() {
-                completion.id = chunk.id.filter(|s| !s.is_empty());
-            }
-            completion.model = completion.model.or(chunk.model);
-            completion.created = completion.created.or(chunk.created.filter(|c| *c != 0));
-            if chunk.usage.is_some() {
-                completion.usage = chunk.usage;
-            }
+            chunk?;
         }
-        completion.object = Some("chat.completion".into());
-        completion.choices = vec![Choice {
-            index: 0,
-            message: Some(ResponseMessage {
-                role: role.or(Some(gm_core::Role::Assistant)),
-                content: Some(text),
-                ..Default::default()
-            }),
-            finish_reason: finish,
-            ..Default::default()
-        }];
-        Ok(ChatResponse {
-            completion,
-            latency: self.started.elapsed(),
-            attempts: self.attempts,
-            rate_limited: self.rate_limited,
-        })
+        let completion = self.assembled.finish();
+        Ok(ChatResponse::new(completion, self.started, self.meta, self.cached))
     }
 }

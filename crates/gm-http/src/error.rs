@@ -196,6 +196,9 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// The same failure shared by identical requests that were sent once (the cache's single flight).
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
     /// The response was larger than the configured cap.
     #[error(
         "the answer from {url} is larger than the {limit}-byte cap; raise it with ClientBuilder::max_response_bytes"
@@ -226,6 +229,7 @@ impl Error {
     /// The phase the request was in when it failed.
     pub fn phase(&self) -> Phase {
         match self {
+            Error::Shared(e) => e.phase(),
             Error::InvalidRequest(_) | Error::MissingCredentials { .. } | Error::Connect { .. } => Phase::NeverSent,
             Error::Timeout { .. } | Error::Io { .. } => Phase::MaybeSent,
             _ => Phase::Rejected,
@@ -235,6 +239,7 @@ impl Error {
     /// The API error, if the server answered with an error status.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
+            Error::Shared(e) => e.api(),
             Error::Api(a) => Some(a),
             Error::Retired { api, .. } | Error::WaitTooLong { api, .. } => Some(api),
             _ => None,
@@ -248,12 +253,18 @@ impl Error {
 
     /// Whether a deadline passed.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        match self {
+            Error::Shared(e) => e.is_timeout(),
+            e => matches!(e, Error::Timeout { .. }),
+        }
     }
 
     /// Whether the service is retired.
     pub fn is_retired(&self) -> bool {
-        matches!(self, Error::Retired { .. })
+        match self {
+            Error::Shared(e) => e.is_retired(),
+            e => matches!(e, Error::Retired { .. }),
+        }
     }
 
     /// Whether the request was refused by a rate limit.
@@ -263,7 +274,15 @@ impl Error {
 
     /// Whether the caller's input or configuration is at fault (a usage error, not a provider failure).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::InvalidRequest(_) | Error::MissingCredentials { .. })
+        match self {
+            Error::Shared(e) => e.is_usage(),
+            e => matches!(e, Error::InvalidRequest(_) | Error::MissingCredentials { .. }),
+        }
+    }
+
+    /// Turns an error shared by a single flight back into an owned one where this was its only holder.
+    pub fn from_shared(e: std::sync::Arc<Error>) -> Error {
+        std::sync::Arc::try_unwrap(e).unwrap_or_else(Error::Shared)
     }
 }
 
