@@ -1,0 +1,507 @@
+//! The shared limiter: a map from keys to their state, admission now or after waiting in line.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use gm_core::{Clock, Usage};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::state::{ser_opt_ms, Admission, KeyState, Waiter};
+use crate::{Denied, LimitError, LimitKey, LimitSpec, LimitsConfig, Observation, ServerSignal, TokenCount};
+use crate::{Wait, WaitReason, WindowStatus};
+
+const SHARDS: usize = 16;
+
+/// FNV-1a: keys are short and chosen by the program, so a fast hash is enough.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvBuild = BuildHasherDefault<Fnv>;
+type Shard = RwLock<HashMap<LimitKey, Arc<KeyShared>, FnvBuild>>;
+
+/// The clock that agrees with tokio's timers, including paused time in tests
+/// (`#[tokio::test(start_paused = true)]`). The default clock of a [`Limiter`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyShared {
+    key: LimitKey,
+    state: Mutex<KeyState>,
+}
+
+impl KeyShared {
+    fn lock(&self) -> MutexGuard<'_, KeyState> {
+        // A panic while the lock was held cannot leave the counts inconsistent in a way that matters more
+        // than refusing all further requests would.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn wake_front(st: &KeyState) {
+    if let Some(w) = st.queue.front() {
+        w.wake.notify_one();
+    }
+}
+
+/// A rate limiter for many keys, shared by cloning (clones share the same state).
+///
+/// Each key has its own limits (from the [`LimitsConfig`], or set with [`Limiter::set_limits`]) and its own
+/// state behind a mutex; admission for one key never waits for another. See the crate docs for the
+/// guarantee and an example.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LimitsConfig,
+    clock: Arc<dyn Clock>,
+    shards: Box<[Shard]>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").field("config", &self.config).field("clock", &self.clock).finish_non_exhaustive()
+    }
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self::new(LimitsConfig::default())
+    }
+}
+
+impl Limiter {
+    /// A limiter with the given configuration, timed by [`TokioClock`].
+    pub fn new(config: LimitsConfig) -> Self {
+        Self::with_clock(config, Arc::new(TokioClock))
+    }
+
+    /// A limiter with the given configuration and clock. [`Limiter::acquire`] sleeps on tokio's timers, so
+    /// its clock must agree with them ([`TokioClock`] does, [`gm_core::SystemClock`] does outside paused
+    /// tests); [`Limiter::try_acquire`] takes `now` and works with any clock.
+    pub fn with_clock(config: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
+        let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect();
+        Self { inner: Arc::new(Inner { config, clock, shards }) }
+    }
+
+    /// The configuration the limiter was made with.
+    pub fn config(&self) -> &LimitsConfig {
+        &self.inner.config
+    }
+
+    /// The limiter's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    fn shard(&self, key: &LimitKey) -> &Shard {
+        let h = FnvBuild::default().hash_one(key);
+        &self.inner.shards[(h as usize) % SHARDS]
+    }
+
+    fn entry(&self, key: &LimitKey) -> Arc<KeyShared> {
+        let shard = self.shard(key);
+        if let Some(e) = shard.read().unwrap_or_else(PoisonError::into_inner).get(key) {
+            return Arc::clone(e);
+        }
+        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        let e = map.entry(key.clone()).or_insert_with(|| {
+            let spec = self.inner.config.spec_for(&key.provider, &key.model);
+            Arc::new(KeyShared { key: key.clone(), state: Mutex::new(KeyState::new(spec)) })
+        });
+        Arc::clone(e)
+    }
+
+    /// A handle on one key, which admits without looking the key up again: keep one per provider and model
+    /// on hot paths.
+    pub fn handle(&self, key: &LimitKey) -> KeyHandle {
+        KeyHandle { shared: self.entry(key), clock: Arc::clone(&self.inner.clock) }
+    }
+
+    /// Sets a key's limits (e.g. its GitHub tier's, once the catalog is known), keeping what it has counted.
+    pub fn set_limits(&self, key: &LimitKey, mut spec: LimitSpec) {
+        if spec.margin.is_none() {
+            spec.margin = self.inner.config.margin;
+        }
+        let e = self.entry(key);
+        let mut st = e.lock();
+        if st.spec != spec {
+            st.reconfigure(spec);
+            wake_front(&st);
+        }
+    }
+
+    /// A key's limits.
+    pub fn limits(&self, key: &LimitKey) -> LimitSpec {
+        self.entry(key).lock().spec.clone()
+    }
+
+    /// Checks a request against the key's per-request caps and token budgets, before anything is sent.
+    pub fn check(&self, key: &LimitKey, tokens: &TokenCount) -> Result<(), LimitError> {
+        self.entry(key).lock().spec.check_request(tokens)
+    }
+
+    /// Admits a request at `now` if every limit allows it, and otherwise says when to try again (or that the
+    /// request can never pass). A request never jumps the queue of [`Limiter::acquire`] waiters.
+    pub fn try_acquire(&self, key: &LimitKey, tokens: TokenCount, now: Instant) -> Result<Permit, Denied> {
+        let shard = self.shard(key);
+        {
+            let map = shard.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(e) = map.get(key) {
+                return try_acquire_on(e, tokens, now);
+            }
+        }
+        try_acquire_on(&self.entry(key), tokens, now)
+    }
+
+    /// Waits until every limit allows the request, first come first served per key, and admits it.
+    ///
+    /// Fails at once when the request can never pass (over a cap) or when the quota frees later than
+    /// `max_wait` from now (for a request queued behind others, when it surely frees later); fails when
+    /// `max_wait` has passed without admission. Cancellation-safe: dropping the future gives up its place.
+    pub async fn acquire(&self, key: &LimitKey, tokens: TokenCount, max_wait: Duration) -> Result<Permit, LimitError> {
+        self.handle(key).acquire(tokens, max_wait).await
+    }
+
+    /// Learns from a response: a 429 blocks the key until the server's wait is over (and marks a spent
+    /// daily quota); remaining-count headers tighten the local counts. Returns what was learned, so the
+    /// caller's retry policy can use the same wait.
+    pub fn observe(&self, key: &LimitKey, signal: &ServerSignal, now: Instant) -> Observation {
+        let seen = signal.interpret();
+        let e = self.entry(key);
+        let mut st = e.lock();
+        if let Some(wait) = seen.retry_after {
+            let until = now.checked_add(wait).unwrap_or(now + crate::signal::DEFAULT_DAILY_BLOCK);
+            st.block(until, seen.daily);
+        }
+        if let Some(r) = seen.remaining_requests {
+            st.correct_requests(r, seen.limit_requests, now);
+        }
+        if let Some(r) = seen.remaining_tokens {
+            st.correct_tokens(r, seen.limit_tokens, now);
+        }
+        seen
+    }
+
+    /// Where every key stands, at the clock's now.
+    pub fn status(&self) -> Vec<KeyStatus> {
+        self.status_at(self.inner.clock.now())
+    }
+
+    /// Where every key stands at `now`, sorted by key.
+    pub fn status_at(&self, now: Instant) -> Vec<KeyStatus> {
+        let mut entries: Vec<Arc<KeyShared>> = Vec::new();
+        for shard in self.inner.shards.iter() {
+            entries.extend(shard.read().unwrap_or_else(PoisonError::into_inner).values().cloned());
+        }
+        let mut out: Vec<KeyStatus> = entries.iter().map(|e| key_status(e, now)).collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Where one key stands at `now`, if the limiter has seen it.
+    pub fn key_status(&self, key: &LimitKey, now: Instant) -> Option<KeyStatus> {
+        let e = self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
+        Some(key_status(&e, now))
+    }
+
+    /// Forgets a key's admissions and server blocks (requests in flight and waiters stay). Returns whether
+    /// the key was known.
+    pub fn reset(&self, key: &LimitKey) -> bool {
+        let Some(e) = self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key).cloned() else {
+            return false;
+        };
+        let mut st = e.lock();
+        st.reset();
+        wake_front(&st);
+        true
+    }
+
+    /// Resets every key.
+    pub fn reset_all(&self) {
+        for shard in self.inner.shards.iter() {
+            for e in shard.read().unwrap_or_else(PoisonError::into_inner).values() {
+                let mut st = e.lock();
+                st.reset();
+                wake_front(&st);
+            }
+        }
+    }
+}
+
+fn key_status(e: &KeyShared, now: Instant) -> KeyStatus {
+    let mut st = e.lock();
+    let p = st.status(now);
+    KeyStatus {
+        key: e.key.clone(),
+        limits: st.spec.clone(),
+        requests: p.windows,
+        tokens: p.tokens,
+        in_flight: p.in_flight,
+        concurrency: p.concurrency,
+        waiting: p.waiting,
+        blocked_for: p.blocked_for,
+        daily_quota_spent: p.daily_quota_spent,
+    }
+}
+
+#[inline]
+fn try_acquire_on(e: &Arc<KeyShared>, tokens: TokenCount, now: Instant) -> Result<Permit, Denied> {
+    let mut st = e.lock();
+    if !st.queue.is_empty() {
+        let ahead = st.queue.len();
+        let until = st.earliest_after(ahead, now).map(|(u, _)| u);
+        return Err(Denied::Wait(Wait { until, reason: WaitReason::Queue(ahead) }));
+    }
+    let a = st.try_admit(now, &tokens)?;
+    drop(st);
+    Ok(Permit::new(e, a))
+}
+
+/// One key of a [`Limiter`], looked up once.
+#[derive(Debug, Clone)]
+pub struct KeyHandle {
+    shared: Arc<KeyShared>,
+    clock: Arc<dyn Clock>,
+}
+
+impl KeyHandle {
+    /// The key.
+    pub fn key(&self) -> &LimitKey {
+        &self.shared.key
+    }
+
+    /// As [`Limiter::try_acquire`].
+    #[inline]
+    pub fn try_acquire(&self, tokens: TokenCount, now: Instant) -> Result<Permit, Denied> {
+        try_acquire_on(&self.shared, tokens, now)
+    }
+
+    /// As [`Limiter::acquire`].
+    pub async fn acquire(&self, tokens: TokenCount, max_wait: Duration) -> Result<Permit, LimitError> {
+        let start = self.clock.now();
+        let deadline = start.checked_add(max_wait);
+        let too_late = |until: Instant| deadline.is_some_and(|d| until > d);
+        let wake = Arc::new(Notify::new());
+        let ticket = {
+            let mut st = self.shared.lock();
+            if st.queue.is_empty() {
+                match st.try_admit(start, &tokens) {
+                    Ok(a) => {
+                        drop(st);
+                        return Ok(Permit::new(&self.shared, a));
+                    }
+                    Err(Denied::Refused(e)) => return Err(e),
+                    Err(Denied::Wait(w)) => {
+                        if let Some(u) = w.until.filter(|&u| too_late(u)) {
+                            return Err(self.too_long(u - start, max_wait, w.reason));
+                        }
+                    }
+                }
+            } else if let Some((u, reason)) = st.earliest_after(st.queue.len(), start) {
+                if too_late(u) {
+                    return Err(self.too_long(u - start, max_wait, reason));
+                }
+            }
+            let ticket = st.next_ticket;
+            st.next_ticket += 1;
+            st.queue.push_back(Waiter { ticket, wake: Arc::clone(&wake) });
+            ticket
+        };
+        let mut place = Place { shared: &self.shared, ticket, done: false };
+        loop {
+            let now = self.clock.now();
+            let step = {
+                let mut st = self.shared.lock();
+                let pos = st.queue.iter().position(|w| w.ticket == ticket).unwrap_or(0);
+                if pos == 0 {
+                    match st.try_admit(now, &tokens) {
+                        Ok(a) => {
+                            st.queue.pop_front();
+                            wake_front(&st);
+                            Ok(a)
+                        }
+                        Err(Denied::Refused(e)) => return Err(e), // `place` leaves the queue on drop
+                        Err(Denied::Wait(w)) => Err(w),
+                    }
+                } else {
+                    let until = st.earliest_after(pos, now).map(|(u, _)| u);
+                    Err(Wait { until, reason: WaitReason::Queue(pos) })
+                }
+            };
+            let w = match step {
+                Ok(a) => {
+                    place.done = true;
+                    return Ok(Permit::new(&self.shared, a));
+                }
+                Err(w) => w,
+            };
+            match w.until {
+                Some(u) if too_late(u) => {
+                    return Err(self.too_long(u.saturating_duration_since(now), max_wait, w.reason))
+                }
+                // The head sleeps until its time comes, or until something frees room earlier.
+                Some(u) if !matches!(w.reason, WaitReason::Queue(_)) => {
+                    let _ = tokio::time::timeout_at(tokio::time::Instant::from_std(u), wake.notified()).await;
+                }
+                // Everyone else sleeps until woken: by a request in flight finishing, or by becoming the head.
+                _ => match deadline {
+                    Some(d) => {
+                        let woken = tokio::time::timeout_at(tokio::time::Instant::from_std(d), wake.notified()).await;
+                        if woken.is_err() {
+                            return Err(LimitError::WaitTimedOut {
+                                key: self.shared.key.to_string(),
+                                max_wait,
+                                reason: w.reason,
+                            });
+                        }
+                    }
+                    None => wake.notified().await,
+                },
+            }
+        }
+    }
+
+    fn too_long(&self, wait: Duration, max_wait: Duration, reason: WaitReason) -> LimitError {
+        let key = self.shared.key.to_string();
+        match reason {
+            WaitReason::Server { daily: true } => LimitError::DailyQuotaSpent { key, wait },
+            reason => LimitError::WouldWaitTooLong { key, wait, max_wait, reason },
+        }
+    }
+}
+
+/// A waiter's place in line; leaving it (by admission or by being dropped) lets the next one move up.
+struct Place<'a> {
+    shared: &'a KeyShared,
+    ticket: u64,
+    done: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut st = self.shared.lock();
+        if let Some(pos) = st.queue.iter().position(|w| w.ticket == self.ticket) {
+            st.queue.remove(pos);
+            if pos == 0 {
+                wake_front(&st);
+            }
+        }
+    }
+}
+
+/// An admitted request. Dropping it frees its concurrency slot; [`Permit::settle`] first replaces its
+/// token estimate by the actual usage. The request still counts in every window it was admitted to.
+#[derive(Debug)]
+#[must_use = "dropping the permit at once ends the request's concurrency slot"]
+pub struct Permit {
+    shared: Arc<KeyShared>,
+    reservation: Option<u64>,
+}
+
+impl Permit {
+    fn new(shared: &Arc<KeyShared>, a: Admission) -> Self {
+        Self { shared: Arc::clone(shared), reservation: a.reservation }
+    }
+
+    /// The key the request was admitted under.
+    pub fn key(&self) -> &LimitKey {
+        &self.shared.key
+    }
+
+    /// Replaces the token reservation by the tokens the request actually used (input plus output), and
+    /// ends the request.
+    pub fn settle(self, actual_tokens: u64) {
+        if let Some(id) = self.reservation {
+            let mut st = self.shared.lock();
+            if st.settle(id, actual_tokens) {
+                wake_front(&st);
+            }
+        }
+    }
+
+    /// [`Permit::settle`] with a response's `usage` (its `total_tokens`, or prompt plus completion).
+    pub fn settle_usage(self, usage: &Usage) {
+        let total =
+            if usage.total_tokens > 0 { usage.total_tokens } else { usage.prompt_tokens + usage.completion_tokens };
+        self.settle(total);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.release();
+        wake_front(&st);
+    }
+}
+
+/// Where one key stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    /// The key.
+    pub key: LimitKey,
+    /// Its limits.
+    pub limits: LimitSpec,
+    /// Each request window, shortest first.
+    pub requests: Vec<WindowStatus>,
+    /// Each token budget, shortest first.
+    pub tokens: Vec<WindowStatus>,
+    /// Requests admitted and not yet finished.
+    pub in_flight: u32,
+    /// The concurrency cap, if any.
+    pub concurrency: Option<u32>,
+    /// Requests waiting in [`Limiter::acquire`].
+    pub waiting: usize,
+    /// How long the server's 429 still blocks the key.
+    #[serde(serialize_with = "ser_opt_ms", rename = "blocked_for_ms")]
+    pub blocked_for: Option<Duration>,
+    /// Whether the server said the daily quota is spent (and the block lasts).
+    pub daily_quota_spent: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_spreads_keys_over_shards() {
+        let l = Limiter::default();
+        let mut used = std::collections::HashSet::new();
+        for i in 0..64 {
+            let k = LimitKey::anonymous("p", format!("model-{i}"));
+            used.insert(FnvBuild::default().hash_one(&k) as usize % SHARDS);
+            let _ = l.handle(&k);
+        }
+        assert!(used.len() > SHARDS / 2, "{used:?}");
+        assert_eq!(l.status().len(), 64);
+    }
+}
