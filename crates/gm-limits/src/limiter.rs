@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,26 +16,68 @@ use crate::{Wait, WaitReason, WindowStatus};
 
 const SHARDS: usize = 16;
 
-/// FNV-1a: keys are short and chosen by the program, so a fast hash is enough.
+/// The Fx hash (rustc's), eight bytes at a step: keys are short and chosen by the program, not by an
+/// adversary, so a fast hash is enough, and hashing a key is most of the cost of looking it up.
 #[derive(Default)]
-struct Fnv(u64);
+struct Fx(u64);
 
-impl Hasher for Fnv {
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let word = rest.iter().enumerate().fold(0u64, |w, (i, b)| w | (u64::from(*b) << (8 * i)));
+            self.add(word);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+}
+
+/// The keys' hashes are computed once per lookup (they also pick the shard), so the map itself is keyed
+/// by the hash and does not hash again.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        // Only `write_u64` is used; fold anything else in rather than lose it.
         for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
-        self.0 = h;
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 }
 
-type FnvBuild = BuildHasherDefault<Fnv>;
-type Shard = RwLock<HashMap<LimitKey, Arc<KeyShared>, FnvBuild>>;
+fn hash_key(key: &LimitKey) -> u64 {
+    BuildHasherDefault::<Fx>::default().hash_one(key)
+}
+
+/// Keys by hash; a hash shared by several keys keeps them all.
+type Shard = RwLock<HashMap<u64, Vec<Arc<KeyShared>>, BuildHasherDefault<Prehashed>>>;
 
 /// The clock that agrees with tokio's timers, including paused time in tests
 /// (`#[tokio::test(start_paused = true)]`). The default clock of a [`Limiter`].
@@ -51,9 +94,26 @@ impl Clock for TokioClock {
 pub(crate) struct KeyShared {
     key: LimitKey,
     state: Mutex<KeyState>,
+    /// Requests admitted and not finished; grows only under the state's lock (see `KeyState::try_admit`).
+    in_flight: AtomicU32,
+    /// The length of the state's queue, so a finishing request knows without the lock whether to wake anyone.
+    queued: AtomicUsize,
 }
 
 impl KeyShared {
+    fn new(key: LimitKey, spec: LimitSpec) -> Self {
+        Self { key, state: Mutex::new(KeyState::new(spec)), in_flight: AtomicU32::new(0), queued: AtomicUsize::new(0) }
+    }
+
+    #[inline]
+    fn try_admit(&self, st: &mut KeyState, now: Instant, tokens: &TokenCount) -> Result<Admission, Denied> {
+        st.try_admit(now, tokens, &self.in_flight)
+    }
+
+    fn sync_queued(&self, st: &KeyState) {
+        self.queued.store(st.queue.len(), Ordering::SeqCst);
+    }
+
     fn lock(&self) -> MutexGuard<'_, KeyState> {
         // A panic while the lock was held cannot leave the counts inconsistent in a way that matters more
         // than refusing all further requests would.
@@ -119,22 +179,33 @@ impl Limiter {
         &self.inner.clock
     }
 
-    fn shard(&self, key: &LimitKey) -> &Shard {
-        let h = FnvBuild::default().hash_one(key);
-        &self.inner.shards[(h as usize) % SHARDS]
+    /// The key's hash and its shard (picked by the top bits: Fx mixes upwards, the map uses the low ones).
+    fn shard(&self, key: &LimitKey) -> (u64, &Shard) {
+        let h = hash_key(key);
+        (h, &self.inner.shards[(h >> 60) as usize % SHARDS])
+    }
+
+    /// Looks a key up without creating it.
+    fn find(&self, key: &LimitKey) -> Option<Arc<KeyShared>> {
+        let (h, shard) = self.shard(key);
+        let map = shard.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&h)?.iter().find(|e| e.key == *key).cloned()
     }
 
     fn entry(&self, key: &LimitKey) -> Arc<KeyShared> {
-        let shard = self.shard(key);
-        if let Some(e) = shard.read().unwrap_or_else(PoisonError::into_inner).get(key) {
+        if let Some(e) = self.find(key) {
+            return e;
+        }
+        let (h, shard) = self.shard(key);
+        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        let bucket = map.entry(h).or_default();
+        if let Some(e) = bucket.iter().find(|e| e.key == *key) {
             return Arc::clone(e);
         }
-        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
-        let e = map.entry(key.clone()).or_insert_with(|| {
-            let spec = self.inner.config.spec_for(&key.provider, &key.model);
-            Arc::new(KeyShared { key: key.clone(), state: Mutex::new(KeyState::new(spec)) })
-        });
-        Arc::clone(e)
+        let spec = self.inner.config.spec_for(&key.provider, &key.model);
+        let e = Arc::new(KeyShared::new(key.clone(), spec));
+        bucket.push(Arc::clone(&e));
+        e
     }
 
     /// A handle on one key, which admits without looking the key up again: keep one per provider and model
@@ -169,10 +240,10 @@ impl Limiter {
     /// Admits a request at `now` if every limit allows it, and otherwise says when to try again (or that the
     /// request can never pass). A request never jumps the queue of [`Limiter::acquire`] waiters.
     pub fn try_acquire(&self, key: &LimitKey, tokens: TokenCount, now: Instant) -> Result<Permit, Denied> {
-        let shard = self.shard(key);
+        let (h, shard) = self.shard(key);
         {
             let map = shard.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(e) = map.get(key) {
+            if let Some(e) = map.get(&h).and_then(|b| b.iter().find(|e| e.key == *key)) {
                 return try_acquire_on(e, tokens, now);
             }
         }
@@ -217,7 +288,7 @@ impl Limiter {
     pub fn status_at(&self, now: Instant) -> Vec<KeyStatus> {
         let mut entries: Vec<Arc<KeyShared>> = Vec::new();
         for shard in self.inner.shards.iter() {
-            entries.extend(shard.read().unwrap_or_else(PoisonError::into_inner).values().cloned());
+            entries.extend(shard.read().unwrap_or_else(PoisonError::into_inner).values().flatten().cloned());
         }
         let mut out: Vec<KeyStatus> = entries.iter().map(|e| key_status(e, now)).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -226,14 +297,14 @@ impl Limiter {
 
     /// Where one key stands at `now`, if the limiter has seen it.
     pub fn key_status(&self, key: &LimitKey, now: Instant) -> Option<KeyStatus> {
-        let e = self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
+        let e = self.find(key)?;
         Some(key_status(&e, now))
     }
 
     /// Forgets a key's admissions and server blocks (requests in flight and waiters stay). Returns whether
     /// the key was known.
     pub fn reset(&self, key: &LimitKey) -> bool {
-        let Some(e) = self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key).cloned() else {
+        let Some(e) = self.find(key) else {
             return false;
         };
         let mut st = e.lock();
@@ -245,7 +316,7 @@ impl Limiter {
     /// Resets every key.
     pub fn reset_all(&self) {
         for shard in self.inner.shards.iter() {
-            for e in shard.read().unwrap_or_else(PoisonError::into_inner).values() {
+            for e in shard.read().unwrap_or_else(PoisonError::into_inner).values().flatten() {
                 let mut st = e.lock();
                 st.reset();
                 wake_front(&st);
@@ -256,7 +327,7 @@ impl Limiter {
 
 fn key_status(e: &KeyShared, now: Instant) -> KeyStatus {
     let mut st = e.lock();
-    let p = st.status(now);
+    let p = st.status(now, e.in_flight.load(Ordering::SeqCst));
     KeyStatus {
         key: e.key.clone(),
         limits: st.spec.clone(),
@@ -278,7 +349,7 @@ fn try_acquire_on(e: &Arc<KeyShared>, tokens: TokenCount, now: Instant) -> Resul
         let until = st.earliest_after(ahead, now).map(|(u, _)| u);
         return Err(Denied::Wait(Wait { until, reason: WaitReason::Queue(ahead) }));
     }
-    let a = st.try_admit(now, &tokens)?;
+    let a = e.try_admit(&mut st, now, &tokens)?;
     drop(st);
     Ok(Permit::new(e, a))
 }
@@ -311,7 +382,7 @@ impl KeyHandle {
         let ticket = {
             let mut st = self.shared.lock();
             if st.queue.is_empty() {
-                match st.try_admit(start, &tokens) {
+                match self.shared.try_admit(&mut st, start, &tokens) {
                     Ok(a) => {
                         drop(st);
                         return Ok(Permit::new(&self.shared, a));
@@ -331,6 +402,7 @@ impl KeyHandle {
             let ticket = st.next_ticket;
             st.next_ticket += 1;
             st.queue.push_back(Waiter { ticket, wake: Arc::clone(&wake) });
+            self.shared.sync_queued(&st);
             ticket
         };
         let mut place = Place { shared: &self.shared, ticket, done: false };
@@ -340,9 +412,10 @@ impl KeyHandle {
                 let mut st = self.shared.lock();
                 let pos = st.queue.iter().position(|w| w.ticket == ticket).unwrap_or(0);
                 if pos == 0 {
-                    match st.try_admit(now, &tokens) {
+                    match self.shared.try_admit(&mut st, now, &tokens) {
                         Ok(a) => {
                             st.queue.pop_front();
+                            self.shared.sync_queued(&st);
                             wake_front(&st);
                             Ok(a)
                         }
@@ -411,6 +484,7 @@ impl Drop for Place<'_> {
         let mut st = self.shared.lock();
         if let Some(pos) = st.queue.iter().position(|w| w.ticket == self.ticket) {
             st.queue.remove(pos);
+            self.shared.sync_queued(&st);
             if pos == 0 {
                 wake_front(&st);
             }
@@ -458,9 +532,11 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut st = self.shared.lock();
-        st.release();
-        wake_front(&st);
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // A waiter that enqueued after this load re-checks the count before it sleeps, so no wake is lost.
+        if self.shared.queued.load(Ordering::SeqCst) > 0 {
+            wake_front(&self.shared.lock());
+        }
     }
 }
 
@@ -493,12 +569,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv_spreads_keys_over_shards() {
+    fn keys_spread_over_shards() {
         let l = Limiter::default();
         let mut used = std::collections::HashSet::new();
         for i in 0..64 {
             let k = LimitKey::anonymous("p", format!("model-{i}"));
-            used.insert(FnvBuild::default().hash_one(&k) as usize % SHARDS);
+            used.insert((hash_key(&k) >> 60) as usize % SHARDS);
             let _ = l.handle(&k);
         }
         assert!(used.len() > SHARDS / 2, "{used:?}");

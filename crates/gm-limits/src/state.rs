@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,43 +89,44 @@ fn span_of(w: &Window, margin: crate::Margin) -> Duration {
     margin.apply(w.per).min(MAX_SPAN)
 }
 
-/// The last `limit` admissions of one window, oldest first. A request is allowed when fewer than `limit`
-/// admissions lie within `span` before it, i.e. when the log is not full or its oldest entry is `span` old.
+/// The last `limit` admissions of one window, oldest first, each kept as the instant it stops counting
+/// (admission + span). A request is allowed when fewer than `limit` admissions still count, i.e. when the
+/// log is not full or its oldest entry has expired.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestLog {
     pub(crate) window: Window,
     span: Duration,
+    cap: usize,
     ring: VecDeque<Instant>,
 }
 
 impl RequestLog {
     fn new(window: Window, span: Duration) -> Self {
-        Self { window, span, ring: VecDeque::new() }
-    }
-
-    fn capacity(&self) -> usize {
-        usize::try_from(self.window.limit).unwrap_or(usize::MAX)
+        let cap = usize::try_from(window.limit).unwrap_or(usize::MAX);
+        Self { window, span, cap, ring: VecDeque::new() }
     }
 
     /// When the next request may pass this window, if not now.
     #[inline]
     fn free_at(&self, now: Instant) -> Option<Instant> {
-        if self.ring.len() < self.capacity() {
+        if self.ring.len() < self.cap {
             return None;
         }
-        let free = *self.ring.front()? + self.span;
+        let free = *self.ring.front()?;
         (free > now).then_some(free)
     }
 
-    /// Records an admission. Timestamps never go backwards: a caller whose `now` is older than the newest
-    /// entry (two threads racing) is recorded at the newest entry, which only makes the window stricter.
+    /// Records an admission. Entries never go backwards: a caller whose `now` is older than the newest
+    /// entry's (two threads racing) is recorded as admitted with the newest, which only makes the window
+    /// stricter.
     #[inline]
     fn record(&mut self, now: Instant) {
+        let expires = now + self.span;
         let t = match self.ring.back() {
-            Some(&last) if last > now => last,
-            _ => now,
+            Some(&last) if last > expires => last,
+            _ => expires,
         };
-        if self.ring.len() >= self.capacity() {
+        if self.ring.len() >= self.cap {
             self.ring.pop_front();
         }
         self.ring.push_back(t);
@@ -132,23 +134,22 @@ impl RequestLog {
 
     /// Admissions that still count at `now`.
     fn used(&self, now: Instant) -> u64 {
-        let expired = self.ring.partition_point(|&t| t + self.span <= now);
+        let expired = self.ring.partition_point(|&t| t <= now);
         (self.ring.len() - expired) as u64
     }
 
     /// The earliest instant the request `ahead + 1` places from now could pass this window, assuming
     /// those ahead of it pass as early as they can. A lower bound, used to fail fast.
     fn earliest_after(&self, ahead: usize, now: Instant) -> Option<Instant> {
-        let cap = self.capacity();
         let m = self.ring.len();
-        let head = if m >= cap { self.ring.front().map(|&t| t + self.span) } else { None };
-        let head = head.filter(|&t| t > now).unwrap_or(now);
-        let bound = if ahead < cap {
+        let bound = if ahead < self.cap {
             // Among the old entries, at most cap-1-ahead may still count when this request passes.
-            let j = (m + ahead).checked_sub(cap)?;
-            self.ring.get(j).map(|&t| t + self.span)?
+            let j = (m + ahead).checked_sub(self.cap)?;
+            *self.ring.get(j)?
         } else {
-            let rounds = u32::try_from(ahead / cap).unwrap_or(u32::MAX);
+            let head = if m >= self.cap { self.ring.front().copied() } else { None };
+            let head = head.filter(|&t| t > now).unwrap_or(now);
+            let rounds = u32::try_from(ahead / self.cap).unwrap_or(u32::MAX);
             head + self.span.saturating_mul(rounds).min(MAX_SPAN)
         };
         (bound > now).then_some(bound)
@@ -229,7 +230,6 @@ pub(crate) struct KeyState {
     pub(crate) spec: LimitSpec,
     windows: Vec<RequestLog>,
     tokens: Vec<TokenLog>,
-    pub(crate) in_flight: u32,
     blocked: Option<(Instant, bool)>,
     next_reservation: u64,
     pub(crate) next_ticket: u64,
@@ -249,7 +249,6 @@ impl KeyState {
             windows: spec.windows.iter().map(|w| RequestLog::new(*w, span_of(w, margin))).collect(),
             tokens: spec.token_windows.iter().map(|w| TokenLog::new(*w, span_of(w, margin))).collect(),
             spec,
-            in_flight: 0,
             blocked: None,
             next_reservation: 0,
             next_ticket: 0,
@@ -259,8 +258,16 @@ impl KeyState {
 
     /// Admits a request now, or says how long to wait, or refuses it for good.
     /// All-or-nothing: nothing is recorded unless every limit allows the request.
+    ///
+    /// `in_flight` lives outside the state so that a finishing request can give its slot back without the
+    /// lock; it only ever grows here, under the lock, after the check, so it never exceeds the cap.
     #[inline]
-    pub(crate) fn try_admit(&mut self, now: Instant, tokens: &TokenCount) -> Result<Admission, Denied> {
+    pub(crate) fn try_admit(
+        &mut self,
+        now: Instant,
+        tokens: &TokenCount,
+        in_flight: &AtomicU32,
+    ) -> Result<Admission, Denied> {
         self.spec.check_request(tokens).map_err(Denied::Refused)?;
         let mut wait: Option<(Instant, WaitReason)> = None;
         let mut later = |until: Instant, reason: WaitReason| {
@@ -289,7 +296,7 @@ impl KeyState {
             return Err(Denied::Wait(Wait { until: Some(until), reason }));
         }
         if let Some(cap) = self.spec.concurrency {
-            if self.in_flight >= cap {
+            if in_flight.load(Ordering::SeqCst) >= cap {
                 return Err(Denied::Wait(Wait { until: None, reason: WaitReason::Concurrency(cap) }));
             }
         }
@@ -305,13 +312,8 @@ impl KeyState {
             }
             Some(self.next_reservation)
         };
-        self.in_flight += 1;
+        in_flight.fetch_add(1, Ordering::SeqCst);
         Ok(Admission { reservation })
-    }
-
-    /// Gives back a concurrency slot.
-    pub(crate) fn release(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// Replaces a reservation's estimate by the actual usage; true when that frees tokens.
@@ -387,8 +389,14 @@ impl KeyState {
         // of them; the same holds for token logs and their span.
         if let Some(longest) = self.windows.iter().max_by_key(|w| w.window.limit) {
             for w in &mut next.windows {
-                let keep = w.capacity().min(longest.ring.len());
-                w.ring = longest.ring.iter().skip(longest.ring.len() - keep).copied().collect();
+                let keep = w.cap.min(longest.ring.len());
+                // Entries are expiry instants: move them from the old span to the new one.
+                w.ring = longest
+                    .ring
+                    .iter()
+                    .skip(longest.ring.len() - keep)
+                    .map(|&t| t.checked_sub(longest.span).map_or(t, |admitted| admitted + w.span))
+                    .collect();
             }
         }
         if let Some(longest) = self.tokens.iter().max_by_key(|t| t.span) {
@@ -397,7 +405,6 @@ impl KeyState {
                 t.used = longest.used;
             }
         }
-        next.in_flight = self.in_flight;
         next.blocked = self.blocked;
         next.next_reservation = self.next_reservation;
         next.next_ticket = self.next_ticket;
@@ -417,13 +424,13 @@ impl KeyState {
         self.blocked = None;
     }
 
-    pub(crate) fn status(&mut self, now: Instant) -> StatusParts {
+    pub(crate) fn status(&mut self, now: Instant, in_flight: u32) -> StatusParts {
         let windows = self
             .windows
             .iter()
             .map(|w| {
                 let used = w.used(now);
-                let oldest = w.ring.iter().find(|&&t| t + w.span > now);
+                let oldest = w.ring.iter().find(|&&t| t > now);
                 WindowStatus {
                     limit: w.window.limit,
                     per: w.window.per,
@@ -432,9 +439,9 @@ impl KeyState {
                     frees_in: if used >= w.window.limit {
                         w.free_at(now).map(|t| t - now)
                     } else {
-                        oldest.map(|&t| t + w.span - now)
+                        oldest.map(|&t| t - now)
                     },
-                    empty_in: w.ring.back().filter(|&&t| t + w.span > now).map(|&t| t + w.span - now),
+                    empty_in: w.ring.back().filter(|&&t| t > now).map(|&t| t - now),
                 }
             })
             .collect();
@@ -457,7 +464,7 @@ impl KeyState {
         StatusParts {
             windows,
             tokens,
-            in_flight: self.in_flight,
+            in_flight,
             concurrency: self.spec.concurrency,
             waiting: self.queue.len(),
             blocked_for: blocked.map(|(u, _)| u - now),
@@ -521,10 +528,32 @@ mod tests {
 
     const NONE: TokenCount = TokenCount::ZERO;
 
+    /// The state with its own in-flight counter, as the limiter keeps them.
+    struct Key {
+        st: KeyState,
+        in_flight: AtomicU32,
+    }
+
+    impl Key {
+        fn new(spec: LimitSpec) -> Self {
+            Self { st: KeyState::new(spec), in_flight: AtomicU32::new(0) }
+        }
+        fn try_admit(&mut self, now: Instant, tokens: &TokenCount) -> Result<Admission, Denied> {
+            self.st.try_admit(now, tokens, &self.in_flight)
+        }
+        fn status(&mut self, now: Instant) -> StatusParts {
+            let n = self.in_flight.load(Ordering::SeqCst);
+            self.st.status(now, n)
+        }
+        fn release(&self) {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     #[test]
     fn a_burst_of_n_passes_and_the_next_waits_a_full_window() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("3/10s"));
+        let mut st = Key::new(spec("3/10s"));
         for _ in 0..3 {
             st.try_admit(t0, &NONE).unwrap();
         }
@@ -537,7 +566,7 @@ mod tests {
     #[test]
     fn the_margin_lengthens_windows() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(LimitSpec::parse("1/1s,margin=50ms").unwrap());
+        let mut st = Key::new(LimitSpec::parse("1/1s,margin=50ms").unwrap());
         st.try_admit(t0, &NONE).unwrap();
         let Err(Denied::Wait(w)) = st.try_admit(t0 + Duration::from_secs(1), &NONE) else { panic!() };
         assert_eq!(w.until, Some(t0 + Duration::from_millis(1050)));
@@ -546,7 +575,7 @@ mod tests {
     #[test]
     fn admission_is_all_or_nothing() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("2/1s,3/1m"));
+        let mut st = Key::new(spec("2/1s,3/1m"));
         st.try_admit(t0, &NONE).unwrap();
         st.try_admit(t0, &NONE).unwrap();
         // Denied by the 1 s window: the minute window must not count it.
@@ -562,11 +591,11 @@ mod tests {
     #[test]
     fn token_budgets_reserve_and_settle() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("tpm=1000"));
+        let mut st = Key::new(spec("tpm=1000"));
         let a = st.try_admit(t0, &TokenCount::new(400, 200)).unwrap();
         let Err(Denied::Wait(w)) = st.try_admit(t0, &TokenCount::new(300, 200)) else { panic!() };
         assert_eq!(w.until, Some(t0 + Duration::from_secs(60)));
-        assert!(st.settle(a.reservation.unwrap(), 450));
+        assert!(st.st.settle(a.reservation.unwrap(), 450));
         st.try_admit(t0, &TokenCount::new(300, 200)).unwrap();
         let Err(Denied::Refused(e)) = st.try_admit(t0, &TokenCount::new(900, 200)) else { panic!() };
         assert!(e.is_request_too_large());
@@ -575,7 +604,7 @@ mod tests {
     #[test]
     fn concurrency_is_capped_and_released() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("concurrency=1"));
+        let mut st = Key::new(spec("concurrency=1"));
         st.try_admit(t0, &NONE).unwrap();
         let Err(Denied::Wait(w)) = st.try_admit(t0, &NONE) else { panic!() };
         assert_eq!((w.until, w.reason), (None, WaitReason::Concurrency(1)));
@@ -586,7 +615,7 @@ mod tests {
     #[test]
     fn racing_timestamps_never_go_backwards() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("2/10s"));
+        let mut st = Key::new(spec("2/10s"));
         st.try_admit(t0 + Duration::from_secs(5), &NONE).unwrap();
         st.try_admit(t0, &NONE).unwrap(); // a thread that read the clock earlier
         let Err(Denied::Wait(w)) = st.try_admit(t0 + Duration::from_secs(10), &NONE) else { panic!() };
@@ -596,41 +625,41 @@ mod tests {
     #[test]
     fn corrections_only_tighten() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("10/1m,100/1d,tpm=1000"));
+        let mut st = Key::new(spec("10/1m,100/1d,tpm=1000"));
         st.try_admit(t0, &NONE).unwrap();
-        st.correct_requests(5, Some(10), t0);
+        st.st.correct_requests(5, Some(10), t0);
         assert_eq!(st.status(t0).windows[0].remaining, 5);
-        st.correct_requests(8, None, t0);
+        st.st.correct_requests(8, None, t0);
         assert_eq!(st.status(t0).windows[0].remaining, 5);
-        st.correct_requests(0, Some(100), t0);
+        st.st.correct_requests(0, Some(100), t0);
         assert_eq!(st.status(t0).windows[1].remaining, 0);
-        st.correct_tokens(100, None, t0);
+        st.st.correct_tokens(100, None, t0);
         assert_eq!(st.status(t0).tokens[0].remaining, 100);
     }
 
     #[test]
     fn reconfigure_keeps_history() {
         let t0 = Instant::now();
-        let mut st = KeyState::new(spec("5/1m,50/1d"));
+        let mut st = Key::new(spec("5/1m,50/1d"));
         for _ in 0..4 {
             st.try_admit(t0, &NONE).unwrap();
         }
-        st.reconfigure(spec("3/1m"));
+        st.st.reconfigure(spec("3/1m"));
         assert!(st.try_admit(t0, &NONE).is_err());
-        assert_eq!(st.in_flight, 4);
+        assert_eq!(st.in_flight.load(Ordering::SeqCst), 4);
     }
 
     #[test]
     fn lower_bound_for_queued_requests() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut st = KeyState::new(spec("2/10s"));
+        let mut st = Key::new(spec("2/10s"));
         st.try_admit(t0, &NONE).unwrap();
         st.try_admit(t0 + s(1), &NONE).unwrap();
         let now = t0 + s(2);
-        assert_eq!(st.earliest_after(0, now).map(|x| x.0), Some(t0 + s(10)));
-        assert_eq!(st.earliest_after(1, now).map(|x| x.0), Some(t0 + s(11)));
-        assert_eq!(st.earliest_after(2, now).map(|x| x.0), Some(t0 + s(20)));
-        assert_eq!(st.earliest_after(5, now).map(|x| x.0), Some(t0 + s(30)));
+        assert_eq!(st.st.earliest_after(0, now).map(|x| x.0), Some(t0 + s(10)));
+        assert_eq!(st.st.earliest_after(1, now).map(|x| x.0), Some(t0 + s(11)));
+        assert_eq!(st.st.earliest_after(2, now).map(|x| x.0), Some(t0 + s(20)));
+        assert_eq!(st.st.earliest_after(5, now).map(|x| x.0), Some(t0 + s(30)));
     }
 }
