@@ -57,8 +57,8 @@
 //! # Crate features
 //! - `tokenizer`: exact input-token counts for OpenAI-family models with tiktoken-rs (its encodings are
 //!   compiled in; no network at run time). Without it, [`count_tokens`] uses a conservative estimate.
-//! - `sqlite`: [`SqliteWindows`], request windows shared by every process on one machine through a SQLite
-//!   file (rusqlite with the bundled SQLite).
+//! - `sqlite`: `SqliteWindows`, a [`WindowStore`] in a SQLite file, so that every process on one machine
+//!   shares the request windows and token budgets (rusqlite with the bundled SQLite; see [`store`]).
 
 mod config;
 mod duration;
@@ -69,6 +69,7 @@ pub mod presets;
 mod signal;
 mod spec;
 mod state;
+pub mod store;
 mod tokens;
 
 pub use config::{LimitsConfig, ProviderLimits};
@@ -79,4 +80,7 @@ pub use limiter::{KeyHandle, KeyStatus, Limiter, Permit, TokioClock};
 pub use signal::{Observation, ServerSignal, DEFAULT_DAILY_BLOCK, DEFAULT_RETRY_AFTER};
 pub use spec::{LimitSpec, Margin, Window};
 pub use state::{Denied, Wait, WaitReason, WindowStatus};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteWindows;
+pub use store::{StoreAdmission, WindowStore};
 pub use tokens::{count_text_tokens, count_tokens, estimate_tokens, CountMethod, TokenCount};

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::state::{ser_opt_ms, Admission, KeyState, Waiter};
+use crate::store::{StoreAdmission, StoreLink, WindowStore};
 use crate::{Denied, LimitError, LimitKey, LimitSpec, LimitsConfig, Observation, ServerSignal, TokenCount};
 use crate::{Wait, WaitReason, WindowStatus};
 
@@ -98,16 +99,36 @@ pub(crate) struct KeyShared {
     in_flight: AtomicU32,
     /// The length of the state's queue, so a finishing request knows without the lock whether to wake anyone.
     queued: AtomicUsize,
+    /// The store shared with other processes, if any.
+    store: Option<StoreLink>,
 }
 
 impl KeyShared {
-    fn new(key: LimitKey, spec: LimitSpec) -> Self {
-        Self { key, state: Mutex::new(KeyState::new(spec)), in_flight: AtomicU32::new(0), queued: AtomicUsize::new(0) }
+    fn new(key: LimitKey, spec: LimitSpec, store: Option<StoreLink>) -> Self {
+        Self {
+            key,
+            state: Mutex::new(KeyState::new(spec)),
+            in_flight: AtomicU32::new(0),
+            queued: AtomicUsize::new(0),
+            store,
+        }
     }
 
     #[inline]
     fn try_admit(&self, st: &mut KeyState, now: Instant, tokens: &TokenCount) -> Result<Admission, Denied> {
-        st.try_admit(now, tokens, &self.in_flight)
+        let Some(link) = &self.store else {
+            return st.try_admit(now, tokens, &self.in_flight);
+        };
+        st.try_admit_with(now, tokens, &self.in_flight, |spec| {
+            let wall = link.wall(now);
+            match link.store.admit(&self.key, spec, tokens.total(), wall) {
+                Ok(StoreAdmission::Admitted { id }) => Ok(Some(id)),
+                Ok(StoreAdmission::Wait { until, reason }) => {
+                    Err(Denied::Wait(Wait { until: Some(link.instant(now, wall, until)), reason }))
+                }
+                Err(e) => Err(Denied::Refused(e)),
+            }
+        })
     }
 
     fn sync_queued(&self, st: &KeyState) {
@@ -141,6 +162,7 @@ struct Inner {
     config: LimitsConfig,
     clock: Arc<dyn Clock>,
     shards: Box<[Shard]>,
+    store: Option<StoreLink>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -166,7 +188,16 @@ impl Limiter {
     /// tests); [`Limiter::try_acquire`] takes `now` and works with any clock.
     pub fn with_clock(config: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
         let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect();
-        Self { inner: Arc::new(Inner { config, clock, shards }) }
+        Self { inner: Arc::new(Inner { config, clock, shards, store: None }) }
+    }
+
+    /// A limiter whose request windows and token budgets are also counted in `store`, shared with other
+    /// processes (see [`WindowStore`]). The store's time is the wall clock, read once here and followed by
+    /// `clock` from then on.
+    pub fn with_store(config: LimitsConfig, clock: Arc<dyn Clock>, store: Arc<dyn WindowStore>) -> Self {
+        let anchor = (clock.now(), std::time::SystemTime::now());
+        let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect();
+        Self { inner: Arc::new(Inner { config, clock, shards, store: Some(StoreLink::new(store, anchor)) }) }
     }
 
     /// The configuration the limiter was made with.
@@ -203,7 +234,7 @@ impl Limiter {
             return Arc::clone(e);
         }
         let spec = self.inner.config.spec_for(&key.provider, &key.model);
-        let e = Arc::new(KeyShared::new(key.clone(), spec));
+        let e = Arc::new(KeyShared::new(key.clone(), spec, self.inner.store.clone()));
         bucket.push(Arc::clone(&e));
         e
     }
@@ -269,6 +300,10 @@ impl Limiter {
         if let Some(wait) = seen.retry_after {
             let until = now.checked_add(wait).unwrap_or(now + crate::signal::DEFAULT_DAILY_BLOCK);
             st.block(until, seen.daily);
+            if let Some(link) = &e.store {
+                // The local block holds even if the store cannot record it for the other processes.
+                let _ = link.store.block(key, link.wall(until), seen.daily);
+            }
         }
         if let Some(r) = seen.remaining_requests {
             st.correct_requests(r, seen.limit_requests, now);
@@ -309,6 +344,9 @@ impl Limiter {
         };
         let mut st = e.lock();
         st.reset();
+        if let Some(link) = &e.store {
+            let _ = link.store.reset(key);
+        }
         wake_front(&st);
         true
     }
@@ -499,11 +537,12 @@ impl Drop for Place<'_> {
 pub struct Permit {
     shared: Arc<KeyShared>,
     reservation: Option<u64>,
+    store_id: Option<i64>,
 }
 
 impl Permit {
     fn new(shared: &Arc<KeyShared>, a: Admission) -> Self {
-        Self { shared: Arc::clone(shared), reservation: a.reservation }
+        Self { shared: Arc::clone(shared), reservation: a.reservation, store_id: a.store_id }
     }
 
     /// The key the request was admitted under.
@@ -513,7 +552,13 @@ impl Permit {
 
     /// Replaces the token reservation by the tokens the request actually used (input plus output), and
     /// ends the request.
+    ///
+    /// With a shared store, the store is updated too; if that fails the store keeps the estimate, which
+    /// only errs on the safe side.
     pub fn settle(self, actual_tokens: u64) {
+        if let (Some(link), Some(id)) = (&self.shared.store, self.store_id) {
+            let _ = link.store.settle(&self.shared.key, id, actual_tokens);
+        }
         if let Some(id) = self.reservation {
             let mut st = self.shared.lock();
             if st.settle(id, actual_tokens) {

@@ -240,6 +240,8 @@ pub(crate) struct KeyState {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admission {
     pub(crate) reservation: Option<u64>,
+    /// The admission's id in the shared store, if there is one.
+    pub(crate) store_id: Option<i64>,
 }
 
 impl KeyState {
@@ -267,6 +269,19 @@ impl KeyState {
         now: Instant,
         tokens: &TokenCount,
         in_flight: &AtomicU32,
+    ) -> Result<Admission, Denied> {
+        self.try_admit_with(now, tokens, in_flight, |_| Ok(None))
+    }
+
+    /// As [`KeyState::try_admit`], asking `shared` (a store shared with other processes) last, once every
+    /// local limit allows the request; the request is recorded locally only if `shared` admits it too.
+    #[inline]
+    pub(crate) fn try_admit_with(
+        &mut self,
+        now: Instant,
+        tokens: &TokenCount,
+        in_flight: &AtomicU32,
+        shared: impl FnOnce(&LimitSpec) -> Result<Option<i64>, Denied>,
     ) -> Result<Admission, Denied> {
         self.spec.check_request(tokens).map_err(Denied::Refused)?;
         let mut wait: Option<(Instant, WaitReason)> = None;
@@ -300,6 +315,7 @@ impl KeyState {
                 return Err(Denied::Wait(Wait { until: None, reason: WaitReason::Concurrency(cap) }));
             }
         }
+        let store_id = shared(&self.spec)?;
         for w in &mut self.windows {
             w.record(now);
         }
@@ -313,7 +329,7 @@ impl KeyState {
             Some(self.next_reservation)
         };
         in_flight.fetch_add(1, Ordering::SeqCst);
-        Ok(Admission { reservation })
+        Ok(Admission { reservation, store_id })
     }
 
     /// Replaces a reservation's estimate by the actual usage; true when that frees tokens.
