@@ -42,6 +42,9 @@ pub struct LimitsConfig {
     /// Per provider (`github`, `azure`, `openai`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderLimits>,
+    /// Whether `default` applies to every key, before any preset (set by [`LimitsConfig::uniform`]).
+    #[serde(skip)]
+    pub uniform: bool,
 }
 
 /// The limits of one provider.
@@ -62,7 +65,7 @@ pub struct ProviderLimits {
 impl LimitsConfig {
     /// The same limits for every key (what `--limits SPEC` means).
     pub fn uniform(spec: LimitSpec) -> Self {
-        Self { default: Some(spec), ..Self::default() }
+        Self { default: Some(spec), uniform: true, ..Self::default() }
     }
 
     /// Reads a TOML document.
@@ -87,6 +90,28 @@ impl LimitsConfig {
             spec.margin = self.margin;
         }
         spec
+    }
+
+    /// The limits for a GitHub Models model whose catalog entry gives `rate_limit_tier`: the model's entry,
+    /// else the provider's `limits`, else the tier's preset on the configured plan
+    /// ([`presets::github_for_model`](crate::presets::github_for_model)). A configuration made with
+    /// [`LimitsConfig::uniform`] (the `--limits` flag) applies its limits to every model instead.
+    pub fn spec_for_github_model(
+        &self,
+        provider: &str,
+        model: &str,
+        rate_limit_tier: Option<&str>,
+    ) -> Result<LimitSpec, LimitError> {
+        let p = self.providers.get(provider);
+        if self.uniform {
+            return Ok(self.spec_for(provider, model));
+        }
+        if p.is_some_and(|p| p.models.contains_key(model) || p.limits.is_some()) {
+            return Ok(self.spec_for(provider, model));
+        }
+        let mut spec = crate::presets::github_for_model(rate_limit_tier, model, self.plan_for(provider))?;
+        spec.margin = self.margin;
+        Ok(spec)
     }
 
     /// The GitHub plan configured for a provider (default free).
@@ -124,6 +149,22 @@ limits = "500/1m,tpm=30000,margin=0s"
         assert_eq!(c.plan_for("github"), Plan::Pro);
         assert_eq!(c.plan_for("azure"), Plan::Free);
         assert!(LimitsConfig::default().spec_for("a", "b").is_unlimited());
+    }
+
+    #[test]
+    fn github_models_get_their_tier_unless_configured() {
+        let c = LimitsConfig::from_toml("[providers.github]\nplan = \"enterprise\"").unwrap();
+        let spec = c.spec_for_github_model("github", "openai/gpt-4.1", Some("high")).unwrap();
+        assert_eq!(spec.to_string(), "15/1m,150/1d,concurrency=4,tokens_in=16000,tokens_out=8000");
+        let c = LimitsConfig::from_toml(FILE).unwrap();
+        let spec = c.spec_for_github_model("github", "openai/gpt-4o", Some("low")).unwrap();
+        assert_eq!(spec.to_string(), "15/1m,150/1d,concurrency=5,margin=10ms");
+        let c = LimitsConfig::from_toml("default = \"1/1s\"").unwrap();
+        assert_eq!(c.spec_for_github_model("github", "openai/gpt-4o", Some("low")).unwrap().windows.len(), 2);
+        let c = LimitsConfig::uniform(LimitSpec::parse("1/1s").unwrap());
+        assert_eq!(c.spec_for_github_model("github", "openai/gpt-5", Some("custom")).unwrap().to_string(), "1/1s");
+        let e = LimitsConfig::default().spec_for_github_model("github", "openai/gpt-5", Some("custom")).unwrap_err();
+        assert!(e.to_string().contains("free plan"), "{e}");
     }
 
     #[test]

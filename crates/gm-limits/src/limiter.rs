@@ -448,7 +448,16 @@ impl KeyHandle {
             let now = self.clock.now();
             let step = {
                 let mut st = self.shared.lock();
-                let pos = st.queue.iter().position(|w| w.ticket == ticket).unwrap_or(0);
+                let pos = match st.queue.iter().position(|w| w.ticket == ticket) {
+                    Some(pos) => pos,
+                    None => {
+                        // Nothing removes a live waiter, but if something did, take a place again at the
+                        // back rather than act on someone else's.
+                        st.queue.push_back(Waiter { ticket, wake: Arc::clone(&wake) });
+                        self.shared.sync_queued(&st);
+                        st.queue.len() - 1
+                    }
+                };
                 if pos == 0 {
                     match self.shared.try_admit(&mut st, now, &tokens) {
                         Ok(a) => {

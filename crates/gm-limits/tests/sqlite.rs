@@ -129,3 +129,45 @@ fn token_budgets_are_shared_and_settled() {
     assert!(matches!(other.admit(&key(), &spec, 300, t).unwrap(), StoreAdmission::Admitted { .. }));
     assert_eq!(other.count(&key(), Duration::from_secs(60), t).unwrap(), 2);
 }
+
+/// Run by [`two_processes_never_exceed_the_window_together`] in child processes; does nothing otherwise.
+#[test]
+fn child_process_admits_for_its_parent() {
+    let Some(path) = std::env::var_os("GM_LIMITS_TEST_CHILD_STATE") else { return };
+    let store = SqliteWindows::open(PathBuf::from(path)).unwrap();
+    let spec = LimitSpec::parse("5/3s,margin=0s").unwrap();
+    for _ in 0..200 {
+        store.admit(&key(), &spec, 0, SystemTime::now()).unwrap();
+    }
+}
+
+#[test]
+fn two_processes_never_exceed_the_window_together() {
+    let file = StateFile::new("processes");
+    // Create the tables before the children race to.
+    drop(SqliteWindows::open(&file.0).unwrap());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "child_process_admits_for_its_parent", "--quiet", "--test-threads=1"])
+                .env("GM_LIMITS_TEST_CHILD_STATE", &file.0)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = SqliteWindows::open(&file.0).unwrap();
+    let times: Vec<SystemTime> = store.admissions(&key()).unwrap().into_iter().map(|(t, _)| t).collect();
+    assert!(!times.is_empty());
+    assert!(most_within(&times, Duration::from_secs(3)) <= 5, "{times:?}");
+}
