@@ -1,0 +1,145 @@
+//! Durations as people write them on the command line: `500ms`, `2s`, `1m`, `1h`, `1d`.
+
+use std::time::Duration;
+
+use crate::LimitError;
+
+/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m`, `h` or `d`
+/// (`sec`, `min`, `hour`, `day` and their plurals are accepted too). Several parts may follow each
+/// other (`1h30m`); a bare `0` is zero.
+///
+/// ```
+/// use std::time::Duration;
+/// use gm_limits::parse_duration;
+/// assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+/// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+/// assert!(parse_duration("5 parsecs").unwrap_err().to_string().contains("500ms"));
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
+    let bad = |why: &str| LimitError::InvalidDuration { input: s.to_string(), why: why.to_string() };
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad("a number must come before each unit"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad("the number is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
+        if unit_len == 0 {
+            return Err(bad("a unit is missing after the number"));
+        }
+        let unit = rest[..unit_len].to_ascii_lowercase();
+        rest = &rest[unit_len..];
+        let per_unit = match unit.as_str() {
+            "ms" | "msec" | "msecs" | "millis" => Duration::from_millis(1),
+            "s" | "sec" | "secs" | "second" | "seconds" => Duration::from_secs(1),
+            "m" | "min" | "mins" | "minute" | "minutes" => Duration::from_secs(60),
+            "h" | "hr" | "hrs" | "hour" | "hours" => Duration::from_secs(3600),
+            "d" | "day" | "days" => Duration::from_secs(86_400),
+            _ => return Err(bad(&format!("`{unit}` is not a unit"))),
+        };
+        let n32 = u32::try_from(n).map_err(|_| bad("the number is too large"))?;
+        let part = per_unit.checked_mul(n32).ok_or_else(|| bad("the number is too large"))?;
+        total = total.checked_add(part).ok_or_else(|| bad("the number is too large"))?;
+    }
+    Ok(total)
+}
+
+/// Formats a duration in the shortest exact form [`parse_duration`] reads back (`1d`, `90s`, `1500ms`).
+///
+/// Sub-millisecond remainders are rounded up to the next millisecond.
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if d.as_nanos() % 1_000_000 != 0 {
+        ms += 1;
+    }
+    if ms == 0 {
+        return "0s".into();
+    }
+    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Formats a wait for people: `46s`, `1h 33m 51s`, `250ms`.
+pub(crate) fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        let ms = d.as_millis() + u128::from(d.as_nanos() % 1_000_000 != 0);
+        return format!("{ms}ms");
+    }
+    let secs = secs + u64::from(d.subsec_nanos() != 0);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        let cases = [
+            ("500ms", Duration::from_millis(500)),
+            ("2s", Duration::from_secs(2)),
+            ("1m", Duration::from_secs(60)),
+            ("1h", Duration::from_secs(3600)),
+            ("1d", Duration::from_secs(86_400)),
+        ];
+        for (s, d) in cases {
+            assert_eq!(parse_duration(s).unwrap(), d, "{s}");
+        }
+        assert!(parse_duration("2 min").is_err());
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("90Seconds").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = parse_duration("").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = parse_duration("10").unwrap_err().to_string();
+        assert!(e.contains("unit is missing") && e.contains("500ms"), "{e}");
+        let e = parse_duration("m").unwrap_err().to_string();
+        assert!(e.contains("number must come before"), "{e}");
+        let e = parse_duration("3w").unwrap_err().to_string();
+        assert!(e.contains("`w` is not a unit"), "{e}");
+        let e = parse_duration("99999999999999999999s").unwrap_err().to_string();
+        assert!(e.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for s in ["1d", "2h", "1m", "90s", "1500ms", "0s"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+        assert_eq!(format_duration(Duration::from_micros(1)), "1ms");
+    }
+
+    #[test]
+    fn human_waits() {
+        assert_eq!(human(Duration::from_secs(46)), "46s");
+        assert_eq!(human(Duration::from_secs(5631)), "1h 33m 51s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+        assert_eq!(human(Duration::from_secs(120)), "2m");
+    }
+}

@@ -1,0 +1,330 @@
+//! Windows shared between processes: a [`WindowStore`] counts admissions where every process sees them.
+//!
+//! A [`Limiter`](crate::Limiter) made with [`Limiter::with_store`](crate::Limiter::with_store) checks its own
+//! limits first (per-request caps, concurrency, its local windows, server blocks) and then asks the store,
+//! which admits only if the request windows and token budgets hold across every process sharing it. Time in
+//! a store is the wall clock (shared by the processes of one machine); the limiter maps its monotonic
+//! instants onto it from one reading taken when it is made.
+//!
+//! Concurrency caps stay per process: a request in flight in another process does not count here.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
+
+/// What a store says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreAdmission {
+    /// Admitted and recorded under `id` (for [`WindowStore::settle`]).
+    Admitted {
+        /// The admission's id in the store.
+        id: i64,
+    },
+    /// Not before `until`.
+    Wait {
+        /// The earliest wall-clock time at which the request may pass.
+        until: SystemTime,
+        /// The limit in the way.
+        reason: WaitReason,
+    },
+}
+
+/// Request windows and token budgets counted in a place several processes share.
+///
+/// Implementations make [`WindowStore::admit`] atomic: the check of every window and the record of the
+/// admission happen as one step, so two processes can never both take the last slot.
+pub trait WindowStore: Send + Sync + fmt::Debug {
+    /// Admits a request under `spec`'s request windows and token budgets (reserving `tokens`) at `now`, or
+    /// says when it may pass. Windows are lengthened by `spec`'s margin.
+    fn admit(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        tokens: u64,
+        now: SystemTime,
+    ) -> Result<StoreAdmission, LimitError>;
+
+    /// Replaces an admission's token reservation by the tokens actually used.
+    fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError>;
+
+    /// Blocks a key for every process until `until` (a 429); never shortens an existing block.
+    fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError>;
+
+    /// Forgets a key's admissions and blocks.
+    fn reset(&self, key: &LimitKey) -> Result<(), LimitError>;
+
+    /// Requests counted for a key within the last `within` before `now`.
+    fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError>;
+}
+
+/// The link from a limiter's monotonic time to a store's wall-clock time.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreLink {
+    pub(crate) store: std::sync::Arc<dyn WindowStore>,
+    anchor: (Instant, SystemTime),
+}
+
+impl StoreLink {
+    pub(crate) fn new(store: std::sync::Arc<dyn WindowStore>, anchor: (Instant, SystemTime)) -> Self {
+        Self { store, anchor }
+    }
+
+    /// The wall-clock time of a monotonic instant.
+    pub(crate) fn wall(&self, at: Instant) -> SystemTime {
+        let (i0, w0) = self.anchor;
+        if at >= i0 {
+            w0 + (at - i0)
+        } else {
+            w0 - (i0 - at)
+        }
+    }
+
+    /// The monotonic instant of a wall-clock time, given a pair of the same moment.
+    pub(crate) fn instant(&self, now: Instant, now_wall: SystemTime, at: SystemTime) -> Instant {
+        match at.duration_since(now_wall) {
+            Ok(ahead) => now + ahead,
+            Err(e) => now.checked_sub(e.duration()).unwrap_or(now),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteWindows;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::path::Path;
+    use std::sync::{Mutex, PoisonError};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+    use super::{StoreAdmission, WindowStore};
+    use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
+
+    fn store_err(e: rusqlite::Error) -> LimitError {
+        LimitError::Store(Box::new(e))
+    }
+
+    fn micros(t: SystemTime) -> i64 {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn from_micros(us: i64) -> SystemTime {
+        if us >= 0 {
+            UNIX_EPOCH + Duration::from_micros(us.unsigned_abs())
+        } else {
+            UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
+        }
+    }
+
+    fn span_us(per: Duration, spec: &LimitSpec) -> i64 {
+        i64::try_from(spec.margin().apply(per).as_micros()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Request windows and token budgets in a SQLite file, shared by every process that opens it.
+    ///
+    /// The file is in WAL mode; its tables are prefixed `limits_` so it can live beside other state.
+    /// Each admission is one `BEGIN IMMEDIATE` transaction that reads the key's recent admissions, checks
+    /// every window and inserts the admission, so processes never exceed a window together. Times are
+    /// microseconds of the wall clock; an admission is recorded no earlier than the key's latest, so a
+    /// process with a slightly stale clock reading only makes the windows stricter.
+    #[derive(Debug)]
+    pub struct SqliteWindows {
+        conn: Mutex<Connection>,
+    }
+
+    impl SqliteWindows {
+        /// Opens (and creates if needed) the store in the file at `path`.
+        pub fn open(path: impl AsRef<Path>) -> Result<Self, LimitError> {
+            let conn = Connection::open(path).map_err(store_err)?;
+            // Other processes may hold the write lock for the length of one admission.
+            conn.busy_timeout(Duration::from_secs(10)).map_err(store_err)?;
+            let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(store_err)?;
+            conn.execute_batch(
+                "PRAGMA synchronous=NORMAL;
+                 CREATE TABLE IF NOT EXISTS limits_admissions (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     key TEXT NOT NULL,
+                     at_us INTEGER NOT NULL,
+                     tokens INTEGER NOT NULL DEFAULT 0
+                 );
+                 CREATE INDEX IF NOT EXISTS limits_admissions_key_at ON limits_admissions(key, at_us);
+                 CREATE TABLE IF NOT EXISTS limits_blocks (
+                     key TEXT PRIMARY KEY,
+                     until_us INTEGER NOT NULL,
+                     daily INTEGER NOT NULL
+                 );",
+            )
+            .map_err(store_err)?;
+            Ok(Self { conn: Mutex::new(conn) })
+        }
+
+        /// Every key with admissions or a block in the store.
+        pub fn keys(&self) -> Result<Vec<LimitKey>, LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stmt = conn
+                .prepare("SELECT key FROM limits_admissions UNION SELECT key FROM limits_blocks ORDER BY 1")
+                .map_err(store_err)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(store_err)?;
+            let mut out = Vec::new();
+            for k in rows {
+                if let Ok(key) = k.map_err(store_err)?.parse() {
+                    out.push(key);
+                }
+            }
+            Ok(out)
+        }
+
+        /// Every admission recorded for a key, as (wall-clock time, tokens), oldest first.
+        pub fn admissions(&self, key: &LimitKey) -> Result<Vec<(SystemTime, u64)>, LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stmt = conn
+                .prepare("SELECT at_us, tokens FROM limits_admissions WHERE key = ?1 ORDER BY at_us, id")
+                .map_err(store_err)?;
+            let rows = stmt
+                .query_map([key.to_string()], |r| Ok((from_micros(r.get(0)?), r.get::<_, i64>(1)?.unsigned_abs())))
+                .map_err(store_err)?;
+            rows.collect::<Result<_, _>>().map_err(store_err)
+        }
+
+        fn admit_in(
+            tx: &rusqlite::Transaction<'_>,
+            key: &str,
+            spec: &LimitSpec,
+            tokens: u64,
+            now: i64,
+        ) -> Result<StoreAdmission, rusqlite::Error> {
+            let mut wait: Option<(i64, WaitReason)> = None;
+            let mut later = |until: i64, reason: WaitReason| {
+                if wait.is_none_or(|(u, _)| until > u) {
+                    wait = Some((until, reason));
+                }
+            };
+            let block: Option<(i64, bool)> = tx
+                .query_row("SELECT until_us, daily FROM limits_blocks WHERE key = ?1", [key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
+                later(until, WaitReason::Server { daily });
+            }
+            // The N-th most recent admission still counting, if there is one, fills the window; the window
+            // frees when it expires. Admissions later than `now` (another process's clock ran ahead) count too.
+            let mut nth = tx.prepare_cached(
+                "SELECT at_us FROM limits_admissions WHERE key = ?1 AND at_us > ?2
+                 ORDER BY at_us DESC LIMIT 1 OFFSET ?3",
+            )?;
+            for w in &spec.windows {
+                let span = span_us(w.per, spec);
+                let offset = i64::try_from(w.limit - 1).unwrap_or(i64::MAX);
+                let at: Option<i64> = nth.query_row(params![key, now - span, offset], |r| r.get(0)).optional()?;
+                if let Some(at) = at {
+                    later(at + span, WaitReason::Requests(*w));
+                }
+            }
+            let mut recent = tx.prepare_cached(
+                "SELECT at_us, tokens FROM limits_admissions WHERE key = ?1 AND at_us > ?2 ORDER BY at_us",
+            )?;
+            for w in &spec.token_windows {
+                let span = span_us(w.per, spec);
+                let rows: Vec<(i64, i64)> = recent
+                    .query_map(params![key, now - span], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut used: u64 = rows.iter().map(|(_, n)| n.unsigned_abs()).sum();
+                if used + tokens > w.limit {
+                    let free = rows.iter().find_map(|(at, n)| {
+                        used -= n.unsigned_abs();
+                        (used + tokens <= w.limit).then_some(at + span)
+                    });
+                    later(free.unwrap_or(now + span), WaitReason::Tokens(*w));
+                }
+            }
+            if let Some((until, reason)) = wait {
+                return Ok(StoreAdmission::Wait { until: from_micros(until), reason });
+            }
+            let latest: Option<i64> =
+                tx.query_row("SELECT MAX(at_us) FROM limits_admissions WHERE key = ?1", [key], |r| r.get(0))?;
+            let at = latest.map_or(now, |l| l.max(now));
+            tx.execute(
+                "INSERT INTO limits_admissions (key, at_us, tokens) VALUES (?1, ?2, ?3)",
+                params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX)],
+            )?;
+            let id = tx.last_insert_rowid();
+            // Forget what no window of this key counts any more.
+            let longest = spec.windows.iter().chain(&spec.token_windows).map(|w| span_us(w.per, spec)).max();
+            if let Some(longest) = longest {
+                tx.execute(
+                    "DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2",
+                    params![key, now - longest],
+                )?;
+            }
+            Ok(StoreAdmission::Admitted { id })
+        }
+    }
+
+    impl WindowStore for SqliteWindows {
+        fn admit(
+            &self,
+            key: &LimitKey,
+            spec: &LimitSpec,
+            tokens: u64,
+            now: SystemTime,
+        ) -> Result<StoreAdmission, LimitError> {
+            let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_err)?;
+            let out = Self::admit_in(&tx, &key.to_string(), spec, tokens, micros(now)).map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            Ok(out)
+        }
+
+        fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.execute(
+                "UPDATE limits_admissions SET tokens = ?3 WHERE id = ?1 AND key = ?2",
+                params![id, key.to_string(), i64::try_from(tokens).unwrap_or(i64::MAX)],
+            )
+            .map_err(store_err)?;
+            Ok(())
+        }
+
+        fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.execute(
+                "INSERT INTO limits_blocks (key, until_us, daily) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET
+                     daily = CASE WHEN excluded.until_us >= until_us THEN excluded.daily ELSE daily OR excluded.daily END,
+                     until_us = MAX(until_us, excluded.until_us)",
+                params![key.to_string(), micros(until), daily],
+            )
+            .map_err(store_err)?;
+            Ok(())
+        }
+
+        fn reset(&self, key: &LimitKey) -> Result<(), LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let k = key.to_string();
+            conn.execute("DELETE FROM limits_admissions WHERE key = ?1", [&k]).map_err(store_err)?;
+            conn.execute("DELETE FROM limits_blocks WHERE key = ?1", [&k]).map_err(store_err)?;
+            Ok(())
+        }
+
+        fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let since = micros(now) - i64::try_from(within.as_micros()).unwrap_or(i64::MAX / 4);
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM limits_admissions WHERE key = ?1 AND at_us > ?2",
+                    params![key.to_string(), since],
+                    |r| r.get(0),
+                )
+                .map_err(store_err)?;
+            Ok(n.unsigned_abs())
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Pre-flight token counts, so a request over a per-request cap is refused before it is sent.
+//!
+//! With the `tokenizer` feature, OpenAI-family models are counted exactly with their BPE encoding
+//! (`o200k_base` for gpt-4o, gpt-4.1, gpt-4.5, gpt-5, the o-series and gpt-oss; `cl100k_base` for gpt-4 and
+//! gpt-3.5), using tiktoken-rs, whose encodings are compiled into the binary (no network at run time).
+//! Other models (Llama, Phi, Mistral, DeepSeek, …) use other tokenizers; they are counted with `cl100k_base`
+//! and the count is raised by a quarter, since SentencePiece tokenizers with smaller vocabularies produce up
+//! to that many more tokens for English text.
+//!
+//! Without the feature, every model gets the conservative estimate of one token per three bytes of UTF-8,
+//! rounded up: English averages about four bytes a token, code three to four, and most CJK characters (three
+//! bytes) are about one token each.
+//!
+//! Both ways add OpenAI's chat overhead: 3 tokens per message, 1 more for a `name`, and 3 that prime the reply.
+//! Images count 85 tokens at `detail: low` and 765 otherwise (a 1024×1024 image at high detail); tool
+//! definitions and other parts count as their JSON text.
+
+use gm_core::{ChatMessage, ChatRequest, ContentPart, MessageContent};
+
+/// How a [`TokenCount`] was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CountMethod {
+    /// Counted exactly with the model's encoding (`o200k_base` or `cl100k_base`).
+    Exact(&'static str),
+    /// Counted with an OpenAI encoding and raised by a quarter, for a model with another tokenizer.
+    Scaled(&'static str),
+    /// Estimated as one token per three bytes, rounded up.
+    Bytes,
+    /// Given by the caller.
+    Given,
+}
+
+impl CountMethod {
+    /// Whether the count is the exact number the server will see.
+    pub fn is_exact(self) -> bool {
+        matches!(self, CountMethod::Exact(_))
+    }
+}
+
+/// The tokens a request uses: its input (counted or estimated) and the output it asks for at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenCount {
+    /// Input tokens, including the chat overhead.
+    pub input: u64,
+    /// The output tokens asked for at most (`max_completion_tokens` or `max_tokens`, times `n`); 0 when
+    /// the request sets no cap.
+    pub output: u64,
+    /// How `input` was obtained.
+    pub method: CountMethod,
+}
+
+impl TokenCount {
+    /// No tokens: for limiters that only count requests.
+    pub const ZERO: TokenCount = TokenCount { input: 0, output: 0, method: CountMethod::Given };
+
+    /// A count given by the caller.
+    pub const fn new(input: u64, output: u64) -> Self {
+        Self { input, output, method: CountMethod::Given }
+    }
+
+    /// What a token budget reserves for the request: input plus output.
+    pub const fn total(&self) -> u64 {
+        self.input.saturating_add(self.output)
+    }
+}
+
+impl Default for TokenCount {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl From<u64> for TokenCount {
+    /// A total given by the caller, counted as input.
+    fn from(input: u64) -> Self {
+        Self::new(input, 0)
+    }
+}
+
+/// Counts (or estimates) the input tokens of a chat request and reads the output it asks for.
+///
+/// ```
+/// use gm_core::{ChatMessage, ChatRequest};
+/// let req = ChatRequest::new("openai/gpt-4o", vec![ChatMessage::user("Hello there")]).with_max_tokens(100);
+/// let n = gm_limits::count_tokens(&req);
+/// assert_eq!(n.output, 100);
+/// assert!(n.input >= 8);
+/// ```
+pub fn count_tokens(req: &ChatRequest) -> TokenCount {
+    let counter = Counter::for_model(&req.model);
+    let mut input: u64 = 3;
+    for m in &req.messages {
+        input += message_tokens(&counter, m);
+    }
+    if let Some(tools) = &req.tools {
+        for t in tools {
+            input += counter.text(&serde_json_text(t)) + 8;
+        }
+    }
+    let per_choice = req.max_completion_tokens.or(req.max_tokens).map_or(0, u64::from);
+    let output = per_choice * u64::from(req.n.unwrap_or(1).max(1));
+    TokenCount { input, output, method: counter.method }
+}
+
+/// Counts (or estimates) the tokens of one text for a model, without any chat overhead.
+pub fn count_text_tokens(model: &str, text: &str) -> u64 {
+    Counter::for_model(model).text(text)
+}
+
+/// The conservative estimate used without an encoding: one token per three bytes, rounded up.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(3)
+}
+
+fn serde_json_text<T: serde::Serialize>(v: &T) -> String {
+    // A failed serialization only loses precision in an estimate; count nothing rather than fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn message_tokens(counter: &Counter, m: &ChatMessage) -> u64 {
+    let mut n = 3 + counter.text(m.role.as_str());
+    if let Some(name) = &m.name {
+        n += 1 + counter.text(name);
+    }
+    match &m.content {
+        Some(MessageContent::Text(t)) => n += counter.text(t),
+        Some(MessageContent::Parts(parts)) => {
+            for p in parts {
+                n += match p {
+                    ContentPart::Text { text } => counter.text(text),
+                    ContentPart::ImageUrl { image_url } => {
+                        if image_url.detail.as_deref() == Some("low") {
+                            85
+                        } else {
+                            765
+                        }
+                    }
+                    ContentPart::Other(v) => counter.text(&v.to_string()),
+                };
+            }
+        }
+        None => {}
+    }
+    if let Some(calls) = &m.tool_calls {
+        for c in calls {
+            n += counter.text(c.function.name.as_deref().unwrap_or("")) + counter.text(&c.function.arguments) + 3;
+        }
+    }
+    if let Some(id) = &m.tool_call_id {
+        n += counter.text(id);
+    }
+    n
+}
+
+/// The encoding family of a model, from its name (the publisher prefix is ignored).
+fn encoding_for(model: &str) -> Option<&'static str> {
+    let lower = model.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    let name = name.strip_prefix("ft:").unwrap_or(name);
+    let o200k = ["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-oss", "o1", "o3", "o4", "codex"];
+    let cl100k = ["gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada-002"];
+    if o200k.iter().any(|p| name.starts_with(p)) {
+        Some("o200k_base")
+    } else if cl100k.iter().any(|p| name.starts_with(p)) {
+        Some("cl100k_base")
+    } else {
+        None
+    }
+}
+
+struct Counter {
+    method: CountMethod,
+}
+
+impl Counter {
+    fn for_model(model: &str) -> Self {
+        let method = match encoding_for(model) {
+            _ if !cfg!(feature = "tokenizer") => CountMethod::Bytes,
+            Some(enc) => CountMethod::Exact(enc),
+            None => CountMethod::Scaled("cl100k_base"),
+        };
+        Self { method }
+    }
+
+    fn text(&self, text: &str) -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        match self.method {
+            #[cfg(feature = "tokenizer")]
+            CountMethod::Exact(enc) => bpe(enc).encode_with_special_tokens(text).len() as u64,
+            #[cfg(feature = "tokenizer")]
+            CountMethod::Scaled(enc) => (bpe(enc).encode_with_special_tokens(text).len() as u64 * 5).div_ceil(4),
+            _ => estimate_tokens(text),
+        }
+    }
+}
+
+#[cfg(feature = "tokenizer")]
+fn bpe(encoding: &str) -> &'static tiktoken_rs::CoreBPE {
+    if encoding == "o200k_base" {
+        tiktoken_rs::o200k_base_singleton()
+    } else {
+        tiktoken_rs::cl100k_base_singleton()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gm_core::ImageUrl;
+
+    #[test]
+    fn encodings_by_model() {
+        assert_eq!(encoding_for("openai/gpt-4o-mini"), Some("o200k_base"));
+        assert_eq!(encoding_for("gpt-4.1"), Some("o200k_base"));
+        assert_eq!(encoding_for("azureml/openai/o3-mini"), Some("o200k_base"));
+        assert_eq!(encoding_for("openai/gpt-5-chat"), Some("o200k_base"));
+        assert_eq!(encoding_for("gpt-4-turbo"), Some("cl100k_base"));
+        assert_eq!(encoding_for("gpt-3.5-turbo"), Some("cl100k_base"));
+        assert_eq!(encoding_for("meta/llama-3.3-70b-instruct"), None);
+    }
+
+    #[test]
+    fn output_is_max_tokens_times_n() {
+        let mut req = ChatRequest::new("x", vec![ChatMessage::user("hi")]).with_max_tokens(100);
+        req.n = Some(3);
+        assert_eq!(count_tokens(&req).output, 300);
+        req.max_completion_tokens = Some(10);
+        assert_eq!(count_tokens(&req).output, 30);
+        assert_eq!(count_tokens(&ChatRequest::new("x", vec![])).output, 0);
+    }
+
+    #[test]
+    fn the_byte_estimate_is_conservative() {
+        assert_eq!(estimate_tokens(""), 0);
+        assert_eq!(estimate_tokens("abc"), 1);
+        assert_eq!(estimate_tokens("abcd"), 2);
+        // A 3000-byte prompt is estimated at 1000 tokens at least, for any model.
+        let req = ChatRequest::new("mistral-ai/mistral-small", vec![ChatMessage::user("word ".repeat(600))]);
+        assert!(count_tokens(&req).input >= 600);
+    }
+
+    #[test]
+    fn images_and_overhead() {
+        let mut m = ChatMessage::user("");
+        m.content = Some(MessageContent::Parts(vec![
+            ContentPart::ImageUrl { image_url: ImageUrl { url: "data:,".into(), detail: Some("low".into()) } },
+            ContentPart::ImageUrl { image_url: ImageUrl { url: "data:,".into(), detail: None } },
+        ]));
+        let n = count_tokens(&ChatRequest::new("gpt-4o", vec![m])).input;
+        // 3 priming + 3 per message + the role + 85 + 765
+        assert!((856..=860).contains(&n), "{n}");
+    }
+
+    #[cfg(feature = "tokenizer")]
+    #[test]
+    fn exact_counts_match_openai() {
+        // "hello world" is two tokens in both encodings; OpenAI's cookbook counts a one-message
+        // conversation as 3 (priming) + 3 (message) + 1 (role) + content.
+        let req = ChatRequest::new("openai/gpt-4o", vec![ChatMessage::user("hello world")]);
+        let n = count_tokens(&req);
+        assert_eq!(n.method, CountMethod::Exact("o200k_base"));
+        assert_eq!(n.input, 3 + 3 + 1 + 2);
+        assert_eq!(count_text_tokens("gpt-4", "hello world"), 2);
+        let scaled = count_tokens(&ChatRequest::new("meta/llama-3.3-70b-instruct", vec![ChatMessage::user("hello")]));
+        assert_eq!(scaled.method, CountMethod::Scaled("cl100k_base"));
+    }
+}

@@ -1,0 +1,173 @@
+//! Windows shared through a SQLite file: connections in different threads (as different processes would)
+//! never exceed a window together.
+#![cfg(feature = "sqlite")]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use gm_core::{Clock, ManualClock};
+use gm_limits::{
+    Denied, LimitKey, LimitSpec, Limiter, LimitsConfig, ServerSignal, SqliteWindows, StoreAdmission, TokenCount,
+    WaitReason, WindowStore,
+};
+
+/// A fresh state file in the temporary directory, removed (with its WAL files) when dropped.
+struct StateFile(PathBuf);
+
+impl StateFile {
+    fn new(name: &str) -> Self {
+        let unique = format!(
+            "gm-limits-{name}-{}-{}.sqlite",
+            std::process::id(),
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos()
+        );
+        Self(std::env::temp_dir().join(unique))
+    }
+}
+
+impl Drop for StateFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+fn key() -> LimitKey {
+    LimitKey::for_token("github", "ghp_shared", "openai/gpt-4.1")
+}
+
+/// The most admissions within any half-open interval of length `per`.
+fn most_within(times: &[SystemTime], per: Duration) -> usize {
+    let mut most = 0;
+    for (i, &a) in times.iter().enumerate() {
+        let n = times[i..].iter().take_while(|&&b| b < a + per).count();
+        most = most.max(n);
+    }
+    most
+}
+
+#[test]
+fn two_connections_in_two_threads_never_exceed_the_window_together() {
+    let file = StateFile::new("threads");
+    let spec = LimitSpec::parse("5/3s,20/1m,margin=0s").unwrap();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    // A shared clock in microseconds that every attempt moves forward by 100 ms.
+    let clock = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (path, spec, clock) = (file.0.clone(), spec.clone(), clock.clone());
+            std::thread::spawn(move || {
+                let store = SqliteWindows::open(&path).unwrap();
+                let mut admitted = 0;
+                for _ in 0..150 {
+                    let at = start + Duration::from_micros(clock.fetch_add(100_000, Ordering::SeqCst));
+                    match store.admit(&key(), &spec, 0, at).unwrap() {
+                        StoreAdmission::Admitted { .. } => admitted += 1,
+                        StoreAdmission::Wait { until, reason } => {
+                            assert!(until > at, "{reason:?}");
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let store = SqliteWindows::open(&file.0).unwrap();
+    let times: Vec<SystemTime> = store.admissions(&key()).unwrap().into_iter().map(|(t, _)| t).collect();
+    assert!(most_within(&times, Duration::from_secs(3)) <= 5, "{times:?}");
+    assert!(most_within(&times, Duration::from_secs(60)) <= 20);
+    // 300 attempts over 30 s: the minute window allows 20, and the shared windows let them all through.
+    assert_eq!(admitted, 20);
+    assert_eq!(store.keys().unwrap(), vec![key()]);
+}
+
+#[test]
+fn two_limiters_share_windows_blocks_and_resets() {
+    let file = StateFile::new("limiters");
+    let config = LimitsConfig::uniform(LimitSpec::parse("3/10s,margin=0s").unwrap());
+    let clock = ManualClock::new();
+    let a =
+        Limiter::with_store(config.clone(), Arc::new(clock.clone()), Arc::new(SqliteWindows::open(&file.0).unwrap()));
+    let b = Limiter::with_store(config, Arc::new(clock.clone()), Arc::new(SqliteWindows::open(&file.0).unwrap()));
+    let k = key();
+    let now = clock.now();
+    let p1 = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    let p2 = b.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    let p3 = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    // B has admitted only one itself, but the shared window is full.
+    let Err(Denied::Wait(w)) = b.try_acquire(&k, TokenCount::ZERO, now) else { panic!("admitted a fourth") };
+    assert_eq!(w.reason, WaitReason::Requests(gm_limits::Window::new(3, Duration::from_secs(10))));
+    let wait = w.after(now).unwrap();
+    assert!(wait > Duration::from_millis(9_900) && wait <= Duration::from_secs(10), "{wait:?}");
+    drop((p1, p2, p3));
+    // After the window, both may go again; a 429 seen by one blocks the other.
+    clock.advance(Duration::from_secs(11));
+    let now = clock.now();
+    a.observe(&k, &ServerSignal::new(429).header("retry-after", "30"), now);
+    let Err(Denied::Wait(w)) = b.try_acquire(&k, TokenCount::ZERO, now) else { panic!("the block was not shared") };
+    assert_eq!(w.reason, WaitReason::Server { daily: false });
+    a.reset(&k);
+    assert!(b.try_acquire(&k, TokenCount::ZERO, now).is_ok());
+}
+
+#[test]
+fn token_budgets_are_shared_and_settled() {
+    let file = StateFile::new("tokens");
+    let store = SqliteWindows::open(&file.0).unwrap();
+    let other = SqliteWindows::open(&file.0).unwrap();
+    let spec = LimitSpec::parse("tpm=1000,margin=0s").unwrap();
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let StoreAdmission::Admitted { id } = store.admit(&key(), &spec, 800, t).unwrap() else { panic!() };
+    let StoreAdmission::Wait { until, .. } = other.admit(&key(), &spec, 300, t).unwrap() else { panic!() };
+    assert_eq!(until, t + Duration::from_secs(60));
+    store.settle(&key(), id, 500).unwrap();
+    assert!(matches!(other.admit(&key(), &spec, 300, t).unwrap(), StoreAdmission::Admitted { .. }));
+    assert_eq!(other.count(&key(), Duration::from_secs(60), t).unwrap(), 2);
+}
+
+/// Run by [`two_processes_never_exceed_the_window_together`] in child processes; does nothing otherwise.
+#[test]
+fn child_process_admits_for_its_parent() {
+    let Some(path) = std::env::var_os("GM_LIMITS_TEST_CHILD_STATE") else { return };
+    let store = SqliteWindows::open(PathBuf::from(path)).unwrap();
+    let spec = LimitSpec::parse("5/3s,margin=0s").unwrap();
+    for _ in 0..200 {
+        store.admit(&key(), &spec, 0, SystemTime::now()).unwrap();
+    }
+}
+
+#[test]
+fn two_processes_never_exceed_the_window_together() {
+    let file = StateFile::new("processes");
+    // Create the tables before the children race to.
+    drop(SqliteWindows::open(&file.0).unwrap());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "child_process_admits_for_its_parent", "--quiet", "--test-threads=1"])
+                .env("GM_LIMITS_TEST_CHILD_STATE", &file.0)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = SqliteWindows::open(&file.0).unwrap();
+    let times: Vec<SystemTime> = store.admissions(&key()).unwrap().into_iter().map(|(t, _)| t).collect();
+    assert!(!times.is_empty());
+    assert!(most_within(&times, Duration::from_secs(3)) <= 5, "{times:?}");
+}
