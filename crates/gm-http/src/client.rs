@@ -50,12 +50,6 @@ pub struct ClientStatsSnapshot {
     pub rate_limited: u64,
 }
 
-/// Something that wants to see every answer's status and headers (a rate limiter learning from the server).
-pub trait ResponseObserver: Send + Sync + fmt::Debug {
-    /// Called for every HTTP answer, before its body is read.
-    fn observe(&self, model: &str, status: u16, headers: &HeaderMap, body: Option<&ErrorBody>);
-}
-
 /// Builds a [`Client`].
 ///
 /// ```
@@ -76,7 +70,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     api_version: Option<String>,
     user_agent: String,
-    observer: Option<Arc<dyn ResponseObserver>>,
+    limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
 }
@@ -110,7 +104,7 @@ impl ClientBuilder {
             timeout: Duration::from_secs(300),
             api_version: None,
             user_agent: concat!("gm/", env!("CARGO_PKG_VERSION")).to_string(),
-            observer: None,
+            limiter: None,
             cache: None,
             cache_policy: CachePolicy::default(),
         }
@@ -171,9 +165,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Shows every answer's status and headers to an observer (e.g. a rate limiter).
-    pub fn observer(mut self, o: Arc<dyn ResponseObserver>) -> Self {
-        self.observer = Some(o);
+    /// Passes every chat request through `limiter` first, waiting at most `max_wait` for quota (a longer
+    /// wait fails at once and says when the quota frees). Answers teach the limiter (429s, remaining counts).
+    pub fn limiter(mut self, limiter: Arc<gm_limits::Limiter>, max_wait: Duration) -> Self {
+        self.limiter = Some((limiter, max_wait));
         self
     }
 
@@ -228,6 +223,11 @@ impl ClientBuilder {
                 provider: self.provider,
                 base,
                 org: self.org,
+                credential_fingerprint: self
+                    .credential
+                    .as_ref()
+                    .map(|c| gm_limits::fingerprint(c.expose()))
+                    .unwrap_or_else(|| "-".into()),
                 credential: self.credential,
                 transport,
                 retry: self.retry,
@@ -235,7 +235,8 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 api_version: self.api_version,
                 user_agent: self.user_agent,
-                observer: self.observer,
+
+                limiter: self.limiter,
                 cache: self.cache,
                 cache_policy: self.cache_policy,
                 headers: HeaderMap::new(),
@@ -269,7 +270,9 @@ struct Inner {
     timeout: Duration,
     api_version: Option<String>,
     user_agent: String,
-    observer: Option<Arc<dyn ResponseObserver>>,
+    /// A hash of the credential, which keys the limiter (never the credential itself).
+    credential_fingerprint: String,
+    limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
     /// The headers of a request without a body, built once.
@@ -331,7 +334,19 @@ pub struct ChatResponse {
 
 impl ChatResponse {
     fn new(completion: ChatCompletion, started: Instant, meta: Meta, cached: bool) -> Self {
-        Self { completion, latency: started.elapsed(), attempts: meta.attempts, rate_limited: meta.rate_limited, cached }
+        if let Some(p) = meta.permit {
+            match &completion.usage {
+                Some(u) => p.settle_usage(u),
+                None => drop(p),
+            }
+        }
+        Self {
+            completion,
+            latency: started.elapsed(),
+            attempts: meta.attempts,
+            rate_limited: meta.rate_limited,
+            cached,
+        }
     }
 
     /// The answer's text.
@@ -367,6 +382,21 @@ impl Client {
     /// The base URL in use.
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The limiter in use, if any.
+    pub fn limiter(&self) -> Option<&Arc<gm_limits::Limiter>> {
+        self.inner.limiter.as_ref().map(|(l, _)| l)
+    }
+
+    /// The key under which the limiter counts requests to `model`.
+    pub fn limit_key(&self, model: &str) -> gm_limits::LimitKey {
+        let model = self.wire_model(model).unwrap_or_else(|_| model.to_string());
+        gm_limits::LimitKey::new(
+            self.inner.provider.as_str(),
+            self.inner.credential_fingerprint.clone(),
+            model.to_lowercase(),
+        )
     }
 
     /// The cache in use, if any.
@@ -471,7 +501,7 @@ impl Client {
             }
         }
         let url = parse_uri(&self.url(Route::Catalog))?;
-        let (resp, _) = self.execute(Method::GET, url.clone(), Bytes::new(), "").await?;
+        let (resp, _) = self.execute(Method::GET, url.clone(), Bytes::new(), None).await?;
         let body = self.collect(resp, &url).await?;
         let list: Vec<CatalogEntry> = if matches!(self.inner.provider, ProviderKind::Github | ProviderKind::Demo) {
             decode(self.inner.provider, &body)?
@@ -536,7 +566,7 @@ impl Client {
             .map_err(Error::from_shared)?;
         let completion: ChatCompletion = decode(self.inner.provider, &fetched.value)?;
         let cached = fetched.origin.is_cached();
-        let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(Meta { attempts: 0, rate_limited: 0 });
+        let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default();
         Ok(ChatResponse::new(completion, started, meta, cached))
     }
 
@@ -546,12 +576,12 @@ impl Client {
 
     /// One whole chat exchange over the network, within the overall deadline: the answer's bytes.
     async fn fetch_chat(&self, req: &ChatRequest) -> Result<(Bytes, Meta), Error> {
-        let body = serde_json::to_vec(req)
-            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
+        let body =
+            serde_json::to_vec(req).map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
         let url = &self.inner.chat_url;
         let deadline = self.inner.timeout;
         let work = async {
-            let (resp, meta) = self.execute(Method::POST, url.clone(), body.into(), &req.model).await?;
+            let (resp, meta) = self.execute(Method::POST, url.clone(), body.into(), Some(req)).await?;
             let bytes = self.collect(resp, url).await?;
             Ok::<_, Error>((bytes, meta))
         };
@@ -585,7 +615,7 @@ impl Client {
                 if let Some(hit) = hit {
                     let completion: ChatCompletion = decode(self.inner.provider, &hit.value)?;
                     let body = replay_as_sse(&completion);
-                    let mut s = ChatStream::new(self.inner.provider, body, started, Meta { attempts: 0, rate_limited: 0 });
+                    let mut s = ChatStream::new(self.inner.provider, body, started, Meta::default());
                     s.cached = true;
                     return Ok(s);
                 }
@@ -596,7 +626,7 @@ impl Client {
             .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
         let url = self.inner.chat_url.clone();
         let (resp, meta) =
-            tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), &req.model))
+            tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), Some(&req)))
                 .await
                 .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
         let mut s = ChatStream::new(self.inner.provider, resp.body, started, meta);
@@ -614,7 +644,10 @@ impl Client {
         let body = serde_json::to_vec(&req)
             .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
         let url = parse_uri(&self.url(Route::Embeddings))?;
-        let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), &req.model).await?;
+        // The limiter counts an embeddings request like a chat request carrying the same text.
+        let counted =
+            ChatRequest::new(req.model.clone(), vec![gm_core::ChatMessage::user(req.input.as_vec().join("\n"))]);
+        let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), Some(&counted)).await?;
         let bytes = self.collect(resp, &url).await?;
         decode(self.inner.provider, &bytes)
     }
@@ -629,13 +662,26 @@ impl Client {
         method: Method,
         url: http::Uri,
         body: Bytes,
-        model: &str,
+        limited: Option<&ChatRequest>,
     ) -> Result<(HttpResponse, Meta), Error> {
         let headers = if body.is_empty() { &self.inner.headers } else { &self.inner.json_headers };
         let policy = &self.inner.retry;
-        let mut meta = Meta { attempts: 0, rate_limited: 0 };
+        let mut meta = Meta::default();
+        // Every attempt passes the limiter; a request over a per-request cap fails here, before sending.
+        let limit = match (&self.inner.limiter, limited) {
+            (Some((limiter, max_wait)), Some(req)) => {
+                let key = self.limit_key(&req.model);
+                let tokens = gm_limits::count_tokens(req);
+                limiter.check(&key, &tokens)?;
+                Some((limiter, *max_wait, key, tokens))
+            }
+            _ => None,
+        };
         loop {
             meta.attempts += 1;
+            if let Some((limiter, max_wait, key, tokens)) = &limit {
+                meta.permit = Some(limiter.acquire(key, *tokens, *max_wait).await?);
+            }
             self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
             let request =
                 HttpRequest { method: method.clone(), url: url.clone(), headers: headers.clone(), body: body.clone() };
@@ -658,8 +704,8 @@ impl Client {
                 }
             };
             if resp.status < 400 {
-                if let Some(o) = &self.inner.observer {
-                    o.observe(model, resp.status, &resp.headers, None);
+                if let Some((limiter, _, key, _)) = &limit {
+                    observe(limiter, key, resp.status, &resp.headers, None);
                 }
                 return Ok((resp, meta));
             }
@@ -667,8 +713,8 @@ impl Client {
             let resp_headers = resp.headers.clone();
             let raw = resp.collect(64 << 10).await.unwrap_or_default();
             let parsed = ErrorBody::parse(&raw);
-            if let Some(o) = &self.inner.observer {
-                o.observe(model, status, &resp_headers, parsed.as_ref());
+            if let Some((limiter, _, key, _)) = &limit {
+                observe(limiter, key, status, &resp_headers, Some(&raw));
             }
             let wait = server_wait(&resp_headers, parsed.as_ref(), SystemTime::now());
             let mut raw_text = String::from_utf8_lossy(&raw).into_owned();
@@ -708,10 +754,32 @@ impl Client {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What getting an answer took, and the limiter's permit to settle once its usage is known.
+#[derive(Debug, Default)]
 struct Meta {
     attempts: u32,
     rate_limited: u32,
+    permit: Option<gm_limits::Permit>,
+}
+
+/// Shows an answer's status, rate-limit headers and error body to the limiter.
+fn observe(
+    limiter: &gm_limits::Limiter,
+    key: &gm_limits::LimitKey,
+    status: u16,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) {
+    let mut signal = gm_limits::ServerSignal::new(status);
+    for (name, value) in headers {
+        if let Ok(v) = value.to_str() {
+            signal = signal.header(name.as_str(), v);
+        }
+    }
+    if let Some(b) = body {
+        signal = signal.body(b);
+    }
+    limiter.observe(key, &signal, Instant::now());
 }
 
 fn parse_uri(url: &str) -> Result<http::Uri, Error> {
@@ -835,7 +903,9 @@ fn replay_as_sse(c: &ChatCompletion) -> BodyStream {
     push(chunk(serde_json::json!({"role": "assistant", "content": c.text()}), serde_json::Value::Null));
     push(chunk(serde_json::json!({}), serde_json::json!(c.finish_reason().unwrap_or("stop"))));
     if let Some(u) = &c.usage {
-        push(serde_json::json!({"id": c.id, "object": "chat.completion.chunk", "model": c.model, "choices": [], "usage": u}));
+        push(
+            serde_json::json!({"id": c.id, "object": "chat.completion.chunk", "model": c.model, "choices": [], "usage": u}),
+        );
     }
     out.push_str("data: [DONE]\n\n");
     let bytes = Bytes::from(out);
@@ -868,6 +938,12 @@ impl ChatStream {
                     SseEvent::Done => {
                         self.finished = true;
                         self.pending.clear();
+                        if let Some(p) = self.meta.permit.take() {
+                            match &self.assembled.completion.usage {
+                                Some(u) => p.settle_usage(u),
+                                None => drop(p),
+                            }
+                        }
                         self.store();
                         return None;
                     }
@@ -937,6 +1013,7 @@ impl ChatStream {
         self.truncated = false;
         self.pending.clear();
         self.sink = None;
+        self.meta.permit = None;
         Error::Stream { provider: self.provider, message }
     }
 

@@ -196,6 +196,10 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// Never sent: the rate limiter refused the request (over a per-request cap, a spent quota, a wait
+    /// longer than allowed). Its message says by how much or when the quota frees.
+    #[error("{0}")]
+    Limit(#[from] gm_limits::LimitError),
     /// The same failure shared by identical requests that were sent once (the cache's single flight).
     #[error("{0}")]
     Shared(std::sync::Arc<Error>),
@@ -230,7 +234,9 @@ impl Error {
     pub fn phase(&self) -> Phase {
         match self {
             Error::Shared(e) => e.phase(),
-            Error::InvalidRequest(_) | Error::MissingCredentials { .. } | Error::Connect { .. } => Phase::NeverSent,
+            Error::InvalidRequest(_) | Error::MissingCredentials { .. } | Error::Connect { .. } | Error::Limit(_) => {
+                Phase::NeverSent
+            }
             Error::Timeout { .. } | Error::Io { .. } => Phase::MaybeSent,
             _ => Phase::Rejected,
         }
@@ -276,6 +282,12 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         match self {
             Error::Shared(e) => e.is_usage(),
+            Error::Limit(l) => matches!(
+                l,
+                gm_limits::LimitError::InputTooLong { .. }
+                    | gm_limits::LimitError::OutputTooLong { .. }
+                    | gm_limits::LimitError::OverTokenBudget { .. }
+            ),
             e => matches!(e, Error::InvalidRequest(_) | Error::MissingCredentials { .. }),
         }
     }

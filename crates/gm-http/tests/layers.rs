@@ -1,0 +1,112 @@
+//! The client with its limiter and cache in front of the emulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gm_cache::{Cache, CacheConfig};
+use gm_core::{ChatMessage, ChatRequest, ProviderKind};
+use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits, Window};
+use gm_http::{CachePolicy, Client, Credential, Error, RetryPolicy};
+use gm_limits::{LimitSpec, Limiter, LimitsConfig};
+
+fn ask(text: &str) -> ChatRequest {
+    ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user(text)])
+}
+
+fn builder(emu: &Emulator) -> gm_http::ClientBuilder {
+    Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("ghp_layers"))
+        .retry_policy(RetryPolicy::none())
+}
+
+#[tokio::test]
+async fn a_repeated_request_is_answered_from_the_cache() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let cache = Arc::new(Cache::new(CacheConfig::default()));
+    let c = builder(&emu).cache(cache.clone(), CachePolicy::default()).build().unwrap();
+    let first = c.chat(&ask("cache me")).await.unwrap();
+    let second = c.chat(&ask("cache me")).await.unwrap();
+    assert!(!first.cached && second.cached);
+    assert_eq!(first.text(), second.text());
+    // A streamed call of the same request replays the cached answer.
+    let s = c.chat_stream(&ask("cache me")).await.unwrap();
+    assert!(s.is_cached());
+    assert_eq!(s.collect().await.unwrap().text(), "cache me");
+    // A different request, and a different sample of the same one, are sent.
+    c.chat(&ask("something else")).await.unwrap();
+    c.chat_sample(&ask("cache me"), 1).await.unwrap();
+    assert_eq!(emu.stats().total, 3);
+    assert_eq!(cache.stats().memory.hits, 2);
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_stored_and_refresh_sends_again() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let cache = Arc::new(Cache::new(CacheConfig::default()));
+    let c = builder(&emu).cache(cache.clone(), CachePolicy::default()).build().unwrap();
+    let streamed = c.chat_stream(&ask("stream then hit")).await.unwrap().collect().await.unwrap();
+    let hit = c.chat(&ask("stream then hit")).await.unwrap();
+    assert!(hit.cached);
+    assert_eq!(hit.text(), streamed.text());
+    assert_eq!(hit.usage(), streamed.usage());
+    let refresh = builder(&emu).cache(cache, CachePolicy { refresh: true, ..Default::default() }).build().unwrap();
+    assert!(!refresh.chat(&ask("stream then hit")).await.unwrap().cached);
+    assert_eq!(emu.stats().total, 2);
+}
+
+#[tokio::test]
+async fn identical_concurrent_requests_reach_the_server_once() {
+    let emu =
+        Emulator::start(EmulatorConfig { latency: Duration::from_millis(50), ..Default::default() }).await.unwrap();
+    let cache = Arc::new(Cache::new(CacheConfig::default()));
+    let c = builder(&emu).cache(cache, CachePolicy::default()).build().unwrap();
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.chat(&ask("once")).await.unwrap().text().to_string() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), "once");
+    }
+    assert_eq!(emu.stats().total, 1);
+}
+
+#[tokio::test]
+async fn a_burst_through_the_limiter_earns_no_429() {
+    // The server allows 4 per 300 ms per token and model; the client is configured with the same quota.
+    let limits = EmulatorLimits {
+        windows: vec![Window { limit: 4, window: Duration::from_millis(300), daily: false }],
+        concurrency: None,
+    };
+    let emu = Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() }).await.unwrap();
+    let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(LimitSpec::parse("4/300ms").unwrap())));
+    let c = builder(&emu).limiter(limiter.clone(), Duration::from_secs(10)).build().unwrap();
+    let calls: Vec<_> = (0..12)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move { c.chat(&ask(&format!("burst {i}"))).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
+    assert_eq!(stats.by_status[&200], 12);
+    assert_eq!(c.stats().rate_limited, 0);
+    assert!(!limiter.status().is_empty());
+}
+
+#[tokio::test]
+async fn a_request_over_the_token_cap_is_refused_before_sending() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(LimitSpec::parse("100/1m,tokens_in=50").unwrap())));
+    let c = builder(&emu).limiter(limiter, Duration::from_secs(1)).build().unwrap();
+    let e = c.chat(&ask(&"many words here ".repeat(40))).await.unwrap_err();
+    assert!(matches!(e, Error::Limit(_)), "{e:?}");
+    assert!(e.is_usage());
+    assert_eq!(emu.stats().total, 0);
+}
