@@ -295,6 +295,53 @@ impl SqliteCache {
         &self.path
     }
 
+    /// Adds one process's lookups, inserts, expirations and evictions to the totals kept in the file, so
+    /// statistics cover every run that used it (entries and bytes in `delta` are ignored).
+    pub fn record(&self, delta: &CacheStats) -> Result<(), Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_err)?;
+        for (name, n) in [
+            ("total_hits", delta.hits),
+            ("total_misses", delta.misses),
+            ("total_inserts", delta.inserts),
+            ("total_expirations", delta.expirations),
+            ("total_evictions", delta.evictions),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO cache_meta (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT(name) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + ?2 AS TEXT)",
+                params![name, n as i64],
+            )
+            .map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)
+    }
+
+    /// The totals recorded by [`SqliteCache::record`] over every run, with the entries and bytes held now.
+    pub fn lifetime_stats(&self) -> Result<CacheStats, Error> {
+        let now = self.stats()?;
+        let conn = self.conn();
+        let get = |name: &str| -> Result<u64, Error> {
+            let v: Option<String> = conn
+                .query_row("SELECT value FROM cache_meta WHERE name = ?1", params![name], |r| r.get(0))
+                .optional()
+                .map_err(store_err)?;
+            Ok(v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        };
+        Ok(CacheStats {
+            hits: get("total_hits")?,
+            misses: get("total_misses")?,
+            inserts: get("total_inserts")?,
+            expirations: get("total_expirations")?,
+            evictions: get("total_evictions")?,
+            entries: now.entries,
+            bytes: now.bytes,
+        })
+    }
+
     /// Where an unreadable file was moved when this cache was opened, if it was.
     pub fn moved_aside(&self) -> Option<&Path> {
         self.moved_aside.as_deref()

@@ -40,6 +40,22 @@ pub struct Global {
     /// More logging on standard error (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Where gm keeps its state file (cache, shared rate-limit windows, run history)
+    #[arg(long, global = true, env = "GM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Never read or write the response cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Send every request and overwrite the cached answers
+    #[arg(long, global = true, conflicts_with = "no_cache")]
+    pub refresh: bool,
+    /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub cache_ttl: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    gm_limits::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_provider(s: &str) -> Result<ProviderKind, String> {
@@ -61,6 +77,21 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     Auth(AuthCommand),
     /// Serve a local GitHub-Models-compatible API on loopback (for tests, demos and offline development)
     Emulate(EmulateArgs),
+    /// Inspect or empty the response cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, bytes, hits, misses and hit rate over every run that used the state file
+    Stats {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every cached answer
+    Clear,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +149,9 @@ pub struct RunArgs {
     /// Wait for the whole answer instead of streaming it
     #[arg(long)]
     pub no_stream: bool,
+    /// Answer from the response cache when the same request was made before (and store this answer)
+    #[arg(long)]
+    pub cache: bool,
 }
 
 #[derive(Debug, Args)]

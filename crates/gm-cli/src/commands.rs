@@ -10,7 +10,7 @@ use gm_eval::prompt::PromptFile;
 use gm_http::Client;
 use serde_json::{json, Map, Value};
 
-use crate::cli::{AuthCommand, Cli, Command, EmulateArgs, Global, ModelsCommand, RunArgs};
+use crate::cli::{AuthCommand, CacheCommand, Cli, Command, EmulateArgs, Global, ModelsCommand, RunArgs};
 use crate::context;
 use crate::exit::usage;
 
@@ -22,6 +22,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
         Command::Emulate(args) => emulate(args).await,
+        Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
+        Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
     }
 }
 
@@ -33,7 +35,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 }
 
 async fn models_list(global: &Global, json: bool) -> Result<ExitCode> {
-    let (client, _) = context::client(global)?;
+    let client = context::session(global, false)?.client;
     let models = client.models().await?;
     if json {
         print_json(&*models)?;
@@ -52,7 +54,7 @@ async fn models_list(global: &Global, json: bool) -> Result<ExitCode> {
 }
 
 async fn models_view(global: &Global, model: &str, json: bool) -> Result<ExitCode> {
-    let (client, _) = context::client(global)?;
+    let client = context::session(global, false)?.client;
     let models = client.models().await?;
     let wanted = model.trim().to_lowercase().replace(' ', "-");
     let Some(m) = models.iter().find(|m| m.id.to_lowercase() == wanted) else {
@@ -100,6 +102,41 @@ async fn models_view(global: &Global, model: &str, json: bool) -> Result<ExitCod
     row(&mut out, "Output modalities:", m.supported_output_modalities.join(", "))?;
     row(&mut out, "Tags:", m.tags.join(", "))?;
     row(&mut out, "URL:", m.html_url.clone().unwrap_or_default())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {
+    let sqlite = context::open_sqlite_cache(global)?;
+    let s = sqlite.lifetime_stats()?;
+    if json {
+        print_json(&json!({
+            "path": sqlite.path().display().to_string(),
+            "persistent": s,
+            "hit_rate": s.hit_rate(),
+            "memory": {"scope": "per process", "max_entries": gm_cache::CacheConfig::default().max_entries,
+                       "max_bytes": gm_cache::CacheConfig::default().max_bytes},
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Cache file:   {}", sqlite.path().display())?;
+    writeln!(out, "Entries:      {}", s.entries)?;
+    writeln!(out, "Bytes:        {}", s.bytes)?;
+    writeln!(out, "Hits:         {}", s.hits)?;
+    writeln!(out, "Misses:       {}", s.misses)?;
+    writeln!(out, "Hit rate:     {:.1}%", s.hit_rate() * 100.0)?;
+    writeln!(out, "Inserts:      {}", s.inserts)?;
+    writeln!(out, "Expirations:  {}", s.expirations)?;
+    writeln!(out, "Evictions:    {}", s.evictions)?;
+    writeln!(out, "(the memory tier lives in each process; these totals cover every run that used this file)")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cache_clear(global: &Global) -> Result<ExitCode> {
+    let sqlite = context::open_sqlite_cache(global)?;
+    let before = sqlite.lifetime_stats()?.entries;
+    gm_cache::PersistentStore::clear(&*sqlite)?;
+    eprintln!("removed {before} cached answers from {}", sqlite.path().display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,7 +246,8 @@ async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         (None, None) => return Err(usage("no model given; write `gm run MODEL [PROMPT]` (see `gm models list`)")),
     };
     gm_core::ModelId::parse(&model)?;
-    let (client, _) = context::client(global)?;
+    let session = context::session(global, args.cache)?;
+    let client = session.client.clone();
     let mut params = Params {
         max_tokens: args.max_tokens,
         temperature: args.temperature,
@@ -243,26 +281,38 @@ async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     if let Some(file_req) = request_from_file {
         let mut req = build_request(&model, &base, &[], &params);
         req.response_format = file_req.response_format;
-        return send_and_print(&client, &req, !args.no_stream).await.map(|_| ExitCode::SUCCESS);
+        send_and_print(&client, &req, !args.no_stream).await?;
+        session.finish();
+        return Ok(ExitCode::SUCCESS);
     }
     if !prompt.is_empty() {
         let req = build_request(&model, &[ChatMessage::user(prompt)], &[], &params);
-        return send_and_print(&client, &req, !args.no_stream).await.map(|_| ExitCode::SUCCESS);
+        send_and_print(&client, &req, !args.no_stream).await?;
+        session.finish();
+        return Ok(ExitCode::SUCCESS);
     }
     if !std::io::stdin().is_terminal() {
         return Err(usage("no prompt given; pass one as an argument or on standard input"));
     }
-    interactive(&client, &model, params, !args.no_stream).await
+    let code = interactive(&client, &model, params, !args.no_stream).await;
+    session.finish();
+    code
 }
 
 async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Result<String> {
     let mut out = std::io::stdout();
     if !stream {
         let r = client.chat(req).await?;
+        if r.cached {
+            eprintln!("(cached answer)");
+        }
         writeln!(out, "{}", r.text())?;
         return Ok(r.text().to_string());
     }
     let mut s = client.chat_stream(req).await?;
+    if s.is_cached() {
+        eprintln!("(cached answer)");
+    }
     let mut text = String::new();
     while let Some(chunk) = s.next_chunk().await {
         let chunk = chunk?;

@@ -1,11 +1,14 @@
-//! Turning the global flags and the environment into a client.
+//! Turning the global flags and the environment into a client, its cache and its state file.
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use gm_cache::{Cache, CacheConfig, MemoryCache, PersistentStore, SqliteCache};
 use gm_core::ProviderKind;
 use gm_http::auth::{self, Resolution};
-use gm_http::Client;
+use gm_http::{CachePolicy, Client};
 
 use crate::cli::Global;
 
@@ -25,8 +28,78 @@ pub fn resolve(global: &Global) -> Resolution {
     auth::resolve(global.provider, &env_var, &gh_auth_token)
 }
 
-/// Builds the client for the global flags, printing the demo notice when the demo provider answers.
-pub fn client(global: &Global) -> Result<(Client, Resolution)> {
+/// The folder of the state file: `--data-dir`/`GM_DATA_DIR`, else `$XDG_DATA_HOME/gm`, else
+/// `~/.local/share/gm`.
+pub fn data_dir(global: &Global) -> PathBuf {
+    if let Some(d) = &global.data_dir {
+        return d.clone();
+    }
+    if let Some(x) = env_var("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("gm");
+    }
+    match env_var("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/share/gm"),
+        None => PathBuf::from(".gm"),
+    }
+}
+
+/// The state file: one SQLite file for the cache, the shared rate-limit windows and the run history.
+pub fn state_file(global: &Global) -> Result<PathBuf> {
+    let dir = data_dir(global);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("could not create the state folder {}; pass --data-dir DIR", dir.display()))?;
+    Ok(dir.join("gm.sqlite"))
+}
+
+/// The persistent cache tier in the state file. An unreadable file is moved aside (and said so) rather than
+/// stopping every command.
+pub fn open_sqlite_cache(global: &Global) -> Result<Arc<SqliteCache>> {
+    let path = state_file(global)?;
+    let cache = SqliteCache::builder(&path)
+        .max_bytes(1 << 30)
+        .move_aside_if_unreadable(true)
+        .open()
+        .with_context(|| format!("could not open the cache in {}", path.display()))?;
+    if let Some(aside) = cache.moved_aside() {
+        eprintln!(
+            "warning: {} was unreadable; it was moved to {} and a new one started",
+            path.display(),
+            aside.display()
+        );
+    }
+    Ok(Arc::new(cache))
+}
+
+/// A client and the stores it uses for one command.
+pub struct Session {
+    /// The client.
+    pub client: Client,
+    cache: Option<(Arc<Cache>, Arc<SqliteCache>)>,
+}
+
+impl Session {
+    /// Adds this run's cache statistics to the totals in the state file.
+    pub fn finish(&self) {
+        let Some((cache, sqlite)) = &self.cache else { return };
+        let s = cache.stats();
+        let p = s.persistent.unwrap_or_default();
+        // Memory hits and persistent hits together; every other lookup missed both tiers.
+        let hits = s.memory.hits + p.hits;
+        let mut delta = gm_cache::CacheStats::default();
+        delta.hits = hits;
+        delta.misses = s.memory.lookups().saturating_sub(hits);
+        delta.inserts = p.inserts;
+        delta.expirations = p.expirations;
+        delta.evictions = p.evictions;
+        if let Err(e) = sqlite.record(&delta) {
+            tracing::warn!(error = %e, "could not record cache statistics");
+        }
+    }
+}
+
+/// Builds the client for the global flags. `cache` says whether this command caches (before `--no-cache`).
+/// Prints the demo notice when the demo provider answers.
+pub fn session(global: &Global, cache: bool) -> Result<Session> {
     let res = resolve(global);
     let mut b = Client::builder().provider(res.provider);
     if let Some(url) = global.base_url.clone().or(res.base_url.clone()) {
@@ -38,9 +111,18 @@ pub fn client(global: &Global) -> Result<(Client, Resolution)> {
     if let Some(c) = &res.credential {
         b = b.credential(c.clone());
     }
+    let mut stores = None;
+    if cache && !global.no_cache {
+        let sqlite = open_sqlite_cache(global)?;
+        let config = CacheConfig { default_ttl: Some(global.cache_ttl), ..CacheConfig::default() };
+        let tiered =
+            Arc::new(Cache::from_parts(MemoryCache::new(config), Some(sqlite.clone() as Arc<dyn PersistentStore>)));
+        b = b.cache(tiered.clone(), CachePolicy { ttl: Some(global.cache_ttl), refresh: global.refresh });
+        stores = Some((tiered, sqlite));
+    }
     let client = b.build()?;
     if res.provider == ProviderKind::Demo {
         eprintln!("note: demo provider ({}); answers are computed offline by gm, not by a model", res.reason);
     }
-    Ok((client, res))
+    Ok(Session { client, cache: stores })
 }

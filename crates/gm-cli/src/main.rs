@@ -25,6 +25,14 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::dispatch(args)) {
         Ok(code) => code,
+        // A reader that went away (`gm models list | head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::code_for(&e))

@@ -149,3 +149,44 @@ fn auth_status_redacts_the_token() {
     assert_eq!(v["provider"], "github");
     assert_eq!(v["credential"]["source"], "the GITHUB_TOKEN environment variable");
 }
+
+#[test]
+fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let dir = std::env::temp_dir().join(format!("gm-cli-cache-{}", std::process::id()));
+    let data = dir.to_str().unwrap();
+    let args = [
+        "--data-dir",
+        data,
+        "--provider",
+        "github",
+        "--base-url",
+        &emu.url(),
+        "run",
+        "--cache",
+        "openai/gpt-4o-mini",
+        "cache me",
+    ];
+    let first = gm(&args, &[("GITHUB_TOKEN", SECRET)]);
+    let second = gm(&args, &[("GITHUB_TOKEN", SECRET)]);
+    assert_eq!(text(&first.stdout), "cache me\n");
+    assert_eq!(text(&second.stdout), "cache me\n");
+    assert!(text(&second.stderr).contains("cached answer"));
+    assert_eq!(emu.stats().total, 1);
+    // --refresh sends again; without --cache nothing is cached.
+    let mut refresh = args.to_vec();
+    refresh.insert(0, "--refresh");
+    gm(&refresh, &[("GITHUB_TOKEN", SECRET)]);
+    assert_eq!(emu.stats().total, 2);
+    let out = gm(&["--data-dir", data, "cache", "stats", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["persistent"]["entries"], 1);
+    assert_eq!(v["persistent"]["hits"], 1);
+    let out = gm(&["--data-dir", data, "cache", "clear"], &[]);
+    assert!(out.status.success());
+    let out = gm(&["--data-dir", data, "cache", "stats", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["persistent"]["entries"], 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
