@@ -93,6 +93,11 @@ impl StoreLink {
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteWindows;
 
+#[cfg(feature = "redis")]
+mod redis_windows;
+#[cfg(feature = "redis")]
+pub use self::redis_windows::RedisWindows;
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use std::path::Path;
