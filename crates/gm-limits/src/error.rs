@@ -52,16 +52,20 @@ pub enum LimitError {
     // --- refused before sending ---
     /// The prompt has more input tokens than one request may carry.
     #[error(
-        "the request has {tokens} input tokens, {over} over the cap of {cap} per request; \
-         shorten the prompt by at least {over} tokens"
+        "the request has {}{tokens} input tokens{}, {over} over the cap of {cap} per request; \
+         shorten the prompt by at least {over} tokens",
+        if *estimated { "at least " } else { "" },
+        if *estimated { " (estimated)" } else { "" }
     )]
     InputTooLong {
-        /// Input tokens counted or estimated.
+        /// Input tokens counted, or for an estimate the fewest it could be.
         tokens: u64,
         /// The per-request input cap.
         cap: u64,
         /// `tokens - cap`.
         over: u64,
+        /// Whether `tokens` is an estimate's lower bound rather than an exact count.
+        estimated: bool,
     },
     /// The request asks for more output tokens than one request may produce.
     #[error(

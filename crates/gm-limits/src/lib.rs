@@ -59,6 +59,8 @@
 //!   compiled in; no network at run time). Without it, [`count_tokens`] uses a conservative estimate.
 //! - `sqlite`: `SqliteWindows`, a [`WindowStore`] in a SQLite file, so that every process on one machine
 //!   shares the request windows and token budgets (rusqlite with the bundled SQLite; see [`store`]).
+//! - `redis`: `RedisWindows`, a [`WindowStore`] in Redis for many machines sharing one quota; admission is
+//!   one Lua script, which Redis runs atomically.
 
 mod config;
 mod duration;
@@ -77,9 +79,11 @@ pub use duration::{format_duration, parse_duration};
 pub use error::LimitError;
 pub use key::{fingerprint, LimitKey};
 pub use limiter::{KeyHandle, KeyStatus, Limiter, Permit, TokioClock};
-pub use signal::{Observation, ServerSignal, DEFAULT_DAILY_BLOCK, DEFAULT_RETRY_AFTER};
+pub use signal::{Observation, ServerSignal, DEFAULT_DAILY_BLOCK, DEFAULT_MAX_WAIT, DEFAULT_RETRY_AFTER};
 pub use spec::{LimitSpec, Margin, Window};
 pub use state::{Denied, Wait, WaitReason, WindowStatus};
+#[cfg(feature = "redis")]
+pub use store::RedisWindows;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteWindows;
 pub use store::{StoreAdmission, WindowStore};

@@ -416,8 +416,7 @@ impl KeyHandle {
         let start = self.clock.now();
         let deadline = start.checked_add(max_wait);
         let too_late = |until: Instant| deadline.is_some_and(|d| until > d);
-        let wake = Arc::new(Notify::new());
-        let ticket = {
+        let (ticket, wake) = {
             let mut st = self.shared.lock();
             if st.queue.is_empty() {
                 match self.shared.try_admit(&mut st, start, &tokens) {
@@ -439,9 +438,10 @@ impl KeyHandle {
             }
             let ticket = st.next_ticket;
             st.next_ticket += 1;
+            let wake = Arc::new(Notify::new());
             st.queue.push_back(Waiter { ticket, wake: Arc::clone(&wake) });
             self.shared.sync_queued(&st);
-            ticket
+            (ticket, wake)
         };
         let mut place = Place { shared: &self.shared, ticket, done: false };
         loop {

@@ -7,6 +7,9 @@ use gm_core::ErrorBody;
 /// How long to wait after a 429 that says nothing about it (as gh-models does).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// The default of `--max-wait`: how long one request may wait for quota before it fails.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
+
 /// How long a daily quota is blocked when the server says it is spent but not for how long.
 pub const DEFAULT_DAILY_BLOCK: Duration = Duration::from_secs(86_400);
 

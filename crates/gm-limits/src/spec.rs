@@ -263,6 +263,10 @@ impl LimitSpec {
 
     /// Checks a request against the per-request caps and the token budgets, before anything is sent.
     ///
+    /// An estimated input count is held against the input cap at its lower bound
+    /// ([`TokenCount::input_at_least`]): a request is refused only when it is over the cap for sure, and
+    /// otherwise the server has the last word. Budgets reserve the full estimate.
+    ///
     /// ```
     /// use gm_limits::{LimitSpec, TokenCount};
     /// let spec = LimitSpec::parse("tokens_in=8000,tokens_out=4000").unwrap();
@@ -271,8 +275,10 @@ impl LimitSpec {
     /// ```
     pub fn check_request(&self, tokens: &TokenCount) -> Result<(), LimitError> {
         if let Some(cap) = self.tokens_in {
-            if tokens.input > cap {
-                return Err(LimitError::InputTooLong { tokens: tokens.input, cap, over: tokens.input - cap });
+            let least = tokens.input_at_least();
+            if least > cap {
+                let estimated = !tokens.method.is_exact();
+                return Err(LimitError::InputTooLong { tokens: least, cap, over: least - cap, estimated });
             }
         }
         if let Some(cap) = self.tokens_out {
@@ -476,7 +482,13 @@ mod tests {
         let spec = LimitSpec::parse("tokens_in=8000,tokens_out=4000,tpm=10000").unwrap();
         assert!(spec.check_request(&TokenCount::new(8000, 2000)).is_ok());
         let e = spec.check_request(&TokenCount::new(8001, 0)).unwrap_err();
-        assert!(matches!(e, LimitError::InputTooLong { over: 1, .. }));
+        assert!(matches!(e, LimitError::InputTooLong { over: 1, estimated: false, .. }));
+        // An estimate is refused only when even its lower bound is over the cap.
+        let guess = |input| TokenCount { input, output: 0, method: crate::CountMethod::Bytes };
+        let input_only = LimitSpec::parse("tokens_in=8000").unwrap();
+        assert!(input_only.check_request(&guess(12_000)).is_ok());
+        let e = input_only.check_request(&guess(20_000)).unwrap_err().to_string();
+        assert!(e.starts_with("the request has at least 10000 input tokens (estimated), 2000 over"), "{e}");
         let e = spec.check_request(&TokenCount::new(10, 5000)).unwrap_err().to_string();
         assert!(e.contains("1000 over the cap of 4000") && e.contains("max_tokens to 4000"), "{e}");
         let e = spec.check_request(&TokenCount::new(7000, 3500)).unwrap_err();

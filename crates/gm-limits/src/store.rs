@@ -7,6 +7,8 @@
 //! instants onto it from one reading taken when it is made.
 //!
 //! Concurrency caps stay per process: a request in flight in another process does not count here.
+//! [`Limiter::status`](crate::Limiter::status) shows this process's view; a store's own methods
+//! (`SqliteWindows::keys`, [`WindowStore::count`]) show what every process has counted.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -92,6 +94,11 @@ impl StoreLink {
 
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteWindows;
+
+#[cfg(feature = "redis")]
+mod redis_windows;
+#[cfg(feature = "redis")]
+pub use self::redis_windows::RedisWindows;
 
 #[cfg(feature = "sqlite")]
 mod sqlite {

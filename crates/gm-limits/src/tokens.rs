@@ -11,6 +11,9 @@
 //! rounded up: English averages about four bytes a token, code three to four, and most CJK characters (three
 //! bytes) are about one token each.
 //!
+//! An estimate is held against a per-request cap at its lower bound ([`TokenCount::input_at_least`]), so
+//! an estimate never refuses a request the server would take; token budgets reserve the full estimate.
+//!
 //! Both ways add OpenAI's chat overhead: 3 tokens per message, 1 more for a `name`, and 3 that prime the reply.
 //! Images count 85 tokens at `detail: low` and 765 otherwise (a 1024×1024 image at high detail); tool
 //! definitions and other parts count as their JSON text.
@@ -32,9 +35,9 @@ pub enum CountMethod {
 }
 
 impl CountMethod {
-    /// Whether the count is the exact number the server will see.
+    /// Whether the count is the exact number the server will see (or was given by the caller).
     pub fn is_exact(self) -> bool {
-        matches!(self, CountMethod::Exact(_))
+        matches!(self, CountMethod::Exact(_) | CountMethod::Given)
     }
 }
 
@@ -57,6 +60,17 @@ impl TokenCount {
     /// A count given by the caller.
     pub const fn new(input: u64, output: u64) -> Self {
         Self { input, output, method: CountMethod::Given }
+    }
+
+    /// The fewest input tokens the request can have: the count itself when exact; for an estimate, the
+    /// count before it was raised (`Scaled`: four fifths) or half the byte estimate (`Bytes`: one token per
+    /// six bytes, which only runs of long words or repeated characters go below).
+    pub const fn input_at_least(&self) -> u64 {
+        match self.method {
+            CountMethod::Exact(_) | CountMethod::Given => self.input,
+            CountMethod::Scaled(_) => self.input / 5 * 4 + (self.input % 5) * 4 / 5,
+            CountMethod::Bytes => self.input / 2,
+        }
     }
 
     /// What a token budget reserves for the request: input plus output.
