@@ -237,6 +237,7 @@ impl ClientBuilder {
                 user_agent: self.user_agent,
 
                 limiter: self.limiter,
+                tiered_keys: Mutex::new(Default::default()),
                 cache: self.cache,
                 cache_policy: self.cache_policy,
                 headers: HeaderMap::new(),
@@ -273,6 +274,8 @@ struct Inner {
     /// A hash of the credential, which keys the limiter (never the credential itself).
     credential_fingerprint: String,
     limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
+    /// GitHub models whose tier limits have been given to the limiter.
+    tiered_keys: Mutex<std::collections::HashSet<String>>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
     /// The headers of a request without a body, built once.
@@ -501,7 +504,7 @@ impl Client {
             }
         }
         let url = parse_uri(&self.url(Route::Catalog))?;
-        let (resp, _) = self.execute(Method::GET, url.clone(), Bytes::new(), None).await?;
+        let (resp, _) = self.attempts(Method::GET, url.clone(), Bytes::new(), None).await?;
         let body = self.collect(resp, &url).await?;
         let list: Vec<CatalogEntry> = if matches!(self.inner.provider, ProviderKind::Github | ProviderKind::Demo) {
             decode(self.inner.provider, &body)?
@@ -656,6 +659,23 @@ impl Client {
         resp.collect(self.inner.max_response_bytes).await.map_err(|e| map_transport(e, url))
     }
 
+    /// Gives a GitHub Models key the limits of its catalog tier on the configured plan, once per key.
+    async fn apply_github_tier(&self, limiter: &gm_limits::Limiter, key: &gm_limits::LimitKey) -> Result<(), Error> {
+        if self.inner.tiered_keys.lock().map_err(|_| poisoned())?.contains(&key.model) {
+            return Ok(());
+        }
+        let tier = if limiter.config().uniform {
+            None
+        } else {
+            let models = self.models().await?;
+            models.iter().find(|m| m.id.eq_ignore_ascii_case(&key.model)).and_then(|m| m.rate_limit_tier.clone())
+        };
+        let spec = limiter.config().spec_for_github_model(&key.provider, &key.model, tier.as_deref())?;
+        limiter.set_limits(key, spec);
+        self.inner.tiered_keys.lock().map_err(|_| poisoned())?.insert(key.model.clone());
+        Ok(())
+    }
+
     /// Sends with retries; returns a success response (status < 400) with its body unread.
     async fn execute(
         &self,
@@ -664,19 +684,33 @@ impl Client {
         body: Bytes,
         limited: Option<&ChatRequest>,
     ) -> Result<(HttpResponse, Meta), Error> {
-        let headers = if body.is_empty() { &self.inner.headers } else { &self.inner.json_headers };
-        let policy = &self.inner.retry;
-        let mut meta = Meta::default();
         // Every attempt passes the limiter; a request over a per-request cap fails here, before sending.
         let limit = match (&self.inner.limiter, limited) {
             (Some((limiter, max_wait)), Some(req)) => {
                 let key = self.limit_key(&req.model);
+                if self.inner.provider == ProviderKind::Github {
+                    self.apply_github_tier(limiter, &key).await?;
+                }
                 let tokens = gm_limits::count_tokens(req);
                 limiter.check(&key, &tokens)?;
-                Some((limiter, *max_wait, key, tokens))
+                Some((limiter.as_ref(), *max_wait, key, tokens))
             }
             _ => None,
         };
+        self.attempts(method, url, body, limit).await
+    }
+
+    /// The retry loop: each attempt takes a permit from the limiter (when given), sends, and reads the status.
+    async fn attempts(
+        &self,
+        method: Method,
+        url: http::Uri,
+        body: Bytes,
+        limit: Option<(&gm_limits::Limiter, Duration, gm_limits::LimitKey, gm_limits::TokenCount)>,
+    ) -> Result<(HttpResponse, Meta), Error> {
+        let headers = if body.is_empty() { &self.inner.headers } else { &self.inner.json_headers };
+        let policy = &self.inner.retry;
+        let mut meta = Meta::default();
         loop {
             meta.attempts += 1;
             if let Some((limiter, max_wait, key, tokens)) = &limit {

@@ -110,3 +110,18 @@ async fn a_request_over_the_token_cap_is_refused_before_sending() {
     assert!(e.is_usage());
     assert_eq!(emu.stats().total, 0);
 }
+
+#[tokio::test]
+async fn github_models_get_their_catalog_tier_on_the_free_plan() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let limiter = Arc::new(Limiter::new(LimitsConfig::default()));
+    let c = builder(&emu).limiter(limiter.clone(), Duration::from_secs(1)).build().unwrap();
+    c.chat(&ask("tiered")).await.unwrap();
+    let key = c.limit_key("openai/gpt-4.1");
+    assert_eq!(key.credential.len() >= 8, true, "a fingerprint, not the token");
+    assert!(!key.credential.contains("ghp_layers"));
+    let spec = limiter.limits(&key).to_string();
+    assert!(spec.starts_with("10/1m,50/1d,concurrency=2"), "the high tier: {spec}");
+    // One catalog request, then the chat request.
+    assert_eq!(emu.stats().by_path["/catalog/models"], 1);
+}
