@@ -49,9 +49,33 @@ pub struct Global {
     /// Send every request and overwrite the cached answers
     #[arg(long, global = true, conflicts_with = "no_cache")]
     pub refresh: bool,
+    /// Rate limits for every model: N/DURATION windows and caps, e.g. 15/1m,150/1d,concurrency=5 [default: the
+    /// GitHub tier of each model on github, none elsewhere]
+    #[arg(long, global = true, env = "GM_LIMITS", value_name = "SPEC", value_parser = parse_limits)]
+    pub limits: Option<gm_limits::LimitSpec>,
+    /// A TOML file of limits per provider and model (see docs/limits.md)
+    #[arg(long, global = true, env = "GM_LIMITS_CONFIG", value_name = "FILE")]
+    pub limits_config: Option<PathBuf>,
+    /// The GitHub plan whose quotas apply: free, pro, business, enterprise
+    #[arg(long, global = true, value_name = "PLAN", value_parser = parse_plan)]
+    pub plan: Option<gm_limits::presets::Plan>,
+    /// The longest one request may wait for quota; past it the request fails at once and says when it frees
+    #[arg(long, global = true, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub max_wait: std::time::Duration,
     /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d)
     #[arg(long, global = true, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
     pub cache_ttl: std::time::Duration,
+}
+
+fn parse_limits(s: &str) -> Result<gm_limits::LimitSpec, String> {
+    if s.trim().eq_ignore_ascii_case("original") {
+        return Ok(gm_limits::presets::original());
+    }
+    gm_limits::LimitSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_plan(s: &str) -> Result<gm_limits::presets::Plan, String> {
+    s.parse().map_err(|e: gm_limits::LimitError| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -80,6 +104,24 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     /// Inspect or empty the response cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// See where each rate-limit key stands, or forget its counts
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// Requests counted per provider, credential and model in the last minute, hour and day, against the limits
+    Status {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the counts and server blocks of one key (PROVIDER:MODEL or MODEL) or of every key
+    Reset {
+        /// PROVIDER:MODEL or MODEL; every key when absent
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +213,9 @@ pub struct EmulateArgs {
     /// Enforce a GitHub Models rate-limit tier (free plan) per token and model: low, high, embeddings, custom
     #[arg(long, value_name = "TIER")]
     pub tier: Option<String>,
+    /// Enforce these windows per token and model instead of a tier, e.g. 5/3s,100/1d,concurrency=2
+    #[arg(long = "limit", value_name = "SPEC", value_parser = parse_limits, conflicts_with = "tier")]
+    pub limit: Option<gm_limits::LimitSpec>,
     /// Run the tier's windows this many times faster (30 makes "15 a minute" into "15 per 2 s")
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub time_scale: f64,

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use gm_core::{CatalogEntry, ChatMessage, ChatRequest, ProviderKind, Role};
-use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits};
+use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits, Window};
 use gm_eval::prompt::PromptFile;
 use gm_http::Client;
 use serde_json::{json, Map, Value};
 
-use crate::cli::{AuthCommand, CacheCommand, Cli, Command, EmulateArgs, Global, ModelsCommand, RunArgs};
+use crate::cli::{AuthCommand, CacheCommand, Cli, Command, EmulateArgs, Global, LimitsCommand, ModelsCommand, RunArgs};
 use crate::context;
 use crate::exit::usage;
 
@@ -24,6 +24,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Emulate(args) => emulate(args).await,
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
+        Command::Limits(LimitsCommand::Status { json }) => limits_status(&cli.global, json),
+        Command::Limits(LimitsCommand::Reset { key }) => limits_reset(&cli.global, key.as_deref()),
     }
 }
 
@@ -137,6 +139,91 @@ fn cache_clear(global: &Global) -> Result<ExitCode> {
     let before = sqlite.lifetime_stats()?.entries;
     gm_cache::PersistentStore::clear(&*sqlite)?;
     eprintln!("removed {before} cached answers from {}", sqlite.path().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
+    use gm_limits::WindowStore;
+    let store = context::open_windows(global)?;
+    let config = context::limits_config(global)?;
+    let now = std::time::SystemTime::now();
+    let mut rows = Vec::new();
+    for key in store.keys()? {
+        // Without --limits or a configured entry, a GitHub model's limits come from its catalog tier,
+        // which only a request to the provider can tell.
+        let spec = config.spec_for(&key.provider, &key.model);
+        let tier_limits = key.provider == "github" && spec.is_unlimited();
+        // The store keeps an admission only as long as the longest window that counts it.
+        let counted = store.count(&key, std::time::Duration::from_secs(86_400 * 366), now)?;
+        let mut windows = Vec::new();
+        for w in &spec.windows {
+            let used = store.count(&key, w.per, now)?;
+            windows.push(json!({"limit": w.limit, "per": gm_limits::format_duration(w.per), "used": used, "remaining": w.limit.saturating_sub(used)}));
+        }
+        rows.push(json!({
+            "key": key.to_string(), "provider": key.provider, "credential": key.credential, "model": key.model,
+            "limits": if tier_limits { "the model's GitHub tier".to_string() } else { spec.to_string() },
+            "counted": counted, "windows": windows,
+        }));
+    }
+    if json {
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if rows.is_empty() {
+        writeln!(out, "No requests have been counted yet in {}.", context::state_file(global)?.display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        writeln!(out, "{}  (credential {})", r["key"].as_str().unwrap_or(""), r["credential"].as_str().unwrap_or(""))?;
+        let limits = r["limits"].as_str().unwrap_or("");
+        writeln!(out, "  limits:   {}", if limits.is_empty() { "none configured" } else { limits })?;
+        let q = &r["requests"];
+        writeln!(
+            out,
+            "  requests: {} in the last minute, {} in the last hour, {} in the last day",
+            q["last_minute"], q["last_hour"], q["last_day"]
+        )?;
+        for w in r["windows"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  window {}/{}: {} used, {} remaining",
+                w["limit"],
+                w["per"].as_str().unwrap_or(""),
+                w["used"],
+                w["remaining"]
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn limits_reset(global: &Global, which: Option<&str>) -> Result<ExitCode> {
+    use gm_limits::WindowStore;
+    let store = context::open_windows(global)?;
+    let (provider, model) = match which {
+        None => (None, None),
+        Some(k) => match k.split_once(':') {
+            Some((p, m)) => (Some(p.to_lowercase()), Some(m.to_lowercase())),
+            None => (None, Some(k.to_lowercase())),
+        },
+    };
+    let mut n = 0;
+    for key in store.keys()? {
+        if provider.as_ref().is_some_and(|p| *p != key.provider) || model.as_ref().is_some_and(|m| *m != key.model) {
+            continue;
+        }
+        store.reset(&key)?;
+        n += 1;
+    }
+    if n == 0 && which.is_some() {
+        return Err(usage(format!(
+            "no rate-limit key matches `{}`; `gm limits status` lists them",
+            which.unwrap_or("")
+        )));
+    }
+    eprintln!("reset {n} rate-limit key(s)");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -394,6 +481,18 @@ async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
         return Err(usage(format!("--time-scale {} must be a positive number, e.g. 30", args.time_scale)));
     }
     let limits = match args.tier.as_deref() {
+        None if args.limit.is_some() => args.limit.as_ref().map(|spec| EmulatorLimits {
+            windows: spec
+                .windows
+                .iter()
+                .map(|w| Window {
+                    limit: w.limit,
+                    window: w.per,
+                    daily: w.per >= std::time::Duration::from_secs(86_400),
+                })
+                .collect(),
+            concurrency: spec.concurrency.map(|c| c as usize),
+        }),
         None => None,
         Some(t) => Some(EmulatorLimits::tier(t, args.time_scale).ok_or_else(|| {
             usage(format!("--tier {t} is not a GitHub Models tier; use low, high, embeddings or custom"))
@@ -417,6 +516,9 @@ async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
     );
     if let Some(t) = &args.tier {
         eprintln!("enforcing the {t} tier per token and model, time scaled by {}", args.time_scale);
+    }
+    if let Some(spec) = &args.limit {
+        eprintln!("enforcing {spec} per token and model");
     }
     eprintln!(
         "admin: GET {0}/_emulator/stats, POST {0}/_emulator/faults, POST {0}/_emulator/reset; Ctrl-C stops",

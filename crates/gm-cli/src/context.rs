@@ -9,6 +9,9 @@ use gm_cache::{Cache, CacheConfig, MemoryCache, PersistentStore, SqliteCache};
 use gm_core::ProviderKind;
 use gm_http::auth::{self, Resolution};
 use gm_http::{CachePolicy, Client};
+use gm_limits::{Limiter, LimitsConfig, Margin, SqliteWindows, TokioClock, WindowStore};
+
+use crate::exit::usage;
 
 use crate::cli::Global;
 
@@ -70,6 +73,52 @@ pub fn open_sqlite_cache(global: &Global) -> Result<Arc<SqliteCache>> {
     Ok(Arc::new(cache))
 }
 
+/// The transit-time margin the CLI adds to every window: 100 ms plus 0.1 % of the window.
+pub const CLI_MARGIN: Margin = Margin { fixed: std::time::Duration::from_millis(100), ppm: 1000 };
+
+/// The limits configuration from `--limits`, `--limits-config` and `--plan`.
+pub fn limits_config(global: &Global) -> Result<LimitsConfig> {
+    let mut config = match (&global.limits, &global.limits_config) {
+        (Some(spec), _) => LimitsConfig::uniform(spec.clone()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("could not read the limits file {}", file.display()))?;
+            LimitsConfig::from_toml(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?
+        }
+        (None, None) => LimitsConfig::default(),
+    };
+    // Requests from several processes each open their own connection, so the time between admission and
+    // arrival at the server can reach tens of milliseconds on a busy machine; windows are lengthened by
+    // this much so the server's count agrees. A `margin=` in the spec or file overrides it.
+    if config.margin.is_none() {
+        config.margin = Some(CLI_MARGIN);
+    }
+    if let Some(plan) = global.plan {
+        config.providers.entry("github".into()).or_default().plan = Some(plan);
+    }
+    Ok(config)
+}
+
+/// The shared rate-limit windows in the state file.
+pub fn open_windows(global: &Global) -> Result<Arc<SqliteWindows>> {
+    let path = state_file(global)?;
+    Ok(Arc::new(
+        SqliteWindows::open(&path)
+            .with_context(|| format!("could not open the rate-limit state in {}", path.display()))?,
+    ))
+}
+
+/// The limiter for a provider, counting in the state file so every `gm` process on the machine shares the
+/// quota. The demo provider is limited only when `--limits` asks for it.
+fn limiter(global: &Global, provider: ProviderKind) -> Result<Option<Arc<Limiter>>> {
+    if provider == ProviderKind::Demo && global.limits.is_none() {
+        return Ok(None);
+    }
+    let config = limits_config(global)?;
+    let store: Arc<dyn WindowStore> = open_windows(global)?;
+    Ok(Some(Arc::new(Limiter::with_store(config, Arc::new(TokioClock), store))))
+}
+
 /// A client and the stores it uses for one command.
 pub struct Session {
     /// The client.
@@ -110,6 +159,9 @@ pub fn session(global: &Global, cache: bool) -> Result<Session> {
     }
     if let Some(c) = &res.credential {
         b = b.credential(c.clone());
+    }
+    if let Some(limiter) = limiter(global, res.provider)? {
+        b = b.limiter(limiter, global.max_wait);
     }
     let mut stores = None;
     if cache && !global.no_cache {

@@ -23,6 +23,10 @@ fn gm(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     // No `gh` on the PATH: credentials come only from what each test sets.
     cmd.env("PATH", "/nonexistent");
+    // A state file of its own per call, so quotas counted by other runs on this machine do not apply.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    cmd.env("GM_DATA_DIR", std::env::temp_dir().join(format!("gm-cli-state-{}-{n}", std::process::id())));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -173,12 +177,13 @@ fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
     assert_eq!(text(&first.stdout), "cache me\n");
     assert_eq!(text(&second.stdout), "cache me\n");
     assert!(text(&second.stderr).contains("cached answer"));
-    assert_eq!(emu.stats().total, 1);
+    let chats = || emu.stats().by_path.get("/inference/chat/completions").copied().unwrap_or(0);
+    assert_eq!(chats(), 1);
     // --refresh sends again; without --cache nothing is cached.
     let mut refresh = args.to_vec();
     refresh.insert(0, "--refresh");
     gm(&refresh, &[("GITHUB_TOKEN", SECRET)]);
-    assert_eq!(emu.stats().total, 2);
+    assert_eq!(chats(), 2);
     let out = gm(&["--data-dir", data, "cache", "stats", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["persistent"]["entries"], 1);
@@ -188,5 +193,57 @@ fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
     let out = gm(&["--data-dir", data, "cache", "stats", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["persistent"]["entries"], 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn twelve_concurrent_processes_share_one_quota_without_a_429() {
+    let rt = runtime();
+    let limits = gm_emulator::EmulatorLimits {
+        windows: vec![gm_emulator::Window { limit: 5, window: std::time::Duration::from_secs(1), daily: false }],
+        concurrency: None,
+    };
+    let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
+    let dir = std::env::temp_dir().join(format!("gm-cli-limits-{}", std::process::id()));
+    let url = emu.url();
+    let children: Vec<_> = (0..12)
+        .map(|i| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+            cmd.args([
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--provider",
+                "github",
+                "--base-url",
+                &url,
+                "--limits",
+                "5/1s",
+            ])
+            .args(["run", "openai/gpt-4o-mini", &format!("request {i}")])
+            .env("GITHUB_TOKEN", SECRET)
+            .env_remove("GM_LIMITS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
+    assert_eq!(stats.by_status[&200], 12);
+    let out = gm(&["--data-dir", dir.to_str().unwrap(), "--limits", "5/1s", "limits", "status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["windows"][0]["limit"], 5);
+    assert!(v[0]["counted"].as_u64().unwrap() >= 5, "{v}");
+    assert!(!text(&out.stdout).contains(SECRET));
+    let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "reset", "github:openai/gpt-4o-mini"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "status", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(0));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -91,6 +91,11 @@ impl Drop for InFlight {
 }
 
 impl Counter {
+    /// Forgets every count (requests in flight keep their slots until they end).
+    pub fn clear(&self) {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Admits a request of `token` for `model` at `now`, or says why not.
     pub fn admit(&self, limits: &EmulatorLimits, token: &str, model: &str, now: Instant) -> Result<InFlight, Refusal> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());

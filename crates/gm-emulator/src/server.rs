@@ -305,6 +305,7 @@ async fn admin_route(st: &State, admin: &str, req: Request<Incoming>) -> Respons
         (&Method::POST, "reset") => {
             lock(&st.faults).clear();
             *lock(&st.stats) = EmulatorStats::default();
+            st.counter.clear();
             full(200, r#"{"ok":true}"#)
         }
         _ => full(

@@ -691,7 +691,14 @@ impl Client {
                 if self.inner.provider == ProviderKind::Github {
                     self.apply_github_tier(limiter, &key).await?;
                 }
-                let tokens = gm_limits::count_tokens(req);
+                // Counting tokens costs a tokenizer pass; only limits on tokens need it.
+                let spec = limiter.limits(&key);
+                let tokens = if spec.tokens_in.is_some() || spec.tokens_out.is_some() || !spec.token_windows.is_empty()
+                {
+                    gm_limits::count_tokens(req)
+                } else {
+                    gm_limits::TokenCount::ZERO
+                };
                 limiter.check(&key, &tokens)?;
                 Some((limiter.as_ref(), *max_wait, key, tokens))
             }
@@ -828,14 +835,14 @@ fn map_transport(e: TransportError, url: &http::Uri) -> Error {
     let url = url.to_string();
     match e.kind {
         TransportErrorKind::InvalidRequest => Error::InvalidRequest(e.message),
-        TransportErrorKind::Connect => Error::Connect { url, message: e.message, source: e.source },
+        TransportErrorKind::Connect => Error::Connect { url, message: e.message, cause: e.cause },
         TransportErrorKind::Timeout => Error::Timeout { url, message: e.message },
         TransportErrorKind::TooLarge => {
             let limit =
                 e.message.split_whitespace().find_map(|w| w.trim_end_matches("-byte").parse().ok()).unwrap_or(0);
             Error::TooLarge { url, limit }
         }
-        _ => Error::Io { url, message: e.message, source: e.source },
+        _ => Error::Io { url, message: e.message, cause: e.cause },
     }
 }
 

@@ -128,11 +128,10 @@ pub enum Error {
     Connect {
         /// The URL (no credentials in it).
         url: String,
-        /// What failed.
+        /// What failed, with the chain of causes.
         message: String,
-        /// The underlying error.
-        #[source]
-        source: Option<BoxError>,
+        /// The underlying error (its text is already in `message`).
+        cause: Option<BoxError>,
     },
     /// Maybe sent: a deadline passed.
     #[error("the request to {url} timed out: {message}")]
@@ -147,11 +146,10 @@ pub enum Error {
     Io {
         /// The URL.
         url: String,
-        /// What failed.
+        /// What failed, with the chain of causes.
         message: String,
-        /// The underlying error.
-        #[source]
-        source: Option<BoxError>,
+        /// The underlying error (its text is already in `message`).
+        cause: Option<BoxError>,
     },
     /// Sent and rejected: the API answered with an error status.
     #[error("{0}")]

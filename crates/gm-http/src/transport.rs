@@ -116,20 +116,19 @@ pub struct TransportError {
     pub kind: TransportErrorKind,
     /// A description, lowercase, without secrets.
     pub message: String,
-    /// The underlying error, if any.
-    #[source]
-    pub source: Option<BoxError>,
+    /// The underlying error, if any (its text is already in `message`).
+    pub cause: Option<BoxError>,
 }
 
 impl TransportError {
     /// A new error of a kind.
     pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self { kind, message: message.into(), cause: None }
     }
 
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.cause = Some(source.into());
         self
     }
 
