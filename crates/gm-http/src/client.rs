@@ -39,7 +39,7 @@ pub struct ClientStats {
     rate_limited: AtomicU64,
 }
 
-/// A snapshot of [`ClientStats`].
+/// Counters over a client's lifetime, shared by its clones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientStatsSnapshot {
     /// HTTP requests sent, retries included.

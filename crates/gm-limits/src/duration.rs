@@ -59,14 +59,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
 /// Sub-millisecond remainders are rounded up to the next millisecond.
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis();
-    if d.as_nanos() % 1_000_000 != 0 {
+    if !d.as_nanos().is_multiple_of(1_000_000) {
         ms += 1;
     }
     if ms == 0 {
         return "0s".into();
     }
     for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
@@ -77,7 +77,7 @@ pub fn format_duration(d: Duration) -> String {
 pub(crate) fn human(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
-        let ms = d.as_millis() + u128::from(d.as_nanos() % 1_000_000 != 0);
+        let ms = d.as_millis() + u128::from(!d.as_nanos().is_multiple_of(1_000_000));
         return format!("{ms}ms");
     }
     let secs = secs + u64::from(d.subsec_nanos() != 0);
