@@ -442,10 +442,16 @@ async fn interactive(client: &Client, model: &str, mut params: Params, stream: b
                     history.clear();
                     eprintln!("Conversation cleared.");
                 }
-                "parameters" => eprintln!(
-                    "max-tokens: {:?}\ntemperature: {:?}\ntop-p: {:?}\nsystem-prompt: {:?}",
-                    params.max_tokens, params.temperature, params.top_p, params.system
-                ),
+                "parameters" => {
+                    let show = |v: Option<String>| v.unwrap_or_else(|| "(the model's default)".into());
+                    eprintln!(
+                        "max-tokens: {}\ntemperature: {}\ntop-p: {}\nsystem-prompt: {}",
+                        show(params.max_tokens.map(|n| n.to_string())),
+                        show(params.temperature.map(|t| t.to_string())),
+                        show(params.top_p.map(|p| p.to_string())),
+                        show(params.system.clone()),
+                    )
+                }
                 "system-prompt" => params.system = Some(rest.to_string()),
                 "set" => {
                     let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));

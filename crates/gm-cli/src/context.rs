@@ -130,6 +130,10 @@ impl Session {
     /// Adds this run's cache statistics to the totals in the state file.
     pub fn finish(&self) {
         let Some((cache, sqlite)) = &self.cache else { return };
+        // Expired answers are dropped lazily on lookup; this clears the rest, once per command.
+        if let Err(e) = cache.purge_expired(std::time::Instant::now()) {
+            tracing::warn!(error = %e, "could not remove expired cache entries");
+        }
         let s = cache.stats();
         let p = s.persistent.unwrap_or_default();
         // Memory hits and persistent hits together; every other lookup missed both tiers.
