@@ -8,8 +8,10 @@
 
 use std::cell::RefCell;
 
-use super::ngram::{SortedNgrams, Vocab, UNKNOWN};
-use crate::text::{is_py_space, py_rstrip};
+use rustc_hash::FxHashMap;
+
+use super::ngram::{Vocab, UNKNOWN};
+use crate::text::py_rstrip;
 
 /// The sacreBLEU release whose BLEU and chrF these functions reproduce.
 pub const SACREBLEU_VERSION: &str = "2.6.0";
@@ -132,15 +134,16 @@ pub fn tokenize_13a(line: &str) -> String {
     let mut scratch = Tokenizer13a::default();
     let mut spans = Vec::new();
     scratch.tokenize(line, &mut spans);
-    let text = scratch.text();
-    let mut out = String::with_capacity(text.len());
+    let text = scratch.bytes();
+    let mut out = Vec::with_capacity(text.len());
     for (i, &(start, end)) in spans.iter().enumerate() {
         if i > 0 {
-            out.push(' ');
+            out.push(b' ');
         }
-        out.push_str(&text[start as usize..end as usize]);
+        out.extend_from_slice(&text[start as usize..end as usize]);
     }
-    out
+    // The tokenizer inserts ASCII bytes between whole characters only.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Reusable buffers for the `13a` tokenizer.
@@ -149,7 +152,6 @@ pub(crate) struct Tokenizer13a {
     pre: String,
     a: Vec<u8>,
     b: Vec<u8>,
-    text: String,
 }
 
 /// Bytes that the first `13a` rule surrounds with spaces:
@@ -166,13 +168,74 @@ const fn rule1_table() -> [bool; 256] {
 }
 static RULE1: [bool; 256] = rule1_table();
 
+#[inline]
+fn is_dot_or_comma(b: u8) -> bool {
+    b == b'.' || b == b','
+}
+
+/// `([^0-9])([\.,])` -> `\1 \2 `, applied left to right without overlaps as `re.sub` does.
+///
+/// A match can only end at a `.` or `,`, so the scan jumps from one to the next and copies
+/// the bytes in between unchanged.
+fn rule2(a: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let (mut copied, mut next_allowed) = (0, 0);
+    for j in 1..a.len() {
+        if !is_dot_or_comma(a[j]) {
+            continue;
+        }
+        let i = j - 1;
+        if i >= next_allowed && !a[i].is_ascii_digit() {
+            out.extend_from_slice(&a[copied..i]);
+            out.extend_from_slice(&[a[i], b' ', a[j], b' ']);
+            copied = j + 1;
+            next_allowed = j + 1;
+        }
+    }
+    out.extend_from_slice(&a[copied..]);
+}
+
+/// `([\.,])([^0-9])` -> ` \1 \2`, applied left to right without overlaps.
+fn rule3(a: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let (mut copied, mut next_allowed) = (0, 0);
+    for i in 0..a.len().saturating_sub(1) {
+        if i >= next_allowed && is_dot_or_comma(a[i]) && !a[i + 1].is_ascii_digit() {
+            out.extend_from_slice(&a[copied..i]);
+            out.extend_from_slice(&[b' ', a[i], b' ', a[i + 1]]);
+            copied = i + 2;
+            next_allowed = i + 2;
+        }
+    }
+    out.extend_from_slice(&a[copied..]);
+}
+
+/// `([0-9])(-)` -> `\1 \2 `, applied left to right without overlaps.
+fn rule4(a: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let (mut copied, mut next_allowed) = (0, 0);
+    for j in 1..a.len() {
+        if a[j] != b'-' {
+            continue;
+        }
+        let i = j - 1;
+        if i >= next_allowed && a[i].is_ascii_digit() {
+            out.extend_from_slice(&a[copied..i]);
+            out.extend_from_slice(&[a[i], b' ', b'-', b' ']);
+            copied = j + 1;
+            next_allowed = j + 1;
+        }
+    }
+    out.extend_from_slice(&a[copied..]);
+}
+
 impl Tokenizer13a {
-    /// The text that the spans of the last [`Tokenizer13a::tokenize`] call point into.
-    pub(crate) fn text(&self) -> &str {
-        &self.text
+    /// The UTF-8 text that the spans of the last [`Tokenizer13a::tokenize`] call point into.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.b
     }
 
-    /// Tokenizes `line`, writing the byte span of every token in [`Tokenizer13a::text`] to
+    /// Tokenizes `line`, writing the byte span of every token in [`Tokenizer13a::bytes`] to
     /// `spans` (which is cleared first).
     ///
     /// The regular expressions of `tokenizer_13a` match ASCII bytes only, and each rule is
@@ -197,101 +260,65 @@ impl Tokenizer13a {
         } else {
             line
         };
+        let bytes = line.as_bytes();
 
         // Rule 1 on ` {line} `: surround punctuation and symbols with spaces.
         let a = &mut self.a;
         a.clear();
-        a.reserve(line.len() * 2 + 2);
+        a.reserve(bytes.len() + bytes.len() / 2 + 2);
         a.push(b' ');
-        for &byte in line.as_bytes() {
+        let mut copied = 0;
+        for (i, &byte) in bytes.iter().enumerate() {
             if RULE1[byte as usize] {
+                a.extend_from_slice(&bytes[copied..i]);
                 a.extend_from_slice(&[b' ', byte, b' ']);
-            } else {
-                a.push(byte);
+                copied = i + 1;
             }
         }
+        a.extend_from_slice(&bytes[copied..]);
         a.push(b' ');
 
-        // Rule 2: `([^0-9])([\.,])` -> `\1 \2 `.
         let b = &mut self.b;
-        b.clear();
-        let mut i = 0;
-        while i < a.len() {
-            let c = a[i];
-            if i + 1 < a.len() && !c.is_ascii_digit() && matches!(a[i + 1], b'.' | b',') {
-                b.extend_from_slice(&[c, b' ', a[i + 1], b' ']);
-                i += 2;
-            } else {
-                b.push(c);
-                i += 1;
-            }
+        if a.iter().any(|&c| is_dot_or_comma(c)) {
+            rule2(a, b);
+            rule3(b, a);
         }
-
-        // Rule 3: `([\.,])([^0-9])` -> ` \1 \2`.
-        a.clear();
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            if i + 1 < b.len() && matches!(c, b'.' | b',') && !b[i + 1].is_ascii_digit() {
-                a.extend_from_slice(&[b' ', c, b' ', b[i + 1]]);
-                i += 2;
-            } else {
-                a.push(c);
-                i += 1;
-            }
-        }
-
-        // Rule 4: `([0-9])(-)` -> `\1 \2 `.
-        b.clear();
-        let mut i = 0;
-        while i < a.len() {
-            let c = a[i];
-            if i + 1 < a.len() && c.is_ascii_digit() && a[i + 1] == b'-' {
-                b.extend_from_slice(&[c, b' ', b'-', b' ']);
-                i += 2;
-            } else {
-                b.push(c);
-                i += 1;
-            }
-        }
-
-        // The rules only insert ASCII bytes next to ASCII bytes, so the buffer is still UTF-8.
-        self.text.clear();
-        match std::str::from_utf8(b) {
-            Ok(s) => self.text.push_str(s),
-            Err(_) => self.text.push_str(&String::from_utf8_lossy(b)),
-        }
-        split_py_whitespace(&self.text, spans);
+        rule4(a, b);
+        split_py_whitespace(b, spans);
     }
 }
 
-/// Byte spans of the pieces of Python's `text.split()`.
-fn split_py_whitespace(text: &str, spans: &mut Vec<(u32, u32)>) {
-    let bytes = text.as_bytes();
+/// Length of the Python whitespace character starting at `bytes[i]`, or 0.
+#[inline]
+fn py_space_len(bytes: &[u8], i: usize) -> usize {
+    let at = |k: usize| bytes.get(i + k).copied().unwrap_or(0);
+    match bytes[i] {
+        b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f => 1,
+        0xc2 if matches!(at(1), 0x85 | 0xa0) => 2,
+        0xe1 if at(1) == 0x9a && at(2) == 0x80 => 3,
+        0xe2 if at(1) == 0x80 && matches!(at(2), 0x80..=0x8a | 0xa8 | 0xa9 | 0xaf) => 3,
+        0xe2 if at(1) == 0x81 && at(2) == 0x9f => 3,
+        0xe3 if at(1) == 0x80 && at(2) == 0x80 => 3,
+        _ => 0,
+    }
+}
+
+/// Byte spans of the pieces of Python's `text.split()` on UTF-8 bytes.
+fn split_py_whitespace(bytes: &[u8], spans: &mut Vec<(u32, u32)>) {
     let mut start: Option<usize> = None;
-    if text.is_ascii() {
-        for (i, &c) in bytes.iter().enumerate() {
-            let space = matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f);
-            match (space, start) {
-                (true, Some(s)) => {
-                    spans.push((s as u32, i as u32));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
+    let mut i = 0;
+    while i < bytes.len() {
+        let space = py_space_len(bytes, i);
+        if space > 0 {
+            if let Some(s) = start.take() {
+                spans.push((s as u32, i as u32));
             }
-        }
-    } else {
-        for (i, c) in text.char_indices() {
-            let space = is_py_space(c);
-            match (space, start) {
-                (true, Some(s)) => {
-                    spans.push((s as u32, i as u32));
-                    start = None;
-                }
-                (false, None) => start = Some(i),
-                _ => {}
+            i += space;
+        } else {
+            if start.is_none() {
+                start = Some(i);
             }
+            i += 1;
         }
     }
     if let Some(s) = start {
@@ -306,36 +333,21 @@ struct BleuScratch {
     vocab: Vocab,
     hyp_ids: Vec<u32>,
     ref_ids: Vec<u32>,
-    hyp_ngrams: [SortedNgrams; MAX_ORDER],
-    ref_ngrams: SortedNgrams,
-    ref_max: [Vec<u32>; MAX_ORDER],
-    ref_counts: Vec<u32>,
+    /// Slot of each distinct hypothesis n-gram, keyed by its packed token ids.
+    slots: FxHashMap<u128, u32>,
+    hyp_count: Vec<u32>,
+    slot_order: Vec<u8>,
+    ref_max: Vec<u32>,
+    ref_count: Vec<u32>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<BleuScratch> = RefCell::new(BleuScratch::default());
 }
 
-/// Packs the ids of an n-gram into one integer; the order is known from context, so packing
-/// 32 bits per id is injective.
-#[inline]
-fn ngram_keys(ids: &[u32], n: usize, out: &mut SortedNgrams, skip_unknown: bool) {
-    out.clear();
-    if ids.len() < n {
-        return;
-    }
-    'outer: for window in ids.windows(n) {
-        let mut key: u128 = 0;
-        for &id in window {
-            if skip_unknown && id == UNKNOWN {
-                continue 'outer;
-            }
-            key = (key << 32) | id as u128;
-        }
-        out.push(key);
-    }
-    out.sort();
-}
+/// Bits per token id in an n-gram key: four ids below a leading 1 bit fit in 125 bits, and
+/// a segment would need 2^31 distinct tokens (gigabytes of text) to exhaust them.
+const ID_BITS: u32 = 31;
 
 /// The BLEU statistics of one segment against its references, as sacreBLEU's
 /// `_compute_segment_statistics` counts them.
@@ -355,21 +367,38 @@ fn bleu_stats_with<S: AsRef<str>>(s: &mut BleuScratch, prediction: &str, referen
         return stats;
     }
     s.tokenizer.tokenize(prediction, &mut s.spans);
-    s.vocab.build(s.tokenizer.text(), &s.spans, &mut s.hyp_ids);
+    s.vocab.build(s.tokenizer.bytes(), &s.spans, &mut s.hyp_ids);
     let hyp_len = s.hyp_ids.len();
     stats.hyp_len = hyp_len as u64;
-    for n in 1..=MAX_ORDER {
-        ngram_keys(&s.hyp_ids, n, &mut s.hyp_ngrams[n - 1], false);
-        stats.total[n - 1] = s.hyp_ngrams[n - 1].len() as u64;
-        let distinct = s.hyp_ngrams[n - 1].distinct();
-        s.ref_max[n - 1].clear();
-        s.ref_max[n - 1].resize(distinct, 0);
+
+    // Count the hypothesis n-grams of every order; the key of an n-gram extends the key of
+    // its prefix, with a leading 1 bit that keeps orders apart.
+    s.slots.clear();
+    s.hyp_count.clear();
+    s.slot_order.clear();
+    for i in 0..hyp_len {
+        let mut key: u128 = 1;
+        for n in 0..MAX_ORDER.min(hyp_len - i) {
+            key = (key << ID_BITS) | s.hyp_ids[i + n] as u128;
+            let next = s.hyp_count.len() as u32;
+            let slot = *s.slots.entry(key).or_insert(next);
+            if slot == next {
+                s.hyp_count.push(0);
+                s.slot_order.push(n as u8);
+            }
+            s.hyp_count[slot as usize] += 1;
+        }
     }
+    for n in 0..MAX_ORDER {
+        stats.total[n] = hyp_len.saturating_sub(n) as u64;
+    }
+    s.ref_max.clear();
+    s.ref_max.resize(s.hyp_count.len(), 0);
 
     let mut closest: Option<(u64, u64)> = None;
     for reference in references {
         s.tokenizer.tokenize(reference.as_ref(), &mut s.spans);
-        let text = s.tokenizer.text();
+        let text = s.tokenizer.bytes();
         s.ref_ids.clear();
         s.ref_ids.extend(s.spans.iter().map(|&(a, b)| s.vocab.id(&text[a as usize..b as usize])));
         let ref_len = s.ref_ids.len() as u64;
@@ -379,17 +408,31 @@ fn bleu_stats_with<S: AsRef<str>>(s: &mut BleuScratch, prediction: &str, referen
             Some((d, l)) if diff < d || (diff == d && ref_len < l) => Some((diff, ref_len)),
             keep => keep,
         };
-        for n in 1..=MAX_ORDER {
-            ngram_keys(&s.ref_ids, n, &mut s.ref_ngrams, true);
-            s.hyp_ngrams[n - 1].counts_in(&s.ref_ngrams, &mut s.ref_counts);
-            for (max, &count) in s.ref_max[n - 1].iter_mut().zip(&s.ref_counts) {
-                *max = (*max).max(count);
+        s.ref_count.clear();
+        s.ref_count.resize(s.hyp_count.len(), 0);
+        let len = s.ref_ids.len();
+        for i in 0..len {
+            let mut key: u128 = 1;
+            for n in 0..MAX_ORDER.min(len - i) {
+                let id = s.ref_ids[i + n];
+                if id == UNKNOWN {
+                    break;
+                }
+                key = (key << ID_BITS) | id as u128;
+                match s.slots.get(&key) {
+                    Some(&slot) => s.ref_count[slot as usize] += 1,
+                    // Longer n-grams from here extend this one, so none of them match.
+                    None => break,
+                }
             }
+        }
+        for (max, &count) in s.ref_max.iter_mut().zip(&s.ref_count) {
+            *max = (*max).max(count);
         }
     }
     stats.ref_len = closest.map_or(0, |(_, len)| len);
-    for n in 0..MAX_ORDER {
-        stats.correct[n] = s.hyp_ngrams[n].clipped_matches(&s.ref_max[n]);
+    for ((&h, &r), &order) in s.hyp_count.iter().zip(&s.ref_max).zip(&s.slot_order) {
+        stats.correct[order as usize] += h.min(r) as u64;
     }
     stats
 }
@@ -527,5 +570,17 @@ mod tests {
     #[test]
     fn no_references_scores_zero() {
         assert_eq!(sentence_bleu::<&str>("a b c", &[]), 0.0);
+    }
+
+    #[test]
+    fn byte_level_split_matches_python_whitespace() {
+        for cp in 0..0x3100u32 {
+            let Some(c) = char::from_u32(cp) else { continue };
+            let text = format!("a{c}b");
+            let mut spans = Vec::new();
+            split_py_whitespace(text.as_bytes(), &mut spans);
+            let expected = if crate::text::is_py_space(c) { 2 } else { 1 };
+            assert_eq!(spans.len(), expected, "U+{cp:04X}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 
 use std::cell::RefCell;
 
-use super::ngram::{count_matches, SortedNgrams};
+use rustc_hash::FxHashMap;
+
 use crate::text::is_py_space;
 
 /// Character n-gram orders used by chrF.
@@ -74,8 +75,12 @@ fn f_score(stats: &ChrfStats) -> f64 {
 #[derive(Default)]
 struct ChrfScratch {
     chars: Vec<u32>,
-    hyp: [SortedNgrams; CHAR_ORDER],
-    reference: SortedNgrams,
+    /// Slot of each distinct hypothesis n-gram, keyed by its packed characters.
+    slots: FxHashMap<u128, u32>,
+    hyp_count: Vec<u32>,
+    slot_order: Vec<u8>,
+    hyp_total: [u64; CHAR_ORDER],
+    ref_count: Vec<u32>,
 }
 
 thread_local! {
@@ -96,16 +101,60 @@ fn chars_without_space(text: &str, out: &mut Vec<u32>) {
     }
 }
 
-/// Character n-grams of order `n`; code points fit in 21 bits, so six of them fit in a key.
-fn char_ngrams(chars: &[u32], n: usize, out: &mut SortedNgrams) {
-    out.clear();
-    if chars.len() >= n {
-        for window in chars.windows(n) {
-            let key = window.iter().fold(0u128, |k, &c| (k << 21) | c as u128);
-            out.push(key);
+impl ChrfScratch {
+    /// Counts the hypothesis n-grams of every order.
+    ///
+    /// An n-gram is keyed by its code points, 21 bits each, below a leading 1 bit; the lead
+    /// bit makes keys of different orders distinct, and six orders need 127 bits.
+    fn count_hypothesis(&mut self) {
+        self.slots.clear();
+        self.hyp_count.clear();
+        self.slot_order.clear();
+        self.hyp_total = [0; CHAR_ORDER];
+        let len = self.chars.len();
+        for i in 0..len {
+            let mut key: u128 = 1;
+            for n in 0..CHAR_ORDER.min(len - i) {
+                key = (key << 21) | self.chars[i + n] as u128;
+                let next = self.hyp_count.len() as u32;
+                let slot = *self.slots.entry(key).or_insert(next);
+                if slot == next {
+                    self.hyp_count.push(0);
+                    self.slot_order.push(n as u8);
+                }
+                self.hyp_count[slot as usize] += 1;
+                self.hyp_total[n] += 1;
+            }
         }
     }
-    out.sort();
+
+    /// Statistics of the hypothesis against the reference whose characters are in `chars`.
+    fn against_reference(&mut self) -> ChrfStats {
+        self.ref_count.clear();
+        self.ref_count.resize(self.hyp_count.len(), 0);
+        let len = self.chars.len();
+        for i in 0..len {
+            let mut key: u128 = 1;
+            for n in 0..CHAR_ORDER.min(len - i) {
+                key = (key << 21) | self.chars[i + n] as u128;
+                match self.slots.get(&key) {
+                    Some(&slot) => self.ref_count[slot as usize] += 1,
+                    // Every longer n-gram from here extends this one, so none can match.
+                    None => break,
+                }
+            }
+        }
+        let mut stats = ChrfStats::default();
+        for ((&h, &r), &order) in self.hyp_count.iter().zip(&self.ref_count).zip(&self.slot_order) {
+            stats.orders[order as usize][2] += h.min(r) as u64;
+        }
+        for n in 0..CHAR_ORDER {
+            let n_ref = (len + 1).saturating_sub(n + 1) as u64;
+            stats.orders[n][1] = n_ref;
+            stats.orders[n][0] = if n_ref > 0 { self.hyp_total[n] } else { 0 };
+        }
+        stats
+    }
 }
 
 /// The chrF statistics of one segment against the reference that scores best, as sacreBLEU's
@@ -117,21 +166,12 @@ pub fn chrf_stats<S: AsRef<str>>(prediction: &str, references: &[S]) -> ChrfStat
         let mut guard = cell.borrow_mut();
         let s = &mut *guard;
         chars_without_space(prediction, &mut s.chars);
-        for n in 1..=CHAR_ORDER {
-            char_ngrams(&s.chars, n, &mut s.hyp[n - 1]);
-        }
+        s.count_hypothesis();
         let mut best = ChrfStats::default();
         let mut best_f = -1.0f64;
         for reference in references {
             chars_without_space(reference.as_ref(), &mut s.chars);
-            let mut stats = ChrfStats::default();
-            for n in 1..=CHAR_ORDER {
-                char_ngrams(&s.chars, n, &mut s.reference);
-                let n_ref = s.reference.len() as u64;
-                let n_hyp = if n_ref > 0 { s.hyp[n - 1].len() as u64 } else { 0 };
-                let n_match = count_matches(&s.hyp[n - 1], &s.reference);
-                stats.orders[n - 1] = [n_hyp, n_ref, n_match];
-            }
+            let stats = s.against_reference();
             let f = f_score(&stats);
             if f > best_f {
                 best_f = f;

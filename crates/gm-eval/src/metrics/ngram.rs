@@ -1,7 +1,11 @@
-//! Sorted multisets of n-grams packed into integers.
+//! Token interning, and sorted multisets of n-grams packed into integers.
 //!
 //! Segments are short, so sorting a few dozen integer keys and merging two sorted lists is
-//! faster than hashing strings, and it needs no allocation once the buffers have grown.
+//! cheap, and neither needs allocation once the buffers have grown.
+
+use std::hash::Hasher;
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 /// A multiset of n-gram keys, sorted, with its distinct keys and their counts.
 #[derive(Debug, Default, Clone)]
@@ -39,39 +43,6 @@ impl SortedNgrams {
             }
         }
     }
-
-    /// Number of n-grams, counting repeats.
-    pub(crate) fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Number of distinct n-grams.
-    pub(crate) fn distinct(&self) -> usize {
-        self.distinct.len()
-    }
-
-    /// For each distinct key of `self`, its count in `other`, written to `out`.
-    pub(crate) fn counts_in(&self, other: &SortedNgrams, out: &mut Vec<u32>) {
-        out.clear();
-        out.resize(self.distinct.len(), 0);
-        let (mut i, mut j) = (0, 0);
-        while i < self.distinct.len() && j < other.distinct.len() {
-            match self.distinct[i].cmp(&other.distinct[j]) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    out[i] = other.counts[j];
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-    }
-
-    /// Sum over distinct keys of `min(count, limit)`, the clipped match count.
-    pub(crate) fn clipped_matches(&self, limits: &[u32]) -> u64 {
-        self.counts.iter().zip(limits).map(|(&c, &l)| c.min(l) as u64).sum()
-    }
 }
 
 /// Size of the multiset intersection of two sorted n-gram multisets.
@@ -93,25 +64,63 @@ pub(crate) fn count_matches(a: &SortedNgrams, b: &SortedNgrams) -> u64 {
 
 /// Interns the tokens of a hypothesis so that n-grams become integer keys.
 ///
-/// Token ids are ranks in the sorted list of distinct hypothesis tokens; a reference token
-/// that the hypothesis does not contain can never match and gets [`UNKNOWN`].
+/// Token ids are dense, in order of first occurrence; a reference token that the hypothesis
+/// does not contain can never match and gets [`UNKNOWN`]. Tokens are found by a 64-bit hash
+/// whose hit is confirmed by comparing the bytes; in the unlikely case that two distinct
+/// hypothesis tokens share a hash, the vocabulary falls back to binary search over the sorted
+/// tokens, so the ids are always exact.
 #[derive(Default)]
 pub(crate) struct Vocab {
-    order: Vec<u32>,
-    /// Byte spans of the distinct tokens, sorted by their text.
+    text: Vec<u8>,
+    /// Byte spans of the distinct tokens, by id.
     distinct: Vec<(u32, u32)>,
-    text: String,
+    by_hash: FxHashMap<u64, u32>,
+    /// Set when two distinct tokens share a hash: `distinct` is then sorted and searched.
+    sorted: bool,
+    order: Vec<u32>,
 }
 
 /// Id of a token that the hypothesis does not contain.
 pub(crate) const UNKNOWN: u32 = u32::MAX;
 
+#[inline]
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
 impl Vocab {
-    /// Builds the vocabulary of `tokens` (spans into `text`) and writes their ids to `ids`.
-    pub(crate) fn build(&mut self, text: &str, tokens: &[(u32, u32)], ids: &mut Vec<u32>) {
+    fn token(&self, (s, e): (u32, u32)) -> &[u8] {
+        &self.text[s as usize..e as usize]
+    }
+
+    /// Builds the vocabulary of `tokens` (byte spans into `text`) and writes their ids to `ids`.
+    pub(crate) fn build(&mut self, text: &[u8], tokens: &[(u32, u32)], ids: &mut Vec<u32>) {
         self.text.clear();
-        self.text.push_str(text);
-        let text = self.text.as_str();
+        self.text.extend_from_slice(text);
+        self.distinct.clear();
+        self.by_hash.clear();
+        self.sorted = false;
+        ids.clear();
+        for &span in tokens {
+            let h = hash_bytes(self.token(span));
+            let next = self.distinct.len() as u32;
+            let id = *self.by_hash.entry(h).or_insert(next);
+            if id == next {
+                self.distinct.push(span);
+            } else if self.token(self.distinct[id as usize]) != self.token(span) {
+                self.build_sorted(tokens, ids);
+                return;
+            }
+            ids.push(id);
+        }
+    }
+
+    /// The collision fallback: ids are ranks in the sorted list of distinct tokens.
+    fn build_sorted(&mut self, tokens: &[(u32, u32)], ids: &mut Vec<u32>) {
+        self.sorted = true;
+        let text = &self.text;
         let slice = |&(s, e): &(u32, u32)| &text[s as usize..e as usize];
         self.order.clear();
         self.order.extend(0..tokens.len() as u32);
@@ -134,11 +143,16 @@ impl Vocab {
     }
 
     /// The id of `token`, or [`UNKNOWN`].
-    pub(crate) fn id(&self, token: &str) -> u32 {
-        let text = self.text.as_str();
-        match self.distinct.binary_search_by(|&(s, e)| text[s as usize..e as usize].cmp(token)) {
-            Ok(i) => i as u32,
-            Err(_) => UNKNOWN,
+    pub(crate) fn id(&self, token: &[u8]) -> u32 {
+        if self.sorted {
+            return match self.distinct.binary_search_by(|&span| self.token(span).cmp(token)) {
+                Ok(i) => i as u32,
+                Err(_) => UNKNOWN,
+            };
+        }
+        match self.by_hash.get(&hash_bytes(token)) {
+            Some(&id) if self.token(self.distinct[id as usize]) == token => id,
+            _ => UNKNOWN,
         }
     }
 }
@@ -161,11 +175,39 @@ mod tests {
         let a = set(&[1, 2, 2, 2, 5]);
         let b = set(&[2, 2, 5, 5, 7]);
         assert_eq!(count_matches(&a, &b), 3);
+        assert_eq!(count_matches(&b, &a), 3);
+        assert_eq!(count_matches(&a, &set(&[])), 0);
+    }
+
+    fn spans(text: &str) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
-        a.counts_in(&b, &mut out);
-        assert_eq!(out, [0, 2, 2]);
-        assert_eq!(a.clipped_matches(&out), 3);
-        assert_eq!(a.len(), 5);
-        assert_eq!(a.distinct(), 3);
+        let mut start = 0u32;
+        for piece in text.split(' ') {
+            out.push((start, start + piece.len() as u32));
+            start += piece.len() as u32 + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn vocabulary_ids_by_hash_and_by_sorting_agree() {
+        let text = "b a c a b";
+        let tokens = spans(text);
+        let mut hashed = Vocab::default();
+        let mut ids = Vec::new();
+        hashed.build(text.as_bytes(), &tokens, &mut ids);
+        assert_eq!(ids, [0, 1, 2, 1, 0]);
+        assert_eq!(hashed.len(), 3);
+        assert_eq!(hashed.id(b"c"), 2);
+        assert_eq!(hashed.id(b"d"), UNKNOWN);
+
+        // The fallback taken when two tokens share a hash.
+        let mut sorted = Vocab::default();
+        sorted.build(text.as_bytes(), &tokens, &mut ids);
+        sorted.build_sorted(&tokens, &mut ids);
+        assert_eq!(ids, [1, 0, 2, 0, 1]);
+        assert_eq!(sorted.id(b"a"), 0);
+        assert_eq!(sorted.id(b"c"), 2);
+        assert_eq!(sorted.id(b"d"), UNKNOWN);
     }
 }

@@ -47,7 +47,8 @@ impl RougeSelection {
 /// Tokens of one text, with the token index at which each newline-separated sentence ends.
 #[derive(Default)]
 struct Tokens {
-    text: String,
+    /// The tokens' bytes, all ASCII letters and digits.
+    text: Vec<u8>,
     spans: Vec<(u32, u32)>,
     sentence_ends: Vec<u32>,
     word: Vec<u8>,
@@ -64,6 +65,22 @@ impl Tokens {
         self.spans.clear();
         self.sentence_ends.clear();
         self.word.clear();
+        if text.is_ascii() {
+            for &b in text.as_bytes() {
+                let b = b.to_ascii_lowercase();
+                if b.is_ascii_alphanumeric() {
+                    self.word.push(b);
+                } else {
+                    self.flush(stem);
+                    if b == b'\n' {
+                        self.sentence_ends.push(self.spans.len() as u32);
+                    }
+                }
+            }
+            self.flush(stem);
+            self.sentence_ends.push(self.spans.len() as u32);
+            return;
+        }
         for c in text.chars() {
             if c.is_ascii() {
                 let b = (c as u8).to_ascii_lowercase();
@@ -100,8 +117,7 @@ impl Tokens {
         }
         if !self.word.is_empty() {
             let start = self.text.len() as u32;
-            // The word holds ASCII alphanumerics only.
-            self.text.extend(self.word.iter().map(|&b| b as char));
+            self.text.extend_from_slice(&self.word);
             self.spans.push((start, self.text.len() as u32));
         }
         self.word.clear();
@@ -298,7 +314,7 @@ pub fn rouge<S: AsRef<str>>(prediction: &str, references: &[S], stem: bool, sele
         }
         for reference in references {
             s.reference.tokenize(reference.as_ref(), stem);
-            let text = s.reference.text.as_str();
+            let text = &s.reference.text;
             s.ref_ids.clear();
             s.ref_ids.extend(s.reference.spans.iter().map(|&(a, b)| s.vocab.id(&text[a as usize..b as usize])));
             let ref_len = s.ref_ids.len() as u64;
@@ -366,7 +382,11 @@ pub fn rouge_lsum<S: AsRef<str>>(prediction: &str, references: &[S], stem: bool)
 pub fn rouge_tokens(text: &str, stem: bool) -> Vec<String> {
     let mut tokens = Tokens::default();
     tokens.tokenize(text, stem);
-    tokens.spans.iter().map(|&(a, b)| tokens.text[a as usize..b as usize].to_owned()).collect()
+    tokens
+        .spans
+        .iter()
+        .map(|&(a, b)| String::from_utf8_lossy(&tokens.text[a as usize..b as usize]).into_owned())
+        .collect()
 }
 
 #[cfg(test)]
