@@ -162,7 +162,7 @@ impl Worker {
         if line.trim().is_empty() {
             return Ok(());
         }
-        let case: Case<'_> = serde_json::from_str(line).map_err(|e| malformed(format!("{e}; {EXPECTED}")))?;
+        let case: Case<'_> = serde_json::from_str(line).map_err(|e| malformed(describe_json_error(&e)))?;
         let references: Vec<&str> = match (&case.references, &case.reference) {
             (Some(list), None) => list.iter().map(|r| r.as_ref()).collect(),
             (None, Some(one)) => vec![one.as_ref()],
@@ -226,6 +226,17 @@ impl Worker {
         out.extend_from_slice(b"}}\n");
         self.cases += 1;
         Ok(())
+    }
+}
+
+/// A JSON error without serde_json's "at line 1 column N" (the line is named by the caller),
+/// followed by what a line must hold.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) => format!("column {}: {message}; {EXPECTED}", e.column()),
+        None => format!("{text}; {EXPECTED}"),
     }
 }
 

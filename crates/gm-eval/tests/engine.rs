@@ -92,6 +92,7 @@ fn malformed_line_error_names_the_line() {
     let (line, reason) = line_error(&input, "bleu", 1);
     assert_eq!(line, 4);
     assert!(reason.contains("expected a JSON object"), "{reason}");
+    assert!(reason.starts_with("column ") && !reason.contains("line 1"), "{reason}");
     let message = Error::MalformedLine { line, reason }.to_string();
     assert!(message.starts_with("line 4: "), "{message}");
 }
