@@ -141,10 +141,12 @@ pub fn wilson(successes: u64, trials: u64) -> Result<Estimate, Error> {
     let denominator = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denominator;
     let half = Z_95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
+    // The interval always contains p; rounding can put an end a few ulps past it (at p = 0
+    // the lower end is 0 exactly, analytically).
     Ok(Estimate {
         mean: p,
-        low: (center - half).clamp(0.0, 1.0),
-        high: (center + half).clamp(0.0, 1.0),
+        low: (center - half).clamp(0.0, 1.0).min(p),
+        high: (center + half).clamp(0.0, 1.0).max(p),
         n: trials as usize,
     })
 }
@@ -267,6 +269,8 @@ mod tests {
         assert!(paired_bootstrap(&[1.0], &[1.0, 2.0], BootstrapOptions::default()).is_err());
         assert!(wilson(3, 2).is_err());
         assert!(wilson(0, 0).is_err());
+        assert_eq!(wilson(0, 3).unwrap().low, 0.0);
+        assert_eq!(wilson(3, 3).unwrap().high, 1.0);
         assert!(bootstrap_mean(&[f64::NAN], BootstrapOptions::default()).is_err());
     }
 

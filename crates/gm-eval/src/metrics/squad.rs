@@ -7,11 +7,6 @@ use std::cell::RefCell;
 
 use crate::text::{is_py_word, py_split};
 
-/// Python's `string.punctuation`.
-fn is_punctuation(c: char) -> bool {
-    c.is_ascii_punctuation()
-}
-
 /// SQuAD's `normalize_answer`: lowercase, drop ASCII punctuation, replace the words `a`, `an`
 /// and `the` with a space, and collapse whitespace.
 ///
@@ -21,67 +16,114 @@ fn is_punctuation(c: char) -> bool {
 /// assert_eq!(squad_normalize("an apple a day, then"), "apple day then");
 /// ```
 pub fn squad_normalize(text: &str) -> String {
-    let mut out = String::new();
-    normalize_into(text, &mut Scratch::default(), &mut out);
-    out
+    let mut normalized = Normalized::default();
+    normalized.set(text, &mut Vec::new());
+    String::from_utf8(normalized.bytes).unwrap_or_default()
 }
 
-/// Working space of [`normalize_into`].
+/// A normalized answer: its bytes (tokens joined by single spaces) and the byte span of each
+/// token.
 #[derive(Default)]
-struct Scratch {
-    chars: Vec<char>,
-    a: Vec<u8>,
-    b: Vec<u8>,
+struct Normalized {
+    bytes: Vec<u8>,
+    tokens: Vec<(u32, u32)>,
 }
 
-/// [`squad_normalize`] into `out`.
-fn normalize_into(text: &str, scratch: &mut Scratch, out: &mut String) {
-    out.clear();
-    if text.is_ascii() {
-        normalize_ascii(text.as_bytes(), scratch, out);
-        return;
+/// Lowercased ASCII bytes, with 0xff for the punctuation that is deleted.
+const fn ascii_map() -> [u8; 128] {
+    let mut t = [0u8; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_punctuation() { 0xff } else { b.to_ascii_lowercase() };
+        c += 1;
     }
-    let lower = text.to_lowercase();
-    scratch.chars.clear();
-    scratch.chars.extend(lower.chars().filter(|&c| !is_punctuation(c)));
-    let without_articles = remove_articles(&scratch.chars);
-    for (i, word) in py_split(&without_articles).enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
+    t
+}
+static ASCII_MAP: [u8; 128] = ascii_map();
+
+#[inline]
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
 }
 
-/// The same steps on ASCII bytes, where the word characters are letters, digits and `_`.
-fn normalize_ascii(text: &[u8], scratch: &mut Scratch, out: &mut String) {
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let a = &mut scratch.a;
-    a.clear();
-    a.extend(text.iter().filter(|b| !b.is_ascii_punctuation()).map(|b| b.to_ascii_lowercase()));
-    let b = &mut scratch.b;
-    b.clear();
-    let mut i = 0;
-    while i < a.len() {
-        if i == 0 || !is_word(a[i - 1]) {
-            let article = [&b"a"[..], b"an", b"the"]
-                .into_iter()
-                .find(|w| a[i..].starts_with(w) && a.get(i + w.len()).is_none_or(|&c| !is_word(c)));
-            if let Some(w) = article {
-                b.push(b' ');
-                i += w.len();
-                continue;
+impl Normalized {
+    /// Normalizes `text`; `clean` is working space.
+    fn set(&mut self, text: &str, clean: &mut Vec<u8>) {
+        self.bytes.clear();
+        self.tokens.clear();
+        if text.is_ascii() {
+            clean.clear();
+            clean.extend(text.bytes().map(|b| ASCII_MAP[b as usize]).filter(|&b| b != 0xff));
+            self.split_ascii(clean);
+        } else {
+            let lower = text.to_lowercase();
+            let chars: Vec<char> = lower.chars().filter(|c| !c.is_ascii_punctuation()).collect();
+            for word in py_split(&remove_articles(&chars)) {
+                self.push_token(word.as_bytes());
             }
         }
-        b.push(a[i]);
-        i += 1;
     }
-    let is_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f);
-    for piece in b.split(is_space).filter(|p| !p.is_empty()) {
-        if !out.is_empty() {
-            out.push(' ');
+
+    fn push_token(&mut self, token: &[u8]) {
+        if !self.bytes.is_empty() {
+            self.bytes.push(b' ');
         }
-        out.extend(piece.iter().map(|&c| c as char));
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(token);
+        self.tokens.push((start, self.bytes.len() as u32));
+    }
+
+    /// Article removal and whitespace splitting of lowercased ASCII without punctuation, in
+    /// one pass. An article is a whole word (`\b(a|an|the)\b`, where the word characters are
+    /// letters and digits once `_` is gone) and ends the piece it interrupts, as the space
+    /// that replaces it would.
+    fn split_ascii(&mut self, a: &[u8]) {
+        let is_word = |b: u8| b.is_ascii_alphanumeric();
+        let mut piece: Option<usize> = None;
+        let mut i = 0;
+        while i < a.len() {
+            let b = a[i];
+            if (b == b'a' || b == b't') && (i == 0 || !is_word(a[i - 1])) {
+                let article = [&b"a"[..], b"an", b"the"]
+                    .into_iter()
+                    .find(|w| a[i..].starts_with(w) && a.get(i + w.len()).is_none_or(|&c| !is_word(c)));
+                if let Some(w) = article {
+                    self.close(&mut piece);
+                    i += w.len();
+                    continue;
+                }
+            }
+            if is_ascii_space(b) {
+                self.close(&mut piece);
+            } else {
+                if piece.is_none() {
+                    if !self.bytes.is_empty() {
+                        self.bytes.push(b' ');
+                    }
+                    piece = Some(self.bytes.len());
+                }
+                self.bytes.push(b);
+            }
+            i += 1;
+        }
+        self.close(&mut piece);
+    }
+
+    fn close(&mut self, piece: &mut Option<usize>) {
+        if let Some(start) = piece.take() {
+            self.tokens.push((start as u32, self.bytes.len() as u32));
+        }
+    }
+
+    fn token(&self, (a, b): (u32, u32)) -> &[u8] {
+        &self.bytes[a as usize..b as usize]
+    }
+
+    fn sort_tokens(&mut self) {
+        let bytes = &self.bytes;
+        self.tokens
+            .sort_unstable_by(|&(a, b), &(c, d)| bytes[a as usize..b as usize].cmp(&bytes[c as usize..d as usize]));
     }
 }
 
@@ -112,11 +154,9 @@ fn remove_articles(chars: &[char]) -> String {
 /// Buffers reused across calls on one thread.
 #[derive(Default)]
 struct PairScratch {
-    normalize: Scratch,
-    pred: String,
-    gold: String,
-    pred_tokens: Vec<(u32, u32)>,
-    gold_tokens: Vec<(u32, u32)>,
+    clean: Vec<u8>,
+    pred: Normalized,
+    gold: Normalized,
 }
 
 thread_local! {
@@ -134,31 +174,15 @@ pub fn squad_em<S: AsRef<str>>(prediction: &str, references: &[S]) -> f64 {
     squad_em_f1(prediction, references).0
 }
 
-/// Byte spans of the space-separated tokens of a normalized text, sorted by token.
-fn sorted_tokens(text: &str, spans: &mut Vec<(u32, u32)>) {
-    spans.clear();
-    let mut start = 0;
-    for piece in text.split(' ') {
-        if !piece.is_empty() {
-            spans.push((start as u32, (start + piece.len()) as u32));
-        }
-        start += piece.len() + 1;
-    }
-    let bytes = text.as_bytes();
-    spans.sort_unstable_by(|&(a, b), &(c, d)| bytes[a as usize..b as usize].cmp(&bytes[c as usize..d as usize]));
-}
-
-/// Token F1 of two normalized texts with their sorted token spans, as SQuAD's `compute_f1`.
-fn f1_sorted(pred: &str, p: &[(u32, u32)], gold: &str, g: &[(u32, u32)]) -> f64 {
+/// Token F1 of two normalized answers with sorted tokens, as SQuAD's `compute_f1`.
+fn f1_sorted(pred: &Normalized, gold: &Normalized) -> f64 {
+    let (p, g) = (&pred.tokens, &gold.tokens);
     if p.is_empty() || g.is_empty() {
         return if p.is_empty() && g.is_empty() { 1.0 } else { 0.0 };
     }
-    fn token(text: &str, (a, b): (u32, u32)) -> &[u8] {
-        &text.as_bytes()[a as usize..b as usize]
-    }
     let (mut i, mut j, mut same) = (0, 0, 0usize);
     while i < p.len() && j < g.len() {
-        match token(pred, p[i]).cmp(token(gold, g[j])) {
+        match pred.token(p[i]).cmp(gold.token(g[j])) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
@@ -191,18 +215,18 @@ pub fn squad_f1<S: AsRef<str>>(prediction: &str, references: &[S]) -> f64 {
 pub fn squad_em_f1<S: AsRef<str>>(prediction: &str, references: &[S]) -> (f64, f64) {
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let PairScratch { normalize: scratch, pred, gold, pred_tokens: p, gold_tokens: g } = &mut *guard;
-        normalize_into(prediction, scratch, pred);
-        sorted_tokens(pred, p);
+        let PairScratch { clean, pred, gold } = &mut *guard;
+        pred.set(prediction, clean);
+        pred.sort_tokens();
         let mut em = 0.0f64;
         let mut f1 = 0.0f64;
         for r in references {
-            normalize_into(r.as_ref(), scratch, gold);
-            if gold == pred {
+            gold.set(r.as_ref(), clean);
+            if gold.bytes == pred.bytes {
                 em = 1.0;
             }
-            sorted_tokens(gold, g);
-            f1 = f1.max(f1_sorted(pred, p, gold, g));
+            gold.sort_tokens();
+            f1 = f1.max(f1_sorted(pred, gold));
         }
         (em, f1)
     })
