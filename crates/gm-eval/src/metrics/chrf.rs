@@ -75,8 +75,9 @@ fn f_score(stats: &ChrfStats) -> f64 {
 #[derive(Default)]
 struct ChrfScratch {
     chars: Vec<u32>,
-    /// Slot of each distinct hypothesis n-gram, keyed by its packed characters.
-    slots: FxHashMap<u128, u32>,
+    /// Slot of each distinct hypothesis n-gram, keyed by the slot of its prefix and its
+    /// last character (a trie of the hypothesis n-grams).
+    slots: FxHashMap<u64, u32>,
     hyp_count: Vec<u32>,
     slot_order: Vec<u8>,
     hyp_total: [u64; CHAR_ORDER],
@@ -104,8 +105,9 @@ fn chars_without_space(text: &str, out: &mut Vec<u32>) {
 impl ChrfScratch {
     /// Counts the hypothesis n-grams of every order.
     ///
-    /// An n-gram is keyed by its code points, 21 bits each, below a leading 1 bit; the lead
-    /// bit makes keys of different orders distinct, and six orders need 127 bits.
+    /// The n-grams form a trie: an n-gram is keyed by the slot of its first n - 1 characters
+    /// (plus one, 0 for the empty prefix) and its last code point (21 bits), which makes the
+    /// keys of all orders distinct and keeps them in 64 bits.
     fn count_hypothesis(&mut self) {
         self.slots.clear();
         self.hyp_count.clear();
@@ -113,9 +115,9 @@ impl ChrfScratch {
         self.hyp_total = [0; CHAR_ORDER];
         let len = self.chars.len();
         for i in 0..len {
-            let mut key: u128 = 1;
+            let mut parent: u64 = 0;
             for n in 0..CHAR_ORDER.min(len - i) {
-                key = (key << 21) | self.chars[i + n] as u128;
+                let key = (parent << 21) | self.chars[i + n] as u64;
                 let next = self.hyp_count.len() as u32;
                 let slot = *self.slots.entry(key).or_insert(next);
                 if slot == next {
@@ -124,6 +126,7 @@ impl ChrfScratch {
                 }
                 self.hyp_count[slot as usize] += 1;
                 self.hyp_total[n] += 1;
+                parent = slot as u64 + 1;
             }
         }
     }
@@ -134,11 +137,14 @@ impl ChrfScratch {
         self.ref_count.resize(self.hyp_count.len(), 0);
         let len = self.chars.len();
         for i in 0..len {
-            let mut key: u128 = 1;
+            let mut parent: u64 = 0;
             for n in 0..CHAR_ORDER.min(len - i) {
-                key = (key << 21) | self.chars[i + n] as u128;
+                let key = (parent << 21) | self.chars[i + n] as u64;
                 match self.slots.get(&key) {
-                    Some(&slot) => self.ref_count[slot as usize] += 1,
+                    Some(&slot) => {
+                        self.ref_count[slot as usize] += 1;
+                        parent = slot as u64 + 1;
+                    }
                     // Every longer n-gram from here extends this one, so none can match.
                     None => break,
                 }
