@@ -84,10 +84,9 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
     };
 
     // Score into a temporary file beside the target (or in the temporary directory when the
-    // scores go to standard output), so that a failed run leaves nothing behind.
-    let scores_target = args.output.clone();
-    let scratch_for = scores_target.clone().unwrap_or_else(|| std::env::temp_dir().join("gm-score-stdout.jsonl"));
-    let (scores_tmp, file) = TempFile::create_beside(&scratch_for)?;
+    // scores go to standard output or a device), so that a failed run leaves nothing behind.
+    let scores_to = Destination::of(args.output.as_deref());
+    let (scores_tmp, file) = TempFile::create_beside(&scores_to.scratch_path("gm-score.jsonl"))?;
     let mut writer = BufWriter::with_capacity(1 << 16, file);
     let summary: ScoreSummary = score_jsonl(input, &mut writer, &options)
         .with_context(|| format!("cannot score {input_name}; nothing was written"))?;
@@ -98,31 +97,23 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
     file.sync_all().with_context(|| format!("cannot write {}", scores_tmp.path.display()))?;
     drop(file);
 
-    let corpus_tmp = match (&args.corpus, &summary.corpus) {
+    let corpus = match (&args.corpus, &summary.corpus) {
         (Some(path), Some(corpus)) => {
-            let (tmp, mut file) = TempFile::create_beside(path)?;
+            let to = Destination::of(Some(path));
+            let (tmp, mut file) = TempFile::create_beside(&to.scratch_path("gm-score-corpus.json"))?;
             let mut text = serde_json::to_vec_pretty(corpus)?;
             text.push(b'\n');
             file.write_all(&text)
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("cannot write {}", tmp.path.display()))?;
-            Some((tmp, path))
+            Some((tmp, to))
         }
         _ => None,
     };
 
-    match scores_target {
-        Some(path) => scores_tmp.persist(&path)?,
-        None => {
-            let mut file = File::open(&scores_tmp.path)
-                .with_context(|| format!("cannot read back {}", scores_tmp.path.display()))?;
-            let mut stdout = io::stdout().lock();
-            io::copy(&mut file, &mut stdout).context("cannot write to standard output")?;
-            stdout.flush().context("cannot write to standard output")?;
-        }
-    }
-    if let Some((tmp, path)) = corpus_tmp {
-        tmp.persist(path)?;
+    scores_to.deliver(scores_tmp)?;
+    if let Some((tmp, to)) = corpus {
+        to.deliver(tmp)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -137,6 +128,60 @@ fn print_list(out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "{:name_width$}  {:version_width$}  {}", info.name, info.version, info.description)?;
     }
     out.flush()
+}
+
+/// Where a finished file goes.
+#[derive(Debug, PartialEq)]
+enum Destination {
+    /// Standard output (no path, or `-`).
+    Stdout,
+    /// A regular file, new or replaced by renaming the finished file over it; a symbolic link
+    /// is resolved first so that the link itself stays.
+    Replace(PathBuf),
+    /// Something that is not a regular file (a device such as `/dev/null`, a pipe): the
+    /// finished file is copied into it, since renaming would replace it.
+    CopyInto(PathBuf),
+}
+
+impl Destination {
+    fn of(path: Option<&Path>) -> Destination {
+        match path {
+            None => Destination::Stdout,
+            Some(p) if p.as_os_str() == "-" => Destination::Stdout,
+            Some(p) => match fs::metadata(p) {
+                Ok(meta) if !meta.is_file() => Destination::CopyInto(p.to_path_buf()),
+                Ok(_) => Destination::Replace(fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())),
+                Err(_) => Destination::Replace(p.to_path_buf()),
+            },
+        }
+    }
+
+    /// The path beside which the temporary file is created.
+    fn scratch_path(&self, name: &str) -> PathBuf {
+        match self {
+            Destination::Replace(path) => path.clone(),
+            Destination::Stdout | Destination::CopyInto(_) => std::env::temp_dir().join(name),
+        }
+    }
+
+    /// Moves or copies the finished temporary file to this destination.
+    fn deliver(&self, tmp: TempFile) -> Result<()> {
+        match self {
+            Destination::Replace(path) => tmp.persist(path),
+            Destination::Stdout => {
+                let mut stdout = io::stdout().lock();
+                tmp.copy_to(&mut stdout).context("cannot write to standard output")
+            }
+            Destination::CopyInto(path) => {
+                let mut target = File::options()
+                    .write(true)
+                    .truncate(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                tmp.copy_to(&mut target).with_context(|| format!("cannot write {}", path.display()))
+            }
+        }
+    }
 }
 
 /// A temporary file that is removed on drop unless it has been renamed over its target.
@@ -169,6 +214,14 @@ impl TempFile {
             }
         }
         anyhow::bail!("cannot create a temporary file in {}: too many left over", dir.display())
+    }
+
+    /// Copies the contents to `out`; the file is removed afterwards.
+    fn copy_to(self, out: &mut impl Write) -> Result<()> {
+        let mut file = File::open(&self.path).with_context(|| format!("cannot read back {}", self.path.display()))?;
+        io::copy(&mut file, out)?;
+        out.flush()?;
+        Ok(())
     }
 
     /// Renames the file over `target`.
@@ -249,6 +302,29 @@ mod tests {
         let a = args(&dir, "", "bleu,blue");
         let message = run(&a).unwrap_err().to_string();
         assert!(message.contains("unknown metric `blue`") && message.contains("rougeLsum"), "{message}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn devices_are_written_into_not_replaced() {
+        #[cfg(unix)]
+        assert_eq!(Destination::of(Some(Path::new("/dev/null"))), Destination::CopyInto(PathBuf::from("/dev/null")));
+        assert_eq!(Destination::of(Some(Path::new("-"))), Destination::Stdout);
+        assert_eq!(Destination::of(None), Destination::Stdout);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_is_kept_and_its_target_replaced() {
+        let dir = scratch_dir("link");
+        fs::write(dir.join("real.jsonl"), "old\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("real.jsonl"), dir.join("link.jsonl")).unwrap();
+        let mut a = args(&dir, "{\"id\": 1, \"prediction\": \"a\", \"references\": [\"a\"]}\n", "equals");
+        a.output = Some(dir.join("link.jsonl"));
+        a.corpus = None;
+        run(&a).unwrap();
+        assert!(fs::symlink_metadata(dir.join("link.jsonl")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(dir.join("real.jsonl")).unwrap(), "{\"id\":1,\"scores\":{\"equals\":1.0}}\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 
