@@ -63,6 +63,19 @@ fn number_at(chars: &[char], start: usize) -> Option<(f64, usize)> {
     if text.is_empty() || text == "." {
         return None;
     }
+    // Scientific notation such as `1.5e3` or `2E-4`, when the exponent ends the word.
+    if i + 1 < chars.len() && matches!(chars[i], 'e' | 'E') {
+        let mut j = i + 1;
+        if matches!(chars[j], '+' | '-') {
+            j += 1;
+        }
+        let end = digits_end(chars, j);
+        if end > j && chars.get(end).is_none_or(|c| !c.is_alphanumeric()) {
+            text.push('e');
+            text.extend(&chars[i + 1..end]);
+            i = end;
+        }
+    }
     let mut value: f64 = text.parse().ok()?;
     // A fraction such as `3/4`.
     if i + 1 < chars.len() && chars[i] == '/' && chars[i + 1].is_ascii_digit() {
@@ -81,8 +94,8 @@ fn number_at(chars: &[char], start: usize) -> Option<(f64, usize)> {
 /// The last number in `text`, or `None` when it has none.
 ///
 /// Understands thousands separators (`1,234`), signs (`-5`, `−5`), currency (`$12.50`,
-/// `-$3`), decimals (`0.25`, `.25`), fractions (`3/4`) and a trailing sentence period
-/// (`is 42.`). A hyphen right after a letter or digit is read as a dash, not a sign, so
+/// `-$3`), decimals (`0.25`, `.25`), fractions (`3/4`), scientific notation (`1.5e3`) and a
+/// trailing sentence period (`is 42.`). A hyphen right after a letter or digit is read as a dash, not a sign, so
 /// `pages 10-12` ends in 12.
 ///
 /// ```
@@ -160,6 +173,9 @@ mod tests {
         assert_eq!(final_number("is 5."), Some(5.0));
         assert_eq!(final_number("3/0"), Some(0.0));
         assert_eq!(final_number("50%"), Some(50.0));
+        assert_eq!(final_number("about 1.5e3 m"), Some(1500.0));
+        assert_eq!(final_number("2E-4."), Some(0.0002));
+        assert_eq!(final_number("3rd place, 2e5x"), Some(5.0));
     }
 
     #[test]
