@@ -101,6 +101,12 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     Auth(AuthCommand),
     /// Serve a local GitHub-Models-compatible API on loopback (for tests, demos and offline development)
     Emulate(EmulateArgs),
+    /// Score predictions against references offline (BLEU, chrF, ROUGE, SQuAD EM/F1, …), JSON Lines in and out
+    #[command(
+        after_help = "Examples:\n  gm score --input pairs.jsonl --metrics bleu,rougeL,squad_f1 --output scored.jsonl\n  \
+gm score --list\n  cat pairs.jsonl | gm score --metrics chrf --corpus corpus.json"
+    )]
+    Score(crate::score::ScoreArgs),
     /// Inspect or empty the response cache
     #[command(subcommand)]
     Cache(CacheCommand),

@@ -22,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
         Command::Emulate(args) => emulate(args).await,
+        Command::Score(args) => crate::score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
         Command::Limits(LimitsCommand::Status { json }) => limits_status(&cli.global, json),

@@ -27,6 +27,10 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
         if cause.is::<gm_eval::prompt::PromptError>() || cause.is::<gm_core::ModelIdError>() {
             return USAGE;
         }
+        if let Some(e) = cause.downcast_ref::<gm_eval::Error>() {
+            // Bad input (an unknown metric, a malformed line) is the user's to fix; a failed read or write is not.
+            return if matches!(e, gm_eval::Error::Io(_)) { PROVIDER } else { USAGE };
+        }
     }
     PROVIDER
 }
