@@ -110,7 +110,8 @@ fn deny() -> Result<()> {
         );
         return Ok(());
     }
-    cargo(&["deny", "check"])
+    // Advisories need the RustSec database from the network; licences, bans and sources are checked offline.
+    cargo(&["deny", "check", "licenses", "bans", "sources"])
 }
 
 /// One row of the layering table: what a crate's normal dependencies may and may not include.
