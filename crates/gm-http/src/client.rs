@@ -656,7 +656,11 @@ impl Client {
     }
 
     async fn collect(&self, resp: HttpResponse, url: &http::Uri) -> Result<Bytes, Error> {
-        resp.collect(self.inner.max_response_bytes).await.map_err(|e| map_transport(e, url))
+        let limit = self.inner.max_response_bytes;
+        resp.collect(limit).await.map_err(|e| match e.kind {
+            TransportErrorKind::TooLarge => Error::TooLarge { url: url.to_string(), limit },
+            _ => map_transport(e, url),
+        })
     }
 
     /// Gives a GitHub Models key the limits of its catalog tier on the configured plan, once per key.
@@ -837,11 +841,6 @@ fn map_transport(e: TransportError, url: &http::Uri) -> Error {
         TransportErrorKind::InvalidRequest => Error::InvalidRequest(e.message),
         TransportErrorKind::Connect => Error::Connect { url, message: e.message, cause: e.cause },
         TransportErrorKind::Timeout => Error::Timeout { url, message: e.message },
-        TransportErrorKind::TooLarge => {
-            let limit =
-                e.message.split_whitespace().find_map(|w| w.trim_end_matches("-byte").parse().ok()).unwrap_or(0);
-            Error::TooLarge { url, limit }
-        }
         _ => Error::Io { url, message: e.message, cause: e.cause },
     }
 }

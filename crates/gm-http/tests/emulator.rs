@@ -249,3 +249,18 @@ async fn the_emulator_enforces_a_scaled_tier_with_the_real_429() {
     assert!(api.retry_after.is_some_and(|w| w <= Duration::from_millis(100)), "{:?}", api.retry_after);
     assert_eq!(emu.stats().by_status[&200], 10);
 }
+
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_refused() {
+    let emu = emulator().await;
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .max_response_bytes(64)
+        .build()
+        .unwrap();
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(matches!(e, Error::TooLarge { limit: 64, .. }), "{e:?}");
+    assert!(e.to_string().contains("max_response_bytes"), "{e}");
+}
