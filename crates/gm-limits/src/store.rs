@@ -95,6 +95,31 @@ impl StoreLink {
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteWindows;
 
+/// Microseconds of the wall clock since the Unix epoch (negative before it), as the stores record times.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn micros(t: SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The inverse of [`micros`].
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn from_micros(us: i64) -> SystemTime {
+    if us >= 0 {
+        std::time::UNIX_EPOCH + Duration::from_micros(us.unsigned_abs())
+    } else {
+        std::time::UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
+    }
+}
+
+/// A window's length with the spec's margin, in microseconds.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn span_us(per: Duration, spec: &LimitSpec) -> i64 {
+    i64::try_from(spec.margin().apply(per).as_micros()).unwrap_or(i64::MAX / 4)
+}
+
 #[cfg(feature = "redis")]
 mod redis_windows;
 #[cfg(feature = "redis")]
@@ -104,7 +129,7 @@ pub use self::redis_windows::RedisWindows;
 mod sqlite {
     use std::path::Path;
     use std::sync::{Mutex, PoisonError};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime};
 
     use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -115,24 +140,7 @@ mod sqlite {
         LimitError::Store(Box::new(e))
     }
 
-    fn micros(t: SystemTime) -> i64 {
-        match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-        }
-    }
-
-    fn from_micros(us: i64) -> SystemTime {
-        if us >= 0 {
-            UNIX_EPOCH + Duration::from_micros(us.unsigned_abs())
-        } else {
-            UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
-        }
-    }
-
-    fn span_us(per: Duration, spec: &LimitSpec) -> i64 {
-        i64::try_from(spec.margin().apply(per).as_micros()).unwrap_or(i64::MAX / 4)
-    }
+    use super::{from_micros, micros, span_us};
 
     /// Request windows and token budgets in a SQLite file, shared by every process that opens it.
     ///

@@ -1,32 +1,13 @@
 //! Windows in Redis, for many machines sharing one credential's quota.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use super::{StoreAdmission, WindowStore};
+use super::{from_micros, micros, span_us, StoreAdmission, WindowStore};
 use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
 
 fn store_err(e: ::redis::RedisError) -> LimitError {
     LimitError::Store(Box::new(e))
-}
-
-fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-    }
-}
-
-fn from_micros(us: i64) -> SystemTime {
-    if us >= 0 {
-        UNIX_EPOCH + Duration::from_micros(us.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
-    }
-}
-
-fn span_us(per: Duration, spec: &LimitSpec) -> i64 {
-    i64::try_from(spec.margin().apply(per).as_micros()).unwrap_or(i64::MAX / 4)
 }
 
 /// Admission as one script, which Redis runs atomically. Times are integer microseconds (exact in Lua's
