@@ -59,30 +59,14 @@ impl RetryPolicy {
     }
 }
 
-/// The wait a server asks for, from (in this order) `retry-after-ms`, `retry-after` (seconds or an
-/// HTTP date), `x-ratelimit-timeremaining`, or "Please wait N seconds" in the body.
+/// The wait a server asks for: the longest of `retry-after-ms`, `retry-after` (seconds or an HTTP date, measured
+/// from the `date` header or `now`), `x-ratelimit-timeremaining`, and "Please wait N seconds" in the body.
+/// The same reading the rate limiter learns from ([`gm_limits::ServerSignal::requested_wait`]).
 pub fn server_wait(headers: &HeaderMap, body: Option<&ErrorBody>, now: SystemTime) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
-    }
-    if let Some(v) = header("retry-after") {
-        if let Ok(secs) = v.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
-            }
-        } else if let Ok(at) = httpdate::parse_http_date(v) {
-            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
-        }
-    }
-    if let Some(secs) = header("x-ratelimit-timeremaining").and_then(|v| v.parse::<f64>().ok()) {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
-        }
-    }
-    body.and_then(ErrorBody::please_wait_seconds).map(Duration::from_secs)
+    let mut signal = gm_limits::ServerSignal::new(0)
+        .headers(headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))));
+    signal.error = body.cloned();
+    signal.received_at(now).requested_wait()
 }
 
 #[cfg(test)]

@@ -142,19 +142,26 @@ impl ServerSignal {
             || body_text.contains("per 86400s")
             || body_text.contains("byday")
             || body_text.contains("per day");
+        out.retry_after = Some(match self.requested_wait() {
+            Some(wait) => wait,
+            None if out.daily => DEFAULT_DAILY_BLOCK,
+            None => DEFAULT_RETRY_AFTER,
+        });
+        out
+    }
+
+    /// The wait the response asks for, whatever its status (a 503 may carry `retry-after` too): the longest of
+    /// `retry-after-ms`, `retry-after` (seconds or an HTTP date), `x-ratelimit-timeremaining` and "Please wait N
+    /// seconds" in the body; `None` when it gives none.
+    pub fn requested_wait(&self) -> Option<Duration> {
         let waits = [
             self.retry_after_ms.as_deref().and_then(parse_seconds).map(|ms| ms / 1000.0),
             self.retry_after.as_deref().and_then(|v| self.retry_after_value(v)),
             self.time_remaining.as_deref().and_then(parse_seconds),
             self.error.as_ref().and_then(ErrorBody::please_wait_seconds).map(|s| s as f64),
         ];
-        let longest = waits.into_iter().flatten().filter(|s| s.is_finite() && *s >= 0.0).reduce(f64::max);
-        out.retry_after = Some(match longest {
-            Some(secs) => Duration::from_secs_f64(secs.min(365.0 * 86_400.0)),
-            None if out.daily => DEFAULT_DAILY_BLOCK,
-            None => DEFAULT_RETRY_AFTER,
-        });
-        out
+        let longest = waits.into_iter().flatten().filter(|s| s.is_finite() && *s >= 0.0).reduce(f64::max)?;
+        Some(Duration::from_secs_f64(longest.min(365.0 * 86_400.0)))
     }
 
     fn retry_after_value(&self, v: &str) -> Option<f64> {
