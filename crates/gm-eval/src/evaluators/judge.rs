@@ -23,8 +23,8 @@ pub enum JudgeMode {
     /// lowercased reply. Gives the scores gh-models would have given, quirks included.
     Compat,
     /// The final verdict: the last line when it is a choice (after a label such as `Score:`), else
-    /// the choice after the last label, else the last choice standing alone as a word. Denominators
-    /// (`/5`, `out of 5`) are never taken for the verdict.
+    /// the choice after the last label, else the last choice standing alone as a word. Parts of a
+    /// scale (`/5`, `out of 5`, `1-5`, `1 to 5`) are never taken for the verdict.
     #[default]
     Strict,
 }
@@ -99,10 +99,30 @@ fn label() -> &'static Regex {
     LABEL.get_or_init(|| {
         // The pattern is a constant known to compile; a failure here is a bug caught by the tests.
         Regex::new(
-            r"(?i)\b(?:final\s+)?(?:score|verdict|rating|grade|stars|answer|result|choice)\b\s*(?:is\b|:|=|-)\s*",
+            r"(?i)\b(?:final\s+)?(?:score|verdict|rating|grade|stars|answer|result|choice|overall)\b\s*(?:is\b|:|=|-)\s*",
         )
         .unwrap_or_else(|_| unreachable!("constant pattern"))
     })
+}
+
+/// Whether an occurrence between `before` and `after` is part of a scale rather than a verdict:
+/// a denominator (`/5`, `out of 5`) or either end of a range (`1-5`, `1 to 5`).
+fn is_scale(before: &str, after: &str) -> bool {
+    let before = before.trim_end();
+    if before.ends_with('/') || before.ends_with("out of") {
+        return true;
+    }
+    let dash_or_to = |s: &str| {
+        s.strip_suffix(['-', '\u{2013}'])
+            .or_else(|| s.strip_suffix(" to"))
+            .is_some_and(|rest| rest.trim_end().ends_with(|c: char| c.is_ascii_digit()))
+    };
+    if dash_or_to(before) {
+        return true;
+    }
+    let after = after.trim_start();
+    let rest = after.strip_prefix(['-', '\u{2013}']).or_else(|| after.strip_prefix("to "));
+    rest.is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn strict_choice<'c>(reply: &str, choices: &'c [JudgeChoice]) -> Option<&'c JudgeChoice> {
@@ -143,8 +163,7 @@ fn strict_choice<'c>(reply: &str, choices: &'c [JudgeChoice]) -> Option<&'c Judg
             if before.ends_with(is_word) || after.starts_with(is_word) {
                 continue;
             }
-            let before = before.trim_end();
-            if before.ends_with('/') || before.ends_with("out of") {
+            if is_scale(before, after) {
                 continue;
             }
             if best.is_none_or(|(e, len, _)| end > e || (end == e && l.len() > len)) {
@@ -198,12 +217,34 @@ mod tests {
         assert_eq!(strict("Final score: 2.").as_deref(), Some("2"));
         assert_eq!(strict("I would give it a 3, maybe a 4 out of 5, so 4").as_deref(), Some("4"));
         assert_eq!(strict("12 and 45"), None);
+        assert_eq!(strict("I give it 4 on a scale of 1-5").as_deref(), Some("4"));
+        assert_eq!(strict("I give it 3 on a scale from 1 to 5.").as_deref(), Some("3"));
+        assert_eq!(strict("On a 1 \u{2013} 5 scale: 2").as_deref(), Some("2"));
         assert_eq!(strict(""), None);
         let q = words(&[("poor", 0.0), ("below_average", 0.25), ("average", 0.5), ("good", 0.75), ("excellent", 1.0)]);
         let strict = |r: &str| pick(r, &q, JudgeMode::Strict);
         assert_eq!(strict("Not poor at all; the structure is good.\nVerdict: excellent").as_deref(), Some("excellent"));
         assert_eq!(strict("below_average").as_deref(), Some("below_average"));
         assert_eq!(strict("It is Good.").as_deref(), Some("good"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strict_takes_a_choice_alone_on_the_last_line(reasoning in "\\PC{0,200}", pick in 0usize..5) {
+            let choices = one_to_five();
+            let reply = format!("{reasoning}\n{}", choices[pick].choice);
+            proptest::prop_assert_eq!(select_choice(&reply, &choices, JudgeMode::Strict), Some(&choices[pick]));
+        }
+
+        #[test]
+        fn any_reply_selects_a_declared_choice_or_none(reply in "\\PC{0,200}") {
+            let choices = words(&[("poor", 0.0), ("below_average", 0.25), ("good", 0.75), ("1", 0.0), ("5", 1.0)]);
+            for mode in [JudgeMode::Compat, JudgeMode::Strict] {
+                if let Some(c) = select_choice(&reply, &choices, mode) {
+                    proptest::prop_assert!(choices.contains(c));
+                }
+            }
+        }
     }
 
     #[test]

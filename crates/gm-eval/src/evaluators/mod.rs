@@ -22,8 +22,8 @@
 //!   `Plugin evaluator '<uses>' not found`, as in gh-models.
 //!
 //! # Extensions
-//! These are ours; gh-models rejects nothing here but does not know them, so a file using them only
-//! runs with `gm eval`.
+//! These are ours, in the same file format. gh-models does not know them (it stops with "no
+//! evaluation method specified"), so a file that uses them runs only with `gm eval`.
 //!
 //! - `regex: {pattern, ignoreCase, multiline, dotAll, negate}` (or just `regex: "<pattern>"`): the
 //!   pattern (Rust `regex` syntax) must be found in the response; with `negate: true` it must not.
@@ -38,6 +38,12 @@
 //!   `referenceKey`, or a templated `reference`. `min` defaults to 1 for the pass/fail metrics and is
 //!   required for the graded ones (BLEU, chrF, ROUGE, SQuAD F1).
 //!
+//! # Stricter loading
+//! A definition gh-models would reject only when it runs (no check at all, a `string` with every value
+//! empty) or would half-ignore (two checks in one evaluator, misspelt keys such as `starts_with`) is
+//! an error as soon as the file is loaded, naming the evaluator and the fix. An unknown `uses:` is not
+//! an error, as in gh-models.
+//!
 //! # Judge modes: compat and strict
 //! gh-models lowercases the judge's reply and takes the first choice, in declared order, that
 //! occurs *anywhere* in it as a substring ([`JudgeMode::Compat`]). With the 1–5 choices of the
@@ -51,8 +57,8 @@
 //!
 //! [`JudgeMode::Strict`], our default, reads the final verdict instead: the last line when it is a
 //! choice (possibly labelled `Score:` and decorated with markdown), else the choice right after the
-//! last such label, else the last choice standing alone as a word, never a denominator (`/5`,
-//! `out of 5`). The first reply above then scores 0.75; "2/5" still scores 0.25 (and still passes,
+//! last such label, else the last choice standing alone as a word, never part of a scale (`/5`,
+//! `out of 5`, `1-5`, `1 to 5`). The first reply above then scores 0.75; "2/5" still scores 0.25 (and still passes,
 //! as the pass rule is gh-models'). Use compat to reproduce gh-models' numbers exactly.
 //!
 //! # Example
@@ -401,12 +407,11 @@ impl JudgeCall {
 
 /// What [`EvaluatorSpec::prepare`] gives.
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
 pub enum Prepared {
     /// The evaluator scored the response.
     Done(EvalResult),
     /// The evaluator needs a judge.
-    Judge(JudgeCall),
+    Judge(Box<JudgeCall>),
 }
 
 impl EvaluatorSpec {
@@ -450,47 +455,27 @@ impl EvaluatorSpec {
     ) -> Result<Prepared, EvaluatorError> {
         let response = response.trim();
         let name = self.name.as_str();
-        if let Some(judge) = self.judge(options) {
+        let judge = |judge: LlmJudge| {
             let request = judge.request(row, response);
-            return Ok(Prepared::Judge(JudgeCall {
+            Ok(Prepared::Judge(Box::new(JudgeCall {
                 evaluator_name: self.name.clone(),
                 request,
                 judge,
                 mode: options.judge_mode,
-            }));
-        }
+            })))
+        };
         let result = match &self.kind {
+            EvaluatorKind::Llm(j) => return judge(j.clone()),
+            EvaluatorKind::Builtin(b) => {
+                return judge(b.judge(options.judge_model.as_deref().unwrap_or(DEFAULT_JUDGE_MODEL)))
+            }
             EvaluatorKind::String(check) => string_check(name, check, row, response),
             EvaluatorKind::UnknownPlugin { uses } => {
                 EvalResult::new(name, 0.0, false, format!("Plugin evaluator '{uses}' not found"))
             }
-            EvaluatorKind::Regex(check) => {
-                let pattern = check.templated(row);
-                let re = check.compile(&pattern).map_err(|e| EvaluatorError::Pattern {
-                    evaluator: self.name.clone(),
-                    pattern: pattern.clone(),
-                    reason: e.to_string(),
-                })?;
-                let found = re.is_match(response);
-                if check.negate {
-                    EvalResult::check(name, !found, format!("Expected not to match: /{pattern}/"))
-                } else {
-                    EvalResult::check(name, found, format!("Expected to match: /{pattern}/"))
-                }
-            }
-            EvaluatorKind::JsonSchema(check) => match serde_json::from_str::<Value>(response) {
-                Err(e) => EvalResult::check(name, false, format!("Expected JSON matching the schema; not JSON: {e}")),
-                Ok(value) => match check.validator.iter_errors(&value).next() {
-                    None => EvalResult::check(name, true, "Expected JSON matching the schema"),
-                    Some(err) => {
-                        let at = err.instance_path().to_string();
-                        let at = if at.is_empty() { "/".to_string() } else { at };
-                        EvalResult::check(name, false, format!("Expected JSON matching the schema; at {at}: {err}"))
-                    }
-                },
-            },
+            EvaluatorKind::Regex(check) => regex_check(name, check, row, response)?,
+            EvaluatorKind::JsonSchema(check) => schema_check(name, check, response),
             EvaluatorKind::Metric(check) => metric_check(name, check, row, response)?,
-            EvaluatorKind::Llm(_) | EvaluatorKind::Builtin(_) => unreachable!("judges are prepared above"),
         };
         Ok(Prepared::Done(result))
     }
@@ -543,6 +528,42 @@ fn string_check(name: &str, check: &StringCheck, row: &Map<String, Value>, respo
             let v = template(v, row);
             EvalResult::check(name, metrics::ends_with(response, &[&v]) == 1.0, format!("Expected to end with: '{v}'"))
         }
+    }
+}
+
+fn regex_check(
+    name: &str,
+    check: &RegexCheck,
+    row: &Map<String, Value>,
+    response: &str,
+) -> Result<EvalResult, EvaluatorError> {
+    let pattern = check.templated(row);
+    let re = check.compile(&pattern).map_err(|e| EvaluatorError::Pattern {
+        evaluator: name.to_string(),
+        pattern: pattern.clone(),
+        reason: e.to_string(),
+    })?;
+    let found = re.is_match(response);
+    Ok(if check.negate {
+        EvalResult::check(name, !found, format!("Expected not to match: /{pattern}/"))
+    } else {
+        EvalResult::check(name, found, format!("Expected to match: /{pattern}/"))
+    })
+}
+
+fn schema_check(name: &str, check: &SchemaCheck, response: &str) -> EvalResult {
+    let value = match serde_json::from_str::<Value>(response) {
+        Ok(value) => value,
+        Err(e) => return EvalResult::check(name, false, format!("Expected JSON matching the schema; not JSON: {e}")),
+    };
+    let first_error = check.validator.iter_errors(&value).next().map(|err| {
+        let at = err.instance_path().to_string();
+        let at = if at.is_empty() { "/".to_string() } else { at };
+        format!("at {at}: {err}")
+    });
+    match first_error {
+        None => EvalResult::check(name, true, "Expected JSON matching the schema"),
+        Some(why) => EvalResult::check(name, false, format!("Expected JSON matching the schema; {why}")),
     }
 }
 
