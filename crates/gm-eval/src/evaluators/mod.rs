@@ -58,8 +58,10 @@
 //! [`JudgeMode::Strict`], our default, reads the final verdict instead: the last line when it is a
 //! choice (possibly labelled `Score:` and decorated with markdown), else the choice right after the
 //! last such label, else the last choice standing alone as a word, never part of a scale (`/5`,
-//! `out of 5`, `1-5`, `1 to 5`). The first reply above then scores 0.75; "2/5" still scores 0.25 (and still passes,
-//! as the pass rule is gh-models'). Use compat to reproduce gh-models' numbers exactly.
+//! `out of 5`, `1-5`, `1 to 5`). The first reply above then scores 0.75; "2/5" still scores 0.25
+//! (and still passes, as the pass rule is gh-models'). The built-in prompts ask for the score alone
+//! on the last line, which both modes read the same way when the reasoning holds no other choice.
+//! Use compat to reproduce gh-models' numbers exactly.
 //!
 //! # Example
 //! ```
@@ -84,6 +86,8 @@
 //! let Prepared::Done(result) = specs[0].prepare(row, response, &options).unwrap() else { panic!() };
 //! assert!(result.passed);
 //! assert_eq!(result.details.as_deref(), Some("Expected to contain: 'paris'"));
+//! let Prepared::Done(result) = specs[1].prepare(row, response, &options).unwrap() else { panic!() };
+//! assert_eq!((result.score, result.passed), (0.5, true)); // ROUGE-L against the row's `expected`
 //!
 //! // Judges go through a JudgeClient; here a fake that always answers 4.
 //! struct Four;
