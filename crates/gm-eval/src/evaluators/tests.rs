@@ -177,3 +177,17 @@ fn malformed_definitions_name_the_evaluator_and_the_fix() {
 fn parse_kinds() -> &'static str {
     "`string`, `llm` or `uses` (or the extensions `regex`, `jsonSchema`, or a metric of `gm score --list` with a threshold, e.g. `rougeL: {min: 0.4}`)"
 }
+
+#[test]
+fn every_registry_metric_is_an_evaluator_with_scores_in_range() {
+    let case = row(json!({"expected": "the answer is 42"}));
+    for metric in Metric::ALL {
+        let s = spec(json!({"name": metric.name(), metric.name(): {"min": 0.5}}));
+        assert!(matches!(&s.kind, EvaluatorKind::Metric(m) if m.metric == metric));
+        for response in ["the answer is 42", "", "{\"a\": 1}", "nothing alike"] {
+            let r = done(&s, &case, response);
+            assert!((0.0..=1.0).contains(&r.score), "{metric}: {r:?}");
+            assert_eq!(r.passed, r.score >= 0.5, "{metric}: {r:?}");
+        }
+    }
+}
