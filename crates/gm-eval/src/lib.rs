@@ -13,6 +13,8 @@
 //! - [`stats`]: means with bootstrap or Wilson intervals, and paired bootstrap comparisons.
 //! - [`score_file`]: the streaming JSON Lines engine of `gm score`.
 //! - [`prompt`]: `.prompt.yml` files (GitHub Models prompts and evaluation suites) and their templating.
+//! - [`evaluators`]: the evaluators of a prompt file (gh-models string checks, LLM judges, built-in
+//!   judges, and our regex, JSON-schema and metric-threshold extensions) and how they score a response.
 //!
 //! # Example
 //! ```
@@ -34,6 +36,7 @@
 //! None yet.
 
 mod error;
+pub mod evaluators;
 pub mod metrics;
 pub mod prompt;
 mod registry;

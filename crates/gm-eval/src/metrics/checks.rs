@@ -10,7 +10,7 @@ use crate::Error;
 
 /// Lowercases one character at a time, as Go's `strings.ToLower` does (no context-dependent
 /// final sigma, and `İ` becomes a plain `i`), so that `gh models eval` checks agree.
-fn simple_lowercase(text: &str) -> String {
+pub(crate) fn simple_lowercase(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii() {

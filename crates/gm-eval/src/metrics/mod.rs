@@ -32,6 +32,7 @@ pub use bleu::{
     bleu_signature, bleu_stats, corpus_bleu, sentence_bleu, tokenize_13a, BleuStats, CorpusBleu, RefCount, MAX_ORDER,
     SACREBLEU_VERSION,
 };
+pub(crate) use checks::simple_lowercase;
 pub use checks::{
     compile_pattern, contains, ends_with, equals, json_schema_valid, json_valid, regex_match, starts_with, JsonSchema,
 };
