@@ -13,6 +13,8 @@
 //! - [`stats`]: means with bootstrap or Wilson intervals, and paired bootstrap comparisons.
 //! - [`score_file`]: the streaming JSON Lines engine of `gm score`.
 //! - [`prompt`]: `.prompt.yml` files (GitHub Models prompts and evaluation suites) and their templating.
+//! - [`evaluators`]: gh-models' string checks and LLM judges, the built-in judges, and gm's extensions.
+//! - [`run`]: running a suite concurrently through a client, with gh-models' results and gm's figures.
 //! - [`evaluators`]: the evaluators of a prompt file (gh-models string checks, LLM judges, built-in
 //!   judges, and our regex, JSON-schema and metric-threshold extensions) and how they score a response.
 //!
@@ -40,6 +42,7 @@ pub mod evaluators;
 pub mod metrics;
 pub mod prompt;
 mod registry;
+pub mod run;
 pub mod score_file;
 pub mod stats;
 mod text;

@@ -111,8 +111,7 @@ impl ServerSignal {
 
     /// What the signal means for the limiter.
     ///
-    /// For a 429, the wait is the longest of `retry-after-ms`, `retry-after` (seconds or an HTTP date),
-    /// `x-ratelimit-timeremaining` and "Please wait N seconds" in the body; with none of them,
+    /// For a 429, the wait is [`ServerSignal::requested_wait`]; with none given,
     /// [`DEFAULT_RETRY_AFTER`] (or [`DEFAULT_DAILY_BLOCK`] for a spent daily quota). The daily quota is spent
     /// when `x-ratelimit-type` names a day (`UserByModelByDay`) or the body speaks of `per 86400s` or `ByDay`.
     /// Other statuses only carry the remaining counts.
@@ -150,12 +149,15 @@ impl ServerSignal {
         out
     }
 
-    /// The wait the response asks for, whatever its status (a 503 may carry `retry-after` too): the longest of
-    /// `retry-after-ms`, `retry-after` (seconds or an HTTP date), `x-ratelimit-timeremaining` and "Please wait N
-    /// seconds" in the body; `None` when it gives none.
+    /// The wait the response asks for, whatever its status (a 503 may carry `retry-after` too); `None` when it
+    /// gives none. `retry-after-ms` (Azure) is the same wait as `retry-after` to the millisecond, so it wins when
+    /// present; otherwise the longest of `retry-after` (seconds or an HTTP date), `x-ratelimit-timeremaining` and
+    /// "Please wait N seconds" in the body, which all count whole seconds.
     pub fn requested_wait(&self) -> Option<Duration> {
+        if let Some(ms) = self.retry_after_ms.as_deref().and_then(parse_seconds) {
+            return Some(Duration::from_secs_f64((ms / 1000.0).min(365.0 * 86_400.0)));
+        }
         let waits = [
-            self.retry_after_ms.as_deref().and_then(parse_seconds).map(|ms| ms / 1000.0),
             self.retry_after.as_deref().and_then(|v| self.retry_after_value(v)),
             self.time_remaining.as_deref().and_then(parse_seconds),
             self.error.as_ref().and_then(ErrorBody::please_wait_seconds).map(|s| s as f64),

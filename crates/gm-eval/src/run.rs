@@ -1,0 +1,312 @@
+//! Running a `.prompt.yml` suite: every test row through the model and its evaluators, with gh-models' output.
+//!
+//! The [`EvalRunner`] sends each test case through a [`gm_http::Client`], so the client's rate limiter and
+//! cache apply to every model and judge call. Cases run concurrently (`concurrency` at a time) and their
+//! results keep the file's order. As in `gh models eval`, a test passes when all its evaluators pass, and a
+//! provider failure stops the run ("test case N failed: …"); a bad model answer is a score, never an error.
+//!
+//! The summary serializes with gh-models' exact keys (`name`, `description`, `model`, `testResults`,
+//! `summary`), plus one extra key, `gm`, holding the run's figures.
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use gm_core::ProviderKind;
+//! use gm_eval::prompt::PromptFile;
+//! use gm_eval::run::{EvalRunner, RunOptions};
+//!
+//! let file = PromptFile::parse(r#"
+//! name: arithmetic
+//! model: openai/gpt-4.1
+//! messages:
+//!   - role: user
+//!     content: "What is {{a}} * {{b}}?"
+//! testData:
+//!   - {a: 6, b: 7, expected: "42"}
+//!   - {a: 3, b: 5, expected: "15"}
+//! evaluators:
+//!   - name: has the product
+//!     string: {contains: "{{expected}}"}
+//! "#, "arithmetic.prompt.yml").unwrap();
+//! let client = gm_http::Client::builder().provider(ProviderKind::Demo).build().unwrap();
+//! let summary = EvalRunner::new(client, RunOptions::default()).run(&file).await.unwrap();
+//! assert_eq!(summary.summary.passed_tests, 2);
+//! assert_eq!(summary.summary.pass_rate, 100.0);
+//! # });
+//! ```
+
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use gm_core::metrics::{tokens_per_second, LatencySummary};
+use gm_http::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::evaluators::{EvalOptions, EvalResult, EvaluatorError, EvaluatorSpec, Prepared};
+use crate::prompt::PromptFile;
+
+/// How a suite is run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Test cases in flight at once (at least 1).
+    pub concurrency: usize,
+    /// A model that replaces the file's `model`.
+    pub model: Option<String>,
+    /// How evaluators score (judge mode, judge model).
+    pub eval: EvalOptions,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { concurrency: 4, model: None, eval: EvalOptions::default() }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The file names no model and none was given.
+    #[error("{file} names no model; add `model: publisher/name` to it or pass --model")]
+    NoModel {
+        /// The suite's name or file.
+        file: String,
+    },
+    /// An evaluator definition is malformed.
+    #[error(transparent)]
+    Evaluator(#[from] EvaluatorError),
+    /// A model or judge call failed (after the client's retries).
+    #[error("test case {index} failed: {source}")]
+    Case {
+        /// The 1-based test case.
+        index: usize,
+        /// The failure.
+        #[source]
+        source: gm_http::Error,
+    },
+}
+
+impl RunError {
+    /// The client error behind a failed case, if that is what stopped the run.
+    pub fn client_error(&self) -> Option<&gm_http::Error> {
+        match self {
+            RunError::Case { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One test case's result, with gh-models' keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    /// The test row.
+    pub test_case: Map<String, Value>,
+    /// The model's answer, trimmed.
+    pub model_response: String,
+    /// Each evaluator's result, in the file's order.
+    pub evaluation_results: Vec<EvalResult>,
+}
+
+impl TestResult {
+    /// A test passes when all its evaluators pass.
+    pub fn passed(&self) -> bool {
+        self.evaluation_results.iter().all(|r| r.passed)
+    }
+}
+
+/// Pass counts, with gh-models' keys; `passRate` is a percentage (100 for an empty suite).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Test cases run.
+    pub total_tests: usize,
+    /// Test cases whose evaluators all passed.
+    pub passed_tests: usize,
+    /// The others.
+    pub failed_tests: usize,
+    /// `passed / total * 100`.
+    pub pass_rate: f64,
+}
+
+/// What one test case took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseFigures {
+    /// The model call's latency (0 for a cached answer).
+    pub latency_ms: f64,
+    /// Prompt tokens of the model call.
+    pub tokens_in: u64,
+    /// Completion tokens of the model call.
+    pub tokens_out: u64,
+    /// Whether the model's answer came from the cache.
+    pub cached: bool,
+    /// Judge calls made for this case.
+    pub judge_calls: u32,
+}
+
+/// The run's figures: gm's additions to gh-models' output, under the `gm` key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFigures {
+    /// The provider that answered.
+    pub provider: String,
+    /// Median model-call latency of the cases that were sent (cached answers excluded).
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile.
+    pub latency_p95_ms: Option<f64>,
+    /// 99th percentile.
+    pub latency_p99_ms: Option<f64>,
+    /// Prompt tokens of all model calls.
+    pub tokens_in: u64,
+    /// Completion tokens of all model calls.
+    pub tokens_out: u64,
+    /// Completion tokens per second of model-call time.
+    pub tokens_per_second: Option<f64>,
+    /// Model answers served from the cache.
+    pub cache_hits: u64,
+    /// Retries the client made (whole run, judges included).
+    pub retries: u64,
+    /// 429 answers the client received.
+    pub rate_limited: u64,
+    /// Requests sent (judges included; cached answers send none).
+    pub requests: u64,
+    /// Wall time of the run.
+    pub wall_ms: f64,
+    /// Per test case, in the file's order.
+    pub cases: Vec<CaseFigures>,
+}
+
+/// A suite's result, as `gh models eval --json` prints it, with gm's figures under `gm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationSummary {
+    /// The file's `name`.
+    pub name: String,
+    /// The file's `description`.
+    pub description: String,
+    /// The model evaluated.
+    pub model: String,
+    /// Each test case, in the file's order.
+    pub test_results: Vec<TestResult>,
+    /// Pass counts.
+    pub summary: Summary,
+    /// gm's figures.
+    pub gm: RunFigures,
+}
+
+impl EvaluationSummary {
+    /// Whether every test passed.
+    pub fn all_passed(&self) -> bool {
+        self.summary.failed_tests == 0
+    }
+}
+
+/// Runs suites through a client.
+#[derive(Debug, Clone)]
+pub struct EvalRunner {
+    client: Client,
+    options: RunOptions,
+}
+
+impl EvalRunner {
+    /// A runner that sends through `client` (its limiter and cache apply).
+    pub fn new(client: Client, options: RunOptions) -> Self {
+        Self { client, options }
+    }
+
+    /// Runs every test row of `file` and scores it.
+    pub async fn run(&self, file: &PromptFile) -> Result<EvaluationSummary, RunError> {
+        let model = self
+            .options
+            .model
+            .clone()
+            .or_else(|| file.model.clone())
+            .ok_or_else(|| RunError::NoModel { file: file.name.clone() })?;
+        let specs = EvaluatorSpec::parse_all(&file.evaluators)?;
+        let before = self.client.stats();
+        let started = Instant::now();
+        let cases = file.test_data.iter().enumerate().map(|(i, row)| self.case(i + 1, file, &model, row, &specs));
+        let mut outcomes: Vec<(TestResult, CaseFigures)> = Vec::with_capacity(file.test_data.len());
+        let mut ordered = stream::iter(cases).buffered(self.options.concurrency.max(1));
+        while let Some(outcome) = ordered.next().await {
+            // As gh-models, a failed call stops the run; cases still in flight are dropped.
+            outcomes.push(outcome?);
+        }
+        drop(ordered);
+        let wall = started.elapsed();
+        let after = self.client.stats();
+        let (test_results, cases): (Vec<TestResult>, Vec<CaseFigures>) = outcomes.into_iter().unzip();
+        let total = test_results.len();
+        let passed = test_results.iter().filter(|t| t.passed()).count();
+        let sent: Vec<f64> = cases.iter().filter(|c| !c.cached).map(|c| c.latency_ms).collect();
+        let latency = LatencySummary::from_millis(&sent);
+        let tokens_out: u64 = cases.iter().map(|c| c.tokens_out).sum();
+        let figures = RunFigures {
+            provider: self.client.provider().to_string(),
+            latency_p50_ms: latency.map(|l| l.p50_ms),
+            latency_p95_ms: latency.map(|l| l.p95_ms),
+            latency_p99_ms: latency.map(|l| l.p99_ms),
+            tokens_in: cases.iter().map(|c| c.tokens_in).sum(),
+            tokens_out,
+            tokens_per_second: tokens_per_second(tokens_out, sent.iter().sum()),
+            cache_hits: cases.iter().filter(|c| c.cached).count() as u64,
+            retries: after.retries - before.retries,
+            rate_limited: after.rate_limited - before.rate_limited,
+            requests: after.requests - before.requests,
+            wall_ms: duration_ms(wall),
+            cases,
+        };
+        Ok(EvaluationSummary {
+            name: file.name.clone(),
+            description: file.description.clone(),
+            model,
+            test_results,
+            summary: Summary {
+                total_tests: total,
+                passed_tests: passed,
+                failed_tests: total - passed,
+                pass_rate: if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 },
+            },
+            gm: figures,
+        })
+    }
+
+    async fn case(
+        &self,
+        index: usize,
+        file: &PromptFile,
+        model: &str,
+        row: &Map<String, Value>,
+        specs: &[EvaluatorSpec],
+    ) -> Result<(TestResult, CaseFigures), RunError> {
+        let request = file.to_request(model, row);
+        let answer = self.client.chat(&request).await.map_err(|source| RunError::Case { index, source })?;
+        let response = answer.text().trim().to_string();
+        let usage = answer.usage();
+        let mut results = Vec::with_capacity(specs.len());
+        let mut judge_calls = 0;
+        for spec in specs {
+            match spec.prepare(row, &response, &self.options.eval)? {
+                Prepared::Done(r) => results.push(r),
+                Prepared::Judge(call) => {
+                    judge_calls += 1;
+                    let reply =
+                        self.client.chat(&call.request).await.map_err(|source| RunError::Case { index, source })?;
+                    results.push(call.score(reply.text()));
+                }
+            }
+        }
+        let figures = CaseFigures {
+            latency_ms: if answer.cached { 0.0 } else { duration_ms(answer.latency) },
+            tokens_in: usage.prompt_tokens,
+            tokens_out: usage.completion_tokens,
+            cached: answer.cached,
+            judge_calls,
+        };
+        Ok((TestResult { test_case: row.clone(), model_response: response, evaluation_results: results }, figures))
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
