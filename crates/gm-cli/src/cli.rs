@@ -101,6 +101,11 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     Auth(AuthCommand),
     /// Serve a local GitHub-Models-compatible API on loopback (for tests, demos and offline development)
     Emulate(EmulateArgs),
+    /// Run .prompt.yml evaluation suites (gh models eval semantics and JSON) on any provider
+    #[command(after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \
+gm --provider openai eval --model gpt-4o-mini --concurrency 8 suite.prompt.yml\n\n\
+Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; 3 a provider failure.")]
+    Eval(EvalArgs),
     /// Score predictions against references offline (BLEU, chrF, ROUGE, SQuAD EM/F1, …), JSON Lines in and out
     #[command(
         after_help = "Examples:\n  gm score --input pairs.jsonl --metrics bleu,rougeL,squad_f1 --output scored.jsonl\n  \
@@ -200,6 +205,28 @@ pub struct RunArgs {
     /// Answer from the response cache when the same request was made before (and store this answer)
     #[arg(long)]
     pub cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The .prompt.yml (or .prompt.yaml) files to run
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print gh-models' JSON (one object for one file, an array for several) instead of the human report
+    #[arg(long)]
+    pub json: bool,
+    /// Evaluate this model instead of each file's `model`
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Test cases in flight at once [default: 4]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// How LLM judge replies are read: strict (the final verdict) or compat (gh-models' ordered substring match)
+    #[arg(long, value_name = "MODE", default_value = "strict", value_parser = ["strict", "compat"])]
+    pub judge_mode: String,
+    /// The judge model of the built-in evaluators (github/similarity, …) [default: openai/gpt-4o]
+    #[arg(long, value_name = "MODEL")]
+    pub judge_model: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use gm_eval::prompt::PromptFile;
 use gm_http::Client;
 use serde_json::{json, Map, Value};
 
-use crate::cli::{AuthCommand, CacheCommand, Cli, Command, EmulateArgs, Global, LimitsCommand, ModelsCommand, RunArgs};
+use crate::cli::{AuthCommand, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand, RunArgs};
 use crate::context;
 use crate::exit::usage;
 
@@ -22,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
         Command::Emulate(args) => emulate(args).await,
+        Command::Eval(args) => eval(&cli.global, args).await,
         Command::Score(args) => crate::score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
@@ -106,6 +107,48 @@ async fn models_view(global: &Global, model: &str, json: bool) -> Result<ExitCod
     row(&mut out, "Tags:", m.tags.join(", "))?;
     row(&mut out, "URL:", m.html_url.clone().unwrap_or_default())?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
+    use gm_eval::evaluators::{EvalOptions, JudgeMode};
+    use gm_eval::run::{EvalRunner, RunOptions};
+    // Every file is read and checked before the first request is sent.
+    let mut files = Vec::with_capacity(args.files.len());
+    for path in &args.files {
+        let f = PromptFile::load(path)?;
+        for w in &f.warnings {
+            eprintln!("warning: {}: {w}", path.display());
+        }
+        gm_eval::evaluators::EvaluatorSpec::parse_all(&f.evaluators)
+            .with_context(|| format!("{}: an evaluator is malformed", path.display()))?;
+        files.push(f);
+    }
+    let session = context::session(global, true)?;
+    let mut eval = EvalOptions::default().with_judge_mode(JudgeMode::from_name(&args.judge_mode).unwrap_or_default());
+    if let Some(m) = &args.judge_model {
+        eval = eval.with_judge_model(m.clone());
+    }
+    let runner = EvalRunner::new(
+        session.client.clone(),
+        RunOptions { concurrency: usize::from(args.concurrency), model: args.model.clone(), eval },
+    );
+    let mut summaries = Vec::with_capacity(files.len());
+    for (path, file) in args.files.iter().zip(&files) {
+        let summary = runner.run(file).await.with_context(|| format!("{} did not finish", path.display()))?;
+        if !args.json {
+            print_json(&summary)?; // HUMAN-REPORT-PENDING
+        }
+        summaries.push(summary);
+    }
+    session.finish();
+    if args.json {
+        match summaries.as_slice() {
+            [one] => print_json(one)?,
+            many => print_json(&many)?,
+        }
+    }
+    let all_passed = summaries.iter().all(|s| s.all_passed());
+    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::TESTS_FAILED) })
 }
 
 fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {

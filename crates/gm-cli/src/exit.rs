@@ -1,5 +1,7 @@
 //! Exit codes and the errors that choose them.
 
+/// An evaluation ran and some tests failed.
+pub const TESTS_FAILED: u8 = 1;
 /// Usage or configuration error.
 pub const USAGE: u8 = 2;
 /// The provider or the network failed.
@@ -19,6 +21,15 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 pub fn code_for(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<UsageError>() {
+            return USAGE;
+        }
+        if let Some(r) = cause.downcast_ref::<gm_eval::run::RunError>() {
+            return match r.client_error() {
+                Some(h) if !h.is_usage() => PROVIDER,
+                _ => USAGE,
+            };
+        }
+        if cause.is::<gm_eval::evaluators::EvaluatorError>() {
             return USAGE;
         }
         if let Some(h) = cause.downcast_ref::<gm_http::Error>() {
