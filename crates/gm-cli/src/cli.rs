@@ -102,9 +102,11 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     /// Serve a local GitHub-Models-compatible API on loopback (for tests, demos and offline development)
     Emulate(EmulateArgs),
     /// Run .prompt.yml evaluation suites (gh models eval semantics and JSON) on any provider
-    #[command(after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \
+    #[command(
+        after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \
 gm --provider openai eval --model gpt-4o-mini --concurrency 8 suite.prompt.yml\n\n\
-Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; 3 a provider failure.")]
+Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; 3 a provider failure."
+    )]
     Eval(EvalArgs),
     /// Score predictions against references offline (BLEU, chrF, ROUGE, SQuAD EM/F1, …), JSON Lines in and out
     #[command(
@@ -227,6 +229,9 @@ pub struct EvalArgs {
     /// The judge model of the built-in evaluators (github/similarity, …) [default: openai/gpt-4o]
     #[arg(long, value_name = "MODEL")]
     pub judge_model: Option<String>,
+    /// Finish the last interrupted run of each file (same content, model and provider) instead of starting anew
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]

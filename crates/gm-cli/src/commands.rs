@@ -10,7 +10,9 @@ use gm_eval::prompt::PromptFile;
 use gm_http::Client;
 use serde_json::{json, Map, Value};
 
-use crate::cli::{AuthCommand, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand, RunArgs};
+use crate::cli::{
+    AuthCommand, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand, RunArgs,
+};
 use crate::context;
 use crate::exit::usage;
 
@@ -132,9 +134,59 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         session.client.clone(),
         RunOptions { concurrency: usize::from(args.concurrency), model: args.model.clone(), eval },
     );
+    let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;
     let mut summaries = Vec::with_capacity(files.len());
     for (path, file) in args.files.iter().zip(&files) {
-        let summary = runner.run(file).await.with_context(|| format!("{} did not finish", path.display()))?;
+        let text = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
+        let client = &session.client;
+        let who = gm_eval::store::RunIdentity {
+            kind: "eval".into(),
+            name: file.name.clone(),
+            file: path.display().to_string(),
+            digest: gm_cache::RequestKey::for_body("prompt-file", "", "", &text, 0, &[])
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
+            model: args.model.clone().or_else(|| file.model.clone()).unwrap_or_default(),
+            provider: client.provider().to_string(),
+            base_url: client.base_url().to_string(),
+        };
+        let (run_id, finished) = match args.resume.then(|| store.unfinished(&who)).transpose()?.flatten() {
+            Some((id, done)) => {
+                eprintln!(
+                    "resuming run {id} of {}: {} of {} test cases already done",
+                    path.display(),
+                    done.len(),
+                    file.test_data.len()
+                );
+                (id, done)
+            }
+            None => (store.begin(&who)?, Default::default()),
+        };
+        let sink = store.sink(run_id);
+        let outcome = tokio::select! {
+            r = runner.run_with(file, Some(&sink), finished) => r,
+            _ = tokio::signal::ctrl_c() => {
+                let done = store.cases(run_id).map(|c| c.len()).unwrap_or(0);
+                eprintln!("interrupted: {done} test cases of run {run_id} are recorded; `gm eval --resume {}` finishes the run", path.display());
+                session.finish();
+                return Ok(ExitCode::from(130));
+            }
+        };
+        let summary = match outcome {
+            Ok(s) => s,
+            Err(e) => {
+                let done = store.cases(run_id).map(|c| c.len()).unwrap_or(0);
+                if done > 0 {
+                    eprintln!(
+                        "{done} test cases of run {run_id} are recorded; `gm eval --resume {}` continues from there",
+                        path.display()
+                    );
+                }
+                session.finish();
+                return Err(anyhow::Error::new(e).context(format!("{} did not finish", path.display())));
+            }
+        };
+        store.finish(run_id, &summary)?;
         if !args.json {
             print_json(&summary)?; // HUMAN-REPORT-PENDING
         }

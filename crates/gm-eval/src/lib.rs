@@ -35,7 +35,7 @@
 //! ```
 //!
 //! # Crate features
-//! None yet.
+//! - `sqlite`: [`store`], the run store in the SQLite state file (written as cases finish; resumable runs).
 
 mod error;
 pub mod evaluators;
@@ -45,6 +45,8 @@ mod registry;
 pub mod run;
 pub mod score_file;
 pub mod stats;
+#[cfg(feature = "sqlite")]
+pub mod store;
 mod text;
 
 pub use error::Error;

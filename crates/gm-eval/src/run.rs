@@ -76,14 +76,21 @@ pub enum RunError {
     /// An evaluator definition is malformed.
     #[error(transparent)]
     Evaluator(#[from] EvaluatorError),
+    /// A finished case could not be recorded (the run store or an output file failed).
+    #[error("test case {index} could not be recorded: {error}; the cases recorded before it are kept")]
+    Record {
+        /// The 1-based test case.
+        index: usize,
+        /// The failure (its text is in the message).
+        error: crate::evaluators::BoxError,
+    },
     /// A model or judge call failed (after the client's retries).
-    #[error("test case {index} failed: {source}")]
+    #[error("test case {index} failed: {error}")]
     Case {
         /// The 1-based test case.
         index: usize,
-        /// The failure.
-        #[source]
-        source: gm_http::Error,
+        /// The failure (its text is in the message).
+        error: gm_http::Error,
     },
 }
 
@@ -91,7 +98,7 @@ impl RunError {
     /// The client error behind a failed case, if that is what stopped the run.
     pub fn client_error(&self) -> Option<&gm_http::Error> {
         match self {
-            RunError::Case { source, .. } => Some(source),
+            RunError::Case { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -201,6 +208,20 @@ impl EvaluationSummary {
     }
 }
 
+/// Receives each test case as soon as it finishes (before the run ends), so nothing is lost when a run stops.
+pub trait CaseSink: Send + Sync {
+    /// Records case `index` (1-based). An error stops the run.
+    fn record(
+        &self,
+        index: usize,
+        result: &TestResult,
+        figures: &CaseFigures,
+    ) -> Result<(), crate::evaluators::BoxError>;
+}
+
+/// Cases already finished by an earlier, interrupted run, by 1-based index: they are not run again.
+pub type Finished = std::collections::BTreeMap<usize, (TestResult, CaseFigures)>;
+
 /// Runs suites through a client.
 #[derive(Debug, Clone)]
 pub struct EvalRunner {
@@ -216,6 +237,17 @@ impl EvalRunner {
 
     /// Runs every test row of `file` and scores it.
     pub async fn run(&self, file: &PromptFile) -> Result<EvaluationSummary, RunError> {
+        self.run_with(file, None, Finished::new()).await
+    }
+
+    /// Runs the test rows of `file` that `finished` does not hold, hands each to `sink` as it finishes, and
+    /// returns the summary of all of them (the finished ones included, in the file's order).
+    pub async fn run_with(
+        &self,
+        file: &PromptFile,
+        sink: Option<&dyn CaseSink>,
+        mut finished: Finished,
+    ) -> Result<EvaluationSummary, RunError> {
         let model = self
             .options
             .model
@@ -225,14 +257,23 @@ impl EvalRunner {
         let specs = EvaluatorSpec::parse_all(&file.evaluators)?;
         let before = self.client.stats();
         let started = Instant::now();
-        let cases = file.test_data.iter().enumerate().map(|(i, row)| self.case(i + 1, file, &model, row, &specs));
-        let mut outcomes: Vec<(TestResult, CaseFigures)> = Vec::with_capacity(file.test_data.len());
+        let (model_ref, specs_ref) = (&model, &specs);
+        let todo: Vec<usize> = (1..=file.test_data.len()).filter(|i| !finished.contains_key(i)).collect();
+        let cases = todo.into_iter().map(|index| (index - 1, &file.test_data[index - 1])).map(|(i, row)| async move {
+            let (result, figures) = self.case(i + 1, file, model_ref, row, specs_ref).await?;
+            if let Some(sink) = sink {
+                sink.record(i + 1, &result, &figures).map_err(|error| RunError::Record { index: i + 1, error })?;
+            }
+            Ok::<_, RunError>((i + 1, result, figures))
+        });
         let mut ordered = stream::iter(cases).buffered(self.options.concurrency.max(1));
         while let Some(outcome) = ordered.next().await {
             // As gh-models, a failed call stops the run; cases still in flight are dropped.
-            outcomes.push(outcome?);
+            let (index, result, figures) = outcome?;
+            finished.insert(index, (result, figures));
         }
         drop(ordered);
+        let outcomes: Vec<(TestResult, CaseFigures)> = finished.into_values().collect();
         let wall = started.elapsed();
         let after = self.client.stats();
         let (test_results, cases): (Vec<TestResult>, Vec<CaseFigures>) = outcomes.into_iter().unzip();
@@ -280,7 +321,7 @@ impl EvalRunner {
         specs: &[EvaluatorSpec],
     ) -> Result<(TestResult, CaseFigures), RunError> {
         let request = file.to_request(model, row);
-        let answer = self.client.chat(&request).await.map_err(|source| RunError::Case { index, source })?;
+        let answer = self.client.chat(&request).await.map_err(|error| RunError::Case { index, error })?;
         let response = answer.text().trim().to_string();
         let usage = answer.usage();
         let mut results = Vec::with_capacity(specs.len());
@@ -291,7 +332,7 @@ impl EvalRunner {
                 Prepared::Judge(call) => {
                     judge_calls += 1;
                     let reply =
-                        self.client.chat(&call.request).await.map_err(|source| RunError::Case { index, source })?;
+                        self.client.chat(&call.request).await.map_err(|error| RunError::Case { index, error })?;
                     results.push(call.score(reply.text()));
                 }
             }

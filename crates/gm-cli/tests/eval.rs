@@ -1,0 +1,280 @@
+//! `gm eval` end to end: the gh-models example suites, gh-models' semantics, resuming, and limits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use gm_emulator::{Emulator, EmulatorConfig};
+
+const TOKEN: &str = "ghp_evaltesttoken";
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-models/gh-models-examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; shared/ must sit beside the repository", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("evals_action.yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gm-eval-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null());
+    for var in [
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "GM_PROVIDER",
+        "GM_BASE_URL",
+        "GM_LIMITS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PATH", "/nonexistent");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn check_shape(v: &serde_json::Value) {
+    for key in ["name", "description", "model", "testResults", "summary"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    for t in v["testResults"].as_array().unwrap() {
+        assert!(t["testCase"].is_object() && t["modelResponse"].is_string() && t["evaluationResults"].is_array());
+    }
+    let s = &v["summary"];
+    assert_eq!(
+        s["totalTests"].as_u64().unwrap(),
+        s["passedTests"].as_u64().unwrap() + s["failedTests"].as_u64().unwrap()
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+}
+
+#[test]
+fn every_example_suite_runs_on_the_demo_provider() {
+    let data = scratch("demo");
+    for file in examples() {
+        let out = gm(&data, &["eval", "--json", file.to_str().unwrap()], &[]);
+        let code = out.status.code().unwrap();
+        assert!(code == 0 || code == 1, "{}: {code} {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        let v = json(&out);
+        check_shape(&v);
+        assert_eq!(code == 0, v["summary"]["failedTests"] == 0, "{}", file.display());
+    }
+}
+
+#[test]
+fn every_example_suite_runs_against_the_emulator() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let data = scratch("emu");
+    let url = emu.url();
+    for file in examples() {
+        // Without --limits the free plan's real tiers would apply (10 requests a minute for gpt-4o).
+        let args = [
+            "--provider",
+            "github",
+            "--base-url",
+            &url,
+            "--limits",
+            "1000/1s",
+            "eval",
+            "--json",
+            file.to_str().unwrap(),
+        ];
+        let out = gm(&data, &args, &[("GITHUB_TOKEN", TOKEN)]);
+        let code = out.status.code().unwrap();
+        assert!(code == 0 || code == 1, "{}: {code} {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        check_shape(&json(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
+    }
+    assert_eq!(emu.stats().by_status.get(&429), None);
+}
+
+#[test]
+fn failing_tests_exit_1_and_still_print_the_json() {
+    let data = scratch("failing");
+    let file = examples().into_iter().find(|p| p.ends_with("failing_test_prompt.yml")).unwrap();
+    let out = gm(&data, &["eval", "--json", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["summary"]["failedTests"], 2);
+    assert_eq!(v["summary"]["passRate"], 0.0);
+    let r = &v["testResults"][0]["evaluationResults"][0];
+    assert_eq!(r["details"], "Expected to contain: 'this-text-will-never-appear-in-any-response'");
+}
+
+#[test]
+fn gh_models_semantics_hold_end_to_end() {
+    let data = scratch("semantics");
+    let file = data.join("semantics.prompt.yml");
+    std::fs::write(
+        &file,
+        r#"name: semantics
+model: openai/gpt-4.1
+messages:
+  - role: user
+    content: "What is {{a}} + {{b}}?"
+testData:
+  - {a: 40, b: 2, want: "The answer is 42."}
+evaluators:
+  - name: precedence
+    string: {equals: "{{want}}", contains: "nothing like this"}
+  - name: case-insensitive contains
+    string: {contains: "THE ANSWER"}
+  - name: case-sensitive equals
+    string: {equals: "the answer is 42."}
+  - name: no such plugin
+    uses: github/does-not-exist
+"#,
+    )
+    .unwrap();
+    let out = gm(&data, &["eval", "--json", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let r = v["testResults"][0]["evaluationResults"].as_array().unwrap().clone();
+    assert_eq!(
+        (r[0]["passed"].as_bool(), r[1]["passed"].as_bool(), r[2]["passed"].as_bool()),
+        (Some(true), Some(true), Some(false))
+    );
+    assert_eq!(
+        r[3],
+        serde_json::json!({"evaluatorName": "no such plugin", "score": 0.0, "passed": false, "details": "Plugin evaluator 'github/does-not-exist' not found"})
+    );
+}
+
+#[test]
+fn a_malformed_file_exits_2_naming_the_place() {
+    let data = scratch("malformed");
+    let file = data.join("bad.prompt.yml");
+    std::fs::write(&file, "name: bad\nmessages:\n  - role: user\n    content: [oops\n").unwrap();
+    let out = gm(&data, &["eval", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.prompt.yml:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn suite(n: usize, path: &Path) {
+    let mut yaml = String::from(
+        "name: big\nmodel: openai/gpt-4o-mini\nmessages:\n  - role: user\n    content: \"case {{i}}\"\ntestData:\n",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{i: {i}}}\n"));
+    }
+    yaml.push_str("evaluators:\n  - name: echo\n    string: {startsWith: \"case\"}\n");
+    std::fs::write(path, yaml).unwrap();
+}
+
+#[test]
+fn a_200_case_suite_under_a_scaled_tier_gets_no_429() {
+    let rt = runtime();
+    // GitHub's low tier per minute, scaled 600x: 15 per 100 ms, 5 at once (its daily window left out).
+    let limits = gm_emulator::EmulatorLimits {
+        windows: vec![gm_emulator::Window { limit: 15, window: std::time::Duration::from_millis(100), daily: false }],
+        concurrency: Some(5),
+    };
+    let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
+    let data = scratch("tier");
+    let file = data.join("big.prompt.yml");
+    suite(200, &file);
+    let args = [
+        "--provider",
+        "github",
+        "--base-url",
+        &emu.url(),
+        "--limits",
+        "15/100ms,concurrency=5",
+        "eval",
+        "--json",
+        "--concurrency",
+        "8",
+        file.to_str().unwrap(),
+    ];
+    let out = gm(&data, &args, &[("GITHUB_TOKEN", TOKEN)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["summary"]["passedTests"], 200);
+    assert_eq!(v["gm"]["rate_limited"], 0);
+    let stats = emu.stats();
+    assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
+    assert_eq!(stats.by_status[&200], 200);
+}
+
+#[test]
+fn a_killed_run_resumes_without_repeating_a_finished_case() {
+    let rt = runtime();
+    let emu = rt
+        .block_on(Emulator::start(EmulatorConfig {
+            latency: std::time::Duration::from_millis(40),
+            ..Default::default()
+        }))
+        .unwrap();
+    let data = scratch("resume");
+    let file = data.join("resume.prompt.yml");
+    suite(40, &file);
+    let url = emu.url();
+    let base = [
+        "--provider",
+        "openai-compatible",
+        "--base-url",
+        &format!("{url}/v1"),
+        "--no-cache",
+        "eval",
+        "--json",
+        "--concurrency",
+        "2",
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir")
+        .arg(&data)
+        .args(base)
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // Kill it part-way: once the server has answered some requests.
+    let started = std::time::Instant::now();
+    while emu.stats().total < 10 && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = emu.stats().total;
+    assert!(first < 40, "the first run finished before it was killed");
+
+    let mut args: Vec<&str> = base.to_vec();
+    args.push("--resume");
+    args.push(file.to_str().unwrap());
+    let out = gm(&data, &args, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming run"));
+    let v = json(&out);
+    assert_eq!(v["summary"]["totalTests"], 40);
+    let inputs: Vec<String> =
+        v["testResults"].as_array().unwrap().iter().map(|t| t["modelResponse"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = (0..40).map(|i| format!("case {i}")).collect();
+    assert_eq!(inputs, expected, "every case once, in order");
+    // Only cases whose answers were lost in the kill (at most the two in flight) were sent twice.
+    assert!(emu.stats().total <= 40 + 2, "{} requests for 40 cases", emu.stats().total);
+}

@@ -1,0 +1,229 @@
+//! The run store: every evaluation run and each of its test cases, in the SQLite state file, written as cases
+//! finish, so an interrupted run (Ctrl-C, a crash, a spent daily quota) can be resumed without repeating a case.
+//!
+//! Tables are named `runs` and `run_cases`; the file is shared with the cache (`cache_*`) and the rate limiter
+//! (`limits_*`), so the store never assumes it owns the file.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::run::{CaseFigures, CaseSink, EvaluationSummary, Finished, TestResult};
+
+/// A failure of the run store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file could not be opened or its tables made.
+    #[error("could not open the run store {path}: {source}; check that the folder is writable (or pass --data-dir)")]
+    Open {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A read or write failed.
+    #[error("the run store failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored row could not be decoded.
+    #[error("a stored run could not be read: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// What identifies a run for resuming: the same file content, model, provider and base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunIdentity {
+    /// `eval` (later also `bench`).
+    pub kind: String,
+    /// The suite's name.
+    pub name: String,
+    /// The file, as given.
+    pub file: String,
+    /// A digest of the file's content.
+    pub digest: String,
+    /// The model evaluated.
+    pub model: String,
+    /// The provider.
+    pub provider: String,
+    /// The provider's base URL.
+    pub base_url: String,
+}
+
+/// A stored run, for listings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRow {
+    /// The run's id.
+    pub id: i64,
+    /// `eval`.
+    pub kind: String,
+    /// The suite's name.
+    pub name: String,
+    /// The file.
+    pub file: String,
+    /// The model.
+    pub model: String,
+    /// The provider.
+    pub provider: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds, when it finished.
+    pub finished_at: Option<i64>,
+    /// Test cases recorded.
+    pub cases: i64,
+}
+
+/// The run store in a SQLite file.
+#[derive(Debug)]
+pub struct RunStore {
+    conn: Mutex<Connection>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl RunStore {
+    /// Opens (and creates if needed) the store in `path`.
+    pub fn open(path: &Path) -> Result<RunStore, StoreError> {
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS runs (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     kind TEXT NOT NULL, name TEXT NOT NULL, file TEXT NOT NULL, digest TEXT NOT NULL,
+                     model TEXT NOT NULL, provider TEXT NOT NULL, base_url TEXT NOT NULL,
+                     started_at INTEGER NOT NULL, finished_at INTEGER, summary TEXT);
+                 CREATE INDEX IF NOT EXISTS runs_resume ON runs (digest, model, provider, base_url, finished_at);
+                 CREATE TABLE IF NOT EXISTS run_cases (
+                     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                     idx INTEGER NOT NULL, result TEXT NOT NULL, figures TEXT NOT NULL,
+                     PRIMARY KEY (run_id, idx));",
+            )?;
+            Ok(conn)
+        };
+        let conn = open().map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        Ok(RunStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a new run and returns its id.
+    pub fn begin(&self, who: &RunIdentity) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO runs (kind, name, file, digest, model, provider, base_url, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![who.kind, who.name, who.file, who.digest, who.model, who.provider, who.base_url, unix_now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The latest unfinished run with the same identity, and the cases it recorded.
+    pub fn unfinished(&self, who: &RunIdentity) -> Result<Option<(i64, Finished)>, StoreError> {
+        let id: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT id FROM runs WHERE kind = ?1 AND digest = ?2 AND model = ?3 AND provider = ?4 AND base_url = ?5
+                 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+                params![who.kind, who.digest, who.model, who.provider, who.base_url],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(None) };
+        Ok(Some((id, self.cases(id)?)))
+    }
+
+    /// The cases a run recorded.
+    pub fn cases(&self, run: i64) -> Result<Finished, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT idx, result, figures FROM run_cases WHERE run_id = ?1 ORDER BY idx")?;
+        let rows = stmt
+            .query_map(params![run], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        let mut out = Finished::new();
+        for row in rows {
+            let (idx, result, figures) = row?;
+            let result: TestResult = serde_json::from_str(&result)?;
+            let figures: CaseFigures = serde_json::from_str(&figures)?;
+            out.insert(idx as usize, (result, figures));
+        }
+        Ok(out)
+    }
+
+    /// Records one finished case of a run (once: a case recorded twice keeps its first result).
+    pub fn record_case(
+        &self,
+        run: i64,
+        index: usize,
+        result: &TestResult,
+        figures: &CaseFigures,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO run_cases (run_id, idx, result, figures) VALUES (?1, ?2, ?3, ?4)",
+            params![run, index as i64, serde_json::to_string(result)?, serde_json::to_string(figures)?],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a run finished with its summary.
+    pub fn finish(&self, run: i64, summary: &EvaluationSummary) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
+            params![run, unix_now(), serde_json::to_string(summary)?],
+        )?;
+        Ok(())
+    }
+
+    /// Every run, newest first.
+    pub fn list(&self) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT r.id, r.kind, r.name, r.file, r.model, r.provider, r.started_at, r.finished_at,
+                    (SELECT COUNT(*) FROM run_cases c WHERE c.run_id = r.id)
+             FROM runs r ORDER BY r.id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                name: r.get(2)?,
+                file: r.get(3)?,
+                model: r.get(4)?,
+                provider: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                cases: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A sink that records each finished case of `run`.
+    pub fn sink(&self, run: i64) -> RunSink<'_> {
+        RunSink { store: self, run }
+    }
+}
+
+/// Records cases of one run as they finish.
+#[derive(Debug)]
+pub struct RunSink<'a> {
+    store: &'a RunStore,
+    run: i64,
+}
+
+impl CaseSink for RunSink<'_> {
+    fn record(
+        &self,
+        index: usize,
+        result: &TestResult,
+        figures: &CaseFigures,
+    ) -> Result<(), crate::evaluators::BoxError> {
+        self.store.record_case(self.run, index, result, figures).map_err(Into::into)
+    }
+}
