@@ -105,7 +105,8 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     #[command(
         after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \
 gm --provider openai eval --model gpt-4o-mini --concurrency 8 suite.prompt.yml\n\n\
-Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; 3 a provider failure."
+Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; \
+3 the run did not complete (a provider failure, a spent quota, a budget reached; `--resume` continues it)."
     )]
     Eval(EvalArgs),
     /// Score predictions against references offline (BLEU, chrF, ROUGE, SQuAD EM/F1, …), JSON Lines in and out
@@ -232,6 +233,12 @@ pub struct EvalArgs {
     /// Finish the last interrupted run of each file (same content, model and provider) instead of starting anew
     #[arg(long)]
     pub resume: bool,
+    /// Stop cleanly (resumable) once this many requests were sent, judges included
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Stop cleanly (resumable) once this many tokens were used, input and output
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -132,7 +132,13 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
     }
     let runner = EvalRunner::new(
         session.client.clone(),
-        RunOptions { concurrency: usize::from(args.concurrency), model: args.model.clone(), eval },
+        RunOptions {
+            concurrency: usize::from(args.concurrency),
+            model: args.model.clone(),
+            eval,
+            max_requests: args.max_requests,
+            max_tokens: args.max_tokens,
+        },
     );
     let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;
     let mut summaries = Vec::with_capacity(files.len());
@@ -162,7 +168,8 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             }
             None => (store.begin(&who)?, Default::default()),
         };
-        let sink = store.sink(run_id);
+        let bar = progress_bar(file.test_data.len(), finished.len(), &file.name);
+        let sink = CliSink { store: store.sink(run_id), bar: bar.clone() };
         let outcome = tokio::select! {
             r = runner.run_with(file, Some(&sink), finished) => r,
             _ = tokio::signal::ctrl_c() => {
@@ -172,6 +179,9 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(130));
             }
         };
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
         let summary = match outcome {
             Ok(s) => s,
             Err(e) => {
@@ -201,6 +211,43 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
     }
     let all_passed = summaries.iter().all(|s| s.all_passed());
     Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::TESTS_FAILED) })
+}
+
+/// Where each finished test case goes: the run store, and the progress bar on a terminal.
+struct CliSink<'a> {
+    store: gm_eval::store::RunSink<'a>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl gm_eval::run::CaseSink for CliSink<'_> {
+    fn record(
+        &self,
+        index: usize,
+        result: &gm_eval::run::TestResult,
+        figures: &gm_eval::run::CaseFigures,
+    ) -> Result<(), gm_eval::evaluators::BoxError> {
+        self.store.record(index, result, figures)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar on standard error when it is a terminal.
+fn progress_bar(total: usize, done: usize, name: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(name.to_string());
+    bar.set_position(done as u64);
+    Some(bar)
 }
 
 fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {

@@ -24,8 +24,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             return USAGE;
         }
         if let Some(r) = cause.downcast_ref::<gm_eval::run::RunError>() {
-            return match r.client_error() {
-                Some(h) if !h.is_usage() => PROVIDER,
+            return match (r, r.client_error()) {
+                (gm_eval::run::RunError::Budget { .. }, _) => PROVIDER,
+                (_, Some(h)) if !h.is_usage() => PROVIDER,
                 _ => USAGE,
             };
         }

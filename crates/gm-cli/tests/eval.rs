@@ -181,7 +181,7 @@ fn suite(n: usize, path: &Path) {
     for i in 0..n {
         yaml.push_str(&format!("  - {{i: {i}}}\n"));
     }
-    yaml.push_str("evaluators:\n  - name: echo\n    string: {startsWith: \"case\"}\n");
+    yaml.push_str("evaluators:\n  - name: mentions the case\n    string: {contains: \"case\"}\n");
     std::fs::write(path, yaml).unwrap();
 }
 
@@ -277,4 +277,22 @@ fn a_killed_run_resumes_without_repeating_a_finished_case() {
     assert_eq!(inputs, expected, "every case once, in order");
     // Only cases whose answers were lost in the kill (at most the two in flight) were sent twice.
     assert!(emu.stats().total <= 40 + 2, "{} requests for 40 cases", emu.stats().total);
+}
+
+#[test]
+fn a_request_budget_stops_the_run_cleanly_and_resume_finishes_it() {
+    let data = scratch("budget");
+    let file = data.join("budget.prompt.yml");
+    suite(20, &file);
+    let f = file.to_str().unwrap();
+    let out = gm(&data, &["--no-cache", "eval", "--json", "--concurrency", "1", "--max-requests", "5", f], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("budget of 5 requests") && err.contains("--resume"), "{err}");
+    let out = gm(&data, &["--no-cache", "eval", "--json", "--resume", f], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5 of 20 test cases already done"));
+    let v = json(&out);
+    assert_eq!(v["summary"]["totalTests"], 20);
+    assert_eq!(v["gm"]["requests"], 15);
 }

@@ -55,12 +55,23 @@ pub struct RunOptions {
     pub model: Option<String>,
     /// How evaluators score (judge mode, judge model).
     pub eval: EvalOptions,
+    /// Stop starting calls once this many requests were sent in this run (judges included).
+    pub max_requests: Option<u64>,
+    /// Stop starting calls once this many tokens (input plus output) were used in this run.
+    pub max_tokens: Option<u64>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { concurrency: 4, model: None, eval: EvalOptions::default() }
+        Self { concurrency: 4, model: None, eval: EvalOptions::default(), max_requests: None, max_tokens: None }
     }
+}
+
+/// Requests and tokens a run has used, checked against its budgets before every call.
+#[derive(Debug)]
+struct Budget {
+    requests_at_start: u64,
+    tokens: std::sync::atomic::AtomicU64,
 }
 
 /// Why a run stopped.
@@ -83,6 +94,16 @@ pub enum RunError {
         index: usize,
         /// The failure (its text is in the message).
         error: crate::evaluators::BoxError,
+    },
+    /// A budget of `--max-requests` or `--max-tokens` is used up; the run stopped before the next call.
+    #[error("the run reached its budget of {limit} {what} after {index_done} finished test cases; raise the budget to go on")]
+    Budget {
+        /// `requests` or `tokens`.
+        what: &'static str,
+        /// The budget.
+        limit: u64,
+        /// Test cases finished before the stop.
+        index_done: usize,
     },
     /// A model or judge call failed (after the client's retries).
     #[error("test case {index} failed: {error}")]
@@ -256,11 +277,13 @@ impl EvalRunner {
             .ok_or_else(|| RunError::NoModel { file: file.name.clone() })?;
         let specs = EvaluatorSpec::parse_all(&file.evaluators)?;
         let before = self.client.stats();
+        let budget = Budget { requests_at_start: before.requests, tokens: std::sync::atomic::AtomicU64::new(0) };
+        let budget = &budget;
         let started = Instant::now();
         let (model_ref, specs_ref) = (&model, &specs);
         let todo: Vec<usize> = (1..=file.test_data.len()).filter(|i| !finished.contains_key(i)).collect();
         let cases = todo.into_iter().map(|index| (index - 1, &file.test_data[index - 1])).map(|(i, row)| async move {
-            let (result, figures) = self.case(i + 1, file, model_ref, row, specs_ref).await?;
+            let (result, figures) = self.case(i + 1, file, model_ref, row, specs_ref, budget).await?;
             if let Some(sink) = sink {
                 sink.record(i + 1, &result, &figures).map_err(|error| RunError::Record { index: i + 1, error })?;
             }
@@ -269,7 +292,13 @@ impl EvalRunner {
         let mut ordered = stream::iter(cases).buffered(self.options.concurrency.max(1));
         while let Some(outcome) = ordered.next().await {
             // As gh-models, a failed call stops the run; cases still in flight are dropped.
-            let (index, result, figures) = outcome?;
+            let (index, result, figures) = match outcome {
+                Ok(o) => o,
+                Err(RunError::Budget { what, limit, .. }) => {
+                    return Err(RunError::Budget { what, limit, index_done: finished.len() });
+                }
+                Err(e) => return Err(e),
+            };
             finished.insert(index, (result, figures));
         }
         drop(ordered);
@@ -319,9 +348,12 @@ impl EvalRunner {
         model: &str,
         row: &Map<String, Value>,
         specs: &[EvaluatorSpec],
+        budget: &Budget,
     ) -> Result<(TestResult, CaseFigures), RunError> {
         let request = file.to_request(model, row);
+        self.check_budget(budget)?;
         let answer = self.client.chat(&request).await.map_err(|error| RunError::Case { index, error })?;
+        budget.tokens.fetch_add(answer.usage().total_tokens, std::sync::atomic::Ordering::Relaxed);
         let response = answer.text().trim().to_string();
         let usage = answer.usage();
         let mut results = Vec::with_capacity(specs.len());
@@ -345,6 +377,22 @@ impl EvalRunner {
             judge_calls,
         };
         Ok((TestResult { test_case: row.clone(), model_response: response, evaluation_results: results }, figures))
+    }
+}
+
+impl EvalRunner {
+    fn check_budget(&self, budget: &Budget) -> Result<(), RunError> {
+        if let Some(limit) = self.options.max_requests {
+            if self.client.stats().requests - budget.requests_at_start >= limit {
+                return Err(RunError::Budget { what: "requests", limit, index_done: 0 });
+            }
+        }
+        if let Some(limit) = self.options.max_tokens {
+            if budget.tokens.load(std::sync::atomic::Ordering::Relaxed) >= limit {
+                return Err(RunError::Budget { what: "tokens", limit, index_done: 0 });
+            }
+        }
+        Ok(())
     }
 }
 
