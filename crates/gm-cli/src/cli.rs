@@ -233,6 +233,9 @@ pub struct EvalArgs {
     /// Finish the last interrupted run of each file (same content, model and provider) instead of starting anew
     #[arg(long)]
     pub resume: bool,
+    /// Sample each test case N times and report pass@k and pass^k (each sample is cached apart)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     /// Stop cleanly (resumable) once this many requests were sent, judges included
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,

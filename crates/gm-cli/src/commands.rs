@@ -138,6 +138,7 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             eval,
             max_requests: args.max_requests,
             max_tokens: args.max_tokens,
+            repeat: args.repeat,
         },
     );
     let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;

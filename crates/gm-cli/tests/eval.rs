@@ -296,3 +296,36 @@ fn a_request_budget_stops_the_run_cleanly_and_resume_finishes_it() {
     assert_eq!(v["summary"]["totalTests"], 20);
     assert_eq!(v["gm"]["requests"], 15);
 }
+
+#[test]
+fn repeated_sampling_reports_pass_at_k_and_pass_hat_k() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let data = scratch("repeat");
+    let file = data.join("repeat.prompt.yml");
+    suite(4, &file);
+    let v1 = format!("{}/v1", emu.url());
+    let out = gm(
+        &data,
+        &[
+            "--provider",
+            "openai-compatible",
+            "--base-url",
+            &v1,
+            "eval",
+            "--json",
+            "--repeat",
+            "3",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["gm"]["repeat"]["n"], 3);
+    assert_eq!(v["gm"]["repeat"]["pass_at_k"]["3"], 1.0);
+    assert_eq!(v["gm"]["repeat"]["pass_hat_k"]["3"], 1.0);
+    assert_eq!(v["gm"]["cases"][0]["samples"], serde_json::json!([3, 3]));
+    // Each sample is its own request (and its own cache entry).
+    assert_eq!(emu.stats().total, 12);
+}

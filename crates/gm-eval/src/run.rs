@@ -59,11 +59,21 @@ pub struct RunOptions {
     pub max_requests: Option<u64>,
     /// Stop starting calls once this many tokens (input plus output) were used in this run.
     pub max_tokens: Option<u64>,
+    /// Samples per test case (at least 1). With more than one, each sample is scored and the run reports
+    /// pass@k and pass^k; `testResults` shows the first sample, as gh-models would.
+    pub repeat: u32,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { concurrency: 4, model: None, eval: EvalOptions::default(), max_requests: None, max_tokens: None }
+        Self {
+            concurrency: 4,
+            model: None,
+            eval: EvalOptions::default(),
+            max_requests: None,
+            max_tokens: None,
+            repeat: 1,
+        }
     }
 }
 
@@ -171,6 +181,20 @@ pub struct CaseFigures {
     pub cached: bool,
     /// Judge calls made for this case.
     pub judge_calls: u32,
+    /// With `repeat` above 1: how many samples passed, of how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<(u32, u32)>,
+}
+
+/// pass@k and pass^k over the test cases of a repeated run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatFigures {
+    /// Samples per test case.
+    pub n: u32,
+    /// For each k in 1..=n: the chance that at least one of k samples passes, averaged over cases.
+    pub pass_at_k: std::collections::BTreeMap<u32, f64>,
+    /// For each k in 1..=n: the chance that all of k samples pass, averaged over cases.
+    pub pass_hat_k: std::collections::BTreeMap<u32, f64>,
 }
 
 /// The run's figures: gm's additions to gh-models' output, under the `gm` key.
@@ -202,6 +226,9 @@ pub struct RunFigures {
     pub wall_ms: f64,
     /// Per test case, in the file's order.
     pub cases: Vec<CaseFigures>,
+    /// pass@k and pass^k, for a repeated run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<RepeatFigures>,
 }
 
 /// A suite's result, as `gh models eval --json` prints it, with gm's figures under `gm`.
@@ -324,6 +351,7 @@ impl EvalRunner {
             rate_limited: after.rate_limited - before.rate_limited,
             requests: after.requests - before.requests,
             wall_ms: duration_ms(wall),
+            repeat: repeat_figures(&cases),
             cases,
         };
         Ok(EvaluationSummary {
@@ -351,8 +379,31 @@ impl EvalRunner {
         budget: &Budget,
     ) -> Result<(TestResult, CaseFigures), RunError> {
         let request = file.to_request(model, row);
+        let n = self.options.repeat.max(1);
+        let (result, mut figures) = self.sample(index, &request, 0, row, specs, budget).await?;
+        if n > 1 {
+            let mut passes = u32::from(result.passed());
+            for sample in 1..n {
+                let (other, _) = self.sample(index, &request, sample, row, specs, budget).await?;
+                passes += u32::from(other.passed());
+            }
+            figures.samples = Some((passes, n));
+        }
+        Ok((result, figures))
+    }
+
+    /// One sample of a test case: the model's answer and every evaluator on it.
+    async fn sample(
+        &self,
+        index: usize,
+        request: &gm_core::ChatRequest,
+        sample: u32,
+        row: &Map<String, Value>,
+        specs: &[EvaluatorSpec],
+        budget: &Budget,
+    ) -> Result<(TestResult, CaseFigures), RunError> {
         self.check_budget(budget)?;
-        let answer = self.client.chat(&request).await.map_err(|error| RunError::Case { index, error })?;
+        let answer = self.client.chat_sample(request, sample).await.map_err(|error| RunError::Case { index, error })?;
         budget.tokens.fetch_add(answer.usage().total_tokens, std::sync::atomic::Ordering::Relaxed);
         let response = answer.text().trim().to_string();
         let usage = answer.usage();
@@ -363,8 +414,10 @@ impl EvalRunner {
                 Prepared::Done(r) => results.push(r),
                 Prepared::Judge(call) => {
                     judge_calls += 1;
+                    self.check_budget(budget)?;
                     let reply =
                         self.client.chat(&call.request).await.map_err(|error| RunError::Case { index, error })?;
+                    budget.tokens.fetch_add(reply.usage().total_tokens, std::sync::atomic::Ordering::Relaxed);
                     results.push(call.score(reply.text()));
                 }
             }
@@ -375,6 +428,7 @@ impl EvalRunner {
             tokens_out: usage.completion_tokens,
             cached: answer.cached,
             judge_calls,
+            samples: None,
         };
         Ok((TestResult { test_case: row.clone(), model_response: response, evaluation_results: results }, figures))
     }
@@ -394,6 +448,20 @@ impl EvalRunner {
         }
         Ok(())
     }
+}
+
+/// pass@k and pass^k for every k up to the number of samples, when cases were sampled more than once.
+fn repeat_figures(cases: &[CaseFigures]) -> Option<RepeatFigures> {
+    let problems: Vec<(u64, u64)> =
+        cases.iter().filter_map(|c| c.samples).map(|(passed, n)| (u64::from(n), u64::from(passed))).collect();
+    let n = problems.first()?.0 as u32;
+    let mut pass_at_k = std::collections::BTreeMap::new();
+    let mut pass_hat_k = std::collections::BTreeMap::new();
+    for k in 1..=n {
+        pass_at_k.insert(k, crate::metrics::mean_pass_at_k(&problems, u64::from(k)).ok()?);
+        pass_hat_k.insert(k, crate::metrics::mean_pass_hat_k(&problems, u64::from(k)).ok()?);
+    }
+    Some(RepeatFigures { n, pass_at_k, pass_hat_k })
 }
 
 fn duration_ms(d: Duration) -> f64 {
