@@ -233,6 +233,9 @@ pub struct EvalArgs {
     /// Finish the last interrupted run of each file (same content, model and provider) instead of starting anew
     #[arg(long)]
     pub resume: bool,
+    /// A TOML price table ([models] "id" = { input = USD per 1M, output = USD per 1M }) added to the built-in one
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
     /// Sample each test case N times and report pass@k and pass^k (each sample is cached apart)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,

@@ -125,6 +125,12 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             .with_context(|| format!("{}: an evaluator is malformed", path.display()))?;
         files.push(f);
     }
+    let mut prices = gm_eval::prices::PriceTable::builtin();
+    if let Some(path) = &args.prices {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the price table {}", path.display()))?;
+        prices.extend_from_toml(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    }
     let session = context::session(global, true)?;
     let mut eval = EvalOptions::default().with_judge_mode(JudgeMode::from_name(&args.judge_mode).unwrap_or_default());
     if let Some(m) = &args.judge_model {
@@ -139,6 +145,7 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             max_requests: args.max_requests,
             max_tokens: args.max_tokens,
             repeat: args.repeat,
+            prices: Some(prices),
         },
     );
     let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;

@@ -40,6 +40,7 @@
 mod error;
 pub mod evaluators;
 pub mod metrics;
+pub mod prices;
 pub mod prompt;
 mod registry;
 pub mod run;

@@ -62,6 +62,8 @@ pub struct RunOptions {
     /// Samples per test case (at least 1). With more than one, each sample is scored and the run reports
     /// pass@k and pass^k; `testResults` shows the first sample, as gh-models would.
     pub repeat: u32,
+    /// Prices for the cost figures (`None`: no cost is computed).
+    pub prices: Option<crate::prices::PriceTable>,
 }
 
 impl Default for RunOptions {
@@ -73,6 +75,7 @@ impl Default for RunOptions {
             max_requests: None,
             max_tokens: None,
             repeat: 1,
+            prices: Some(crate::prices::PriceTable::builtin()),
         }
     }
 }
@@ -214,6 +217,9 @@ pub struct RunFigures {
     pub tokens_out: u64,
     /// Completion tokens per second of model-call time.
     pub tokens_per_second: Option<f64>,
+    /// What the model calls of this run cost in US dollars (cached answers cost nothing; judge calls are not
+    /// included), when the price table knows the model.
+    pub cost_usd: Option<f64>,
     /// Model answers served from the cache.
     pub cache_hits: u64,
     /// Retries the client made (whole run, judges included).
@@ -346,6 +352,12 @@ impl EvalRunner {
             tokens_in: cases.iter().map(|c| c.tokens_in).sum(),
             tokens_out,
             tokens_per_second: tokens_per_second(tokens_out, sent.iter().sum()),
+            cost_usd: self
+                .options
+                .prices
+                .as_ref()
+                .and_then(|t| t.price_for(&model))
+                .map(|p| cases.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum()),
             cache_hits: cases.iter().filter(|c| c.cached).count() as u64,
             retries: after.retries - before.retries,
             rate_limited: after.rate_limited - before.rate_limited,
