@@ -17,7 +17,11 @@ commands:
   doc     rustdoc with warnings denied
   bench   run the criterion benchmarks (pass a bench name to run one)
   tidy    check the crate layering of STYLE.md from `cargo metadata`
-  deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing)";
+  deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing)
+  bench-eval [--cases N] [--promptfoo DIR]
+          a gm eval suite of N cases (default 1000) against the emulator enforcing 15 per second, 5 at once:
+          wall time against the quota bound, 429s, CPU and peak memory; beside promptfoo when DIR holds
+          node_modules/.bin/promptfoo (npm install promptfoo@0.119.0)";
 
 fn main() {
     if let Err(e) = run() {
@@ -45,6 +49,7 @@ fn run() -> Result<()> {
         }
         Some("tidy") => tidy(),
         Some("deny") => deny(),
+        Some("bench-eval") => bench_eval(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -112,6 +117,139 @@ fn deny() -> Result<()> {
     }
     // Advisories need the RustSec database from the network; licences, bans and sources are checked offline.
     cargo(&["deny", "check", "licenses", "bans", "sources"])
+}
+
+/// What `/usr/bin/time -v` and the emulator say about one run.
+struct Measured {
+    wall_s: f64,
+    cpu_s: f64,
+    peak_mb: f64,
+    ok: u64,
+    refused: u64,
+}
+
+fn emulator_stats(addr: &str) -> Result<Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "GET /_emulator/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    Ok(serde_json::from_str(body)?)
+}
+
+fn emulator_reset(addr: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "POST /_emulator/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut sink = String::new();
+    s.read_to_string(&mut sink)?;
+    Ok(())
+}
+
+/// Runs a command under `/usr/bin/time -v` and reads wall time, CPU and peak memory from its report.
+fn timed(cmd: &mut Command, addr: &str) -> Result<Measured> {
+    emulator_reset(addr)?;
+    let out = cmd.output().context("could not run the command under /usr/bin/time (apt-get install time)")?;
+    let report = String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| report.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_string());
+    let secs = |v: Option<String>| v.and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):").unwrap_or_default();
+    let wall_s = wall.split(':').fold(0.0, |acc, part| acc * 60.0 + part.parse::<f64>().unwrap_or(0.0));
+    let cpu_s = secs(field("User time (seconds):")) + secs(field("System time (seconds):"));
+    let peak_mb = secs(field("Maximum resident set size (kbytes):")) / 1024.0;
+    let stats = emulator_stats(addr)?;
+    let by = |code: &str| stats["by_status"][code].as_u64().unwrap_or(0);
+    if !out.status.success() && out.status.code() != Some(1) {
+        eprintln!("{report}");
+        bail!("the run failed ({})", out.status);
+    }
+    Ok(Measured { wall_s, cpu_s, peak_mb, ok: by("200"), refused: by("429") })
+}
+
+fn bench_eval(args: &[String]) -> Result<()> {
+    let mut cases = 1000usize;
+    let mut promptfoo: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cases" => cases = it.next().and_then(|v| v.parse().ok()).context("--cases needs a number")?,
+            "--promptfoo" => promptfoo = Some(PathBuf::from(it.next().context("--promptfoo needs a folder")?)),
+            other => bail!("unknown bench-eval argument `{other}`"),
+        }
+    }
+    cargo(&["build", "--release", "-p", "gm-cli"])?;
+    let root = workspace_root();
+    let gm = root.join("target/release/gm");
+    let dir = root.join("target/bench-eval");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (limit, per_s, latency_ms) = (15usize, 1.0f64, 20u64);
+    let mut emu = Command::new(&gm)
+        .args(["emulate", "--port", "0", "--limit", "15/1s,concurrency=5", "--latency-ms", &latency_ms.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("could not start gm emulate")?;
+    let mut first = String::new();
+    let mut stderr = std::io::BufReader::new(emu.stderr.take().context("emulator stderr")?);
+    std::io::BufRead::read_line(&mut stderr, &mut first)?;
+    // Keep draining the emulator's standard error: a closed pipe would end it at its next line.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).context("emulator address")?.to_string();
+    let result = (|| -> Result<()> {
+        let mut suite = String::from("name: bench\nmodel: gpt-4o-mini\nmessages:\n  - role: user\n    content: \"case {{i}}\"\ntestData:\n");
+        let mut csv = String::from("i\n");
+        for i in 0..cases {
+            suite.push_str(&format!("  - {{i: {i}}}\n"));
+            csv.push_str(&format!("{i}\n"));
+        }
+        suite.push_str("evaluators:\n  - name: echo\n    string: {contains: \"case\"}\n");
+        std::fs::write(dir.join("bench.prompt.yml"), suite)?;
+        let url = format!("http://{addr}/v1");
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.arg("-v").arg(&gm).arg("--data-dir").arg(dir.join("state"));
+        cmd.args(["--provider", "openai-compatible", "--base-url", &url, "--no-cache", "--limits", "15/1s,margin=10ms,concurrency=5"]);
+        cmd.args(["eval", "--json", "--concurrency", "8"]).arg(dir.join("bench.prompt.yml"));
+        let gm_run = timed(&mut cmd, &addr)?;
+        let windows = cases.div_ceil(limit).saturating_sub(1) as f64;
+        let bound = windows * per_s + latency_ms as f64 / 1000.0;
+        println!("cases: {cases}; server: 15 per 1 s, 5 at once, {latency_ms} ms per answer; quota bound plus one latency: {bound:.3} s");
+        println!("| tool | wall | wall / bound | CPU | peak memory | answered | 429s |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        let row = |name: &str, m: &Measured| {
+            println!(
+                "| {name} | {:.2} s | {:.4} | {:.2} s | {:.1} MB | {} | {} |",
+                m.wall_s,
+                m.wall_s / bound,
+                m.cpu_s,
+                m.peak_mb,
+                m.ok,
+                m.refused
+            )
+        };
+        row("gm eval", &gm_run);
+        if let Some(pf) = promptfoo {
+            let bin = pf.join("node_modules/.bin/promptfoo");
+            std::fs::write(dir.join("tests.csv"), csv)?;
+            std::fs::write(
+                dir.join("promptfooconfig.yaml"),
+                format!(
+                    "description: bench\nprompts:\n  - \"case {{{{i}}}}\"\nproviders:\n  - id: openai:chat:gpt-4o-mini\n    config:\n      apiBaseUrl: {url}\n      apiKey: bench\ntests: file://tests.csv\ndefaultTest:\n  assert:\n    - type: contains\n      value: case\n"
+                ),
+            )?;
+            let mut cmd = Command::new("/usr/bin/time");
+            cmd.arg("-v").arg(&bin).args(["eval", "--no-cache", "--max-concurrency", "5", "--no-progress-bar", "-c"]);
+            cmd.arg(dir.join("promptfooconfig.yaml")).arg("-o").arg(dir.join("promptfoo.json"));
+            cmd.current_dir(&dir).env("PROMPTFOO_DISABLE_TELEMETRY", "1").env("PROMPTFOO_DISABLE_UPDATE", "1");
+            cmd.env("PROMPTFOO_CONFIG_DIR", dir.join("promptfoo-home"));
+            let pf_run = timed(&mut cmd, &addr)?;
+            row("promptfoo 0.119.0", &pf_run);
+        }
+        Ok(())
+    })();
+    let _ = emu.kill();
+    let _ = emu.wait();
+    result
 }
 
 /// One row of the layering table: what a crate's normal dependencies may and may not include.
