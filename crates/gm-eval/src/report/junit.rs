@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::{input_preview, is_unsafe_control, preview, push_control, totals, RESPONSE_PREVIEW_CHARS};
+use super::{input_preview, is_unsafe_control, preview, push_control, secs, totals, RESPONSE_PREVIEW_CHARS};
 use crate::run::EvaluationSummary;
 
 /// Writes the files' results as JUnit XML, the format CI test reporters read.
@@ -19,7 +19,7 @@ use crate::run::EvaluationSummary;
 /// as visible `\u{..}` escapes.
 pub fn junit<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) -> io::Result<()> {
     let (tests, _, failures) = totals(summaries);
-    let time: f64 = summaries.iter().map(|s| s.gm.wall_ms).sum::<f64>() / 1000.0;
+    let time: f64 = summaries.iter().map(|s| secs(s.gm.wall_ms)).sum();
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(out, r#"<testsuites name="gm eval" tests="{tests}" failures="{failures}" errors="0" time="{time:.3}">"#)?;
     for s in summaries {
@@ -29,7 +29,7 @@ pub fn junit<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) ->
             attr(&s.name),
             s.summary.total_tests,
             s.summary.failed_tests,
-            s.gm.wall_ms / 1000.0
+            secs(s.gm.wall_ms)
         )?;
         writeln!(out, "    <properties>")?;
         for (name, value) in [("model", &s.model), ("provider", &s.gm.provider), ("description", &s.description)] {
@@ -38,7 +38,7 @@ pub fn junit<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) ->
         writeln!(out, "    </properties>")?;
         for (i, result) in s.test_results.iter().enumerate() {
             let name = format!("{}: {}", i + 1, input_preview(&result.test_case));
-            let latency = s.gm.cases.get(i).map_or(0.0, |c| c.latency_ms / 1000.0);
+            let latency = s.gm.cases.get(i).map_or(0.0, |c| secs(c.latency_ms));
             writeln!(
                 out,
                 r#"    <testcase name="{}" classname="{}" time="{latency:.3}">"#,

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::{figure_rows, fmt_rate, input_preview, pass_rate, totals};
+use super::{figure_rows, fmt_rate, input_preview, is_unsafe_control, pass_rate, push_control, totals};
 use crate::run::EvaluationSummary;
 
 /// Writes the files' results as GitHub-flavoured Markdown, ready for `$GITHUB_STEP_SUMMARY`.
@@ -10,7 +10,8 @@ use crate::run::EvaluationSummary;
 /// A headline with the pass counts over all files; then per file a heading (✅ or ❌, name, model), its
 /// description, a table of the test cases (index, ✅/❌, input preview, the failed evaluators with their
 /// scores and details) and a table of the run's figures. Text in cells is escaped: `|` and inline markup
-/// are backslash-escaped, `<`, `>` and `&` become entities, and line breaks become `<br>`.
+/// are backslash-escaped, `<`, `>` and `&` become entities, line breaks become `<br>` and other control
+/// characters visible `\u{..}` escapes.
 pub fn markdown<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) -> io::Result<()> {
     let (tests, passed, failed) = totals(summaries);
     let mark = if failed == 0 { "✅" } else { "❌" };
@@ -98,7 +99,7 @@ fn inline(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => {}
+            c if is_unsafe_control(c) => push_control(&mut out, c),
             c => out.push(c),
         }
     }

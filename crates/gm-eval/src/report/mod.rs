@@ -5,14 +5,16 @@
 //! here reads the clock, the environment or the network, so the same summary always renders the same bytes.
 //!
 //! - [`human`]: the text `gh models eval` prints, then a short block of gm's figures.
+//! - [`json`]: the `--json` document, with gh-models' keys (one object, or an array for several files).
 //! - [`junit`]: JUnit XML for CI test reporters: one `<testsuite>` per file, one `<testcase>` per row.
 //! - [`markdown`]: a report fit for a GitHub Actions step summary.
 //! - [`jsonl_line`]: one JSON object per case, for a file written as cases finish.
 //! - [`html`]: one self-contained page (inline CSS and SVG, no scripts, no external assets).
 //!
 //! Text from the model or the test rows is escaped for each format: XML and HTML entities, Markdown
-//! table cells (`|`, newlines, inline markup), and control characters, which XML 1.0 cannot carry at all,
-//! are written as visible `\u{..}` escapes.
+//! table cells (`|`, newlines, inline markup). Control characters other than tab, newline and carriage
+//! return, which XML 1.0 cannot carry at all and a browser would hide, are written as visible `\u{..}`
+//! escapes; the human output drops them, so a response cannot send escape sequences to the terminal.
 //!
 //! # Example
 //! ```
@@ -50,6 +52,7 @@
 
 mod html;
 mod human;
+mod json;
 mod jsonl;
 mod junit;
 mod markdown;
@@ -58,6 +61,7 @@ mod tests;
 
 pub use html::html;
 pub use human::human;
+pub use json::json;
 pub use jsonl::jsonl_line;
 pub use junit::junit;
 pub use markdown::markdown;
@@ -126,6 +130,15 @@ pub(crate) fn fmt_ms(ms: f64) -> String {
 /// An optional latency, `n/a` when no call was sent (every answer came from the cache).
 pub(crate) fn fmt_opt_ms(ms: Option<f64>) -> String {
     ms.map_or_else(|| "n/a".to_string(), fmt_ms)
+}
+
+/// Milliseconds as seconds for a machine-read attribute; 0 for a value that is not a finite number.
+pub(crate) fn secs(ms: f64) -> f64 {
+    if ms.is_finite() {
+        ms / 1000.0
+    } else {
+        0.0
+    }
 }
 
 /// The pass rate as a percentage with two decimals.

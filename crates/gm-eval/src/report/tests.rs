@@ -386,7 +386,10 @@ fn markdown_escapes_cells() {
     let md = render(|o| markdown(&[suite("nasty", vec![nasty()], vec![case(1.0, false)])], o));
     let row = md.lines().find(|l| l.starts_with("| 1 |")).expect("a row for the case");
     assert_eq!(cell_separators(row), 5, "{row}");
-    assert!(row.contains("&lt;b&gt;&amp;\"quoted\" 'single'&lt;/b&gt; \\| pipe second line 🎉"), "{row}");
+    assert!(
+        row.contains("&lt;b&gt;&amp;\"quoted\" 'single'&lt;/b&gt; \\| pipe second line 🎉 \\u{1b}\\[31mred"),
+        "{row}"
+    );
     assert!(row.contains("**checks &lt;tags&gt; &amp; \\| pipes** (0.00): "), "{row}");
     assert!(row.contains("pipe<br>second line"), "{row}");
     assert!(!md.contains('\u{1b}'));
@@ -405,6 +408,29 @@ fn markdown_of_an_empty_suite_passes() {
     assert!(md.contains("Passed: 0/0 (100.00%)"), "{md}");
     assert!(md.contains("_No test cases._"), "{md}");
     assert!(md.contains("| demo | n/a | n/a | n/a |"), "{md}");
+}
+
+// ---- JSON ----
+
+#[test]
+fn json_is_one_object_for_one_file_and_an_array_for_several() {
+    let one = render(|o| json(&[mixed()], o));
+    assert!(one.starts_with("{\n  \"name\": \"arithmetic\",\n  \"description\""), "{one}");
+    assert!(one.ends_with("}\n"));
+    let value: Value = serde_json::from_str(&one).expect("valid JSON");
+    let keys: Vec<&str> = value.as_object().expect("an object").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["name", "description", "model", "testResults", "summary", "gm"]);
+    assert_eq!(
+        value["summary"],
+        json!({"totalTests": 3, "passedTests": 1, "failedTests": 2, "passRate": 1.0 / 3.0 * 100.0})
+    );
+    let back: EvaluationSummary = serde_json::from_value(value).expect("the summary reads back");
+    assert_eq!(back, mixed());
+
+    let two: Value = serde_json::from_str(&render(|o| json(&[mixed(), empty()], o))).expect("valid JSON");
+    assert_eq!(two.as_array().map(Vec::len), Some(2));
+    assert_eq!(two[1]["summary"]["passRate"], 100.0);
+    assert_eq!(render(|o| json(&[], o)), "[]\n");
 }
 
 // ---- JSON Lines ----
@@ -510,4 +536,48 @@ fn html_of_an_empty_suite_passes() {
     assert!(page.contains("0/0 tests passed (100.00%)"), "{page}");
     assert!(page.contains("No test cases."));
     assert!(!page.contains("<svg"));
+}
+
+// ---- writers ----
+
+/// A writer that refuses every write.
+struct Broken;
+
+impl std::io::Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk full"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn write_errors_are_returned_not_swallowed() {
+    let s = [mixed()];
+    assert_eq!(human(&s[0], &mut Broken).map_err(|e| e.to_string()), Err("disk full".to_string()));
+    assert!(junit(&s, &mut Broken).is_err());
+    assert!(markdown(&s, &mut Broken).is_err());
+    assert!(html(&s, &mut Broken).is_err());
+}
+
+#[test]
+fn renderers_take_a_dyn_writer() {
+    let mut buffer = Vec::new();
+    let out: &mut dyn std::io::Write = &mut buffer;
+    human(&empty(), out).expect("a Vec takes every write");
+    junit(&[empty()], out).expect("a Vec takes every write");
+    assert!(!buffer.is_empty());
+}
+
+#[test]
+fn junit_times_are_numbers_even_for_odd_figures() {
+    let mut s = suite("odd", vec![passing()], vec![case(f64::NAN, false)]);
+    s.gm.wall_ms = f64::INFINITY;
+    let xml = render(|o| junit(&[s], o));
+    let (elements, _) = parse_xml(&xml);
+    for e in elements.iter().filter(|e| e.0 == "testsuite" || e.0 == "testcase" || e.0 == "testsuites") {
+        assert_eq!(attr(e, "time"), "0.000", "{xml}");
+    }
 }
