@@ -581,3 +581,58 @@ fn junit_times_are_numbers_even_for_odd_figures() {
         assert_eq!(attr(e, "time"), "0.000", "{xml}");
     }
 }
+
+// ---- any text ----
+
+proptest::proptest! {
+    #[test]
+    fn any_text_keeps_junit_well_formed(text in "\\PC{0,80}|[\\x00-\\x7f]{0,80}|.{0,80}") {
+        let mut t = nasty();
+        t.model_response = text.clone();
+        t.test_case = row(json!({"input": text.clone()}));
+        t.evaluation_results[0].details = Some(text.clone());
+        let mut s = suite(&text, vec![t], vec![case(1.0, false)]);
+        s.description = text.clone();
+        let xml = render(|o| junit(&[s], o));
+        proptest::prop_assert!(!xml.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t')));
+        let (_, texts) = parse_xml(&xml);
+        let visible: String = text
+            .chars()
+            .map(|c| if c.is_control() && !matches!(c, '\t' | '\n' | '\r') { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() })
+            .collect();
+        proptest::prop_assert_eq!(&texts[1], &visible);
+    }
+
+    #[test]
+    fn any_text_stays_in_its_markdown_cell(text in "\\PC{0,80}|[\\x00-\\x7f]{0,80}|.{0,80}") {
+        let mut t = nasty();
+        t.test_case = row(json!({"input": text.clone()}));
+        t.evaluation_results[0].evaluator_name = text.clone();
+        t.evaluation_results[0].details = Some(text.clone());
+        let md = render(|o| markdown(&[suite("any", vec![t], vec![case(1.0, false)])], o));
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 1 |")).collect();
+        proptest::prop_assert_eq!(rows.len(), 1);
+        proptest::prop_assert_eq!(cell_separators(rows[0]), 5);
+    }
+
+    #[test]
+    fn any_text_is_inert_in_html(text in "\\PC{0,80}|[\\x00-\\x7f]{0,80}|.{0,80}") {
+        let mut t = nasty();
+        t.model_response = text.clone();
+        t.test_case = row(json!({"input": text.clone()}));
+        let page = render(|o| html(&[suite(&text, vec![t], vec![case(1.0, false)])], o));
+        // Every tag in the page is one the renderer wrote: no text can open an element.
+        let tags: std::collections::BTreeSet<String> = page
+            .split('<')
+            .skip(1)
+            .map(|t| t.split([' ', '>']).next().unwrap_or_default().to_string())
+            .collect();
+        for tag in &tags {
+            let known = ["!DOCTYPE", "html", "/html", "head", "meta", "title", "/title", "style", "/style", "body",
+                "/body", "h1", "/h1", "h2", "/h2", "p", "/p", "section", "/section", "code", "/code", "table",
+                "/table", "tr", "/tr", "th", "/th", "td", "/td", "details", "/details", "summary", "/summary",
+                "pre", "/pre", "svg", "/svg", "text", "/text", "rect", "rect/", "a", "/a", "/head"];
+            proptest::prop_assert!(known.contains(&tag.as_str()), "unexpected tag {tag:?}");
+        }
+    }
+}
