@@ -15,6 +15,7 @@
 //! - [`prompt`]: `.prompt.yml` files (GitHub Models prompts and evaluation suites) and their templating.
 //! - [`evaluators`]: gh-models' string checks and LLM judges, the built-in judges, and gm's extensions.
 //! - [`run`]: running a suite concurrently through a client, with gh-models' results and gm's figures.
+//! - [`report`]: gh-models' human output, JUnit XML, Markdown, JSON Lines and a self-contained HTML page.
 //! - [`evaluators`]: the evaluators of a prompt file (gh-models string checks, LLM judges, built-in
 //!   judges, and our regex, JSON-schema and metric-threshold extensions) and how they score a response.
 //!
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod prices;
 pub mod prompt;
 mod registry;
+pub mod report;
 pub mod run;
 pub mod score_file;
 pub mod stats;
