@@ -195,9 +195,16 @@ fn bench_eval(args: &[String]) -> Result<()> {
     std::io::BufRead::read_line(&mut stderr, &mut first)?;
     // Keep draining the emulator's standard error: a closed pipe would end it at its next line.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr = first.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).context("emulator address")?.to_string();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .context("emulator address")?
+        .to_string();
     let result = (|| -> Result<()> {
-        let mut suite = String::from("name: bench\nmodel: gpt-4o-mini\nmessages:\n  - role: user\n    content: \"case {{i}}\"\ntestData:\n");
+        let mut suite = String::from(
+            "name: bench\nmodel: gpt-4o-mini\nmessages:\n  - role: user\n    content: \"case {{i}}\"\ntestData:\n",
+        );
         let mut csv = String::from("i\n");
         for i in 0..cases {
             suite.push_str(&format!("  - {{i: {i}}}\n"));
@@ -208,7 +215,15 @@ fn bench_eval(args: &[String]) -> Result<()> {
         let url = format!("http://{addr}/v1");
         let mut cmd = Command::new("/usr/bin/time");
         cmd.arg("-v").arg(&gm).arg("--data-dir").arg(dir.join("state"));
-        cmd.args(["--provider", "openai-compatible", "--base-url", &url, "--no-cache", "--limits", "15/1s,margin=10ms,concurrency=5"]);
+        cmd.args([
+            "--provider",
+            "openai-compatible",
+            "--base-url",
+            &url,
+            "--no-cache",
+            "--limits",
+            "15/1s,margin=10ms,concurrency=5",
+        ]);
         cmd.args(["eval", "--json", "--concurrency", "8"]).arg(dir.join("bench.prompt.yml"));
         let gm_run = timed(&mut cmd, &addr)?;
         let windows = cases.div_ceil(limit).saturating_sub(1) as f64;

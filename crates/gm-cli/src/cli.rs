@@ -230,6 +230,18 @@ pub struct EvalArgs {
     /// The judge model of the built-in evaluators (github/similarity, …) [default: openai/gpt-4o]
     #[arg(long, value_name = "MODEL")]
     pub judge_model: Option<String>,
+    /// Also write a JUnit XML report to FILE (for CI test views)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write a Markdown report to FILE (fit for a CI step summary, e.g. $GITHUB_STEP_SUMMARY)
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Also write one self-contained HTML page to FILE
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write one JSON line per test case to FILE, as each case finishes
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: Option<PathBuf>,
     /// Finish the last interrupted run of each file (same content, model and provider) instead of starting anew
     #[arg(long)]
     pub resume: bool,

@@ -149,6 +149,12 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         },
     );
     let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;
+    let jsonl = match &args.jsonl {
+        Some(p) => Some(std::sync::Mutex::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("could not create {}", p.display()))?,
+        ))),
+        None => None,
+    };
     let mut summaries = Vec::with_capacity(files.len());
     for (path, file) in args.files.iter().zip(&files) {
         let text = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
@@ -177,7 +183,12 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             None => (store.begin(&who)?, Default::default()),
         };
         let bar = progress_bar(file.test_data.len(), finished.len(), &file.name);
-        let sink = CliSink { store: store.sink(run_id), bar: bar.clone() };
+        let sink = CliSink {
+            store: store.sink(run_id),
+            bar: bar.clone(),
+            jsonl: jsonl.as_ref(),
+            file: path.display().to_string(),
+        };
         let outcome = tokio::select! {
             r = runner.run_with(file, Some(&sink), finished) => r,
             _ = tokio::signal::ctrl_c() => {
@@ -206,25 +217,55 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         };
         store.finish(run_id, &summary)?;
         if !args.json {
-            print_json(&summary)?; // HUMAN-REPORT-PENDING
+            gm_eval::report::human(&summary, &mut std::io::stdout().lock())?;
         }
         summaries.push(summary);
     }
     session.finish();
     if args.json {
-        match summaries.as_slice() {
-            [one] => print_json(one)?,
-            many => print_json(&many)?,
+        let mut out = std::io::stdout().lock();
+        gm_eval::report::json(&summaries, &mut out)?;
+        writeln!(out)?;
+    }
+    type Render = fn(&[gm_eval::run::EvaluationSummary], &mut dyn Write) -> std::io::Result<()>;
+    let reports: [(&Option<std::path::PathBuf>, Render); 3] = [
+        (&args.junit, |s, w| gm_eval::report::junit(s, w)),
+        (&args.markdown, |s, w| gm_eval::report::markdown(s, w)),
+        (&args.html, |s, w| gm_eval::report::html(s, w)),
+    ];
+    for (path, render) in reports {
+        if let Some(path) = path {
+            write_atomically(path, |w| render(&summaries, w))?;
         }
     }
     let all_passed = summaries.iter().all(|s| s.all_passed());
     Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::TESTS_FAILED) })
 }
 
-/// Where each finished test case goes: the run store, and the progress bar on a terminal.
+/// Writes a report next to `path` and renames it into place, so a failed write leaves no half file.
+fn write_atomically(path: &std::path::Path, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        render(&mut w)?;
+        w.flush()?;
+        w.get_ref().sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("could not write {}", path.display()));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("could not write {}", path.display()))
+}
+
+/// Where each finished test case goes: the run store, the `--jsonl` file, and the progress bar on a terminal.
 struct CliSink<'a> {
     store: gm_eval::store::RunSink<'a>,
     bar: Option<indicatif::ProgressBar>,
+    jsonl: Option<&'a std::sync::Mutex<std::io::BufWriter<std::fs::File>>>,
+    file: String,
 }
 
 impl gm_eval::run::CaseSink for CliSink<'_> {
@@ -235,6 +276,11 @@ impl gm_eval::run::CaseSink for CliSink<'_> {
         figures: &gm_eval::run::CaseFigures,
     ) -> Result<(), gm_eval::evaluators::BoxError> {
         self.store.record(index, result, figures)?;
+        if let Some(out) = self.jsonl {
+            let mut w = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            writeln!(w, "{}", gm_eval::report::jsonl_line(result, figures, &self.file, index))?;
+            w.flush()?;
+        }
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }

@@ -329,3 +329,39 @@ fn repeated_sampling_reports_pass_at_k_and_pass_hat_k() {
     // Each sample is its own request (and its own cache entry).
     assert_eq!(emu.stats().total, 12);
 }
+
+#[test]
+fn ci_reports_are_written_beside_the_run() {
+    let data = scratch("reports");
+    let file = data.join("reports.prompt.yml");
+    suite(3, &file);
+    let (junit, md, html, jsonl) = (data.join("r.xml"), data.join("r.md"), data.join("r.html"), data.join("r.jsonl"));
+    let out = gm(
+        &data,
+        &[
+            "eval",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+            "--jsonl",
+            jsonl.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(human.contains("Running evaluation: big") && human.contains("🎉 All tests passed!"), "{human}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite") && xml.contains("tests=\"3\""), "{xml}");
+    assert!(std::fs::read_to_string(&md).unwrap().contains("3/3 tests passed"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && !page.contains("https://"));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["passed"] == true));
+}

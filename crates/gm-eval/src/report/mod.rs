@@ -35,12 +35,14 @@
 //!         tokens_in: 0,
 //!         tokens_out: 0,
 //!         tokens_per_second: None,
+//!         cost_usd: None,
 //!         cache_hits: 0,
 //!         retries: 0,
 //!         rate_limited: 0,
 //!         requests: 0,
 //!         wall_ms: 0.0,
 //!         cases: vec![],
+//!         repeat: None,
 //!     },
 //! };
 //! let mut out = Vec::new();
@@ -153,7 +155,7 @@ pub(crate) fn fmt_tps(tps: Option<f64>) -> String {
 
 /// The figures of a run as label/value pairs, in the order every report shows them.
 pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
-    vec![
+    let mut rows = vec![
         ("Provider", figures.provider.clone()),
         ("Latency p50", fmt_opt_ms(figures.latency_p50_ms)),
         ("Latency p95", fmt_opt_ms(figures.latency_p95_ms)),
@@ -161,12 +163,21 @@ pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
         ("Tokens in", figures.tokens_in.to_string()),
         ("Tokens out", figures.tokens_out.to_string()),
         ("Tokens/s", fmt_tps(figures.tokens_per_second)),
+        ("Cost", figures.cost_usd.map_or_else(|| "n/a".to_string(), |c| format!("${c:.6}"))),
         ("Cache hits", figures.cache_hits.to_string()),
         ("Retries", figures.retries.to_string()),
         ("429s", figures.rate_limited.to_string()),
         ("Requests", figures.requests.to_string()),
         ("Wall time", fmt_ms(figures.wall_ms)),
-    ]
+    ];
+    if let Some(r) = &figures.repeat {
+        let join = |m: &std::collections::BTreeMap<u32, f64>| {
+            m.iter().map(|(k, v)| format!("k={k}: {v:.3}")).collect::<Vec<_>>().join(", ")
+        };
+        rows.push(("pass@k", join(&r.pass_at_k)));
+        rows.push(("pass^k", join(&r.pass_hat_k)));
+    }
+    rows
 }
 
 /// Totals over several files: (tests, passed, failed).

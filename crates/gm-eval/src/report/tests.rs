@@ -24,7 +24,7 @@ fn eval(name: &str, score: f64, passed: bool, details: Option<&str>) -> EvalResu
 }
 
 fn case(latency_ms: f64, cached: bool) -> CaseFigures {
-    CaseFigures { latency_ms, tokens_in: 12, tokens_out: 3, cached, judge_calls: 0 }
+    CaseFigures { latency_ms, tokens_in: 12, tokens_out: 3, cached, judge_calls: 0, samples: None }
 }
 
 fn suite(name: &str, results: Vec<TestResult>, cases: Vec<CaseFigures>) -> EvaluationSummary {
@@ -49,12 +49,14 @@ fn suite(name: &str, results: Vec<TestResult>, cases: Vec<CaseFigures>) -> Evalu
             tokens_in: 24,
             tokens_out: 6,
             tokens_per_second: Some(85.25),
+            cost_usd: None,
             cache_hits: 1,
             retries: 2,
             rate_limited: 1,
             requests: 3,
             wall_ms: 1234.0,
             cases,
+            repeat: None,
         },
     }
 }
@@ -378,7 +380,10 @@ fn markdown_has_a_headline_and_a_row_per_case() {
         md.contains("| 2 | ❌ | a: 3, b: 5, expected: 15 | **has the product** (0.00): Expected to contain: '15' |\n")
     );
     assert!(md.contains("| Provider | Latency p50 | Latency p95 |"), "{md}");
-    assert!(md.contains("| demo | 120 ms | 340 ms | 1.50 s | 24 | 6 | 85.2 | 1 | 2 | 1 | 3 | 1.23 s |\n"), "{md}");
+    assert!(
+        md.contains("| demo | 120 ms | 340 ms | 1.50 s | 24 | 6 | 85.2 | n/a | 1 | 2 | 1 | 3 | 1.23 s |\n"),
+        "{md}"
+    );
 }
 
 #[test]
