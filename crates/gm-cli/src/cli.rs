@@ -221,9 +221,9 @@ pub struct EvalArgs {
     /// Evaluate this model instead of each file's `model`
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
-    /// Test cases in flight at once [default: 4]
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    /// Test cases in flight at once [default: the concurrency cap of --limits, else 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
     /// How LLM judge replies are read: strict (the final verdict) or compat (gh-models' ordered substring match)
     #[arg(long, value_name = "MODE", default_value = "strict", value_parser = ["strict", "compat"])]
     pub judge_mode: String,

@@ -139,7 +139,12 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
     let runner = EvalRunner::new(
         session.client.clone(),
         RunOptions {
-            concurrency: usize::from(args.concurrency),
+            // More cases in flight than the quota lets run at once would only queue in the limiter.
+            concurrency: args
+                .concurrency
+                .map(usize::from)
+                .or_else(|| global.limits.as_ref().and_then(|l| l.concurrency).map(|c| c as usize))
+                .unwrap_or(4),
             model: args.model.clone(),
             eval,
             max_requests: args.max_requests,
