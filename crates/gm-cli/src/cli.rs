@@ -245,7 +245,7 @@ pub struct EvalArgs {
     /// Finish the last interrupted run of each file (same content, model and provider) instead of starting anew
     #[arg(long)]
     pub resume: bool,
-    /// A TOML price table ([models] "id" = { input = USD per 1M, output = USD per 1M }) added to the built-in one
+    /// A TOML price table of USD per million tokens, added to the built-in one (format: docs/eval.md)
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
     /// Sample each test case N times and report pass@k and pass^k (each sample is cached apart)

@@ -365,3 +365,12 @@ fn ci_reports_are_written_beside_the_run() {
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| l["passed"] == true));
 }
+
+#[test]
+fn the_readme_quickstart_suite_passes_on_the_demo_provider() {
+    let data = scratch("quickstart");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let out = gm(&data, &["eval", "--json", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(json(&out)["summary"]["passedTests"], 5);
+}
