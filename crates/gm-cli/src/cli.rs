@@ -118,9 +118,43 @@ gm score --list\n  cat pairs.jsonl | gm score --metrics chrf --corpus corpus.jso
     /// Inspect or empty the response cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The history of evaluation runs: list them, show one, compare two
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// See where each rate-limit key stands, or forget its counts
     #[command(subcommand)]
     Limits(LimitsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every run, newest first, each with its id
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's results (the cases recorded so far, for an unfinished run)
+    Show {
+        /// The run id (from `gm runs list`)
+        id: i64,
+        /// Print gh-models' JSON
+        #[arg(long)]
+        json: bool,
+        /// Also write the run as one self-contained HTML page to FILE
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Compare a baseline run A with a candidate run B: changed cases, and regressions only when significant
+    Compare {
+        /// The baseline run id
+        a: i64,
+        /// The candidate run id
+        b: i64,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

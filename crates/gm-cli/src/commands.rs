@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::{
     AuthCommand, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand, RunArgs,
+    RunsCommand,
 };
 use crate::context;
 use crate::exit::usage;
@@ -28,6 +29,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Score(args) => crate::score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
+        Command::Runs(RunsCommand::List { json }) => runs_list(&cli.global, json),
+        Command::Runs(RunsCommand::Show { id, json, html }) => runs_show(&cli.global, id, json, html.as_deref()),
+        Command::Runs(RunsCommand::Compare { a, b, json }) => runs_compare(&cli.global, a, b, json),
         Command::Limits(LimitsCommand::Status { json }) => limits_status(&cli.global, json),
         Command::Limits(LimitsCommand::Reset { key }) => limits_reset(&cli.global, key.as_deref()),
     }
@@ -307,6 +311,159 @@ fn progress_bar(total: usize, done: usize, name: &str) -> Option<indicatif::Prog
     bar.set_message(name.to_string());
     bar.set_position(done as u64);
     Some(bar)
+}
+
+fn open_runs(global: &Global) -> Result<gm_eval::store::RunStore> {
+    Ok(gm_eval::store::RunStore::open(&context::state_file(global)?)?)
+}
+
+fn runs_list(global: &Global, json: bool) -> Result<ExitCode> {
+    let rows = open_runs(global)?.list()?;
+    if json {
+        print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if rows.is_empty() {
+        writeln!(out, "No runs yet; `gm eval FILE` records one.")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:>5}  {:<10}  {:<8}  {:>5}  {:<24}  {:<12}  FILE",
+        "ID", "STATUS", "PROVIDER", "CASES", "MODEL", "STARTED"
+    )?;
+    for r in rows {
+        let status = if r.finished_at.is_some() { "finished" } else { "unfinished" };
+        let started = utc_minutes(r.started_at);
+        writeln!(
+            out,
+            "{:>5}  {:<10}  {:<8}  {:>5}  {:<24}  {:<12}  {}",
+            r.id, status, r.provider, r.cases, r.model, started, r.file
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC.
+fn utc_minutes(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), for a date without a time-zone library.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+}
+
+fn stored_summary(store: &gm_eval::store::RunStore, id: i64) -> Result<gm_eval::run::EvaluationSummary> {
+    if let Some(s) = store.summary(id)? {
+        return Ok(s);
+    }
+    let Some(row) = store.get(id)? else {
+        return Err(usage(format!("there is no run {id}; `gm runs list` shows the runs")));
+    };
+    // An unfinished run: what it recorded so far.
+    let cases = store.cases(id)?;
+    let (results, figures): (Vec<_>, Vec<_>) = cases.into_values().unzip();
+    let passed = results.iter().filter(|t: &&gm_eval::run::TestResult| t.passed()).count();
+    let total = results.len();
+    Ok(gm_eval::run::EvaluationSummary {
+        name: row.name,
+        description: format!("unfinished run {id}: {total} test cases recorded"),
+        model: row.model,
+        test_results: results,
+        summary: gm_eval::run::Summary {
+            total_tests: total,
+            passed_tests: passed,
+            failed_tests: total - passed,
+            pass_rate: if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 },
+        },
+        gm: gm_eval::run::RunFigures {
+            provider: row.provider,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            latency_p99_ms: None,
+            tokens_in: figures.iter().map(|f: &gm_eval::run::CaseFigures| f.tokens_in).sum(),
+            tokens_out: figures.iter().map(|f| f.tokens_out).sum(),
+            tokens_per_second: None,
+            cost_usd: None,
+            cache_hits: figures.iter().filter(|f| f.cached).count() as u64,
+            retries: 0,
+            rate_limited: 0,
+            requests: 0,
+            wall_ms: 0.0,
+            cases: figures,
+            repeat: None,
+        },
+    })
+}
+
+fn runs_show(global: &Global, id: i64, json: bool, html: Option<&std::path::Path>) -> Result<ExitCode> {
+    let store = open_runs(global)?;
+    let summary = stored_summary(&store, id)?;
+    if let Some(path) = html {
+        write_atomically(path, |w| gm_eval::report::html(std::slice::from_ref(&summary), w))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        gm_eval::report::json(std::slice::from_ref(&summary), &mut out)?;
+        writeln!(out)?;
+    } else {
+        gm_eval::report::human(&summary, &mut out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runs_compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode> {
+    let store = open_runs(global)?;
+    let cases = |id: i64| -> Result<gm_eval::run::Finished> {
+        if store.get(id)?.is_none() {
+            return Err(usage(format!("there is no run {id}; `gm runs list` shows the runs")));
+        }
+        Ok(store.cases(id)?)
+    };
+    let c = gm_eval::compare::compare(&cases(a)?, &cases(b)?)?;
+    if json {
+        print_json(&json!({"baseline": a, "candidate": b, "comparison": c}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Run {b} against baseline run {a}: {} shared test cases ({} only in {a}, {} only in {b})",
+        c.shared_cases, c.only_before, c.only_after
+    )?;
+    writeln!(out, "Pass rate:   {:.1}% -> {:.1}%", c.pass_rate_before * 100.0, c.pass_rate_after * 100.0)?;
+    writeln!(
+        out,
+        "Mean score:  {:.3} -> {:.3} (difference {:+.3}, 95% interval {:+.3} to {:+.3}, p = {:.3})",
+        c.mean_before, c.mean_after, c.difference, c.interval.0, c.interval.1, c.p_value
+    )?;
+    let verdict = match c.verdict {
+        gm_eval::compare::Verdict::Regression => "REGRESSION: the candidate is significantly worse",
+        gm_eval::compare::Verdict::Improvement => "improvement: the candidate is significantly better",
+        gm_eval::compare::Verdict::NoSignificantChange => "no significant change (differences within noise)",
+        gm_eval::compare::Verdict::NothingShared => "nothing to compare: the runs share no test case",
+    };
+    writeln!(out, "Verdict:     {verdict}")?;
+    for (title, list) in [("Now failing", &c.newly_failing), ("Now passing", &c.newly_passing)] {
+        if !list.is_empty() {
+            writeln!(out, "{title}:")?;
+            for ch in list.iter() {
+                let row = serde_json::Value::Object(ch.test_case.clone()).to_string();
+                let short: String = row.chars().take(80).collect();
+                writeln!(out, "  {short}  score {:.2} -> {:.2}  {}", ch.before, ch.after, ch.now_failing.join(", "))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {

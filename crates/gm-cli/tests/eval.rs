@@ -374,3 +374,36 @@ fn the_readme_quickstart_suite_passes_on_the_demo_provider() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(json(&out)["summary"]["passedTests"], 5);
 }
+
+#[test]
+fn runs_are_listed_shown_and_compared_and_only_a_real_regression_is_flagged() {
+    let data = scratch("runs");
+    let file = data.join("arith.prompt.yml");
+    let mut yaml = String::from("name: arith\nmodel: openai/gpt-4.1\nmessages:\n  - role: user\n    content: \"What is {{a}} + {{b}}?\"\ntestData:\n");
+    for i in 0..30 {
+        yaml.push_str(&format!("  - {{a: {i}, b: 7}}\n"));
+    }
+    yaml.push_str("evaluators:\n  - name: answers plainly\n    string: {startsWith: \"The answer\"}\n");
+    std::fs::write(&file, yaml).unwrap();
+    let f = file.to_str().unwrap();
+    // Run 1 and 2: the same model twice (run 2 from the cache); run 3: a model that answers wordily.
+    assert_eq!(gm(&data, &["eval", "--json", f], &[]).status.code(), Some(0));
+    assert_eq!(gm(&data, &["eval", "--json", f], &[]).status.code(), Some(0));
+    assert_eq!(gm(&data, &["eval", "--json", "--model", "openai/gpt-4.1-mini", f], &[]).status.code(), Some(1));
+
+    let v = json(&gm(&data, &["runs", "list", "--json"], &[]));
+    let ids: Vec<i64> = v.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![3, 2, 1]);
+    let shown = json(&gm(&data, &["runs", "show", "3", "--json"], &[]));
+    assert_eq!(shown["summary"]["failedTests"], 30);
+
+    let same = json(&gm(&data, &["runs", "compare", "1", "2", "--json"], &[]));
+    assert_eq!(same["comparison"]["verdict"], "no_significant_change");
+    let worse = json(&gm(&data, &["runs", "compare", "1", "3", "--json"], &[]));
+    assert_eq!(worse["comparison"]["verdict"], "regression");
+    assert_eq!(worse["comparison"]["newly_failing"].as_array().unwrap().len(), 30);
+    let text = gm(&data, &["runs", "compare", "1", "3"], &[]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("REGRESSION"));
+    let missing = gm(&data, &["runs", "show", "99"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+}

@@ -204,6 +204,21 @@ impl RunStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// One run's row, if it exists.
+    pub fn get(&self, run: i64) -> Result<Option<RunRow>, StoreError> {
+        Ok(self.list()?.into_iter().find(|r| r.id == run))
+    }
+
+    /// A finished run's summary, as it was printed.
+    pub fn summary(&self, run: i64) -> Result<Option<EvaluationSummary>, StoreError> {
+        let text: Option<Option<String>> =
+            self.conn().query_row("SELECT summary FROM runs WHERE id = ?1", params![run], |r| r.get(0)).optional()?;
+        Ok(match text.flatten() {
+            Some(t) => Some(serde_json::from_str(&t)?),
+            None => None,
+        })
+    }
+
     /// A sink that records each finished case of `run`.
     pub fn sink(&self, run: i64) -> RunSink<'_> {
         RunSink { store: self, run }
