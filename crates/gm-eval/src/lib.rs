@@ -38,6 +38,7 @@
 //! # Crate features
 //! - `sqlite`: [`store`], the run store in the SQLite state file (written as cases finish; resumable runs).
 
+pub mod bench;
 pub mod compare;
 mod error;
 pub mod evaluators;

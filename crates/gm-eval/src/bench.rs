@@ -1,0 +1,280 @@
+//! The models × tasks matrix: every model on every task through the eval runner, with latency, throughput,
+//! quality and cost-efficiency per cell, and a best model chosen by a stated rule.
+//!
+//! Each cell is an ordinary evaluation run ([`crate::run::EvalRunner`]), so it is concurrent, rate-limited,
+//! cached and recorded like `gm eval`. A cell's quality is the mean case score (the mean of its evaluator
+//! scores, clamped to [0, 1]) with a seeded 95% bootstrap interval.
+//!
+//! **The best-model rule:** the model with the highest mean quality over the tasks wins; when the runner-up's
+//! quality is not significantly different (a paired bootstrap over the cases both ran includes zero), the two
+//! are tied on quality and the lower average latency decides, and the report says the difference is not
+//! significant.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::prompt::PromptFile;
+use crate::run::{EvalRunner, EvaluationSummary, RunError, RunOptions, TestResult};
+use crate::stats::{bootstrap_mean, paired_bootstrap, BootstrapOptions};
+
+/// One model × task cell's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellMetrics {
+    /// Median latency of the model calls that were sent.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile.
+    pub latency_p95_ms: Option<f64>,
+    /// Completion tokens per second.
+    pub tokens_per_second: Option<f64>,
+    /// Mean case score in [0, 1].
+    pub quality: f64,
+    /// The 95% bootstrap interval of `quality`.
+    pub quality_ci95: [f64; 2],
+    /// Pass rate in [0, 1].
+    pub pass_rate: f64,
+    /// What the cell's model calls cost, when the price table knows the model.
+    pub cost_usd: Option<f64>,
+    /// `quality / cost_usd`, when there was a cost.
+    pub quality_per_dollar: Option<f64>,
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    /// The model.
+    pub model: String,
+    /// The task.
+    pub task: String,
+    /// Its figures.
+    pub metrics: CellMetrics,
+    /// The underlying evaluation, as `gm eval --json` prints it.
+    #[serde(skip)]
+    pub evaluation: EvaluationSummary,
+}
+
+/// The matrix's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchSummary {
+    /// The best model by the rule.
+    pub best_model: Option<String>,
+    /// The rule, in words.
+    pub best_model_rule: String,
+    /// Whether the best model's lead in quality over the runner-up is significant.
+    pub best_model_significant: Option<bool>,
+    /// Why the best model won, in words.
+    pub best_model_reason: String,
+    /// Mean model-call latency over every cell.
+    pub average_latency_ms: Option<f64>,
+    /// Mean quality per model over its tasks.
+    pub quality_by_model: BTreeMap<String, f64>,
+    /// Mean latency per model over its tasks.
+    pub latency_by_model: BTreeMap<String, f64>,
+}
+
+/// A whole benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The id of the run in the run store, once recorded.
+    pub run_id: Option<i64>,
+    /// The summary.
+    pub summary: BenchSummary,
+    /// Every model × task cell, models outer, tasks inner.
+    pub cells: Vec<Cell>,
+}
+
+/// The rule by which the best model is chosen.
+pub const BEST_MODEL_RULE: &str = "highest mean quality over the tasks; when the runner-up is not significantly \
+    different (paired bootstrap over shared cases, 95%), the lower average latency wins";
+
+fn case_score(t: &TestResult) -> f64 {
+    if t.evaluation_results.is_empty() {
+        return f64::from(u8::from(t.passed()));
+    }
+    t.evaluation_results.iter().map(|r| r.score.clamp(0.0, 1.0)).sum::<f64>() / t.evaluation_results.len() as f64
+}
+
+/// The figures of one evaluated cell.
+pub fn cell_metrics(e: &EvaluationSummary) -> CellMetrics {
+    let scores: Vec<f64> = e.test_results.iter().map(case_score).collect();
+    let est = bootstrap_mean(&scores, BootstrapOptions::default()).ok();
+    let quality = est.map_or(0.0, |e| e.mean);
+    let cost = e.gm.cost_usd;
+    CellMetrics {
+        latency_p50_ms: e.gm.latency_p50_ms,
+        latency_p95_ms: e.gm.latency_p95_ms,
+        tokens_per_second: e.gm.tokens_per_second,
+        quality,
+        quality_ci95: est.map_or([0.0, 0.0], |e| [e.low, e.high]),
+        pass_rate: e.summary.pass_rate / 100.0,
+        cost_usd: cost,
+        quality_per_dollar: cost.and_then(|c| gm_core::metrics::quality_per_dollar(quality, c)),
+    }
+}
+
+/// Runs every model on every task through `client` (its limiter and cache apply), each cell an evaluation run
+/// with `options` and the cell's model. `tasks` pairs a task name with the task as a prompt file.
+pub async fn run_matrix(
+    client: &gm_http::Client,
+    options: &RunOptions,
+    models: &[String],
+    tasks: &[(String, PromptFile)],
+) -> Result<BenchReport, RunError> {
+    let mut cells = Vec::with_capacity(models.len() * tasks.len());
+    for model in models {
+        let runner = EvalRunner::new(client.clone(), RunOptions { model: Some(model.clone()), ..options.clone() });
+        for (task, file) in tasks {
+            let evaluation = runner.run(file).await?;
+            cells.push(Cell {
+                model: model.clone(),
+                task: task.clone(),
+                metrics: cell_metrics(&evaluation),
+                evaluation,
+            });
+        }
+    }
+    Ok(report(cells))
+}
+
+/// Builds the report of evaluated cells: the summary and the best model by [`BEST_MODEL_RULE`].
+pub fn report(cells: Vec<Cell>) -> BenchReport {
+    let mut quality: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut latency: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for c in &cells {
+        quality.entry(c.model.clone()).or_default().push(c.metrics.quality);
+        if let Some(l) = c.metrics.latency_p50_ms {
+            latency.entry(c.model.clone()).or_default().push(l);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let quality_by_model: BTreeMap<String, f64> = quality.iter().map(|(m, v)| (m.clone(), mean(v))).collect();
+    let latency_by_model: BTreeMap<String, f64> = latency.iter().map(|(m, v)| (m.clone(), mean(v))).collect();
+    let all_latencies: Vec<f64> = cells.iter().filter_map(|c| c.metrics.latency_p50_ms).collect();
+    let average_latency_ms = (!all_latencies.is_empty()).then(|| mean(&all_latencies));
+
+    let mut ranked: Vec<(&String, f64)> = quality_by_model.iter().map(|(m, q)| (m, *q)).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let (best_model, significant, reason) = match ranked.as_slice() {
+        [] => (None, None, "no cells were run".to_string()),
+        [(only, q)] => (Some((*only).clone()), None, format!("the only model (quality {q:.3})")),
+        [(first, q1), (second, q2), ..] => {
+            let (a, b) = paired_scores(&cells, first, second);
+            let p = paired_bootstrap(&a, &b, BootstrapOptions { resamples: 2000, seed: 11 }).ok();
+            let significant = p.as_ref().is_some_and(|p| p.low > 0.0 || p.high < 0.0);
+            if significant {
+                (
+                    Some((*first).clone()),
+                    Some(true),
+                    format!("highest quality ({q1:.3} against {second}'s {q2:.3}), a significant difference"),
+                )
+            } else {
+                let l1 = latency_by_model.get(*first).copied().unwrap_or(f64::INFINITY);
+                let l2 = latency_by_model.get(*second).copied().unwrap_or(f64::INFINITY);
+                let winner = if l2 < l1 { *second } else { *first };
+                (
+                    Some(winner.clone()),
+                    Some(false),
+                    format!(
+                        "{first} ({q1:.3}) and {second} ({q2:.3}) are not significantly different in quality; \
+                         {winner} is faster ({:.0} ms against {:.0} ms)",
+                        l1.min(l2),
+                        l1.max(l2)
+                    ),
+                )
+            }
+        }
+    };
+    BenchReport {
+        run_id: None,
+        summary: BenchSummary {
+            best_model,
+            best_model_rule: BEST_MODEL_RULE.to_string(),
+            best_model_significant: significant,
+            best_model_reason: reason,
+            average_latency_ms,
+            quality_by_model,
+            latency_by_model,
+        },
+        cells,
+    }
+}
+
+/// Case scores of two models over the cases both ran (same task, same test row).
+fn paired_scores(cells: &[Cell], a: &str, b: &str) -> (Vec<f64>, Vec<f64>) {
+    let index = |model: &str| -> BTreeMap<(String, String), f64> {
+        cells
+            .iter()
+            .filter(|c| c.model == model)
+            .flat_map(|c| {
+                c.evaluation.test_results.iter().map(move |t| {
+                    ((c.task.clone(), serde_json::Value::Object(t.test_case.clone()).to_string()), case_score(t))
+                })
+            })
+            .collect()
+    };
+    let (ia, ib) = (index(a), index(b));
+    ia.iter().filter_map(|(k, s)| ib.get(k).map(|t| (*s, *t))).unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gm_core::ProviderKind;
+
+    fn arithmetic() -> PromptFile {
+        let mut yaml = String::from(
+            "name: arithmetic\nmessages:\n  - role: user\n    content: \"What is {{a}} * 3?\"\ntestData:\n",
+        );
+        for i in 1..=30 {
+            yaml.push_str(&format!("  - {{a: {i}, expected: \"The answer is {}.\"}}\n", i * 3));
+        }
+        yaml.push_str("evaluators:\n  - name: exact\n    string: {equals: \"{{expected}}\"}\n");
+        PromptFile::parse(&yaml, "arithmetic.prompt.yml").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_best_model_is_the_significantly_better_one() {
+        let client = gm_http::Client::builder()
+            .provider(ProviderKind::Demo)
+            .transport(std::sync::Arc::new(gm_http::DemoTransport::instant()))
+            .build()
+            .unwrap();
+        let models = vec!["openai/gpt-4.1-mini".to_string(), "openai/gpt-4.1".to_string()];
+        let r =
+            run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())]).await.unwrap();
+        assert_eq!(r.cells.len(), 2);
+        // The demo's small models answer wordily, so the exact check fails for every case.
+        assert_eq!(r.cells[0].metrics.quality, 0.0);
+        assert_eq!(r.cells[1].metrics.quality, 1.0);
+        assert_eq!(r.summary.best_model.as_deref(), Some("openai/gpt-4.1"));
+        assert_eq!(r.summary.best_model_significant, Some(true));
+        let json = serde_json::to_value(&r).unwrap();
+        for key in [
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "tokens_per_second",
+            "quality",
+            "quality_ci95",
+            "cost_usd",
+            "quality_per_dollar",
+        ] {
+            assert!(json["cells"][0]["metrics"].get(key).is_some(), "{key}");
+        }
+        assert!(json["summary"]["best_model_rule"].as_str().unwrap().contains("highest mean quality"));
+    }
+
+    #[tokio::test]
+    async fn a_tie_in_quality_is_decided_by_latency_and_said_to_be_not_significant() {
+        let client = gm_http::Client::builder()
+            .provider(ProviderKind::Demo)
+            .transport(std::sync::Arc::new(gm_http::DemoTransport::new()))
+            .build()
+            .unwrap();
+        // Both large models answer alike; the demo's simulated latency differs by model.
+        let models = vec!["openai/gpt-4.1".to_string(), "meta/llama-3.3-70b-instruct".to_string()];
+        let r =
+            run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())]).await.unwrap();
+        assert_eq!(r.summary.best_model_significant, Some(false), "{:?}", r.summary);
+        assert!(r.summary.best_model_reason.contains("not significantly different"));
+    }
+}
