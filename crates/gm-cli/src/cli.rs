@@ -109,6 +109,14 @@ Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed);
 3 the run did not complete (a provider failure, a spent quota, a budget reached; `--resume` continues it)."
     )]
     Eval(EvalArgs),
+    /// Compare models across tasks: every model x task cell with latency, throughput, quality and cost
+    #[command(
+        after_help = "Examples:\n  gm bench --models openai/gpt-4.1,openai/gpt-4.1-mini --tasks qa.prompt.yml,summaries.prompt.yml\n  \
+gm bench --models a,b --tasks suite.prompt.yml --limit-items 20 --json\n\n\
+The best model is the one with the highest mean quality over the tasks; when the runner-up is not significantly \
+different (paired bootstrap, 95%), the faster one wins, and the report says so."
+    )]
+    Bench(BenchArgs),
     /// Score predictions against references offline (BLEU, chrF, ROUGE, SQuAD EM/F1, …), JSON Lines in and out
     #[command(
         after_help = "Examples:\n  gm score --input pairs.jsonl --metrics bleu,rougeL,squad_f1 --output scored.jsonl\n  \
@@ -291,6 +299,25 @@ pub struct EvalArgs {
     /// Stop cleanly (resumable) once this many tokens were used, input and output
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The models, comma-separated
+    #[arg(long, value_delimiter = ',', value_name = "MODELS", required = true)]
+    pub models: Vec<String>,
+    /// The tasks, comma-separated: .prompt.yml files
+    #[arg(long, value_delimiter = ',', value_name = "TASKS", required = true)]
+    pub tasks: Vec<String>,
+    /// Run only the first N items of each task
+    #[arg(long, value_name = "N")]
+    pub limit_items: Option<usize>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Test cases in flight at once [default: 4]
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]

@@ -11,8 +11,8 @@ use gm_http::Client;
 use serde_json::{json, Map, Value};
 
 use crate::cli::{
-    AuthCommand, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand, RunArgs,
-    RunsCommand,
+    AuthCommand, BenchArgs, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand,
+    RunArgs, RunsCommand,
 };
 use crate::context;
 use crate::exit::usage;
@@ -26,6 +26,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
         Command::Emulate(args) => emulate(args).await,
         Command::Eval(args) => eval(&cli.global, args).await,
+        Command::Bench(args) => bench(&cli.global, args).await,
         Command::Score(args) => crate::score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
@@ -313,6 +314,71 @@ fn progress_bar(total: usize, done: usize, name: &str) -> Option<indicatif::Prog
     Some(bar)
 }
 
+async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
+    let mut tasks = Vec::with_capacity(args.tasks.len());
+    for t in &args.tasks {
+        let path = std::path::Path::new(t);
+        if !path.exists() {
+            return Err(usage(format!("task `{t}` is not a file; give .prompt.yml files")));
+        }
+        let mut file = PromptFile::load(path)?;
+        gm_eval::evaluators::EvaluatorSpec::parse_all(&file.evaluators)
+            .with_context(|| format!("{}: an evaluator is malformed", path.display()))?;
+        if let Some(n) = args.limit_items {
+            file.test_data.truncate(n);
+        }
+        let name = if file.name.is_empty() { t.clone() } else { file.name.clone() };
+        tasks.push((name, file));
+    }
+    let session = context::session(global, true)?;
+    let store = open_runs(global)?;
+    let who = gm_eval::store::RunIdentity {
+        kind: "bench".into(),
+        name: format!("{} models x {} tasks", args.models.len(), tasks.len()),
+        file: args.tasks.join(","),
+        digest: String::new(),
+        model: args.models.join(","),
+        provider: session.client.provider().to_string(),
+        base_url: session.client.base_url().to_string(),
+    };
+    let run_id = store.begin(&who)?;
+    let options = gm_eval::run::RunOptions { concurrency: args.concurrency.max(1), ..Default::default() };
+    let mut report = gm_eval::bench::run_matrix(&session.client, &options, &args.models, &tasks).await?;
+    report.run_id = Some(run_id);
+    store.finish_with(run_id, &report)?;
+    session.finish();
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<32}  {:<24}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}",
+        "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "TOKENS/S", "COST"
+    )?;
+    for c in &report.cells {
+        let m = &c.metrics;
+        writeln!(
+            out,
+            "{:<32}  {:<24}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}",
+            c.model,
+            c.task,
+            m.quality,
+            format!("[{:.2}, {:.2}]", m.quality_ci95[0], m.quality_ci95[1]),
+            m.latency_p50_ms.map_or("-".into(), |l| format!("{l:.0} ms")),
+            m.tokens_per_second.map_or("-".into(), |t| format!("{t:.0}")),
+            m.cost_usd.map_or("-".into(), |c| format!("${c:.5}")),
+        )?;
+    }
+    let s = &report.summary;
+    writeln!(out)?;
+    writeln!(out, "Best model: {} ({})", s.best_model.as_deref().unwrap_or("-"), s.best_model_reason)?;
+    writeln!(out, "Rule: {}", s.best_model_rule)?;
+    writeln!(out, "Run {run_id}; `gm runs show {run_id}` shows it again")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn open_runs(global: &Global) -> Result<gm_eval::store::RunStore> {
     Ok(gm_eval::store::RunStore::open(&context::state_file(global)?)?)
 }
@@ -407,6 +473,13 @@ fn stored_summary(store: &gm_eval::store::RunStore, id: i64) -> Result<gm_eval::
 
 fn runs_show(global: &Global, id: i64, json: bool, html: Option<&std::path::Path>) -> Result<ExitCode> {
     let store = open_runs(global)?;
+    if store.get(id)?.is_some_and(|r| r.kind == "bench") {
+        match store.summary_json(id)? {
+            Some(report) => print_json(&report)?,
+            None => eprintln!("bench run {id} did not finish"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let summary = stored_summary(&store, id)?;
     if let Some(path) = html {
         write_atomically(path, |w| gm_eval::report::html(std::slice::from_ref(&summary), w))?;

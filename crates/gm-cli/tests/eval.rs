@@ -407,3 +407,37 @@ fn runs_are_listed_shown_and_compared_and_only_a_real_regression_is_flagged() {
     let missing = gm(&data, &["runs", "show", "99"], &[]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn gm_bench_runs_the_matrix_with_the_documented_json() {
+    let data = scratch("bench");
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite_file = data.join("cases.prompt.yml");
+    suite(6, &suite_file);
+    let tasks = format!("{},{}", quickstart.display(), suite_file.display());
+    let out = gm(&data, &["bench", "--json", "--models", "openai/gpt-4.1,openai/gpt-4.1-mini", "--tasks", &tasks], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert!(v["run_id"].is_i64());
+    for key in ["best_model", "best_model_rule", "average_latency_ms"] {
+        assert!(v["summary"].get(key).is_some(), "{key}");
+    }
+    let cells = v["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    for c in cells {
+        for key in [
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "tokens_per_second",
+            "quality",
+            "quality_ci95",
+            "cost_usd",
+            "quality_per_dollar",
+        ] {
+            assert!(c["metrics"].get(key).is_some(), "{key}: {c}");
+        }
+    }
+    assert_eq!(v["summary"]["best_model"], "openai/gpt-4.1");
+    let shown = json(&gm(&data, &["runs", "show", &v["run_id"].to_string(), "--json"], &[]));
+    assert_eq!(shown["cells"].as_array().unwrap().len(), 4);
+}

@@ -171,13 +171,28 @@ impl RunStore {
         Ok(())
     }
 
-    /// Marks a run finished with its summary.
-    pub fn finish(&self, run: i64, summary: &EvaluationSummary) -> Result<(), StoreError> {
+    /// Marks a run finished with any JSON-serializable summary (a `gm bench` report, say).
+    pub fn finish_with<T: serde::Serialize>(&self, run: i64, summary: &T) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
             params![run, unix_now(), serde_json::to_string(summary)?],
         )?;
         Ok(())
+    }
+
+    /// A finished run's stored summary as JSON, whatever its kind.
+    pub fn summary_json(&self, run: i64) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<Option<String>> =
+            self.conn().query_row("SELECT summary FROM runs WHERE id = ?1", params![run], |r| r.get(0)).optional()?;
+        Ok(match text.flatten() {
+            Some(t) => Some(serde_json::from_str(&t)?),
+            None => None,
+        })
+    }
+
+    /// Marks a run finished with its summary.
+    pub fn finish(&self, run: i64, summary: &EvaluationSummary) -> Result<(), StoreError> {
+        self.finish_with(run, summary)
     }
 
     /// Every run, newest first.
