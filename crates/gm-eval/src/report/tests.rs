@@ -603,7 +603,7 @@ proptest::proptest! {
         let (_, texts) = parse_xml(&xml);
         let visible: String = text
             .chars()
-            .map(|c| if c.is_control() && !matches!(c, '\t' | '\n' | '\r') { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() })
+            .map(|c| if super::is_unsafe_control(c) { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() })
             .collect();
         proptest::prop_assert_eq!(&texts[1], &visible);
     }
