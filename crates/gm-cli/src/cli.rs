@@ -152,6 +152,9 @@ pub enum RunsCommand {
         /// Also write the run as one self-contained HTML page to FILE
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// For a bench run: compare with this earlier bench run in the HTML page
+        #[arg(long, value_name = "ID")]
+        baseline: Option<i64>,
     },
     /// Compare a baseline run A with a candidate run B: changed cases, and regressions only when significant
     Compare {
@@ -318,6 +321,12 @@ pub struct BenchArgs {
     /// Test cases in flight at once [default: 4]
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
+    /// Also write the report as one self-contained HTML page with charts to FILE
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Compare with an earlier bench run in the HTML page (regressions only when significant)
+    #[arg(long, value_name = "ID")]
+    pub baseline: Option<i64>,
 }
 
 #[derive(Debug, Args)]

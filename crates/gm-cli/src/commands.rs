@@ -31,7 +31,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
         Command::Runs(RunsCommand::List { json }) => runs_list(&cli.global, json),
-        Command::Runs(RunsCommand::Show { id, json, html }) => runs_show(&cli.global, id, json, html.as_deref()),
+        Command::Runs(RunsCommand::Show { id, json, html, baseline }) => {
+            runs_show(&cli.global, id, json, html.as_deref(), baseline)
+        }
         Command::Runs(RunsCommand::Compare { a, b, json }) => runs_compare(&cli.global, a, b, json),
         Command::Limits(LimitsCommand::Status { json }) => limits_status(&cli.global, json),
         Command::Limits(LimitsCommand::Reset { key }) => limits_reset(&cli.global, key.as_deref()),
@@ -345,8 +347,19 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     let options = gm_eval::run::RunOptions { concurrency: args.concurrency.max(1), ..Default::default() };
     let mut report = gm_eval::bench::run_matrix(&session.client, &options, &args.models, &tasks).await?;
     report.run_id = Some(run_id);
-    store.finish_with(run_id, &report)?;
+    let stored = StoredBench {
+        report: serde_json::to_value(&report)?,
+        evaluations: report.cells.iter().map(|c| c.evaluation.clone()).collect(),
+    };
+    store.finish_with(run_id, &stored)?;
     session.finish();
+    if let Some(path) = &args.html {
+        let baseline = match args.baseline {
+            Some(b) => bench_comparisons(&load_bench(&store, b)?, &stored)?,
+            None => Vec::new(),
+        };
+        write_atomically(path, |w| gm_eval::report::bench_html(&report, &baseline, w))?;
+    }
     if args.json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
@@ -377,6 +390,41 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     writeln!(out, "Rule: {}", s.best_model_rule)?;
     writeln!(out, "Run {run_id}; `gm runs show {run_id}` shows it again")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A bench run as the run store keeps it: the report and each cell's evaluation (for comparisons).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredBench {
+    report: serde_json::Value,
+    evaluations: Vec<gm_eval::run::EvaluationSummary>,
+}
+
+fn load_bench(store: &gm_eval::store::RunStore, id: i64) -> Result<StoredBench> {
+    match store.get(id)? {
+        Some(r) if r.kind == "bench" => {}
+        Some(_) => return Err(usage(format!("run {id} is not a bench run; `gm runs list` shows the kinds"))),
+        None => return Err(usage(format!("there is no run {id}; `gm runs list` shows the runs"))),
+    }
+    let json = store.summary_json(id)?.ok_or_else(|| usage(format!("bench run {id} did not finish")))?;
+    Ok(serde_json::from_value(json)?)
+}
+
+fn finished_of(e: &gm_eval::run::EvaluationSummary) -> gm_eval::run::Finished {
+    e.test_results.iter().cloned().zip(e.gm.cases.iter().cloned()).enumerate().map(|(i, tf)| (i + 1, tf)).collect()
+}
+
+/// Each (task, model) cell of `after` compared with the same cell of `before`.
+fn bench_comparisons(
+    before: &StoredBench,
+    after: &StoredBench,
+) -> Result<Vec<(String, String, gm_eval::compare::Comparison)>> {
+    let mut out = Vec::new();
+    for a in &after.evaluations {
+        if let Some(b) = before.evaluations.iter().find(|b| b.name == a.name && b.model == a.model) {
+            out.push((a.name.clone(), a.model.clone(), gm_eval::compare::compare(&finished_of(b), &finished_of(a))?));
+        }
+    }
+    Ok(out)
 }
 
 fn open_runs(global: &Global) -> Result<gm_eval::store::RunStore> {
@@ -471,13 +519,36 @@ fn stored_summary(store: &gm_eval::store::RunStore, id: i64) -> Result<gm_eval::
     })
 }
 
-fn runs_show(global: &Global, id: i64, json: bool, html: Option<&std::path::Path>) -> Result<ExitCode> {
+fn runs_show(
+    global: &Global,
+    id: i64,
+    json: bool,
+    html: Option<&std::path::Path>,
+    baseline: Option<i64>,
+) -> Result<ExitCode> {
     let store = open_runs(global)?;
     if store.get(id)?.is_some_and(|r| r.kind == "bench") {
-        match store.summary_json(id)? {
-            Some(report) => print_json(&report)?,
-            None => eprintln!("bench run {id} did not finish"),
+        let bench = load_bench(&store, id)?;
+        if let Some(path) = html {
+            let comparisons = match baseline {
+                Some(b) => bench_comparisons(&load_bench(&store, b)?, &bench)?,
+                None => Vec::new(),
+            };
+            let cells = bench
+                .evaluations
+                .iter()
+                .map(|e| gm_eval::bench::Cell {
+                    model: e.model.clone(),
+                    task: e.name.clone(),
+                    metrics: gm_eval::bench::cell_metrics(e),
+                    evaluation: e.clone(),
+                })
+                .collect();
+            let mut report = gm_eval::bench::report(cells);
+            report.run_id = Some(id);
+            write_atomically(path, |w| gm_eval::report::bench_html(&report, &comparisons, w))?;
         }
+        print_json(&bench.report)?;
         return Ok(ExitCode::SUCCESS);
     }
     let summary = stored_summary(&store, id)?;

@@ -357,7 +357,10 @@ impl EvalRunner {
                 .prices
                 .as_ref()
                 .and_then(|t| t.price_for(&model))
-                .map(|p| cases.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum()),
+                // `+ 0.0` turns the -0.0 of an empty float sum into 0.0.
+                .map(|p| {
+                    cases.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum::<f64>() + 0.0
+                }),
             cache_hits: cases.iter().filter(|c| c.cached).count() as u64,
             retries: after.retries - before.retries,
             rate_limited: after.rate_limited - before.rate_limited,

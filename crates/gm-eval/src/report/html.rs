@@ -188,7 +188,7 @@ fn row_text(row: &serde_json::Map<String, serde_json::Value>) -> String {
 }
 
 /// Escapes text for HTML element content and double- or single-quoted attributes.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

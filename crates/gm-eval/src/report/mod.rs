@@ -52,6 +52,7 @@
 //! assert!(text.contains("🎉 All tests passed!"));
 //! ```
 
+mod bench_html;
 mod html;
 mod human;
 mod json;
@@ -61,6 +62,7 @@ mod markdown;
 #[cfg(test)]
 mod tests;
 
+pub use bench_html::bench_html;
 pub use html::html;
 pub use human::human;
 pub use json::json;

@@ -1,0 +1,266 @@
+//! The `gm bench` page: one self-contained HTML file with inline SVG charts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use super::html::esc;
+use crate::bench::BenchReport;
+use crate::compare::{Comparison, Verdict};
+
+const STYLE: &str = "\
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1f2328}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.5rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.75rem 0}
+th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.best{font-weight:600}.bad{color:#cf222e;font-weight:600}.good{color:#1a7f37;font-weight:600}
+svg text{font-size:11px;fill:#1f2328}
+";
+
+const PALETTE: [&str; 8] = ["#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#1b7c83", "#57606a"];
+
+/// Writes a benchmark as one self-contained page: the best model and its reason, a model × task heat map of
+/// quality, latency per model (each cell's p50 and p95), quality against cost, and, given comparisons with a
+/// baseline run (`(task, model, comparison)`), the regressions. No scripts; nothing is loaded.
+pub fn bench_html<W: Write + ?Sized>(
+    report: &BenchReport,
+    baseline: &[(String, String, Comparison)],
+    out: &mut W,
+) -> io::Result<()> {
+    let models: Vec<&str> = dedup(report.cells.iter().map(|c| c.model.as_str()));
+    let tasks: Vec<&str> = dedup(report.cells.iter().map(|c| c.task.as_str()));
+    let s = &report.summary;
+    let mut page = String::new();
+    page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>gm bench</title>\n");
+    let _ = writeln!(
+        page,
+        "<style>\n{STYLE}</style></head><body>\n<h1>gm bench: {} models × {} tasks</h1>",
+        models.len(),
+        tasks.len()
+    );
+    let _ = writeln!(
+        page,
+        "<p class=\"best\">Best model: {}</p><p>{}</p><p><small>Rule: {}</small></p>",
+        esc(s.best_model.as_deref().unwrap_or("-")),
+        esc(&s.best_model_reason),
+        esc(&s.best_model_rule)
+    );
+
+    // Heat map of quality.
+    page.push_str("<h2>Quality by model and task</h2>\n");
+    let (cw, ch, left, top) = (120.0, 28.0, 230.0, 24.0);
+    let width = left + cw * tasks.len() as f64 + 10.0;
+    let height = top + ch * models.len() as f64 + 10.0;
+    let _ = writeln!(page, r#"<svg width="{width}" height="{height}" role="img" aria-label="quality heat map">"#);
+    for (j, t) in tasks.iter().enumerate() {
+        let _ = writeln!(
+            page,
+            r#"<text x="{}" y="16" text-anchor="middle">{}</text>"#,
+            left + cw * (j as f64 + 0.5),
+            esc(t)
+        );
+    }
+    for (i, m) in models.iter().enumerate() {
+        let y = top + ch * i as f64;
+        let _ = writeln!(page, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, y + ch * 0.65, esc(m));
+        for (j, t) in tasks.iter().enumerate() {
+            let q = report.cells.iter().find(|c| c.model == *m && c.task == *t).map(|c| c.metrics.quality);
+            let x = left + cw * j as f64;
+            let fill = q.map_or("#eaeef2".to_string(), heat);
+            let _ = writeln!(
+                page,
+                r##"<rect x="{x}" y="{y}" width="{}" height="{}" fill="{fill}" stroke="#ffffff"/>"##,
+                cw - 2.0,
+                ch - 2.0
+            );
+            let label = q.map_or("-".to_string(), |q| format!("{q:.2}"));
+            let _ = writeln!(
+                page,
+                r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#,
+                x + cw / 2.0,
+                y + ch * 0.65
+            );
+        }
+    }
+    page.push_str("</svg>\n");
+
+    // Latency per model: p50 as a bar, p95 as a tick, one row per cell.
+    page.push_str("<h2>Latency per model</h2>\n");
+    let rows: Vec<(String, f64, f64, usize)> = report
+        .cells
+        .iter()
+        .map(|c| {
+            let mi = models.iter().position(|m| *m == c.model).unwrap_or(0);
+            (
+                format!("{} · {}", c.model, c.task),
+                c.metrics.latency_p50_ms.unwrap_or(0.0),
+                c.metrics.latency_p95_ms.unwrap_or(0.0),
+                mi,
+            )
+        })
+        .collect();
+    let max = rows.iter().map(|r| r.2.max(r.1)).fold(1.0f64, f64::max);
+    let (bw, rh, left) = (420.0, 20.0, 330.0);
+    let _ = writeln!(
+        page,
+        r#"<svg width="{}" height="{}" role="img" aria-label="latency per model">"#,
+        left + bw + 90.0,
+        rh * rows.len() as f64 + 10.0
+    );
+    for (i, (label, p50, p95, mi)) in rows.iter().enumerate() {
+        let y = rh * i as f64 + 4.0;
+        let color = PALETTE[mi % PALETTE.len()];
+        let _ = writeln!(page, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, y + 12.0, esc(label));
+        let _ =
+            writeln!(page, r#"<rect x="{left}" y="{y}" width="{:.1}" height="14" fill="{color}"/>"#, bw * p50 / max);
+        let _ = writeln!(
+            page,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{y}" y2="{}" stroke="#1f2328" stroke-width="2"/>"##,
+            y + 14.0,
+            x = left + bw * p95 / max
+        );
+        let _ = writeln!(
+            page,
+            r#"<text x="{:.1}" y="{}">{p50:.0} / {p95:.0} ms</text>"#,
+            left + bw * p95.max(*p50) / max + 6.0,
+            y + 12.0
+        );
+    }
+    page.push_str("</svg>\n<p><small>Bars: median latency; ticks: 95th percentile.</small></p>\n");
+
+    // Quality against cost.
+    page.push_str("<h2>Quality against cost</h2>\n");
+    let priced: Vec<(&str, &str, f64, f64, usize)> = report
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let mi = models.iter().position(|m| *m == c.model).unwrap_or(0);
+            c.metrics.cost_usd.map(|cost| (c.model.as_str(), c.task.as_str(), cost, c.metrics.quality, mi))
+        })
+        .collect();
+    if priced.is_empty() {
+        page.push_str("<p>No cell has a price (the price table does not know these models).</p>\n");
+    } else {
+        let max_cost = priced.iter().map(|p| p.2).fold(f64::MIN_POSITIVE, f64::max);
+        let (w, h, pad) = (520.0, 300.0, 50.0);
+        let _ = writeln!(
+            page,
+            r#"<svg width="{}" height="{}" role="img" aria-label="quality against cost">"#,
+            w + pad + 240.0,
+            h + pad
+        );
+        let _ = writeln!(
+            page,
+            r##"<line x1="{pad}" y1="{h}" x2="{}" y2="{h}" stroke="#57606a"/><line x1="{pad}" y1="10" x2="{pad}" y2="{h}" stroke="#57606a"/>"##,
+            pad + w
+        );
+        let _ = writeln!(
+            page,
+            r#"<text x="{}" y="{}" text-anchor="middle">cost (USD, up to {max_cost:.5})</text>"#,
+            pad + w / 2.0,
+            h + 30.0
+        );
+        let _ = writeln!(
+            page,
+            r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">quality</text>"#,
+            h / 2.0,
+            h / 2.0
+        );
+        for (model, task, cost, q, mi) in &priced {
+            let x = pad + w * cost / max_cost;
+            let y = h - (h - 10.0) * q;
+            let color = PALETTE[mi % PALETTE.len()];
+            let _ = writeln!(
+                page,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{color}"><title>{} · {}: quality {q:.3}, ${cost:.5}</title></circle>"#,
+                esc(model),
+                esc(task)
+            );
+        }
+        for (i, m) in models.iter().enumerate() {
+            let y = 20.0 + 16.0 * i as f64;
+            let _ = writeln!(
+                page,
+                r#"<circle cx="{}" cy="{}" r="5" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+                pad + w + 20.0,
+                y - 4.0,
+                PALETTE[i % PALETTE.len()],
+                pad + w + 30.0,
+                y,
+                esc(m)
+            );
+        }
+        page.push_str("</svg>\n");
+    }
+
+    // Regressions against a baseline.
+    page.push_str("<h2>Against the baseline</h2>\n");
+    if baseline.is_empty() {
+        page.push_str("<p>No baseline run was given (<code>gm runs show ID --html FILE --baseline ID</code>).</p>\n");
+    } else {
+        page.push_str("<table><tr><th>Model</th><th>Task</th><th>Mean before</th><th>Mean after</th><th>Difference (95%)</th><th>Verdict</th></tr>\n");
+        for (task, model, c) in baseline {
+            let (class, verdict) = match c.verdict {
+                Verdict::Regression => ("bad", "regression"),
+                Verdict::Improvement => ("good", "improvement"),
+                Verdict::NoSignificantChange => ("", "no significant change"),
+                Verdict::NothingShared => ("", "nothing shared"),
+            };
+            let _ = writeln!(
+                page,
+                r#"<tr><td>{}</td><td>{}</td><td class="num">{:.3}</td><td class="num">{:.3}</td><td class="num">{:+.3} [{:+.3}, {:+.3}]</td><td class="{class}">{verdict}</td></tr>"#,
+                esc(model),
+                esc(task),
+                c.mean_before,
+                c.mean_after,
+                c.difference,
+                c.interval.0,
+                c.interval.1
+            );
+        }
+        page.push_str("</table>\n");
+    }
+
+    // The cells.
+    page.push_str("<h2>Every cell</h2>\n<table><tr><th>Model</th><th>Task</th><th>Quality</th><th>95% interval</th><th>Pass rate</th><th>p50</th><th>p95</th><th>Tokens/s</th><th>Cost</th><th>Quality per $</th></tr>\n");
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
+    for c in &report.cells {
+        let m = &c.metrics;
+        let _ = writeln!(
+            page,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.3}</td><td class="num">[{:.2}, {:.2}]</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            esc(&c.model),
+            esc(&c.task),
+            m.quality,
+            m.quality_ci95[0],
+            m.quality_ci95[1],
+            m.pass_rate * 100.0,
+            opt(m.latency_p50_ms, &|v| format!("{v:.0} ms")),
+            opt(m.latency_p95_ms, &|v| format!("{v:.0} ms")),
+            opt(m.tokens_per_second, &|v| format!("{v:.0}")),
+            opt(m.cost_usd, &|v| format!("${v:.5}")),
+            opt(m.quality_per_dollar, &|v| format!("{v:.0}")),
+        );
+    }
+    page.push_str("</table>\n</body></html>\n");
+    out.write_all(page.as_bytes())
+}
+
+fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for i in items {
+        if seen.insert(i, ()).is_none() {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// A colour from red (0) through yellow to green (1).
+fn heat(q: f64) -> String {
+    let q = q.clamp(0.0, 1.0);
+    let (r, g) = if q < 0.5 { (230.0, 90.0 + 300.0 * q) } else { (230.0 - 340.0 * (q - 0.5), 240.0) };
+    format!("rgb({:.0},{:.0},110)", r.clamp(0.0, 255.0), g.clamp(0.0, 255.0))
+}
