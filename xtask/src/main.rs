@@ -18,6 +18,8 @@ commands:
   bench   run the criterion benchmarks (pass a bench name to run one)
   tidy    check the crate layering of STYLE.md from `cargo metadata`
   deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing)
+  check-html
+          renders a gm bench page in headless Chromium (apt-get install chromium) and fails on a blank page
   bench-eval [--cases N] [--promptfoo DIR]
           a gm eval suite of N cases (default 1000) against the emulator enforcing 15 per second, 5 at once:
           wall time against the quota bound, 429s, CPU and peak memory; beside promptfoo when DIR holds
@@ -50,6 +52,7 @@ fn run() -> Result<()> {
         Some("tidy") => tidy(),
         Some("deny") => deny(),
         Some("bench-eval") => bench_eval(&args[1..]),
+        Some("check-html") => check_html(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -101,6 +104,11 @@ fn ci() -> Result<()> {
     lint()?;
     test()?;
     doc()?;
+    if chromium().is_some() {
+        check_html()?;
+    } else {
+        eprintln!("xtask: chromium is not installed; skipping check-html (apt-get install chromium)");
+    }
     cargo(&["bench", "--workspace", "--no-run"])?;
     deny()?;
     eprintln!("xtask: ci passed");
@@ -117,6 +125,69 @@ fn deny() -> Result<()> {
     }
     // Advisories need the RustSec database from the network; licences, bans and sources are checked offline.
     cargo(&["deny", "check", "licenses", "bans", "sources"])
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
+        std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+    })
+}
+
+/// Builds a bench page on the demo provider, renders it in headless Chromium, and fails when the page is blank
+/// (no rendered charts or text) or the screenshot is empty.
+fn check_html() -> Result<()> {
+    let chrome = chromium().context("chromium is not installed; apt-get install chromium")?;
+    cargo(&["build", "-p", "gm-cli"])?;
+    let root = workspace_root();
+    let dir = root.join("target/check-html");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let page = dir.join("bench.html");
+    let status = Command::new(root.join("target/debug/gm"))
+        .arg("--data-dir")
+        .arg(dir.join("state"))
+        .args(["--provider", "demo", "bench", "--models", "openai/gpt-4.1,openai/gpt-4.1-mini", "--tasks"])
+        .arg(root.join("docs/examples/quickstart.prompt.yml"))
+        .arg("--html")
+        .arg(&page)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("gm bench failed ({status})");
+    }
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let profile = format!("--user-data-dir={}", dir.join("profile").display());
+    let url = format!("file://{}", page.display());
+    let dom = Command::new(&chrome).args(flags).arg(&profile).args(["--dump-dom", &url]).output()?;
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for needle in ["<svg", "Best model", "Quality by model and task", "<rect", "<circle"] {
+        if !dom.contains(needle) {
+            bail!("the rendered bench page has no `{needle}`: it renders blank or broken ({})", page.display());
+        }
+    }
+    let shot = dir.join("bench.png");
+    let _ = Command::new(&chrome)
+        .args(flags)
+        .arg(&profile)
+        .args(["--window-size=1200,1400", &format!("--screenshot={}", shot.display()), &url])
+        .output()?;
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    // A blank 1200x1400 PNG compresses to a few kilobytes; charts and text make it far larger.
+    if size < 20_000 {
+        bail!("the screenshot of the bench page is {size} bytes: the page renders blank ({})", shot.display());
+    }
+    eprintln!("xtask: check-html: the bench page renders ({size}-byte screenshot at {})", shot.display());
+    Ok(())
 }
 
 /// What `/usr/bin/time -v` and the emulator say about one run.
