@@ -37,7 +37,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::evaluators::{EvaluatorError, EvaluatorKind, EvaluatorSpec, ReferenceSource};
+use crate::evaluators::{EvaluatorError, EvaluatorKind, EvaluatorSpec, ReferenceSource, StringCheck};
 use crate::prompt::{format_value, ModelParameters, PromptFile, PromptMessage};
 
 /// The file that defines a task, inside its folder.
@@ -360,8 +360,9 @@ impl Task {
         let specs = EvaluatorSpec::parse_all(&evaluators)
             .map_err(|source| TaskError::Evaluator { path: yaml_origin.to_string(), source })?;
 
-        // The keys every item must have: the templates' placeholders, the references of the metric
-        // scorers, the variables of the built-in judges and the tests of the code-execution scorer.
+        // The keys every item must have: the placeholders of the templates and of the scorers, the
+        // references of the metric scorers, the variables of the built-in judges and the tests of the
+        // code-execution scorer. A missing key would otherwise surface only as a puzzling score.
         let mut required: BTreeSet<String> = raw.messages.iter().flat_map(|m| placeholders(&m.content)).collect();
         for spec in &specs {
             match &spec.kind {
@@ -373,6 +374,14 @@ impl Task {
                     _ => {}
                 },
                 EvaluatorKind::Builtin(b) => required.extend(b.variables().iter().map(|v| v.to_string())),
+                EvaluatorKind::String(
+                    StringCheck::Equals(v)
+                    | StringCheck::Contains(v)
+                    | StringCheck::StartsWith(v)
+                    | StringCheck::EndsWith(v),
+                ) => required.extend(placeholders(v)),
+                EvaluatorKind::Regex(check) => required.extend(placeholders(&check.pattern)),
+                EvaluatorKind::Llm(judge) => required.extend(placeholders(&judge.prompt)),
                 _ => {}
             }
         }

@@ -347,6 +347,10 @@ fn malformed_user_files_name_the_file_and_line() {
     let (_, e) = load_error("messages: [{role: user, content: x}]\n", CAPITALS_DATA);
     assert!(e.to_string().contains("no `evaluators`"), "{e}");
 
+    let yaml = "messages: [{role: user, content: x}]\nevaluators: [{regex: '^{{city}}$'}]\n";
+    let (_, e) = load_error(yaml, CAPITALS_DATA);
+    assert!(e.to_string().contains("data.jsonl:1: the item has no `city`"), "{e}");
+
     let (_, e) = load_error(CAPITALS_YAML, "\n");
     assert!(e.to_string().contains("data.jsonl: the dataset is empty"), "{e}");
 
@@ -386,4 +390,44 @@ async fn every_non_code_task_runs_on_the_demo_provider() {
         assert_eq!(summary.test_results.len(), 3, "{}", task.name);
         assert_eq!(summary.name, task.name);
     }
+}
+
+/// The text of the fenced block that follows `label` in `doc`.
+fn block_after<'d>(doc: &'d str, label: &str) -> &'d str {
+    let start = doc.find(label).unwrap_or_else(|| panic!("no {label}"));
+    let rest = &doc[start..];
+    let open = rest.find("```").unwrap_or_else(|| panic!("no block after {label}"));
+    let body = &rest[open..];
+    let body = &body[body.find('\n').unwrap_or(0) + 1..];
+    &body[..body.find("```").unwrap_or_else(|| panic!("unclosed block after {label}"))]
+}
+
+#[test]
+fn the_example_in_adding_a_task_loads() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/adding-a-task.md"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = scratch("doc");
+    write_task(
+        &dir,
+        "capitals",
+        block_after(&doc, "`my-tasks/capitals/task.yaml`:"),
+        block_after(&doc, "`my-tasks/capitals/data.jsonl`:"),
+    );
+    let tasks = Task::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tasks[0].name, "capitals");
+    assert_eq!(tasks[0].items.len(), 4);
+    assert_eq!(tasks[0].info().scorers, ["names the city", "exact answer", "relevant"]);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The error messages the page shows.
+    let ((yaml, _), e) = load_error("messages:\n  - role: user\n    content: x\n  - role: system\n", CAPITALS_DATA);
+    let shown = "messages[1]: missing field `content` at line 4 column 5; see docs/adding-a-task.md for the format";
+    assert_eq!(e.to_string(), format!("{yaml}:4:5: {shown}"));
+    let ((yaml, _), e) = load_error(
+        "messages: [{role: user, content: x}]\nevaluators: [{regex: x}, {name: close enough, rougeL: {}}]\n",
+        CAPITALS_DATA,
+    );
+    let shown = "evaluator `close enough` (evaluators[1]): `rougeL` needs a passing threshold `min` in [0, 1], e.g. `rougeL: {min: 0.4}`";
+    assert_eq!(e.to_string(), format!("{yaml}: {shown}"));
+    assert!(doc.contains(shown));
 }
