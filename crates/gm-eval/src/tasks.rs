@@ -232,6 +232,11 @@ fn default_memory() -> u32 {
 }
 
 /// The names of the `{{var}}` placeholders in `text`, as [`template`](crate::prompt::template) fills them.
+///
+/// ```
+/// let names = gm_eval::tasks::placeholders("Passage: {{context}}\nQuestion: {{question}} {{context}}");
+/// assert_eq!(names.into_iter().collect::<Vec<_>>(), ["context", "question"]);
+/// ```
 pub fn placeholders(text: &str) -> BTreeSet<String> {
     static PLACEHOLDER: OnceLock<Option<Regex>> = OnceLock::new();
     let Some(re) = PLACEHOLDER.get_or_init(|| Regex::new(r"\{\{([^{}]+)\}\}").ok()) else {
@@ -328,8 +333,11 @@ impl Task {
         })?;
         let invalid = |message: String| TaskError::Invalid { path: yaml_origin.to_string(), message };
         let name = raw.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| default_name.to_string());
-        if name.is_empty() {
-            return Err(invalid("the task has no `name`".into()));
+        // Names are listed comma-separated on command lines (`--tasks a,b`), so keep them to a safe alphabet.
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            return Err(invalid(format!(
+                "the task name `{name}` is not allowed; use letters, digits, `_`, `-` and `.` (e.g. `my_task`)"
+            )));
         }
         if raw.messages.is_empty() {
             return Err(invalid(

@@ -351,6 +351,9 @@ fn malformed_user_files_name_the_file_and_line() {
     let (_, e) = load_error(yaml, CAPITALS_DATA);
     assert!(e.to_string().contains("data.jsonl:1: the item has no `city`"), "{e}");
 
+    let (_, e) = load_error(&format!("name: two words\n{CAPITALS_YAML}"), CAPITALS_DATA);
+    assert!(e.to_string().contains("task.yaml: the task name `two words` is not allowed"), "{e}");
+
     let (_, e) = load_error(CAPITALS_YAML, "\n");
     assert!(e.to_string().contains("data.jsonl: the dataset is empty"), "{e}");
 
@@ -381,10 +384,11 @@ fn a_user_task_with_an_execute_scorer_needs_code_execution() {
 }
 
 #[tokio::test]
-async fn every_non_code_task_runs_on_the_demo_provider() {
+async fn every_builtin_task_runs_on_the_demo_provider() {
     let client = gm_http::Client::builder().provider(ProviderKind::Demo).build().unwrap_or_else(|e| panic!("{e}"));
     let runner = EvalRunner::new(client, RunOptions::default());
-    for task in all_builtins().into_iter().filter(|t| !t.needs_code_execution) {
+    // The code task runs too: the runner applies its other scorers and leaves `execute` to a sandbox.
+    for task in all_builtins() {
         let file = task.to_prompt_file("openai/gpt-4o-mini", Some(3));
         let summary = runner.run(&file).await.unwrap_or_else(|e| panic!("{}: {e}", task.name));
         assert_eq!(summary.test_results.len(), 3, "{}", task.name);
