@@ -250,6 +250,30 @@ pub fn builtin_tasks() -> Vec<TaskInfo> {
     BUILTINS.iter().filter_map(|(name, _, _)| Task::builtin(name)).map(|t| t.info()).collect()
 }
 
+/// The whole catalog: the built-in tasks, then the tasks of `tasks_dir` (`--tasks-dir`) when given.
+///
+/// A user task may not take a built-in task's name, so that results labelled with a built-in name
+/// always mean the built-in data.
+pub fn catalog(tasks_dir: Option<&Path>) -> Result<Vec<Task>, TaskError> {
+    let mut tasks =
+        BUILTINS.iter().filter_map(|(name, _, _)| Task::try_builtin(name)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(dir) = tasks_dir {
+        for task in Task::load_dir(dir)? {
+            if builtin_names().any(|b| b == task.name) {
+                return Err(TaskError::Invalid {
+                    path: dir.display().to_string(),
+                    message: format!(
+                        "a task here is named `{}`, which is a built-in task; give the user task another name",
+                        task.name
+                    ),
+                });
+            }
+            tasks.push(task);
+        }
+    }
+    Ok(tasks)
+}
+
 /// The names of the built-in tasks, in catalog order.
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|(name, _, _)| *name)

@@ -7,7 +7,7 @@ use gm_core::ProviderKind;
 use gm_eval::evaluators::{EvalOptions, EvaluatorSpec, Prepared};
 use gm_eval::prompt::format_value;
 use gm_eval::run::{EvalRunner, RunOptions};
-use gm_eval::tasks::{builtin_names, builtin_tasks, placeholders, Task, TaskError};
+use gm_eval::tasks::{builtin_names, builtin_tasks, catalog, placeholders, Task, TaskError};
 use serde_json::Value;
 
 const NAMES: [&str; 5] = ["text_generation", "question_answering", "summarization", "code_generation", "reasoning"];
@@ -435,4 +435,22 @@ fn the_example_in_adding_a_task_loads() {
     let shown = "evaluator `close enough` (evaluators[1]): `rougeL` needs a passing threshold `min` in [0, 1], e.g. `rougeL: {min: 0.4}`";
     assert_eq!(e.to_string(), format!("{yaml}: {shown}"));
     assert!(doc.contains(shown));
+}
+
+#[test]
+fn the_catalog_adds_user_tasks_after_the_builtins_and_refuses_a_builtin_name() {
+    let names = |tasks: Vec<Task>| tasks.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(names(catalog(None).unwrap_or_else(|e| panic!("{e}"))), NAMES);
+    let dir = scratch("catalog");
+    write_task(&dir, "capitals", CAPITALS_YAML, CAPITALS_DATA);
+    let all = names(catalog(Some(&dir)).unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[5], "capitals");
+    write_task(&dir, "mine", &format!("name: reasoning\n{CAPITALS_YAML}"), CAPITALS_DATA);
+    let e = catalog(Some(&dir)).expect_err("a user task named like a built-in");
+    assert!(
+        e.to_string().contains("named `reasoning`, which is a built-in task; give the user task another name"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
