@@ -15,6 +15,8 @@
 //! - [`prompt`]: `.prompt.yml` files (GitHub Models prompts and evaluation suites) and their templating.
 //! - [`evaluators`]: gh-models' string checks and LLM judges, the built-in judges, and gm's extensions.
 //! - [`run`]: running a suite concurrently through a client, with gh-models' results and gm's figures.
+//! - [`tasks`]: the built-in task catalog (text generation, question answering, summarization, code
+//!   generation, reasoning) and user tasks as YAML plus JSONL files, runnable as prompt files.
 //! - [`report`]: gh-models' human output, JUnit XML, Markdown, JSON Lines and a self-contained HTML page.
 //! - [`evaluators`]: the evaluators of a prompt file (gh-models string checks, LLM judges, built-in
 //!   judges, and our regex, JSON-schema and metric-threshold extensions) and how they score a response.
@@ -52,6 +54,7 @@ pub mod score_file;
 pub mod stats;
 #[cfg(feature = "sqlite")]
 pub mod store;
+pub mod tasks;
 mod text;
 
 pub use error::Error;
