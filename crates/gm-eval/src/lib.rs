@@ -40,6 +40,7 @@
 //! # Crate features
 //! - `sqlite`: [`store`], the run store in the SQLite state file (written as cases finish; resumable runs).
 
+pub mod api;
 pub mod bench;
 pub mod compare;
 mod error;

@@ -1,0 +1,259 @@
+//! The library API of the original integration: [`Evaluator`], [`EvaluationRequest`], [`EvaluationConfig`].
+//!
+//! | original | here |
+//! | --- | --- |
+//! | `evaluate_model(EvaluationRequest)` → output, latency | [`Evaluator::evaluate`] |
+//! | `batch_evaluate(requests)` | [`Evaluator::batch_evaluate`], concurrent within the rate limits |
+//! | `ModelEvaluator.evaluate_models(EvaluationConfig)` → report | [`Evaluator::evaluate_models`] → [`BenchReport`] |
+//! | `get_available_models()` | [`Evaluator::available_models`] |
+//! | `get_available_tasks()`, `get_evaluation_metrics()` | [`available_tasks`], [`evaluation_metrics`] |
+//! | `get_rate_limit_status()` | [`Evaluator::rate_limit_status`] |
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use gm_eval::api::{Evaluator, EvaluationConfig, EvaluationRequest};
+//!
+//! let evaluator = Evaluator::demo().unwrap();
+//! let answer = evaluator
+//!     .evaluate(&EvaluationRequest::new("openai/gpt-4.1", "reasoning").input("question", "What is 12 * 12?"))
+//!     .await
+//!     .unwrap();
+//! assert!(answer.output.contains("144"));
+//!
+//! let config = EvaluationConfig::new(["openai/gpt-4.1", "openai/gpt-4.1-mini"], ["question_answering"]).limit_items(5);
+//! let report = evaluator.evaluate_models(&config).await.unwrap();
+//! assert!(report.summary.best_model.is_some());
+//! # });
+//! ```
+
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use gm_core::{CatalogEntry, ProviderKind};
+use gm_http::Client;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::bench::{run_matrix, BenchReport};
+use crate::prompt::ModelParameters;
+use crate::run::{RunError, RunOptions};
+use crate::tasks::{builtin_tasks, Task, TaskInfo};
+use crate::{Metric, MetricInfo};
+
+/// Why an evaluation could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The task type is not a built-in task.
+    #[error("unknown task type `{0}`; use one of: {names}", names = crate::tasks::builtin_names().collect::<Vec<_>>().join(", "))]
+    UnknownTask(String),
+    /// The request lacks a value the task's template uses.
+    #[error("task `{task}` needs the input `{missing}`; give every one of: {all}")]
+    MissingInput {
+        /// The task.
+        task: String,
+        /// The first missing key.
+        missing: String,
+        /// Every key the template uses.
+        all: String,
+    },
+    /// The task scores by running generated code, which this API does not do.
+    #[error("task `{0}` scores by running generated code; run it with `gm bench --allow-code-exec`")]
+    CodeExecution(String),
+    /// The model call failed.
+    #[error(transparent)]
+    Client(#[from] gm_http::Error),
+    /// A run of the matrix stopped.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// One model on one input of a task: what the original `evaluate_model` took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationRequest {
+    /// The model.
+    pub model_id: String,
+    /// A built-in task (`text_generation`, `question_answering`, `summarization`, `code_generation`, `reasoning`).
+    pub task_type: String,
+    /// The values of the task's template placeholders.
+    pub input_data: Map<String, Value>,
+    /// Generation parameters that override the task's.
+    pub parameters: Option<ModelParameters>,
+}
+
+impl EvaluationRequest {
+    /// A request with no input yet.
+    pub fn new(model_id: impl Into<String>, task_type: impl Into<String>) -> Self {
+        Self { model_id: model_id.into(), task_type: task_type.into(), input_data: Map::new(), parameters: None }
+    }
+
+    /// Sets one template value.
+    pub fn input(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.input_data.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// What one evaluation gave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationResult {
+    /// The model.
+    pub model_id: String,
+    /// The task.
+    pub task_type: String,
+    /// The model's answer.
+    pub output: String,
+    /// How long the answer took (0 from the cache).
+    pub latency_ms: f64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// What it cost, when the price table knows the model.
+    pub cost_usd: Option<f64>,
+    /// Whether it came from the cache.
+    pub cached: bool,
+}
+
+/// Several models across several tasks: what the original `evaluate_models` took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationConfig {
+    /// The models.
+    pub models: Vec<String>,
+    /// Built-in task names.
+    pub tasks: Vec<String>,
+    /// Items per task (all when `None`).
+    pub limit_items: Option<usize>,
+}
+
+impl EvaluationConfig {
+    /// Models × tasks.
+    pub fn new<M: Into<String>, T: Into<String>>(
+        models: impl IntoIterator<Item = M>,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Self {
+        Self {
+            models: models.into_iter().map(Into::into).collect(),
+            tasks: tasks.into_iter().map(Into::into).collect(),
+            limit_items: None,
+        }
+    }
+
+    /// Runs only the first `n` items of each task.
+    pub fn limit_items(mut self, n: usize) -> Self {
+        self.limit_items = Some(n);
+        self
+    }
+}
+
+/// The built-in tasks.
+pub fn available_tasks() -> Vec<TaskInfo> {
+    builtin_tasks()
+}
+
+/// The metrics of the registry.
+pub fn evaluation_metrics() -> Vec<MetricInfo> {
+    Metric::ALL.iter().map(|m| m.info()).collect()
+}
+
+/// Evaluates models through a client (its rate limiter and cache apply).
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    client: Client,
+    options: RunOptions,
+}
+
+impl Evaluator {
+    /// An evaluator over `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client, options: RunOptions::default() }
+    }
+
+    /// An evaluator on the offline demo provider.
+    pub fn demo() -> Result<Self, gm_http::Error> {
+        let client = Client::builder().provider(ProviderKind::Demo).build()?;
+        Ok(Self::new(client))
+    }
+
+    /// The options of the runs it makes (concurrency, judge mode, prices …).
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The provider's models.
+    pub async fn available_models(&self) -> Result<Arc<Vec<CatalogEntry>>, ApiError> {
+        Ok(self.client.models().await?)
+    }
+
+    /// Where every rate-limit key stands.
+    pub fn rate_limit_status(&self) -> Vec<gm_limits::KeyStatus> {
+        self.client.limiter().map(|l| l.status()).unwrap_or_default()
+    }
+
+    /// One model on one input of a task.
+    pub async fn evaluate(&self, request: &EvaluationRequest) -> Result<EvaluationResult, ApiError> {
+        let task = Task::builtin(&request.task_type).ok_or_else(|| ApiError::UnknownTask(request.task_type.clone()))?;
+        let needed: std::collections::BTreeSet<String> =
+            task.messages.iter().flat_map(|m| crate::tasks::placeholders(&m.content)).collect();
+        if let Some(missing) = needed.iter().find(|k| !request.input_data.contains_key(*k)) {
+            return Err(ApiError::MissingInput {
+                task: task.name.clone(),
+                missing: missing.clone(),
+                all: needed.iter().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let file = task.to_prompt_file(&request.model_id, Some(0));
+        let mut chat = file.to_request(&request.model_id, &request.input_data);
+        if let Some(p) = &request.parameters {
+            chat.max_tokens = p.max_tokens.or(chat.max_tokens);
+            chat.temperature = p.temperature.or(chat.temperature);
+            chat.top_p = p.top_p.or(chat.top_p);
+        }
+        let answer = self.client.chat(&chat).await?;
+        let usage = answer.usage();
+        let cost = self.options.prices.as_ref().and_then(|t| t.price_for(&request.model_id));
+        Ok(EvaluationResult {
+            model_id: request.model_id.clone(),
+            task_type: request.task_type.clone(),
+            output: answer.text().trim().to_string(),
+            latency_ms: if answer.cached { 0.0 } else { answer.latency.as_secs_f64() * 1000.0 },
+            tokens_in: usage.prompt_tokens,
+            tokens_out: usage.completion_tokens,
+            cost_usd: if answer.cached {
+                Some(0.0).filter(|_| cost.is_some())
+            } else {
+                cost.map(|p| p.cost_usd(usage.prompt_tokens, usage.completion_tokens))
+            },
+            cached: answer.cached,
+        })
+    }
+
+    /// Several evaluations at once, concurrently within the rate limits; results in the requests' order.
+    pub async fn batch_evaluate(&self, requests: &[EvaluationRequest]) -> Vec<Result<EvaluationResult, ApiError>> {
+        stream::iter(requests.iter().map(|r| self.evaluate(r)))
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Every model on every task: per-cell latency, throughput, quality and cost, and the best model.
+    pub async fn evaluate_models(&self, config: &EvaluationConfig) -> Result<BenchReport, ApiError> {
+        let mut tasks = Vec::with_capacity(config.tasks.len());
+        for name in &config.tasks {
+            let task = Task::builtin(name).ok_or_else(|| ApiError::UnknownTask(name.clone()))?;
+            if task.needs_code_execution {
+                return Err(ApiError::CodeExecution(name.clone()));
+            }
+            let first_model = config.models.first().map(String::as_str).unwrap_or("");
+            tasks.push((name.clone(), task.to_prompt_file(first_model, config.limit_items)));
+        }
+        Ok(run_matrix(&self.client, &self.options, &config.models, &tasks).await?)
+    }
+}
