@@ -307,11 +307,20 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// The models, comma-separated
-    #[arg(long, value_delimiter = ',', value_name = "MODELS", required = true)]
+    #[arg(long, value_delimiter = ',', value_name = "MODELS", required_unless_present = "list_tasks")]
     pub models: Vec<String>,
-    /// The tasks, comma-separated: .prompt.yml files
-    #[arg(long, value_delimiter = ',', value_name = "TASKS", required = true)]
+    /// The tasks, comma-separated: built-in tasks (see --list-tasks), tasks of --tasks-dir, or .prompt.yml files
+    #[arg(long, value_delimiter = ',', value_name = "TASKS", required_unless_present = "list_tasks")]
     pub tasks: Vec<String>,
+    /// List the tasks (built-in and from --tasks-dir) and exit
+    #[arg(long)]
+    pub list_tasks: bool,
+    /// A folder of user tasks, one subfolder each with task.yaml and data.jsonl (docs/adding-a-task.md)
+    #[arg(long, value_name = "DIR")]
+    pub tasks_dir: Option<PathBuf>,
+    /// Allow tasks that score by running generated code (code_generation); not a security boundary
+    #[arg(long)]
+    pub allow_code_exec: bool,
     /// Run only the first N items of each task
     #[arg(long, value_name = "N")]
     pub limit_items: Option<usize>,

@@ -317,19 +317,40 @@ fn progress_bar(total: usize, done: usize, name: &str) -> Option<indicatif::Prog
 }
 
 async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
+    let catalog = gm_eval::tasks::catalog(args.tasks_dir.as_deref())?;
+    if args.list_tasks {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{:<22}  {:>5}  {:<40}  DESCRIPTION", "TASK", "ITEMS", "SCORERS")?;
+        for t in &catalog {
+            let info = t.info();
+            let scorers = info.scorers.join(", ");
+            writeln!(out, "{:<22}  {:>5}  {:<40}  {}", info.name, info.items, scorers, info.description)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut tasks = Vec::with_capacity(args.tasks.len());
     for t in &args.tasks {
-        let path = std::path::Path::new(t);
-        if !path.exists() {
-            return Err(usage(format!("task `{t}` is not a file; give .prompt.yml files")));
-        }
-        let mut file = PromptFile::load(path)?;
+        let mut file = if let Some(task) = catalog.iter().find(|c| c.name == *t) {
+            if task.needs_code_execution {
+                return Err(usage(format!(
+                    "task `{t}` scores by running the generated code; pass --allow-code-exec to run it (not a security \
+                     boundary), or leave the task out"
+                )));
+            }
+            task.to_prompt_file(args.models.first().map(String::as_str).unwrap_or(""), None)
+        } else if std::path::Path::new(t).is_file() {
+            PromptFile::load(std::path::Path::new(t))?
+        } else {
+            let names: Vec<&str> = catalog.iter().map(|c| c.name.as_str()).collect();
+            return Err(usage(format!("task `{t}` is neither a task ({}) nor a .prompt.yml file", names.join(", "))));
+        };
         gm_eval::evaluators::EvaluatorSpec::parse_all(&file.evaluators)
-            .with_context(|| format!("{}: an evaluator is malformed", path.display()))?;
+            .with_context(|| format!("task {t}: an evaluator is malformed"))?;
         if let Some(n) = args.limit_items {
             file.test_data.truncate(n);
         }
-        let name = if file.name.is_empty() { t.clone() } else { file.name.clone() };
+        let name =
+            if catalog.iter().any(|c| c.name == *t) || file.name.is_empty() { t.clone() } else { file.name.clone() };
         tasks.push((name, file));
     }
     let session = context::session(global, true)?;

@@ -441,3 +441,34 @@ fn gm_bench_runs_the_matrix_with_the_documented_json() {
     let shown = json(&gm(&data, &["runs", "show", &v["run_id"].to_string(), "--json"], &[]));
     assert_eq!(shown["cells"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn gm_bench_lists_and_runs_the_built_in_tasks_and_refuses_code_without_permission() {
+    let data = scratch("builtin-bench");
+    let out = gm(&data, &["bench", "--list-tasks"], &[]);
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    for task in ["text_generation", "question_answering", "summarization", "code_generation", "reasoning"] {
+        assert!(listing.contains(task), "{listing}");
+    }
+    let out = gm(
+        &data,
+        &[
+            "bench",
+            "--json",
+            "--models",
+            "openai/gpt-4.1,openai/gpt-4.1-mini",
+            "--tasks",
+            "question_answering,summarization,reasoning,text_generation",
+            "--limit-items",
+            "3",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["cells"].as_array().unwrap().len(), 8);
+    let out = gm(&data, &["bench", "--models", "openai/gpt-4.1", "--tasks", "code_generation"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-code-exec"));
+    let out = gm(&data, &["bench", "--models", "openai/gpt-4.1", "--tasks", "no_such_task"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
