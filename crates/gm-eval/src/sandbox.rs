@@ -30,9 +30,13 @@
 //! - it is not a filesystem jail: the code can *read* every file your user can read, and where the
 //!   mount namespace is unavailable it can also *write* anywhere your user can;
 //! - where user namespaces are unavailable (many containers, macOS) the code can use the network;
-//! - it limits neither the number of processes nor the use of `/dev/shm`-like tmpfs mounts that do
-//!   not accept a read-only remount, and it does not filter system calls;
-//! - a process that leaves its process group (`setsid`) survives the timeout kill.
+//! - the read-only remounts are best effort: a mount that refuses one stays writable;
+//! - it does not limit the number of processes and does not filter system calls;
+//! - the process group is killed when the interpreter exits or times out, but a process that
+//!   leaves its group (`setsid`) survives.
+//!
+//! A run whose wrapper cannot set up the directory mount or the limits (exit status 125 or 126,
+//! which the code under test could also use) is [`RunStatus::Unavailable`].
 //!
 //! [`Sandbox::probe`] reports what this machine supports.
 //!
@@ -171,6 +175,11 @@ pub struct Sandbox {
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// The wrapper's exit status when the run directory cannot be bind-mounted.
+const SETUP_FAILED: i32 = 125;
+/// The wrapper's exit status when `ulimit` refuses a limit.
+const LIMITS_FAILED: i32 = 126;
+
 /// Inside the namespaces: keep the run directory writable, make every other mount read-only
 /// (best effort, failures ignored), then apply the limits and start Python.
 const FS_SCRIPT: &str = r#"d="$1"; shift
@@ -303,19 +312,34 @@ impl Sandbox {
         let mut out = Capture::default();
         let mut err = Capture::default();
         let finished = tokio::time::timeout(self.config.timeout, async {
-            let ((), (), status) = tokio::join!(out.read_from(stdout), err.read_from(stderr), child.wait());
+            // Once the interpreter exits, whatever it left running in its group is killed, so that
+            // a background child holding the pipes open does not keep the run going.
+            let exited = async {
+                let status = child.wait().await;
+                if let Some(pid) = pid {
+                    kill_group(pid).await;
+                }
+                status
+            };
+            let ((), (), status) = tokio::join!(out.read_from(stdout), err.read_from(stderr), exited);
             status
         })
         .await;
         let status = match finished {
-            Ok(Ok(exit)) => classify(exit),
+            Ok(Ok(exit)) => {
+                let status = classify(exit);
+                if status == RunStatus::Unavailable {
+                    err.note("the sandbox could not set up its directory mount or limits");
+                }
+                status
+            }
             Ok(Err(e)) => {
                 err.note(&format!("waiting for the interpreter failed: {e}"));
                 RunStatus::Crashed
             }
             Err(_) => {
                 if let Some(pid) = pid {
-                    kill_group(pid);
+                    kill_group(pid).await;
                 }
                 // The group kill covers the child too; this is for when it could not be sent.
                 let _ = child.start_kill();
@@ -407,19 +431,22 @@ fn classify(exit: ExitStatus) -> RunStatus {
         RunStatus::Passed
     } else if exit.signal().is_some() {
         RunStatus::Crashed
+    } else if matches!(exit.code(), Some(SETUP_FAILED | LIMITS_FAILED)) {
+        RunStatus::Unavailable
     } else {
         RunStatus::Failed
     }
 }
 
 /// Kills the process group `pgid` with the shell's `kill` (no `unsafe` signal calls here).
-fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("/bin/sh")
+async fn kill_group(pgid: u32) {
+    let _ = tokio::process::Command::new("/bin/sh")
         .args(["-c", "kill -KILL -- -\"$1\"", "sh", &pgid.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .await;
 }
 
 /// The first [`OUTPUT_EXCERPT_BYTES`] bytes of an output stream, kept outside the reading future
@@ -488,7 +515,9 @@ impl TempDir {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let path = base.join(format!("gm-sandbox-{}-{n}-{nanos:08x}", std::process::id()));
             match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(Self { path }),
+                // The mount script compares this path with /proc/self/mounts, which lists
+                // canonical paths (on macOS and some Linux setups the temp dir is a symlink).
+                Ok(()) => return Ok(Self { path: std::fs::canonicalize(&path).unwrap_or(path) }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(e),
             }
