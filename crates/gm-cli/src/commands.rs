@@ -329,13 +329,17 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut tasks = Vec::with_capacity(args.tasks.len());
+    let mut code_tasks = std::collections::BTreeMap::new();
     for t in &args.tasks {
         let mut file = if let Some(task) = catalog.iter().find(|c| c.name == *t) {
-            if task.needs_code_execution {
+            if task.needs_code_execution && !args.allow_code_exec {
                 return Err(usage(format!(
                     "task `{t}` scores by running the generated code; pass --allow-code-exec to run it (not a security \
                      boundary), or leave the task out"
                 )));
+            }
+            if let Some(exec) = &task.execution {
+                code_tasks.insert(t.clone(), exec.clone());
             }
             task.to_prompt_file(args.models.first().map(String::as_str).unwrap_or(""), None)
         } else if std::path::Path::new(t).is_file() {
@@ -366,7 +370,26 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     };
     let run_id = store.begin(&who)?;
     let options = gm_eval::run::RunOptions { concurrency: args.concurrency.max(1), ..Default::default() };
-    let mut report = gm_eval::bench::run_matrix(&session.client, &options, &args.models, &tasks).await?;
+    // One sandbox for every code task, with the strictest limits they ask for.
+    let sandbox = if code_tasks.is_empty() {
+        None
+    } else {
+        let timeout = code_tasks.values().map(|e| e.timeout_seconds).min().unwrap_or(10);
+        let memory = code_tasks.values().map(|e| e.memory_mb).min().unwrap_or(512);
+        let config = gm_eval::sandbox::SandboxConfig {
+            timeout: std::time::Duration::from_secs(u64::from(timeout)),
+            memory_mb: u64::from(memory),
+            cpu_seconds: u64::from(timeout),
+            ..Default::default()
+        };
+        let sandbox = gm_eval::sandbox::SandboxPolicy { enabled: args.allow_code_exec }.sandbox(config)?;
+        if sandbox.support().python.is_none() {
+            return Err(usage("the code tasks need python3 on the PATH to run the generated code"));
+        }
+        Some(sandbox)
+    };
+    let code = sandbox.as_ref().map(|s| gm_eval::bench::CodeScoring { sandbox: s, tasks: code_tasks.clone() });
+    let mut report = gm_eval::bench::run_matrix(&session.client, &options, &args.models, &tasks, code.as_ref()).await?;
     report.run_id = Some(run_id);
     let stored = StoredBench {
         report: serde_json::to_value(&report)?,

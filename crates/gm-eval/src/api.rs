@@ -254,6 +254,6 @@ impl Evaluator {
             let first_model = config.models.first().map(String::as_str).unwrap_or("");
             tasks.push((name.clone(), task.to_prompt_file(first_model, config.limit_items)));
         }
-        Ok(run_matrix(&self.client, &self.options, &config.models, &tasks).await?)
+        Ok(run_matrix(&self.client, &self.options, &config.models, &tasks, None).await?)
     }
 }

@@ -114,17 +114,23 @@ pub fn cell_metrics(e: &EvaluationSummary) -> CellMetrics {
 
 /// Runs every model on every task through `client` (its limiter and cache apply), each cell an evaluation run
 /// with `options` and the cell's model. `tasks` pairs a task name with the task as a prompt file.
+///
+/// With `code`, the tasks it names are also scored by running each answer's code against its item's tests.
 pub async fn run_matrix(
     client: &gm_http::Client,
     options: &RunOptions,
     models: &[String],
     tasks: &[(String, PromptFile)],
+    code: Option<&CodeScoring<'_>>,
 ) -> Result<BenchReport, RunError> {
     let mut cells = Vec::with_capacity(models.len() * tasks.len());
     for model in models {
         let runner = EvalRunner::new(client.clone(), RunOptions { model: Some(model.clone()), ..options.clone() });
         for (task, file) in tasks {
-            let evaluation = runner.run(file).await?;
+            let mut evaluation = runner.run(file).await?;
+            if let Some(exec) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
+                score_code(exec.0, exec.1, &mut evaluation).await;
+            }
             cells.push(Cell {
                 model: model.clone(),
                 task: task.clone(),
@@ -240,8 +246,9 @@ mod tests {
             .build()
             .unwrap();
         let models = vec!["openai/gpt-4.1-mini".to_string(), "openai/gpt-4.1".to_string()];
-        let r =
-            run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())]).await.unwrap();
+        let r = run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())], None)
+            .await
+            .unwrap();
         assert_eq!(r.cells.len(), 2);
         // The demo's small models answer wordily, so the exact check fails for every case.
         assert_eq!(r.cells[0].metrics.quality, 0.0);
@@ -272,9 +279,49 @@ mod tests {
             .unwrap();
         // Both large models answer alike; the demo's simulated latency differs by model.
         let models = vec!["openai/gpt-4.1".to_string(), "meta/llama-3.3-70b-instruct".to_string()];
-        let r =
-            run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())]).await.unwrap();
+        let r = run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())], None)
+            .await
+            .unwrap();
         assert_eq!(r.summary.best_model_significant, Some(false), "{:?}", r.summary);
         assert!(r.summary.best_model_reason.contains("not significantly different"));
     }
+}
+
+/// Running generated code for the tasks that score that way: the sandbox, and each task's settings by name.
+#[derive(Debug)]
+pub struct CodeScoring<'a> {
+    /// The sandbox that runs the code.
+    pub sandbox: &'a crate::sandbox::Sandbox,
+    /// Execution settings by task name.
+    pub tasks: BTreeMap<String, crate::tasks::CodeExecution>,
+}
+
+/// Runs every answer's code against its item's tests (`execution.tests_key`, a string or a list of strings) and
+/// adds the result as one more evaluator (`execution.name`, 1 or 0), then recounts the summary.
+pub async fn score_code(
+    sandbox: &crate::sandbox::Sandbox,
+    execution: &crate::tasks::CodeExecution,
+    e: &mut EvaluationSummary,
+) {
+    for t in &mut e.test_results {
+        let tests = match t.test_case.get(&execution.tests_key) {
+            Some(serde_json::Value::Array(a)) => {
+                a.iter().filter_map(serde_json::Value::as_str).collect::<Vec<_>>().join("\n")
+            }
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let outcome = sandbox.run(&t.model_response, &tests).await;
+        t.evaluation_results.push(crate::evaluators::EvalResult {
+            evaluator_name: execution.name.clone(),
+            score: if outcome.passed { 1.0 } else { 0.0 },
+            passed: outcome.passed,
+            details: Some(format!("{:?} in {:.0} ms", outcome.status, outcome.duration.as_secs_f64() * 1000.0)),
+        });
+    }
+    let total = e.test_results.len();
+    let passed = e.test_results.iter().filter(|t| t.passed()).count();
+    e.summary.passed_tests = passed;
+    e.summary.failed_tests = total - passed;
+    e.summary.pass_rate = if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 };
 }

@@ -56,6 +56,12 @@ pub enum Error {
         /// What was wrong with the values.
         reason: &'static str,
     },
+    /// Running generated code was asked for but not enabled (see [`crate::sandbox::SandboxPolicy`]).
+    #[error(
+        "code execution is disabled: pass --allow-code-exec (or set `allow_code_exec: true` in the task config) \
+         to run generated code; the sandbox is not a security boundary"
+    )]
+    CodeExecutionDisabled,
     /// Reading the input or writing the output failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -17,6 +17,8 @@
 //! - [`run`]: running a suite concurrently through a client, with gh-models' results and gm's figures.
 //! - [`tasks`]: the built-in task catalog (text generation, question answering, summarization, code
 //!   generation, reasoning) and user tasks as YAML plus JSONL files, runnable as prompt files.
+//! - [`sandbox`]: running generated Python against an item's tests for pass@k (off unless enabled;
+//!   not a security boundary).
 //! - [`report`]: gh-models' human output, JUnit XML, Markdown, JSON Lines and a self-contained HTML page.
 //! - [`evaluators`]: the evaluators of a prompt file (gh-models string checks, LLM judges, built-in
 //!   judges, and our regex, JSON-schema and metric-threshold extensions) and how they score a response.
@@ -51,6 +53,7 @@ pub mod prompt;
 mod registry;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod score_file;
 pub mod stats;
 #[cfg(feature = "sqlite")]
