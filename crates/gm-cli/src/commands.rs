@@ -702,6 +702,8 @@ fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
         let tier_limits = key.provider == "github" && spec.is_unlimited();
         // The store keeps an admission only as long as the longest window that counts it.
         let counted = store.count(&key, std::time::Duration::from_secs(86_400 * 366), now)?;
+        let last = |secs: u64| store.count(&key, std::time::Duration::from_secs(secs), now);
+        let requests = json!({"last_minute": last(60)?, "last_hour": last(3_600)?, "last_day": last(86_400)?});
         let mut windows = Vec::new();
         for w in &spec.windows {
             let used = store.count(&key, w.per, now)?;
@@ -710,7 +712,7 @@ fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
         rows.push(json!({
             "key": key.to_string(), "provider": key.provider, "credential": key.credential, "model": key.model,
             "limits": if tier_limits { "the model's GitHub tier".to_string() } else { spec.to_string() },
-            "counted": counted, "windows": windows,
+            "counted": counted, "requests": requests, "windows": windows,
         }));
     }
     if json {

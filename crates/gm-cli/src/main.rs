@@ -35,10 +35,29 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(exit::code_for(&e))
         }
     }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message before it already
+/// carries (many errors repeat their source in their own message, which would otherwise print twice).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || last.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        last = part;
+    }
+    text
 }
 
 fn init_logging(verbose: u8) {
@@ -56,4 +75,31 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the request has 58 input tokens")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Repeats(#[source] Inner);
+
+    #[test]
+    fn a_cause_repeated_in_its_message_is_printed_once() {
+        let e = anyhow::Error::new(Repeats(Inner));
+        assert_eq!(error_text(&e), "the request has 58 input tokens");
+        let e = anyhow::Error::new(Repeats(Inner)).context("gm run failed");
+        assert_eq!(error_text(&e), "gm run failed: the request has 58 input tokens");
+    }
+
+    #[test]
+    fn distinct_causes_are_all_printed() {
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_text(&e), "outer: middle: inner");
+    }
 }

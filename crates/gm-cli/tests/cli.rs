@@ -239,7 +239,12 @@ fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["windows"][0]["limit"], 5);
     assert!(v[0]["counted"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v[0]["requests"]["last_day"], v[0]["counted"], "{v}");
     assert!(!text(&out.stdout).contains(SECRET));
+    let out = gm(&["--data-dir", dir.to_str().unwrap(), "--limits", "5/1s", "limits", "status"], &[]);
+    let human = text(&out.stdout);
+    assert!(human.contains("in the last day") && human.contains("window 5/1s"), "{human}");
+    assert!(!human.contains("null"), "{human}");
     let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "reset", "github:openai/gpt-4o-mini"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "status", "--json"], &[]);
