@@ -123,22 +123,27 @@ pub async fn run_matrix(
     tasks: &[(String, PromptFile)],
     code: Option<&CodeScoring<'_>>,
 ) -> Result<BenchReport, RunError> {
-    let mut cells = Vec::with_capacity(models.len() * tasks.len());
-    for model in models {
-        let runner = EvalRunner::new(client.clone(), RunOptions { model: Some(model.clone()), ..options.clone() });
-        for (task, file) in tasks {
+    // Every cell runs at once: each model's quota (and the judge's) is its own limiter key, so cells taken one
+    // after another would leave most keys idle while one works. The limiter orders what the quotas allow.
+    let runners: Vec<(&String, EvalRunner)> = models
+        .iter()
+        .map(|m| (m, EvalRunner::new(client.clone(), RunOptions { model: Some(m.clone()), ..options.clone() })))
+        .collect();
+    let cells = runners.iter().flat_map(|(model, runner)| {
+        tasks.iter().map(move |(task, file)| async move {
             let mut evaluation = runner.run(file).await?;
             if let Some(exec) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
                 score_code(exec.0, exec.1, &mut evaluation).await;
             }
-            cells.push(Cell {
-                model: model.clone(),
+            Ok::<_, RunError>(Cell {
+                model: (*model).clone(),
                 task: task.clone(),
                 metrics: cell_metrics(&evaluation),
                 evaluation,
-            });
-        }
-    }
+            })
+        })
+    });
+    let cells = futures_util::future::try_join_all(cells).await?;
     Ok(report(cells))
 }
 

@@ -164,10 +164,10 @@ impl RunStore {
         result: &TestResult,
         figures: &CaseFigures,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT OR IGNORE INTO run_cases (run_id, idx, result, figures) VALUES (?1, ?2, ?3, ?4)",
-            params![run, index as i64, serde_json::to_string(result)?, serde_json::to_string(figures)?],
-        )?;
+        // Runs once per case: prepared once per connection.
+        self.conn()
+            .prepare_cached("INSERT OR IGNORE INTO run_cases (run_id, idx, result, figures) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![run, index as i64, serde_json::to_string(result)?, serde_json::to_string(figures)?])?;
         Ok(())
     }
 

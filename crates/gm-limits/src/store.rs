@@ -221,10 +221,10 @@ mod sqlite {
                     wait = Some((until, reason));
                 }
             };
+            // Every statement here runs for each admission: each is prepared once per connection.
             let block: Option<(i64, bool)> = tx
-                .query_row("SELECT until_us, daily FROM limits_blocks WHERE key = ?1", [key], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .prepare_cached("SELECT until_us, daily FROM limits_blocks WHERE key = ?1")?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
                 later(until, WaitReason::Server { daily });
@@ -263,21 +263,18 @@ mod sqlite {
             if let Some((until, reason)) = wait {
                 return Ok(StoreAdmission::Wait { until: from_micros(until), reason });
             }
-            let latest: Option<i64> =
-                tx.query_row("SELECT MAX(at_us) FROM limits_admissions WHERE key = ?1", [key], |r| r.get(0))?;
+            let latest: Option<i64> = tx
+                .prepare_cached("SELECT MAX(at_us) FROM limits_admissions WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))?;
             let at = latest.map_or(now, |l| l.max(now));
-            tx.execute(
-                "INSERT INTO limits_admissions (key, at_us, tokens) VALUES (?1, ?2, ?3)",
-                params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX)],
-            )?;
+            tx.prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens) VALUES (?1, ?2, ?3)")?
+                .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX)])?;
             let id = tx.last_insert_rowid();
             // Forget what no window of this key counts any more.
             let longest = spec.windows.iter().chain(&spec.token_windows).map(|w| span_us(w.per, spec)).max();
             if let Some(longest) = longest {
-                tx.execute(
-                    "DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2",
-                    params![key, now - longest],
-                )?;
+                tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2")?
+                    .execute(params![key, now - longest])?;
             }
             Ok(StoreAdmission::Admitted { id })
         }
@@ -300,11 +297,9 @@ mod sqlite {
 
         fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {
             let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            conn.execute(
-                "UPDATE limits_admissions SET tokens = ?3 WHERE id = ?1 AND key = ?2",
-                params![id, key.to_string(), i64::try_from(tokens).unwrap_or(i64::MAX)],
-            )
-            .map_err(store_err)?;
+            conn.prepare_cached("UPDATE limits_admissions SET tokens = ?3 WHERE id = ?1 AND key = ?2")
+                .and_then(|mut st| st.execute(params![id, key.to_string(), i64::try_from(tokens).unwrap_or(i64::MAX)]))
+                .map_err(store_err)?;
             Ok(())
         }
 

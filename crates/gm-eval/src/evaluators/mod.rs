@@ -292,7 +292,7 @@ impl LlmJudge {
 }
 
 /// Extension `regex`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RegexCheck {
     /// The pattern, with `{{var}}` placeholders filled with escaped values.
     pub pattern: String,
@@ -304,9 +304,26 @@ pub struct RegexCheck {
     pub dot_all: bool,
     /// `negate`: pass when the pattern is *not* found.
     pub negate: bool,
+    /// The pattern compiled once, when it has no placeholders: a pattern such as `(?:\S+\s+){39,149}`
+    /// takes far longer to compile than to match, so it must not be compiled for every case.
+    compiled: Option<regex::Regex>,
 }
 
+impl PartialEq for RegexCheck {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.pattern, self.ignore_case, self.multi_line, self.dot_all, self.negate)
+            == (&other.pattern, other.ignore_case, other.multi_line, other.dot_all, other.negate)
+    }
+}
+
+impl Eq for RegexCheck {}
+
 impl RegexCheck {
+    /// A check of `pattern` with the given flags, all off by default.
+    pub(crate) fn new(pattern: String, ignore_case: bool, multi_line: bool, dot_all: bool, negate: bool) -> Self {
+        Self { pattern, ignore_case, multi_line, dot_all, negate, compiled: None }
+    }
+
     fn compile(&self, pattern: &str) -> Result<regex::Regex, regex::Error> {
         regex::RegexBuilder::new(pattern)
             .case_insensitive(self.ignore_case)
@@ -541,13 +558,18 @@ fn regex_check(
     row: &Map<String, Value>,
     response: &str,
 ) -> Result<EvalResult, EvaluatorError> {
-    let pattern = check.templated(row);
-    let re = check.compile(&pattern).map_err(|e| EvaluatorError::Pattern {
-        evaluator: name.to_string(),
-        pattern: pattern.clone(),
-        reason: e.to_string(),
-    })?;
-    let found = re.is_match(response);
+    let (pattern, found) = if let Some(re) = &check.compiled {
+        (check.pattern.clone(), re.is_match(response))
+    } else {
+        let pattern = check.templated(row);
+        let re = check.compile(&pattern).map_err(|e| EvaluatorError::Pattern {
+            evaluator: name.to_string(),
+            pattern: pattern.clone(),
+            reason: e.to_string(),
+        })?;
+        let found = re.is_match(response);
+        (pattern, found)
+    };
     Ok(if check.negate {
         EvalResult::check(name, !found, format!("Expected not to match: /{pattern}/"))
     } else {

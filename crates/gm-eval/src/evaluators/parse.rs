@@ -155,33 +155,31 @@ fn placeholder() -> &'static Regex {
 }
 
 fn parse_regex(v: &Value) -> Parsed<EvaluatorKind> {
-    let check = match v {
-        Value::String(pattern) => RegexCheck {
-            pattern: pattern.clone(),
-            ignore_case: false,
-            multi_line: false,
-            dot_all: false,
-            negate: false,
-        },
+    let mut check = match v {
+        Value::String(pattern) => RegexCheck::new(pattern.clone(), false, false, false, false),
         Value::Object(map) => {
             check_keys(map, "regex", &["pattern", "ignoreCase", "multiline", "dotAll", "negate"])?;
-            RegexCheck {
-                pattern: text(map, "regex", "pattern")?
+            RegexCheck::new(
+                text(map, "regex", "pattern")?
                     .filter(|p| !p.is_empty())
                     .ok_or("`regex` needs a `pattern`, e.g. `regex: {pattern: \"^\\\\d+$\"}`")?,
-                ignore_case: flag(map, "regex", "ignoreCase")?,
-                multi_line: flag(map, "regex", "multiline")?,
-                dot_all: flag(map, "regex", "dotAll")?,
-                negate: flag(map, "regex", "negate")?,
-            }
+                flag(map, "regex", "ignoreCase")?,
+                flag(map, "regex", "multiline")?,
+                flag(map, "regex", "dotAll")?,
+                flag(map, "regex", "negate")?,
+            )
         }
         _ => return Err("`regex` must be a pattern or a mapping with `pattern`".into()),
     };
     // Row values are inserted escaped, so any placeholder stands for a literal: check the rest now.
     let probe = placeholder().replace_all(&check.pattern, "x");
-    check
+    let compiled = check
         .compile(&probe)
         .map_err(|e| format!("the pattern does not compile: {e}; fix the pattern (Rust regex syntax)"))?;
+    // Without placeholders the probe is the pattern itself: keep it for every case.
+    if probe == check.pattern.as_str() {
+        check.compiled = Some(compiled);
+    }
     Ok(EvaluatorKind::Regex(check))
 }
 
