@@ -23,7 +23,10 @@ commands:
   bench-eval [--cases N] [--promptfoo DIR]
           a gm eval suite of N cases (default 1000) against the emulator enforcing 15 per second, 5 at once:
           wall time against the quota bound, 429s, CPU and peak memory; beside promptfoo when DIR holds
-          node_modules/.bin/promptfoo (npm install promptfoo@0.119.0)";
+          node_modules/.bin/promptfoo (npm install promptfoo@0.119.0)
+  bench-matrix [--models a,b,c]
+          gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
+          second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request";
 
 fn main() {
     if let Err(e) = run() {
@@ -52,6 +55,7 @@ fn run() -> Result<()> {
         Some("tidy") => tidy(),
         Some("deny") => deny(),
         Some("bench-eval") => bench_eval(&args[1..]),
+        Some("bench-matrix") => bench_matrix(&args[1..]),
         Some("check-html") => check_html(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
@@ -193,10 +197,14 @@ fn check_html() -> Result<()> {
 /// What `/usr/bin/time -v` and the emulator say about one run.
 struct Measured {
     wall_s: f64,
+    /// CPU of the measured process and every subprocess it waited for.
     cpu_s: f64,
+    /// The part of `cpu_s` spent in the measured process's own subprocesses (e.g. code-execution sandboxes).
+    children_cpu_s: f64,
     peak_mb: f64,
     ok: u64,
     refused: u64,
+    stats: Value,
 }
 
 fn emulator_stats(addr: &str) -> Result<Value> {
@@ -218,11 +226,36 @@ fn emulator_reset(addr: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs a command under `/usr/bin/time -v` and reads wall time, CPU and peak memory from its report.
-fn timed(cmd: &mut Command, addr: &str) -> Result<Measured> {
+/// Runs a command under `/usr/bin/time -v` and reads wall time, CPU and peak memory from its report. While it
+/// runs, the CPU of the measured process's reaped subprocesses is read from `/proc` (`cutime` + `cstime`), so
+/// its own CPU can be told apart. Its standard output goes to `stdout_to`.
+fn timed(cmd: &mut Command, addr: &str, stdout_to: &Path) -> Result<Measured> {
     emulator_reset(addr)?;
-    let out = cmd.output().context("could not run the command under /usr/bin/time (apt-get install time)")?;
-    let report = String::from_utf8_lossy(&out.stderr);
+    let err_path = stdout_to.with_extension("stderr");
+    cmd.stdout(std::fs::File::create(stdout_to)?).stderr(std::fs::File::create(&err_path)?);
+    let mut child = cmd.spawn().context("could not run the command under /usr/bin/time (apt-get install time)")?;
+    let ticks = clock_ticks();
+    let mut children_cpu_s = 0.0f64;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        // `time` has one child: the measured process.
+        let measured = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap_or_default();
+        if let Some(pid) = measured.split_whitespace().next() {
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                // Fields after the command name: state is the first; cutime and cstime the 14th and 15th.
+                let rest: Vec<&str> =
+                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+                let tick = |i: usize| rest.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                if rest.len() > 14 {
+                    children_cpu_s = children_cpu_s.max((tick(13) + tick(14)) / ticks);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let report = std::fs::read_to_string(&err_path)?;
     let field = |name: &str| report.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_string());
     let secs = |v: Option<String>| v.and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):").unwrap_or_default();
@@ -231,11 +264,42 @@ fn timed(cmd: &mut Command, addr: &str) -> Result<Measured> {
     let peak_mb = secs(field("Maximum resident set size (kbytes):")) / 1024.0;
     let stats = emulator_stats(addr)?;
     let by = |code: &str| stats["by_status"][code].as_u64().unwrap_or(0);
-    if !out.status.success() && out.status.code() != Some(1) {
+    if !status.success() && status.code() != Some(1) {
         eprintln!("{report}");
-        bail!("the run failed ({})", out.status);
+        bail!("the run failed ({status})");
     }
-    Ok(Measured { wall_s, cpu_s, peak_mb, ok: by("200"), refused: by("429") })
+    Ok(Measured { wall_s, cpu_s, children_cpu_s, peak_mb, ok: by("200"), refused: by("429"), stats })
+}
+
+/// Clock ticks per second, the unit of `/proc/PID/stat` times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A release `gm emulate` on a free loopback port with `limit` and `latency_ms`; returns it and its address.
+fn start_emulator(gm: &Path, limit: &str, latency_ms: u64) -> Result<(std::process::Child, String)> {
+    let mut emu = Command::new(gm)
+        .args(["emulate", "--port", "0", "--limit", limit, "--latency-ms", &latency_ms.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("could not start gm emulate")?;
+    let mut first = String::new();
+    let mut stderr = std::io::BufReader::new(emu.stderr.take().context("emulator stderr")?);
+    std::io::BufRead::read_line(&mut stderr, &mut first)?;
+    // Keep draining the emulator's standard error: a closed pipe would end it at its next line.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .context("emulator address")?
+        .to_string();
+    Ok((emu, addr))
 }
 
 fn bench_eval(args: &[String]) -> Result<()> {
@@ -256,22 +320,7 @@ fn bench_eval(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let (limit, per_s, latency_ms) = (15usize, 1.0f64, 20u64);
-    let mut emu = Command::new(&gm)
-        .args(["emulate", "--port", "0", "--limit", "15/1s,concurrency=5", "--latency-ms", &latency_ms.to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("could not start gm emulate")?;
-    let mut first = String::new();
-    let mut stderr = std::io::BufReader::new(emu.stderr.take().context("emulator stderr")?);
-    std::io::BufRead::read_line(&mut stderr, &mut first)?;
-    // Keep draining the emulator's standard error: a closed pipe would end it at its next line.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .context("emulator address")?
-        .to_string();
+    let (mut emu, addr) = start_emulator(&gm, "15/1s,concurrency=5", latency_ms)?;
     let result = (|| -> Result<()> {
         let mut suite = String::from(
             "name: bench\nmodel: gpt-4o-mini\nmessages:\n  - role: user\n    content: \"case {{i}}\"\ntestData:\n",
@@ -296,7 +345,7 @@ fn bench_eval(args: &[String]) -> Result<()> {
             "15/1s,margin=10ms,concurrency=5",
         ]);
         cmd.args(["eval", "--json", "--concurrency", "8"]).arg(dir.join("bench.prompt.yml"));
-        let gm_run = timed(&mut cmd, &addr)?;
+        let gm_run = timed(&mut cmd, &addr, &dir.join("gm.json"))?;
         let windows = cases.div_ceil(limit).saturating_sub(1) as f64;
         let bound = windows * per_s + latency_ms as f64 / 1000.0;
         println!("cases: {cases}; server: 15 per 1 s, 5 at once, {latency_ms} ms per answer; quota bound plus one latency: {bound:.3} s");
@@ -328,9 +377,101 @@ fn bench_eval(args: &[String]) -> Result<()> {
             cmd.arg(dir.join("promptfooconfig.yaml")).arg("-o").arg(dir.join("promptfoo.json"));
             cmd.current_dir(&dir).env("PROMPTFOO_DISABLE_TELEMETRY", "1").env("PROMPTFOO_DISABLE_UPDATE", "1");
             cmd.env("PROMPTFOO_CONFIG_DIR", dir.join("promptfoo-home"));
-            let pf_run = timed(&mut cmd, &addr)?;
+            let pf_run = timed(&mut cmd, &addr, &dir.join("promptfoo.out"))?;
             row("promptfoo 0.119.0", &pf_run);
         }
+        Ok(())
+    })();
+    let _ = emu.kill();
+    let _ = emu.wait();
+    result
+}
+
+/// `gm bench` of several models on every built-in task against the emulator's per-model quota: wall time
+/// against the quota bound, 429s, and the engine's CPU per request. The engine's CPU is gm's own, less the
+/// code-execution subprocesses; its marginal cost per request comes from a second, smaller run in the same
+/// session (the difference removes start-up).
+fn bench_matrix(args: &[String]) -> Result<()> {
+    let mut models = "openai/gpt-4.1,openai/gpt-4.1-mini,openai/gpt-4o-mini".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--models" => models = it.next().context("--models needs a comma-separated list")?.clone(),
+            other => bail!("unknown bench-matrix argument `{other}`"),
+        }
+    }
+    cargo(&["build", "--release", "-p", "gm-cli"])?;
+    let root = workspace_root();
+    let gm = root.join("target/release/gm");
+    let dir = root.join("target/bench-matrix");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (limit, per_s, latency_ms) = (15u64, 1.0f64, 20u64);
+    let (mut emu, addr) = start_emulator(&gm, "15/1s,concurrency=5", latency_ms)?;
+    let tasks = "text_generation,question_answering,summarization,code_generation,reasoning";
+    let result = (|| -> Result<()> {
+        let url = format!("http://{addr}/v1");
+        let run = |items: Option<usize>, name: &str| -> Result<Measured> {
+            let mut cmd = Command::new("/usr/bin/time");
+            cmd.arg("-v").arg(&gm).arg("--data-dir").arg(dir.join(format!("state-{name}")));
+            cmd.args(["--provider", "openai-compatible", "--base-url", &url, "--no-cache"]);
+            cmd.args(["--limits", "15/1s,margin=10ms,concurrency=5"]);
+            cmd.args([
+                "bench",
+                "--json",
+                "--allow-code-exec",
+                "--concurrency",
+                "8",
+                "--models",
+                &models,
+                "--tasks",
+                tasks,
+            ]);
+            if let Some(n) = items {
+                cmd.args(["--limit-items", &n.to_string()]);
+            }
+            timed(&mut cmd, &addr, &dir.join(format!("{name}.json")))
+        };
+        let small = run(Some(5), "small")?;
+        let full = run(None, "full")?;
+        let per_model = |m: &Measured| -> Vec<(String, u64)> {
+            m.stats["answered_by_model"]
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+                .unwrap_or_default()
+        };
+        let bound = |m: &Measured| {
+            per_model(m).iter().map(|(_, n)| n.div_ceil(limit).saturating_sub(1) as f64 * per_s).fold(0.0, f64::max)
+                + latency_ms as f64 / 1000.0
+        };
+        let own = |m: &Measured| m.cpu_s - m.children_cpu_s;
+        println!("models: {models}; tasks: all five, code execution on; server: 15 per 1 s and 5 at once per model, {latency_ms} ms per answer");
+        println!(
+            "requests per model (full run): {}",
+            per_model(&full).iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+        );
+        println!("| run | requests | wall | quota bound + latency | wall / bound | 429s | gm CPU (own) | sandbox CPU | gm CPU per request | peak memory |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        for (name, m) in [("5 items a task", &small), ("every item", &full)] {
+            println!(
+                "| {name} | {} | {:.2} s | {:.2} s | {:.3} | {} | {:.3} s | {:.3} s | {:.0} µs | {:.1} MB |",
+                m.ok,
+                m.wall_s,
+                bound(m),
+                m.wall_s / bound(m),
+                m.refused,
+                own(m),
+                m.children_cpu_s,
+                own(m) / m.ok.max(1) as f64 * 1e6,
+                m.peak_mb
+            );
+        }
+        let extra = full.ok.saturating_sub(small.ok).max(1) as f64;
+        println!(
+            "marginal gm CPU per request (full − small, start-up removed): {:.1} µs over {} requests",
+            (own(&full) - own(&small)) / extra * 1e6,
+            full.ok.saturating_sub(small.ok)
+        );
         Ok(())
     })();
     let _ = emu.kill();

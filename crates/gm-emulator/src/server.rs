@@ -116,6 +116,9 @@ pub struct EmulatorStats {
     pub by_path: BTreeMap<String, u64>,
     /// Requests per status answered.
     pub by_status: BTreeMap<u16, u64>,
+    /// Chat and embeddings requests answered 200, per model as the request named it.
+    #[serde(default)]
+    pub answered_by_model: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -416,23 +419,27 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         Ok(b) => b.to_bytes(),
         Err(e) => return full(400, bodies::bad_request(&format!("could not read the body: {e}"))),
     };
+    let model = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
     let mut in_flight = None;
     if let Some(limits) = &st.config.limits {
-        let model = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_default();
         match st.counter.admit(limits, &token, &model, std::time::Instant::now()) {
             Ok(guard) => in_flight = Some(guard),
             Err(r) => return too_many(&r),
         }
     }
-    match endpoint {
+    let resp = match endpoint {
         Endpoint::Chat => chat(st, style, &body, fault, in_flight).await,
         Endpoint::Embeddings => embeddings(st, style, &body),
         // Answered above, before the body was read.
         Endpoint::Catalog => full(500, bodies::SERVER_ERROR_500),
+    };
+    if resp.status() == StatusCode::OK {
+        *lock(&st.stats).answered_by_model.entry(model).or_default() += 1;
     }
+    resp
 }
 
 fn unknown_model(style: Style, model: &str) -> Response<Body> {

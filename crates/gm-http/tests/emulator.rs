@@ -66,6 +66,9 @@ async fn catalog_chat_stream_and_embeddings_on_github_paths() {
     let stats = emu.stats();
     assert_eq!(stats.by_path["/inference/chat/completions"], 2);
     assert_eq!(stats.by_path["/inference/embeddings"], 1);
+    // The client sends the canonical lower-case id however the caller spelled it.
+    assert_eq!(stats.answered_by_model["openai/gpt-4.1"], 2);
+    assert_eq!(stats.answered_by_model["openai/text-embedding-3-small"], 1);
 }
 
 #[tokio::test]
