@@ -486,18 +486,21 @@ fn runs_list(global: &Global, json: bool) -> Result<ExitCode> {
         writeln!(out, "No runs yet; `gm eval FILE` records one.")?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Columns as wide as their longest value, so long provider and model names keep the table aligned.
+    let provider_w = rows.iter().map(|r| r.provider.len()).max().unwrap_or(0).max("PROVIDER".len());
+    let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(0).max("MODEL".len());
     writeln!(
         out,
-        "{:>5}  {:<10}  {:<8}  {:>5}  {:<24}  {:<12}  FILE",
-        "ID", "STATUS", "PROVIDER", "CASES", "MODEL", "STARTED"
+        "{:>5}  {:<5}  {:<10}  {:<provider_w$}  {:>5}  {:<model_w$}  {:<16}  FILE",
+        "ID", "KIND", "STATUS", "PROVIDER", "CASES", "MODEL", "STARTED"
     )?;
     for r in rows {
         let status = if r.finished_at.is_some() { "finished" } else { "unfinished" };
         let started = utc_minutes(r.started_at);
         writeln!(
             out,
-            "{:>5}  {:<10}  {:<8}  {:>5}  {:<24}  {:<12}  {}",
-            r.id, status, r.provider, r.cases, r.model, started, r.file
+            "{:>5}  {:<5}  {:<10}  {:<provider_w$}  {:>5}  {:<model_w$}  {:<16}  {}",
+            r.id, r.kind, status, r.provider, r.cases, r.model, started, r.file
         )?;
     }
     Ok(ExitCode::SUCCESS)
