@@ -318,6 +318,11 @@ pub struct BenchArgs {
     /// A folder of user tasks, one subfolder each with task.yaml and data.jsonl (docs/adding-a-task.md)
     #[arg(long, value_name = "DIR")]
     pub tasks_dir: Option<PathBuf>,
+    /// The scorers that grade every task, comma-separated: a task's own scorers by name (see --list-tasks), or
+    /// metrics of `gm score --list` scored against each item's `expected`, with an optional pass threshold
+    /// (`rougeL:0.4`; graded metrics pass at 0.5 otherwise). Default: each task's own scorers
+    #[arg(long, value_delimiter = ',', value_name = "METRICS")]
+    pub metrics: Vec<String>,
     /// Allow tasks that score by running generated code (code_generation); not a security boundary
     #[arg(long)]
     pub allow_code_exec: bool,
@@ -327,7 +332,7 @@ pub struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
-    /// Test cases in flight at once [default: 4]
+    /// Test cases in flight at once in each model x task cell; every cell runs at once, within the rate limits
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
     /// Also write the report as one self-contained HTML page with charts to FILE

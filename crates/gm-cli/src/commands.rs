@@ -328,10 +328,25 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let choices = args
+        .metrics
+        .iter()
+        .map(|m| gm_eval::tasks::MetricChoice::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    let mut applied = vec![false; choices.len()];
+    let mut mark = |a: &[bool]| applied.iter_mut().zip(a).for_each(|(x, y)| *x |= *y);
     let mut tasks = Vec::with_capacity(args.tasks.len());
     let mut code_tasks = std::collections::BTreeMap::new();
     for t in &args.tasks {
         let mut file = if let Some(task) = catalog.iter().find(|c| c.name == *t) {
+            let task = if choices.is_empty() {
+                task.clone()
+            } else {
+                let (task, a) = task.with_metrics(&choices).map_err(usage)?;
+                mark(&a);
+                task
+            };
             if task.needs_code_execution && !args.allow_code_exec {
                 return Err(usage(format!(
                     "task `{t}` scores by running the generated code; pass --allow-code-exec to run it (not a security \
@@ -343,7 +358,13 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
             }
             task.to_prompt_file(args.models.first().map(String::as_str).unwrap_or(""), None)
         } else if std::path::Path::new(t).is_file() {
-            PromptFile::load(std::path::Path::new(t))?
+            let mut file = PromptFile::load(std::path::Path::new(t))?;
+            if !choices.is_empty() {
+                let s = gm_eval::tasks::select_scorers(t, &file.evaluators, None, &choices).map_err(usage)?;
+                mark(&s.applied);
+                file.evaluators = s.evaluators;
+            }
+            file
         } else {
             let names: Vec<&str> = catalog.iter().map(|c| c.name.as_str()).collect();
             return Err(usage(format!("task `{t}` is neither a task ({}) nor a .prompt.yml file", names.join(", "))));
@@ -356,6 +377,13 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         let name =
             if catalog.iter().any(|c| c.name == *t) || file.name.is_empty() { t.clone() } else { file.name.clone() };
         tasks.push((name, file));
+    }
+    if let Some(c) = choices.iter().zip(&applied).find_map(|(c, a)| (!a).then_some(c)) {
+        return Err(usage(format!(
+            "`{}` is neither a scorer of the tasks ({}) nor a metric of `gm score --list`",
+            c.name,
+            args.tasks.join(", ")
+        )));
     }
     let session = context::session(global, true)?;
     let store = open_runs(global)?;

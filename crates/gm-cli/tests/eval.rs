@@ -472,3 +472,43 @@ fn gm_bench_lists_and_runs_the_built_in_tasks_and_refuses_code_without_permissio
     let out = gm(&data, &["bench", "--models", "openai/gpt-4.1", "--tasks", "no_such_task"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn gm_bench_metrics_choose_the_scorers_of_every_task() {
+    let data = scratch("bench-metrics");
+    let args =
+        ["bench", "--json", "--models", "openai/gpt-4.1", "--limit-items", "3", "--metrics", "squad_f1,bleu:0.3"];
+    // code_generation graded by BLEU alone runs no code, so it needs no --allow-code-exec.
+    let tasks = ["--tasks", "question_answering,summarization,code_generation"];
+    let out = gm(&data, &[&args[..], &tasks[..]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let scorers =
+        |i: usize| -> Vec<String> { v["cells"][i]["metrics"]["scores"].as_object().unwrap().keys().cloned().collect() };
+    // The task's own SQuAD F1 scorer is kept under its name; elsewhere the metric is added against `expected`.
+    assert_eq!(scorers(0), ["bleu", "token F1"]);
+    assert_eq!(scorers(1), ["bleu", "squad_f1"]);
+    assert_eq!(scorers(2), ["bleu", "squad_f1"]);
+    for cell in v["cells"].as_array().unwrap() {
+        let scores = cell["metrics"]["scores"].as_object().unwrap();
+        let mean = scores.values().map(|s| s.as_f64().unwrap()).sum::<f64>() / scores.len() as f64;
+        assert!((cell["metrics"]["quality"].as_f64().unwrap() - mean).abs() < 1e-9, "{cell}");
+    }
+
+    let out = gm(
+        &data,
+        &["bench", "--models", "openai/gpt-4.1", "--tasks", "question_answering", "--metrics", "coherence"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exact match, token F1"));
+    let out = gm(
+        &data,
+        &["bench", "--models", "openai/gpt-4.1", "--tasks", "reasoning", "--metrics", "final answer,nope"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`nope` is neither"));
+    let out = gm(&data, &["bench", "--models", "openai/gpt-4.1", "--tasks", "reasoning", "--metrics", "bleu:3"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

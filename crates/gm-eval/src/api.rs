@@ -59,8 +59,11 @@ pub enum ApiError {
         all: String,
     },
     /// The task scores by running generated code, which this API does not do.
-    #[error("task `{0}` scores by running generated code; run it with `gm bench --allow-code-exec`")]
+    #[error("task `{0}` scores by running generated code; run it with `gm bench --allow-code-exec`, or grade it by other metrics")]
     CodeExecution(String),
+    /// A chosen metric is not a scorer of a task nor a metric of the registry, or no chosen metric applies to a task.
+    #[error("{0}")]
+    Metrics(String),
     /// The model call failed.
     #[error(transparent)]
     Client(#[from] gm_http::Error),
@@ -125,6 +128,9 @@ pub struct EvaluationConfig {
     pub tasks: Vec<String>,
     /// Items per task (all when `None`).
     pub limit_items: Option<usize>,
+    /// The scorers that grade every task, as `gm bench --metrics` takes them (a task's scorer by name, or a
+    /// registry metric against each item's `expected`, optionally `name:min`); empty: each task's own.
+    pub metrics: Vec<String>,
 }
 
 impl EvaluationConfig {
@@ -137,7 +143,14 @@ impl EvaluationConfig {
             models: models.into_iter().map(Into::into).collect(),
             tasks: tasks.into_iter().map(Into::into).collect(),
             limit_items: None,
+            metrics: Vec::new(),
         }
+    }
+
+    /// Grades every task by these scorers or metrics only (see [`crate::tasks::MetricChoice`]).
+    pub fn metrics<S: Into<String>>(mut self, metrics: impl IntoIterator<Item = S>) -> Self {
+        self.metrics = metrics.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Runs only the first `n` items of each task.
@@ -244,15 +257,53 @@ impl Evaluator {
     }
 
     /// Every model on every task: per-cell latency, throughput, quality and cost, and the best model.
+    ///
+    /// With [`EvaluationConfig::metrics`], those scorers alone grade every task:
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use gm_eval::api::{EvaluationConfig, Evaluator};
+    ///
+    /// let evaluator = Evaluator::demo().unwrap();
+    /// // code_generation graded by chrF against the reference solution runs no generated code.
+    /// let config = EvaluationConfig::new(["openai/gpt-4.1"], ["code_generation", "summarization"])
+    ///     .limit_items(2)
+    ///     .metrics(["chrf:0.3"]);
+    /// let report = evaluator.evaluate_models(&config).await.unwrap();
+    /// for cell in &report.cells {
+    ///     assert_eq!(cell.metrics.scores.keys().collect::<Vec<_>>(), ["chrf"]);
+    /// }
+    /// assert!(evaluator.evaluate_models(&config.clone().metrics(["no_such_metric"])).await.is_err());
+    /// # });
+    /// ```
     pub async fn evaluate_models(&self, config: &EvaluationConfig) -> Result<BenchReport, ApiError> {
+        let choices = config
+            .metrics
+            .iter()
+            .map(|m| crate::tasks::MetricChoice::parse(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::Metrics)?;
+        let mut applied = vec![false; choices.len()];
         let mut tasks = Vec::with_capacity(config.tasks.len());
         for name in &config.tasks {
-            let task = Task::builtin(name).ok_or_else(|| ApiError::UnknownTask(name.clone()))?;
+            let mut task = Task::builtin(name).ok_or_else(|| ApiError::UnknownTask(name.clone()))?;
+            if !choices.is_empty() {
+                let (graded, a) = task.with_metrics(&choices).map_err(ApiError::Metrics)?;
+                applied.iter_mut().zip(a).for_each(|(x, y)| *x |= y);
+                task = graded;
+            }
             if task.needs_code_execution {
                 return Err(ApiError::CodeExecution(name.clone()));
             }
             let first_model = config.models.first().map(String::as_str).unwrap_or("");
             tasks.push((name.clone(), task.to_prompt_file(first_model, config.limit_items)));
+        }
+        if let Some(c) = choices.iter().zip(&applied).find_map(|(c, a)| (!a).then_some(c)) {
+            return Err(ApiError::Metrics(format!(
+                "`{}` is neither a scorer of the tasks ({}) nor a metric of the registry",
+                c.name,
+                config.tasks.join(", ")
+            )));
         }
         Ok(run_matrix(&self.client, &self.options, &config.models, &tasks, None).await?)
     }

@@ -37,6 +37,8 @@ pub struct CellMetrics {
     pub cost_usd: Option<f64>,
     /// `quality / cost_usd`, when there was a cost.
     pub quality_per_dollar: Option<f64>,
+    /// The mean score of each scorer over the cell's cases, by scorer name.
+    pub scores: BTreeMap<String, f64>,
 }
 
 /// One cell of the matrix.
@@ -100,7 +102,13 @@ pub fn cell_metrics(e: &EvaluationSummary) -> CellMetrics {
     let est = bootstrap_mean(&scores, BootstrapOptions::default()).ok();
     let quality = est.map_or(0.0, |e| e.mean);
     let cost = e.gm.cost_usd;
+    let mut by_scorer: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for r in e.test_results.iter().flat_map(|t| &t.evaluation_results) {
+        let s = by_scorer.entry(r.evaluator_name.clone()).or_default();
+        *s = (s.0 + r.score.clamp(0.0, 1.0), s.1 + 1);
+    }
     CellMetrics {
+        scores: by_scorer.into_iter().map(|(name, (sum, n))| (name, sum / n as f64)).collect(),
         latency_p50_ms: e.gm.latency_p50_ms,
         latency_p95_ms: e.gm.latency_p95_ms,
         tokens_per_second: e.gm.tokens_per_second,

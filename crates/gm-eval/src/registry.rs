@@ -181,6 +181,12 @@ impl Metric {
         matches!(self, Metric::Rouge1 | Metric::Rouge2 | Metric::RougeL | Metric::RougeLsum)
     }
 
+    /// Whether the metric grades in [0, 1] (BLEU, chrF, ROUGE, SQuAD F1) rather than checking 0 or 1, so a
+    /// pass needs a threshold.
+    pub fn is_graded(self) -> bool {
+        self.is_rouge() || matches!(self, Metric::Bleu | Metric::Chrf | Metric::SquadF1)
+    }
+
     /// Checks the references of one case for this metric: regular expressions must compile
     /// and JSON schemas must be valid. Other metrics accept any references.
     ///

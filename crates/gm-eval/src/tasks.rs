@@ -452,6 +452,33 @@ impl Task {
         }
     }
 
+    /// The task graded by `choices` alone (see [`select_scorers`]); the code-execution scorer stays only when
+    /// chosen. Also returns, for each choice, whether it applied to this task.
+    ///
+    /// ```
+    /// use gm_eval::tasks::{MetricChoice, Task};
+    ///
+    /// let qa = Task::builtin("question_answering").unwrap();
+    /// let choices = [MetricChoice::parse("squad_f1").unwrap(), MetricChoice::parse("bleu:0.3").unwrap()];
+    /// let (graded, applied) = qa.with_metrics(&choices).unwrap();
+    /// assert_eq!(graded.info().scorers, ["token F1", "bleu"]);
+    /// assert_eq!(applied, [true, true]);
+    /// ```
+    ///
+    /// # Errors
+    /// A message when no choice applies to the task, or a threshold is given for a scorer that is not a metric.
+    pub fn with_metrics(&self, choices: &[MetricChoice]) -> Result<(Task, Vec<bool>), String> {
+        let selected =
+            select_scorers(&self.name, &self.evaluators, self.execution.as_ref().map(|e| e.name.as_str()), choices)?;
+        let mut task = self.clone();
+        task.evaluators = selected.evaluators;
+        if !selected.execution {
+            task.execution = None;
+            task.needs_code_execution = false;
+        }
+        Ok((task, selected.applied))
+    }
+
     /// The task as a prompt file for `model`, with the first `limit_items` items (all when `None`), so
     /// [`EvalRunner`](crate::run::EvalRunner) runs it unchanged. The code-execution scorer is not
     /// included: the runner applies the other scorers, and a sandbox the caller enabled runs the code.
@@ -469,6 +496,147 @@ impl Task {
             warnings: Vec::new(),
         }
     }
+}
+
+/// The pass threshold of a graded registry metric chosen with [`MetricChoice`] without one.
+pub const DEFAULT_METRIC_MIN: f64 = 0.5;
+
+/// One choice of the scorers that grade a task (`gm bench --metrics`): a scorer of the task by its name
+/// (as `gm bench --list-tasks` shows it, e.g. `coherence` or `pass@1`), or a metric of the registry scored
+/// against each item's `expected` (e.g. `bleu`), with an optional pass threshold (`rougeL:0.4`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricChoice {
+    /// The scorer's or the metric's name.
+    pub name: String,
+    /// The pass threshold in [0, 1], for a metric.
+    pub min: Option<f64>,
+}
+
+impl MetricChoice {
+    /// Reads `NAME` or `NAME:MIN`.
+    ///
+    /// ```
+    /// use gm_eval::tasks::MetricChoice;
+    /// assert_eq!(MetricChoice::parse("rougeL:0.4").unwrap().min, Some(0.4));
+    /// assert_eq!(MetricChoice::parse("coherence").unwrap().min, None);
+    /// assert!(MetricChoice::parse("bleu:2").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A message for an empty name or a threshold that is not a number in [0, 1].
+    pub fn parse(spec: &str) -> Result<MetricChoice, String> {
+        let (name, min) = match spec.rsplit_once(':') {
+            Some((name, min)) => {
+                let m = min.trim().parse::<f64>().ok().filter(|m| (0.0..=1.0).contains(m)).ok_or_else(|| {
+                    format!("`{spec}`: the threshold after `:` must be a number in [0, 1], e.g. `rougeL:0.4`")
+                })?;
+                (name.trim(), Some(m))
+            }
+            None => (spec.trim(), None),
+        };
+        if name.is_empty() {
+            return Err(format!("`{spec}` names no metric; give a scorer of the task or a metric such as `bleu`"));
+        }
+        Ok(MetricChoice { name: name.to_string(), min })
+    }
+}
+
+/// A task's scorers narrowed to `choices`: what [`Task::with_metrics`] and [`select_scorers`] return.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The evaluators that stay, in the task's order, then the added registry metrics in the choices' order.
+    pub evaluators: Vec<Value>,
+    /// Whether the code-execution scorer stays.
+    pub execution: bool,
+    /// For each choice, whether it applied to this task.
+    pub applied: Vec<bool>,
+}
+
+/// Narrows `evaluators` (and the code-execution scorer named `execution`, if any) to `choices`. A choice
+/// matches a scorer by name (ignoring case), or a metric evaluator of the same metric; a choice that names
+/// no scorer of the task but a registry metric adds that metric, scored against `expected`. A choice that
+/// is neither does not apply to this task.
+///
+/// # Errors
+/// A message when a threshold is given for a scorer that is not a metric, or when no choice applies.
+pub fn select_scorers(
+    task: &str,
+    evaluators: &[Value],
+    execution: Option<&str>,
+    choices: &[MetricChoice],
+) -> Result<Selected, String> {
+    let names: Vec<String> = evaluators.iter().enumerate().map(|(i, e)| scorer_name(i, e)).collect();
+    let metric_of = |e: &Value| e.as_object().and_then(|m| m.keys().find_map(|k| crate::Metric::from_name(k).ok()));
+    let mut keep = vec![false; evaluators.len()];
+    let mut thresholds: Vec<Option<f64>> = vec![None; evaluators.len()];
+    let mut added = Vec::new();
+    let mut keep_execution = false;
+    let mut applied = Vec::with_capacity(choices.len());
+    for c in choices {
+        let wanted = c.name.to_lowercase();
+        let by_name = names.iter().position(|n| n.to_lowercase() == wanted);
+        let metric = crate::Metric::from_name(&c.name).ok();
+        let by_metric = metric.and_then(|m| evaluators.iter().position(|e| metric_of(e) == Some(m)));
+        if let Some(i) = by_name.or(by_metric) {
+            if c.min.is_some() && metric_of(&evaluators[i]).is_none() {
+                return Err(format!(
+                    "`{}:{}`: scorer `{}` of task `{task}` is not a metric and takes no threshold",
+                    c.name,
+                    c.min.unwrap_or_default(),
+                    names[i]
+                ));
+            }
+            keep[i] = true;
+            thresholds[i] = c.min.or(thresholds[i]);
+            applied.push(true);
+        } else if execution.is_some_and(|x| x.to_lowercase() == wanted) {
+            keep_execution = true;
+            applied.push(true);
+        } else if let Some(m) = metric.filter(|m| !matches!(m, crate::Metric::RegexMatch | crate::Metric::JsonSchema)) {
+            let mut spec = Map::new();
+            spec.insert("referenceKey".into(), Value::String("expected".into()));
+            if let Some(min) = c.min.or(m.is_graded().then_some(DEFAULT_METRIC_MIN)) {
+                spec.insert("min".into(), Value::from(min));
+            }
+            let mut e = Map::new();
+            e.insert("name".into(), Value::String(m.name().into()));
+            e.insert(m.name().into(), Value::Object(spec));
+            added.push(Value::Object(e));
+            applied.push(true);
+        } else {
+            applied.push(false);
+        }
+    }
+    let mut out: Vec<Value> = Vec::new();
+    for (i, e) in evaluators.iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        let mut e = e.clone();
+        if let (Some(min), Some(m)) = (thresholds[i], metric_of(&e)) {
+            if let Some(spec) = e.get_mut(m.name()) {
+                match spec {
+                    Value::Object(map) => {
+                        map.insert("min".into(), Value::from(min));
+                    }
+                    other => *other = Value::from(min),
+                }
+            }
+        }
+        out.push(e);
+    }
+    out.extend(added);
+    if out.is_empty() && !keep_execution {
+        let mut scorers = names;
+        scorers.extend(execution.map(str::to_string));
+        return Err(format!(
+            "task `{task}` has none of the metrics {}: its own scorers are {}, and any metric of `gm score --list` \
+             (bleu, chrf, rougeL, squad_f1, ...) is scored against each item's `expected`",
+            choices.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+            scorers.join(", ")
+        ));
+    }
+    Ok(Selected { evaluators: out, execution: keep_execution, applied })
 }
 
 fn scorer_name(index: usize, raw: &Value) -> String {

@@ -454,3 +454,41 @@ fn the_catalog_adds_user_tasks_after_the_builtins_and_refuses_a_builtin_name() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn metric_choices_narrow_a_task_to_its_chosen_scorers() {
+    use gm_eval::tasks::{select_scorers, MetricChoice};
+    let choose = |list: &[&str]| list.iter().map(|c| MetricChoice::parse(c).unwrap()).collect::<Vec<_>>();
+
+    // A scorer by name, case ignored; a threshold replaces the metric scorer's own.
+    let summarization = Task::builtin("summarization").unwrap();
+    let (graded, applied) = summarization.with_metrics(&choose(&["rouge-l:0.9", "Coherence", "pass@1"])).unwrap();
+    assert_eq!(graded.info().scorers, ["ROUGE-L", "coherence"]);
+    assert_eq!(applied, [true, true, false]);
+    assert_eq!(graded.evaluators[0]["rougeL"]["min"], 0.9);
+    // The threshold makes a difference: the reference summary scores 1, a partial one below 0.9.
+    let specs = EvaluatorSpec::parse_all(&graded.evaluators).unwrap();
+    let item = &graded.items[0];
+    let half: String = text(item, "expected").split(' ').take(8).collect::<Vec<_>>().join(" ");
+    match specs[0].prepare(item, &half, &EvalOptions::default()).unwrap() {
+        Prepared::Done(r) => assert!(!r.passed && r.score < 0.9, "{r:?}"),
+        Prepared::Judge(_) => panic!("ROUGE needs no judge"),
+    }
+
+    // The code-execution scorer stays only when chosen; without it no code runs.
+    let code = Task::builtin("code_generation").unwrap();
+    let (only_exec, _) = code.with_metrics(&choose(&["pass@1"])).unwrap();
+    assert!(only_exec.needs_code_execution && only_exec.evaluators.is_empty());
+    let (no_exec, _) = code.with_metrics(&choose(&["chrf"])).unwrap();
+    assert!(!no_exec.needs_code_execution && no_exec.execution.is_none());
+    assert_eq!(no_exec.evaluators[0]["chrf"]["min"], gm_eval::tasks::DEFAULT_METRIC_MIN);
+    assert_eq!(no_exec.evaluators[0]["chrf"]["referenceKey"], "expected");
+
+    // A threshold on a judge, and a task none of whose scorers was chosen, are refused with the fix.
+    let e = summarization.with_metrics(&choose(&["coherence:0.5"])).unwrap_err();
+    assert!(e.contains("not a metric and takes no threshold"), "{e}");
+    let e = select_scorers("reasoning", &Task::builtin("reasoning").unwrap().evaluators, None, &choose(&["fluency"]))
+        .unwrap_err();
+    assert!(e.contains("its own scorers are final answer"), "{e}");
+    assert!(MetricChoice::parse(":0.5").is_err() && MetricChoice::parse("bleu:x").is_err());
+}

@@ -206,10 +206,6 @@ fn parse_schema(v: &Value) -> Parsed<EvaluatorKind> {
     Ok(EvaluatorKind::JsonSchema(SchemaCheck { schema, validator: Arc::new(validator) }))
 }
 
-fn is_graded(metric: Metric) -> bool {
-    metric.is_rouge() || matches!(metric, Metric::Bleu | Metric::Chrf | Metric::SquadF1)
-}
-
 fn parse_metric(metric: Metric, v: &Value) -> Parsed<EvaluatorKind> {
     let example = format!("`{metric}: {{min: 0.4}}`");
     let empty = Map::new();
@@ -229,7 +225,7 @@ fn parse_metric(metric: Metric, v: &Value) -> Parsed<EvaluatorKind> {
     let min = match min {
         Some(m) if (0.0..=1.0).contains(&m) => m,
         Some(m) => return Err(format!("`{metric}.min` is {m}; give a threshold in [0, 1]")),
-        None if is_graded(metric) => {
+        None if metric.is_graded() => {
             return Err(format!("`{metric}` needs a passing threshold `min` in [0, 1], e.g. {example}"))
         }
         None => 1.0,
