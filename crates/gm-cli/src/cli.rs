@@ -338,6 +338,12 @@ pub struct BenchArgs {
     /// Also write the report as one self-contained HTML page with charts to FILE
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Finish the last interrupted run of the same models and tasks, without repeating a recorded test case
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop cleanly (resumable) once this many requests were sent, judges included
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
     /// Compare with an earlier bench run in the HTML page (regressions only when significant)
     #[arg(long, value_name = "ID")]
     pub baseline: Option<i64>,

@@ -391,13 +391,19 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         kind: "bench".into(),
         name: format!("{} models x {} tasks", args.models.len(), tasks.len()),
         file: args.tasks.join(","),
-        digest: String::new(),
+        // What the cells run: the tasks as prompt files, after --metrics and --limit-items.
+        digest: gm_cache::RequestKey::for_body("bench", "", "", format!("{tasks:?}").as_bytes(), 0, &[])
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
         model: args.models.join(","),
         provider: session.client.provider().to_string(),
         base_url: session.client.base_url().to_string(),
     };
-    let run_id = store.begin(&who)?;
-    let options = gm_eval::run::RunOptions { concurrency: args.concurrency.max(1), ..Default::default() };
+    let options = gm_eval::run::RunOptions {
+        concurrency: args.concurrency.max(1),
+        max_requests: args.max_requests,
+        ..Default::default()
+    };
     // One sandbox for every code task, with the strictest limits they ask for.
     let sandbox = if code_tasks.is_empty() {
         None
@@ -417,7 +423,39 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         Some(sandbox)
     };
     let code = sandbox.as_ref().map(|s| gm_eval::bench::CodeScoring { sandbox: s, tasks: code_tasks.clone() });
-    let mut report = gm_eval::bench::run_matrix(&session.client, &options, &args.models, &tasks, code.as_ref()).await?;
+    let total: usize = args.models.len() * tasks.iter().map(|(_, f)| f.test_data.len()).sum::<usize>();
+    let (run_id, finished) = match args.resume.then(|| store.unfinished(&who)).transpose()?.flatten() {
+        Some((id, done)) => {
+            eprintln!("resuming bench run {id}: {} of {total} test cases already done", done.len());
+            (id, done)
+        }
+        None => {
+            if args.resume {
+                eprintln!("no unfinished bench run of these models and tasks; starting a new one");
+            }
+            (store.begin(&who)?, Default::default())
+        }
+    };
+    let sink = store.sink(run_id);
+    let resume_hint = |done: usize| {
+        format!("{done} of {total} test cases of bench run {run_id} are recorded; the same command with --resume finishes it")
+    };
+    let outcome = tokio::select! {
+        r = gm_eval::bench::run_matrix_with(&session.client, &options, &args.models, &tasks, code.as_ref(), Some(&sink), finished) => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: {}", resume_hint(store.cases(run_id).map(|c| c.len()).unwrap_or(0)));
+            session.finish();
+            return Ok(ExitCode::from(130));
+        }
+    };
+    let mut report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}", resume_hint(store.cases(run_id).map(|c| c.len()).unwrap_or(0)));
+            session.finish();
+            return Err(anyhow::Error::new(e).context("gm bench did not finish"));
+        }
+    };
     report.run_id = Some(run_id);
     let stored = StoredBench {
         report: serde_json::to_value(&report)?,

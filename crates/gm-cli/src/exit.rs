@@ -24,7 +24,7 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             return USAGE;
         }
         if let Some(r) = cause.downcast_ref::<gm_eval::run::RunError>() {
-            return match (r, r.client_error()) {
+            return match (r.root(), r.client_error()) {
                 (gm_eval::run::RunError::Budget { .. }, _) => PROVIDER,
                 (_, Some(h)) if !h.is_usage() => PROVIDER,
                 _ => USAGE,

@@ -474,6 +474,43 @@ fn gm_bench_lists_and_runs_the_built_in_tasks_and_refuses_code_without_permissio
 }
 
 #[test]
+fn an_interrupted_bench_resumes_without_repeating_a_recorded_case() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let data = scratch("bench-resume");
+    let v1 = format!("{}/v1", emu.url());
+    let mut args = vec!["--provider", "openai-compatible", "--base-url", &v1, "--no-cache", "bench", "--json"];
+    args.extend(["--models", "openai/gpt-4.1,openai/gpt-4o-mini", "--tasks", "question_answering,reasoning"]);
+    args.extend(["--limit-items", "5", "--concurrency", "1"]);
+    // 2 models x 2 tasks x 5 items, no judges: 20 requests in all. The budget stops the first run part-way.
+    let first = gm(&data, &[&args[..], &["--max-requests", "7"]].concat(), &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(3),
+        "{}{}",
+        String::from_utf8_lossy(&first.stderr),
+        String::from_utf8_lossy(&first.stdout)
+    );
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(err.contains("budget of 7 requests") && err.contains("--resume"), "{err}");
+    let sent_first = emu.stats().total;
+    assert!((7..20).contains(&sent_first), "{sent_first}");
+
+    let out = gm(&data, &[&args[..], &["--resume"]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{sent_first} of 20 test cases already done")), "{err}");
+    // Every case was asked once over both runs, and the report covers all of them.
+    assert_eq!(emu.stats().total, 20);
+    let v = json(&out);
+    assert_eq!(v["cells"].as_array().unwrap().len(), 4);
+    let listed = json(&gm(&data, &["runs", "list", "--json"], &[]));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "the resumed run is the same run: {listed}");
+    assert_eq!(listed[0]["cases"], 20);
+    assert_eq!(listed[0]["id"], v["run_id"]);
+}
+
+#[test]
 fn gm_bench_metrics_choose_the_scorers_of_every_task() {
     let data = scratch("bench-metrics");
     let args =

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::prompt::PromptFile;
-use crate::run::{EvalRunner, EvaluationSummary, RunError, RunOptions, TestResult};
+use crate::run::{CaseSink, EvalRunner, EvaluationSummary, Finished, RunError, RunOptions, TestResult};
 use crate::stats::{bootstrap_mean, paired_bootstrap, BootstrapOptions};
 
 /// One model × task cell's figures.
@@ -131,28 +131,89 @@ pub async fn run_matrix(
     tasks: &[(String, PromptFile)],
     code: Option<&CodeScoring<'_>>,
 ) -> Result<BenchReport, RunError> {
+    run_matrix_with(client, options, models, tasks, code, None, Finished::new()).await
+}
+
+/// Case indices of one cell in a matrix's record: cell `c` (models outer, tasks inner, from 0) holds the
+/// indices `c * CELL_STRIDE + 1 ..`, so one run of the run store keeps every cell's cases.
+pub const CELL_STRIDE: usize = 1_000_000;
+
+/// Adds a cell's offset to the index of every case it records.
+struct CellSink<'a> {
+    inner: &'a dyn CaseSink,
+    offset: usize,
+}
+
+impl CaseSink for CellSink<'_> {
+    fn record(
+        &self,
+        index: usize,
+        result: &TestResult,
+        figures: &crate::run::CaseFigures,
+    ) -> Result<(), crate::evaluators::BoxError> {
+        self.inner.record(self.offset + index, result, figures)
+    }
+}
+
+/// [`run_matrix`], handing every finished case to `sink` as it finishes (at its cell's offset, see
+/// [`CELL_STRIDE`]), and not running again the cases `finished` holds: an interrupted matrix resumes from
+/// what it recorded. Code-execution scores are not recorded; they are computed again on resuming.
+///
+/// # Errors
+/// As [`run_matrix`]; a task with [`CELL_STRIDE`] items or more cannot be recorded.
+pub async fn run_matrix_with(
+    client: &gm_http::Client,
+    options: &RunOptions,
+    models: &[String],
+    tasks: &[(String, PromptFile)],
+    code: Option<&CodeScoring<'_>>,
+    sink: Option<&dyn CaseSink>,
+    mut finished: Finished,
+) -> Result<BenchReport, RunError> {
+    if let Some((task, _)) = tasks.iter().find(|(_, f)| f.test_data.len() >= CELL_STRIDE) {
+        return Err(RunError::TooManyItems { task: task.clone(), max: CELL_STRIDE - 1 });
+    }
     // Every cell runs at once: each model's quota (and the judge's) is its own limiter key, so cells taken one
     // after another would leave most keys idle while one works. The limiter orders what the quotas allow.
     let runners: Vec<(&String, EvalRunner)> = models
         .iter()
         .map(|m| (m, EvalRunner::new(client.clone(), RunOptions { model: Some(m.clone()), ..options.clone() })))
         .collect();
-    let cells = runners.iter().flat_map(|(model, runner)| {
-        tasks.iter().map(move |(task, file)| async move {
-            let mut evaluation = runner.run(file).await?;
-            if let Some(exec) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
-                score_code(exec.0, exec.1, &mut evaluation).await;
-            }
-            Ok::<_, RunError>(Cell {
-                model: (*model).clone(),
-                task: task.clone(),
-                metrics: cell_metrics(&evaluation),
-                evaluation,
-            })
-        })
-    });
-    let cells = futures_util::future::try_join_all(cells).await?;
-    Ok(report(cells))
+    let mut cells = Vec::with_capacity(models.len() * tasks.len());
+    for (model, runner) in &runners {
+        for (task, file) in tasks {
+            let offset = cells.len() * CELL_STRIDE;
+            let rest = finished.split_off(&(offset + CELL_STRIDE));
+            let done: Finished = std::mem::replace(&mut finished, rest)
+                .into_iter()
+                .filter(|(i, _)| *i > offset)
+                .map(|(i, case)| (i - offset, case))
+                .collect();
+            cells.push(async move {
+                let cell_sink = sink.map(|inner| CellSink { inner, offset });
+                let mut evaluation = runner
+                    .run_with(file, cell_sink.as_ref().map(|s| s as &dyn CaseSink), done)
+                    .await
+                    .map_err(|e| RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) })?;
+                if let Some(exec) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
+                    score_code(exec.0, exec.1, &mut evaluation).await;
+                }
+                Ok::<_, RunError>(Cell {
+                    model: (*model).clone(),
+                    task: task.clone(),
+                    metrics: cell_metrics(&evaluation),
+                    evaluation,
+                })
+            });
+        }
+    }
+    // Every cell goes on to its own end even when another stops (a spent quota of one model, a budget), so
+    // the answers in flight are recorded rather than dropped; the first error is the run's.
+    let mut done = Vec::with_capacity(cells.len());
+    for outcome in futures_util::future::join_all(cells).await {
+        done.push(outcome?);
+    }
+    Ok(report(done))
 }
 
 /// Builds the report of evaluated cells: the summary and the best model by [`BEST_MODEL_RULE`].

@@ -126,14 +126,41 @@ pub enum RunError {
         /// The failure (its text is in the message).
         error: gm_http::Error,
     },
+    /// One cell of a models × tasks matrix stopped.
+    #[error("{model} on {task}: {source}")]
+    Cell {
+        /// The cell's model.
+        model: String,
+        /// The cell's task.
+        task: String,
+        /// Why it stopped.
+        #[source]
+        source: Box<RunError>,
+    },
+    /// A task of a matrix has more items than a recorded run can index.
+    #[error("task {task} has more than {max} items; split it into smaller tasks")]
+    TooManyItems {
+        /// The task.
+        task: String,
+        /// The most items a task may have.
+        max: usize,
+    },
 }
 
 impl RunError {
     /// The client error behind a failed case, if that is what stopped the run.
     pub fn client_error(&self) -> Option<&gm_http::Error> {
-        match self {
+        match self.root() {
             RunError::Case { error, .. } => Some(error),
             _ => None,
+        }
+    }
+
+    /// The error itself, or for a matrix cell the error that stopped the cell.
+    pub fn root(&self) -> &RunError {
+        match self {
+            RunError::Cell { source, .. } => source.root(),
+            other => other,
         }
     }
 }
@@ -323,18 +350,24 @@ impl EvalRunner {
             Ok::<_, RunError>((i + 1, result, figures))
         });
         let mut ordered = stream::iter(cases).buffered(self.options.concurrency.max(1));
+        let mut over_budget = None;
         while let Some(outcome) = ordered.next().await {
-            // As gh-models, a failed call stops the run; cases still in flight are dropped.
+            // As gh-models, a failed call stops the run; cases still in flight are dropped. A budget stops
+            // only new calls: the cases in flight finish and are kept, and the rest fail before sending.
             let (index, result, figures) = match outcome {
                 Ok(o) => o,
                 Err(RunError::Budget { what, limit, .. }) => {
-                    return Err(RunError::Budget { what, limit, index_done: finished.len() });
+                    over_budget = Some((what, limit));
+                    continue;
                 }
                 Err(e) => return Err(e),
             };
             finished.insert(index, (result, figures));
         }
         drop(ordered);
+        if let Some((what, limit)) = over_budget {
+            return Err(RunError::Budget { what, limit, index_done: finished.len() });
+        }
         let outcomes: Vec<(TestResult, CaseFigures)> = finished.into_values().collect();
         let wall = started.elapsed();
         let after = self.client.stats();
