@@ -24,7 +24,7 @@ commands:
           a gm eval suite of N cases (default 1000) against the emulator enforcing 15 per second, 5 at once:
           wall time against the quota bound, 429s, CPU and peak memory; beside promptfoo when DIR holds
           node_modules/.bin/promptfoo (npm install promptfoo@0.119.0)
-  bench-matrix [--models a,b,c]
+  bench-matrix [--models a,b,c] [--runs N]
           gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
           second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request";
 
@@ -393,10 +393,14 @@ fn bench_eval(args: &[String]) -> Result<()> {
 /// session (the difference removes start-up).
 fn bench_matrix(args: &[String]) -> Result<()> {
     let mut models = "openai/gpt-4.1,openai/gpt-4.1-mini,openai/gpt-4o-mini".to_string();
+    let mut runs = 3usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--models" => models = it.next().context("--models needs a comma-separated list")?.clone(),
+            "--runs" => {
+                runs = it.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0).context("--runs needs a number")?
+            }
             other => bail!("unknown bench-matrix argument `{other}`"),
         }
     }
@@ -432,8 +436,14 @@ fn bench_matrix(args: &[String]) -> Result<()> {
             }
             timed(&mut cmd, &addr, &dir.join(format!("{name}.json")))
         };
-        let small = run(Some(5), "small")?;
-        let full = run(None, "full")?;
+        // CPU times come in hundredths of a second: each size runs `runs` times and the median run stands.
+        let median = |items: Option<usize>, name: &str| -> Result<Measured> {
+            let mut all = (0..runs).map(|i| run(items, &format!("{name}-{i}"))).collect::<Result<Vec<_>>>()?;
+            all.sort_by(|a, b| (a.cpu_s - a.children_cpu_s).total_cmp(&(b.cpu_s - b.children_cpu_s)));
+            Ok(all.swap_remove(all.len() / 2))
+        };
+        let small = median(Some(5), "small")?;
+        let full = median(None, "full")?;
         let per_model = |m: &Measured| -> Vec<(String, u64)> {
             m.stats["answered_by_model"]
                 .as_object()
@@ -445,7 +455,7 @@ fn bench_matrix(args: &[String]) -> Result<()> {
                 + latency_ms as f64 / 1000.0
         };
         let own = |m: &Measured| m.cpu_s - m.children_cpu_s;
-        println!("models: {models}; tasks: all five, code execution on; server: 15 per 1 s and 5 at once per model, {latency_ms} ms per answer");
+        println!("models: {models}; tasks: all five, code execution on; server: 15 per 1 s and 5 at once per model, {latency_ms} ms per answer; the median of {runs} runs each");
         println!(
             "requests per model (full run): {}",
             per_model(&full).iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")

@@ -92,8 +92,11 @@ impl RunStore {
             let conn = Connection::open(path)?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            // A case is recorded on every answer: with WAL, NORMAL syncs at checkpoints rather than on every
+            // commit. A power cut may lose the last cases recorded (a resume runs them again), never the file.
             conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS runs (
+                "PRAGMA synchronous=NORMAL;
+                 CREATE TABLE IF NOT EXISTS runs (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      kind TEXT NOT NULL, name TEXT NOT NULL, file TEXT NOT NULL, digest TEXT NOT NULL,
                      model TEXT NOT NULL, provider TEXT NOT NULL, base_url TEXT NOT NULL,
