@@ -725,6 +725,9 @@ impl Client {
         loop {
             meta.attempts += 1;
             if let Some((limiter, max_wait, key, tokens)) = &limit {
+                // The previous attempt's permit is given back first: a retry must not wait for the concurrency
+                // slot it holds itself.
+                meta.permit = None;
                 meta.permit = Some(limiter.acquire(key, *tokens, *max_wait).await?);
             }
             self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -742,6 +745,8 @@ impl Client {
                     if retryable && can_retry {
                         tracing::debug!(attempt = meta.attempts, error = %e, "retrying after a transport error");
                         self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        // Nothing is in flight while the backoff runs: free the concurrency slot for others.
+                        meta.permit = None;
                         tokio::time::sleep(policy.backoff(meta.attempts)).await;
                         continue;
                     }
@@ -794,6 +799,7 @@ impl Client {
             }
             tracing::info!(status, attempt = meta.attempts, wait_ms = delay.as_millis() as u64, "retrying");
             self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+            meta.permit = None;
             tokio::time::sleep(delay).await;
         }
     }

@@ -125,3 +125,30 @@ async fn github_models_get_their_catalog_tier_on_the_free_plan() {
     // One catalog request, then the chat request.
     assert_eq!(emu.stats().by_path["/catalog/models"], 1);
 }
+
+#[tokio::test]
+async fn a_retry_at_the_concurrency_cap_does_not_wait_for_its_own_slot() {
+    // With one request allowed in flight, the retry after a 500 needs the slot the failed attempt held.
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.inject(gm_emulator::Fault::status(500, 1));
+    let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(LimitSpec::parse("100/1m,concurrency=1").unwrap())));
+    let retry = RetryPolicy { initial_backoff: Duration::from_millis(5), ..RetryPolicy::default() };
+    let c = builder(&emu).retry_policy(retry).limiter(limiter.clone(), Duration::from_secs(2)).build().unwrap();
+    let answer = c.chat(&ask("retried")).await.expect("the retry gets the slot back");
+    assert_eq!(answer.attempts, 2);
+    assert_eq!(emu.stats().total, 2);
+    assert_eq!(limiter.status()[0].in_flight, 0, "the answer's permit is settled");
+}
+
+#[tokio::test]
+async fn a_server_wait_over_the_cap_fails_at_once_and_says_how_long() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let kind = gm_emulator::FaultKind::Status { status: 429, retry_after: Some(20) };
+    emu.inject(gm_emulator::Fault { kind, times: 1, path: None });
+    let retry = RetryPolicy { max_wait: Duration::from_secs(2), ..RetryPolicy::default() };
+    let c = builder(&emu).retry_policy(retry).build().unwrap();
+    let e = c.chat(&ask("wait")).await.unwrap_err();
+    assert!(matches!(e, Error::WaitTooLong { .. }), "{e:?}");
+    assert!(e.to_string().contains("20"), "{e}");
+    assert_eq!(emu.stats().total, 1);
+}
