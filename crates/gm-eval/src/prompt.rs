@@ -61,6 +61,20 @@ pub struct ModelParameters {
     pub top_p: Option<f64>,
 }
 
+/// `modelParameters` as a file may write it: gh-models reads three keys and ignores the rest, so other keys
+/// are kept aside for a warning rather than refused.
+#[derive(Debug, Deserialize)]
+struct RawModelParameters {
+    #[serde(default, rename = "maxTokens", alias = "max_tokens")]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default, rename = "topP", alias = "top_p")]
+    top_p: Option<f64>,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_yaml_ng::Value>,
+}
+
 /// One message template.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PromptMessage {
@@ -80,7 +94,7 @@ struct RawPromptFile {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
-    model_parameters: Option<ModelParameters>,
+    model_parameters: Option<RawModelParameters>,
     #[serde(default)]
     response_format: Option<String>,
     #[serde(default)]
@@ -116,12 +130,81 @@ pub struct PromptFile {
     pub warnings: Vec<String>,
 }
 
-/// Formats a template value as gh-models does (Go's `%v`): strings as they are, other values as JSON.
+/// Formats a template value as gh-models does, with Go's `%v` on the value its YAML decoder gives: strings as
+/// they are, integers in decimal, floats in Go's shortest `%g` form (`1`, `2.5`, `1e+06`, `1e-05`), `true`,
+/// `<nil>`, lists as `[a b]` and maps as `map[k:v]` with their keys sorted.
+///
+/// ```
+/// use gm_eval::prompt::format_value;
+/// use serde_json::json;
+/// assert_eq!(format_value(&json!(1.0)), "1");
+/// assert_eq!(format_value(&json!(1234567.0)), "1.234567e+06");
+/// assert_eq!(format_value(&json!(1234567)), "1234567");
+/// assert_eq!(format_value(&json!(["a", 2, null])), "[a 2 <nil>]");
+/// assert_eq!(format_value(&json!({"b": [1.5], "a": "x"})), "map[a:x b:[1.5]]");
+/// ```
 pub fn format_value(v: &Value) -> String {
+    let mut out = String::new();
+    write_go_value(&mut out, v);
+    out
+}
+
+fn write_go_value(out: &mut String, v: &Value) {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "<nil>".into(),
-        other => other.to_string(),
+        Value::String(s) => out.push_str(s),
+        Value::Null => out.push_str("<nil>"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (None, Some(u), _) => out.push_str(&u.to_string()),
+            (None, None, Some(f)) => out.push_str(&go_float(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                write_go_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push_str("map[");
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push(':');
+                write_go_value(out, &map[k]);
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'g', -1, 64)`: the shortest digits that read back as `f`, in exponent form
+/// when the decimal exponent is below -4 or at least 6.
+fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    // Rust's `{:e}` writes the same shortest digits, as `d.ddde±x`.
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if f != 0.0 && !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
     }
 }
 
@@ -202,6 +285,17 @@ impl PromptFile {
                 )))
             }
         };
+        let model_parameters = match raw.model_parameters {
+            None => ModelParameters::default(),
+            Some(p) => {
+                for key in p.other.keys() {
+                    warnings.push(format!(
+                        "modelParameters.{key} is not used (gh-models reads maxTokens, temperature and topP); ignored"
+                    ));
+                }
+                ModelParameters { max_tokens: p.max_tokens, temperature: p.temperature, top_p: p.top_p }
+            }
+        };
         for (i, m) in raw.messages.iter().enumerate() {
             if matches!(Role::from_name(&m.role), Role::Other(_) | Role::Tool) {
                 return Err(invalid(format!("messages[{i}] has role `{}`; use system, user or assistant", m.role)));
@@ -211,7 +305,7 @@ impl PromptFile {
             name: raw.name.unwrap_or_default(),
             description: raw.description.unwrap_or_default(),
             model: raw.model,
-            model_parameters: raw.model_parameters.unwrap_or_default(),
+            model_parameters,
             response_format,
             messages: raw.messages,
             test_data: raw.test_data,
@@ -253,6 +347,21 @@ mod tests {
         let req = f.to_request("openai/gpt-4o", &vars);
         assert_eq!(req.messages[1].text(), "hi Ada 3 {{missing}}");
         assert_eq!(req.messages[0].role, Role::System);
+    }
+
+    #[test]
+    fn model_parameters_gh_models_does_not_read_are_ignored_with_a_warning() {
+        let f = PromptFile::parse(
+            "name: t\nmodelParameters:\n  maxTokens: 9\n  frequencyPenalty: 0.5\nmessages:\n  - role: user\n    content: hi\n",
+            "t.prompt.yml",
+        )
+        .unwrap();
+        assert_eq!(f.model_parameters.max_tokens, Some(9));
+        assert_eq!(f.warnings.len(), 1);
+        assert!(f.warnings[0].contains("modelParameters.frequencyPenalty"), "{:?}", f.warnings);
+        // A known key of the wrong type is still an error that names the place.
+        let e = PromptFile::parse("modelParameters:\n  maxTokens: lots\n", "t.prompt.yml").unwrap_err();
+        assert!(e.to_string().starts_with("t.prompt.yml:"), "{e}");
     }
 
     #[test]

@@ -165,6 +165,12 @@ fn non_string_row_values_are_formatted_when_templated() {
     let spec = EvaluatorSpec::parse(0, &json!({"name": "n", "string": {"equals": "{{n}} {{ok}}"}})).expect("valid");
     let r = evaluate(&spec, &row(json!({"n": 42, "ok": true})), "42 true", JudgeMode::Strict, &Fixed::new(""));
     assert!(r.passed, "{r:?}");
+    // Go's %v on what gh-models' YAML decoder gives: floats in shortest %g, lists and maps in Go's form.
+    let spec = EvaluatorSpec::parse(0, &json!({"name": "n", "string": {"equals": "f={{f}} g={{g}} l={{l}} m={{m}}"}}))
+        .expect("valid");
+    let values = row(json!({"f": 1.0, "g": 0.00001, "l": ["a", "b"], "m": {"k": "v"}}));
+    let r = evaluate(&spec, &values, "f=1 g=1e-05 l=[a b] m=map[k:v]", JudgeMode::Strict, &Fixed::new(""));
+    assert!(r.passed, "{r:?}");
 }
 
 #[test]
