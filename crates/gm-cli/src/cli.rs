@@ -344,6 +344,9 @@ pub struct BenchArgs {
     /// Stop cleanly (resumable) once this many requests were sent, judges included
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
+    /// A TOML price table of USD per million tokens, added to the built-in one (format: docs/eval.md)
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
     /// Compare with an earlier bench run in the HTML page (regressions only when significant)
     #[arg(long, value_name = "ID")]
     pub baseline: Option<i64>,

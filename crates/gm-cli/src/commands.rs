@@ -132,12 +132,7 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             .with_context(|| format!("{}: an evaluator is malformed", path.display()))?;
         files.push(f);
     }
-    let mut prices = gm_eval::prices::PriceTable::builtin();
-    if let Some(path) = &args.prices {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("could not read the price table {}", path.display()))?;
-        prices.extend_from_toml(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    }
+    let prices = price_table(args.prices.as_deref())?;
     let session = context::session(global, true)?;
     let mut eval = EvalOptions::default().with_judge_mode(JudgeMode::from_name(&args.judge_mode).unwrap_or_default());
     if let Some(m) = &args.judge_model {
@@ -175,9 +170,17 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             kind: "eval".into(),
             name: file.name.clone(),
             file: path.display().to_string(),
-            digest: gm_cache::RequestKey::for_body("prompt-file", "", "", &text, 0, &[])
-                .map(|k| k.to_string())
-                .unwrap_or_default(),
+            // The file and what changes its scores: a resumed run must not mix cases scored two ways.
+            digest: gm_cache::RequestKey::for_body(
+                "prompt-file",
+                &format!("judge-mode={};judge-model={:?};repeat={}", args.judge_mode, args.judge_model, args.repeat),
+                "",
+                &text,
+                0,
+                &[],
+            )
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
             model: args.model.clone().or_else(|| file.model.clone()).unwrap_or_default(),
             provider: client.provider().to_string(),
             base_url: client.base_url().to_string(),
@@ -402,6 +405,7 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     let options = gm_eval::run::RunOptions {
         concurrency: args.concurrency.max(1),
         max_requests: args.max_requests,
+        prices: Some(price_table(args.prices.as_deref())?),
         ..Default::default()
     };
     // One sandbox for every code task, with the strictest limits they ask for.
@@ -474,17 +478,36 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
+    print_bench_table(&report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The built-in price table, with the entries of a `--prices` file added or replaced.
+fn price_table(file: Option<&std::path::Path>) -> Result<gm_eval::prices::PriceTable> {
+    let mut prices = gm_eval::prices::PriceTable::builtin();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the price table {}", path.display()))?;
+        prices.extend_from_toml(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    }
+    Ok(prices)
+}
+
+/// The human form of a bench report: one line a cell, then the best model and the rule.
+fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    let model_w = report.cells.iter().map(|c| c.model.len()).max().unwrap_or(0).max("MODEL".len());
+    let task_w = report.cells.iter().map(|c| c.task.len()).max().unwrap_or(0).max("TASK".len());
     writeln!(
         out,
-        "{:<32}  {:<24}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}",
+        "{:<model_w$}  {:<task_w$}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}",
         "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "TOKENS/S", "COST"
     )?;
     for c in &report.cells {
         let m = &c.metrics;
         writeln!(
             out,
-            "{:<32}  {:<24}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}",
+            "{:<model_w$}  {:<task_w$}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}",
             c.model,
             c.task,
             m.quality,
@@ -498,8 +521,27 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     writeln!(out)?;
     writeln!(out, "Best model: {} ({})", s.best_model.as_deref().unwrap_or("-"), s.best_model_reason)?;
     writeln!(out, "Rule: {}", s.best_model_rule)?;
-    writeln!(out, "Run {run_id}; `gm runs show {run_id}` shows it again")?;
-    Ok(ExitCode::SUCCESS)
+    if let Some(id) = report.run_id {
+        writeln!(out, "Run {id}; `gm runs show {id}` shows it again")?;
+    }
+    Ok(())
+}
+
+/// A stored bench run as a report again (its cells' figures recomputed from the stored evaluations).
+fn bench_report_of(bench: &StoredBench, id: i64) -> gm_eval::bench::BenchReport {
+    let cells = bench
+        .evaluations
+        .iter()
+        .map(|e| gm_eval::bench::Cell {
+            model: e.model.clone(),
+            task: e.name.clone(),
+            metrics: gm_eval::bench::cell_metrics(e),
+            evaluation: e.clone(),
+        })
+        .collect();
+    let mut report = gm_eval::bench::report(cells);
+    report.run_id = Some(id);
+    report
 }
 
 /// A bench run as the run store keeps it: the report and each cell's evaluation (for comparisons).
@@ -642,26 +684,19 @@ fn runs_show(
     let store = open_runs(global)?;
     if store.get(id)?.is_some_and(|r| r.kind == "bench") {
         let bench = load_bench(&store, id)?;
+        let report = bench_report_of(&bench, id);
         if let Some(path) = html {
             let comparisons = match baseline {
                 Some(b) => bench_comparisons(&load_bench(&store, b)?, &bench)?,
                 None => Vec::new(),
             };
-            let cells = bench
-                .evaluations
-                .iter()
-                .map(|e| gm_eval::bench::Cell {
-                    model: e.model.clone(),
-                    task: e.name.clone(),
-                    metrics: gm_eval::bench::cell_metrics(e),
-                    evaluation: e.clone(),
-                })
-                .collect();
-            let mut report = gm_eval::bench::report(cells);
-            report.run_id = Some(id);
             write_atomically(path, |w| gm_eval::report::bench_html(&report, &comparisons, w))?;
         }
-        print_json(&bench.report)?;
+        if json {
+            print_json(&bench.report)?;
+        } else {
+            print_bench_table(&report)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let summary = stored_summary(&store, id)?;
@@ -680,13 +715,22 @@ fn runs_show(
 
 fn runs_compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode> {
     let store = open_runs(global)?;
-    let cases = |id: i64| -> Result<gm_eval::run::Finished> {
-        if store.get(id)?.is_none() {
-            return Err(usage(format!("there is no run {id}; `gm runs list` shows the runs")));
+    let kind = |id: i64| -> Result<String> {
+        match store.get(id)? {
+            Some(r) => Ok(r.kind),
+            None => Err(usage(format!("there is no run {id}; `gm runs list` shows the runs"))),
         }
-        Ok(store.cases(id)?)
     };
-    let c = gm_eval::compare::compare(&cases(a)?, &cases(b)?)?;
+    match (kind(a)?.as_str(), kind(b)?.as_str()) {
+        ("bench", "bench") => return bench_compare(&store, a, b, json),
+        (x, y) if x != y => {
+            return Err(usage(format!(
+                "run {a} is a {x} run and run {b} a {y} run; compare runs of one kind (`gm runs list` shows them)"
+            )))
+        }
+        _ => {}
+    }
+    let c = gm_eval::compare::compare(&store.cases(a)?, &store.cases(b)?)?;
     if json {
         print_json(&json!({"baseline": a, "candidate": b, "comparison": c}))?;
         return Ok(ExitCode::SUCCESS);
@@ -697,30 +741,74 @@ fn runs_compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode>
         "Run {b} against baseline run {a}: {} shared test cases ({} only in {a}, {} only in {b})",
         c.shared_cases, c.only_before, c.only_after
     )?;
-    writeln!(out, "Pass rate:   {:.1}% -> {:.1}%", c.pass_rate_before * 100.0, c.pass_rate_after * 100.0)?;
+    print_comparison(&mut out, &c, "")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Two bench runs cell by cell: each (task, model) of the candidate against the same cell of the baseline.
+fn bench_compare(store: &gm_eval::store::RunStore, a: i64, b: i64, json: bool) -> Result<ExitCode> {
+    let cells = bench_comparisons(&load_bench(store, a)?, &load_bench(store, b)?)?;
+    if json {
+        let cells: Vec<_> =
+            cells.iter().map(|(task, model, c)| json!({"task": task, "model": model, "comparison": c})).collect();
+        print_json(&json!({"baseline": a, "candidate": b, "cells": cells}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if cells.is_empty() {
+        writeln!(out, "Bench run {b} and baseline run {a} share no model and task; nothing to compare")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let regressions = cells.iter().filter(|(_, _, c)| c.verdict == gm_eval::compare::Verdict::Regression).count();
     writeln!(
         out,
-        "Mean score:  {:.3} -> {:.3} (difference {:+.3}, 95% interval {:+.3} to {:+.3}, p = {:.3})",
-        c.mean_before, c.mean_after, c.difference, c.interval.0, c.interval.1, c.p_value
+        "Bench run {b} against baseline run {a}: {} shared cells, {regressions} significantly worse",
+        cells.len()
     )?;
+    for (task, model, c) in &cells {
+        writeln!(out)?;
+        writeln!(out, "{model} on {task}: {} shared test cases", c.shared_cases)?;
+        print_comparison(&mut out, c, "  ")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lines of one comparison, each indented by `indent`.
+fn print_comparison(out: &mut impl Write, c: &gm_eval::compare::Comparison, indent: &str) -> Result<()> {
+    if c.shared_cases > 0 {
+        writeln!(out, "{indent}Pass rate:   {:.1}% -> {:.1}%", c.pass_rate_before * 100.0, c.pass_rate_after * 100.0)?;
+    }
+    if c.shared_cases > 0 {
+        writeln!(
+            out,
+            "{indent}Mean score:  {:.3} -> {:.3} (difference {:+.3}, 95% interval {:+.3} to {:+.3}, p = {:.3})",
+            c.mean_before, c.mean_after, c.difference, c.interval.0, c.interval.1, c.p_value
+        )?;
+    }
     let verdict = match c.verdict {
         gm_eval::compare::Verdict::Regression => "REGRESSION: the candidate is significantly worse",
         gm_eval::compare::Verdict::Improvement => "improvement: the candidate is significantly better",
         gm_eval::compare::Verdict::NoSignificantChange => "no significant change (differences within noise)",
         gm_eval::compare::Verdict::NothingShared => "nothing to compare: the runs share no test case",
     };
-    writeln!(out, "Verdict:     {verdict}")?;
+    writeln!(out, "{indent}Verdict:     {verdict}")?;
     for (title, list) in [("Now failing", &c.newly_failing), ("Now passing", &c.newly_passing)] {
         if !list.is_empty() {
-            writeln!(out, "{title}:")?;
+            writeln!(out, "{indent}{title}:")?;
             for ch in list.iter() {
                 let row = serde_json::Value::Object(ch.test_case.clone()).to_string();
                 let short: String = row.chars().take(80).collect();
-                writeln!(out, "  {short}  score {:.2} -> {:.2}  {}", ch.before, ch.after, ch.now_failing.join(", "))?;
+                writeln!(
+                    out,
+                    "{indent}  {short}  score {:.2} -> {:.2}  {}",
+                    ch.before,
+                    ch.after,
+                    ch.now_failing.join(", ")
+                )?;
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {

@@ -167,6 +167,8 @@ pub fn session(global: &Global, cache: bool) -> Result<Session> {
     if let Some(limiter) = limiter(global, res.provider)? {
         b = b.limiter(limiter, global.max_wait);
     }
+    // --max-wait bounds every wait for quota: the limiter's and the one a 429 asks for.
+    b = b.retry_policy(gm_http::RetryPolicy { max_wait: global.max_wait, ..Default::default() });
     let mut stores = None;
     if cache && !global.no_cache {
         let sqlite = open_sqlite_cache(global)?;

@@ -549,3 +549,90 @@ fn gm_bench_metrics_choose_the_scorers_of_every_task() {
     let out = gm(&data, &["bench", "--models", "openai/gpt-4.1", "--tasks", "reasoning", "--metrics", "bleu:3"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn gm_bench_runs_two_demo_models_on_all_five_tasks() {
+    let data = scratch("bench-five");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let have_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have_python {
+        eprintln!("skipped: python3 is not on the PATH, and code_generation runs the generated code with it");
+        return;
+    }
+    let tasks = "text_generation,question_answering,summarization,code_generation,reasoning";
+    let models = "openai/gpt-4.1,openai/gpt-4.1-mini";
+    let args = ["bench", "--json", "--allow-code-exec", "--models", models, "--tasks", tasks, "--limit-items", "3"];
+    let out = gm(&data, &args, &[("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let cells = v["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 10);
+    let scorers = |task: &str| -> Vec<String> {
+        let cell = cells.iter().find(|c| c["task"] == task && c["model"] == "openai/gpt-4.1").unwrap();
+        cell["metrics"]["scores"].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(scorers("question_answering"), ["exact match", "token F1"]);
+    assert_eq!(scorers("summarization"), ["ROUGE-L", "ROUGE-Lsum", "coherence"]);
+    assert_eq!(scorers("reasoning"), ["final answer"]);
+    assert!(scorers("code_generation").contains(&"pass@1".to_string()), "{:?}", scorers("code_generation"));
+    assert!(scorers("text_generation").contains(&"fluency".to_string()), "{:?}", scorers("text_generation"));
+    for c in cells {
+        let q = c["metrics"]["quality"].as_f64().unwrap();
+        let [lo, hi] = [0, 1].map(|i| c["metrics"]["quality_ci95"][i].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&q) && lo <= q && q <= hi, "{c}");
+    }
+    let best = v["summary"]["best_model"].as_str().unwrap();
+    assert!(models.split(',').any(|m| m == best), "{v}");
+    assert!(v["summary"]["best_model_rule"].as_str().unwrap().contains("highest mean quality"));
+}
+
+/// A task of 30 multiplications whose string check asks for `{{b}}` followed by `suffix`.
+fn arithmetic_task(path: &Path, suffix: &str) {
+    let mut yaml =
+        String::from("name: arith\nmessages:\n  - role: user\n    content: \"What is {{a}} * 3?\"\ntestData:\n");
+    for a in 1..=30 {
+        yaml.push_str(&format!("  - {{a: {a}, b: {}}}\n", a * 3));
+    }
+    yaml.push_str(&format!("evaluators:\n  - name: product\n    string: {{contains: \"{{{{b}}}}{suffix}\"}}\n"));
+    std::fs::write(path, yaml).unwrap();
+}
+
+#[test]
+fn gm_runs_compare_flags_a_planted_bench_regression_cell_by_cell_and_not_noise() {
+    let data = scratch("bench-compare");
+    let (good, bad) = (data.join("good.prompt.yml"), data.join("bad.prompt.yml"));
+    arithmetic_task(&good, "");
+    arithmetic_task(&bad, "000");
+    let run = |file: &Path| -> i64 {
+        let f = file.to_str().unwrap();
+        let out = gm(&data, &["bench", "--json", "--models", "openai/gpt-4.1,openai/gpt-4o-mini", "--tasks", f], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out)["run_id"].as_i64().unwrap()
+    };
+    let (a, b, c) = (run(&good), run(&good), run(&bad));
+    let compare =
+        |x: i64, y: i64| json(&gm(&data, &["runs", "compare", &x.to_string(), &y.to_string(), "--json"], &[]));
+    let same = compare(a, b);
+    let cells = same["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{same}");
+    for cell in cells {
+        assert_eq!(cell["task"], "arith");
+        assert_eq!(cell["comparison"]["verdict"], "no_significant_change", "{cell}");
+        assert_eq!(cell["comparison"]["shared_cases"], 30, "cases are matched within the cell: {cell}");
+    }
+    let worse = compare(a, c);
+    for cell in worse["cells"].as_array().unwrap() {
+        assert_eq!(cell["comparison"]["verdict"], "regression", "{cell}");
+    }
+    let text = String::from_utf8_lossy(&gm(&data, &["runs", "compare", &a.to_string(), &c.to_string()], &[]).stdout)
+        .to_string();
+    assert!(text.contains("2 shared cells, 2 significantly worse"), "{text}");
+    assert!(text.contains("openai/gpt-4o-mini on arith"), "{text}");
+    // A bench run and an eval run are not compared.
+    let out = gm(&data, &["eval", "--json", good.to_str().unwrap(), "--model", "openai/gpt-4.1"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = json(&gm(&data, &["runs", "list", "--json"], &[]));
+    let eval_id = listed.as_array().unwrap().iter().find(|r| r["kind"] == "eval").unwrap()["id"].to_string();
+    let out = gm(&data, &["runs", "compare", &a.to_string(), &eval_id], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
