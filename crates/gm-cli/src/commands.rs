@@ -908,16 +908,22 @@ fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
 fn limits_reset(global: &Global, which: Option<&str>) -> Result<ExitCode> {
     use gm_limits::WindowStore;
     let store = context::open_windows(global)?;
-    let (provider, model) = match which {
+    // A key as `gm limits status` prints it (PROVIDER:CREDENTIAL:MODEL), PROVIDER:MODEL, or MODEL.
+    let which_lower = which.map(str::to_lowercase);
+    let (provider, model) = match which_lower.as_deref() {
         None => (None, None),
         Some(k) => match k.split_once(':') {
-            Some((p, m)) => (Some(p.to_lowercase()), Some(m.to_lowercase())),
-            None => (None, Some(k.to_lowercase())),
+            Some((p, m)) => (Some(p.to_string()), Some(m.to_string())),
+            None => (None, Some(k.to_string())),
         },
     };
     let mut n = 0;
     for key in store.keys()? {
-        if provider.as_ref().is_some_and(|p| *p != key.provider) || model.as_ref().is_some_and(|m| *m != key.model) {
+        let whole = which_lower.as_deref().is_some_and(|k| k == key.to_string().to_lowercase());
+        if !whole
+            && (provider.as_ref().is_some_and(|p| *p != key.provider)
+                || model.as_ref().is_some_and(|m| *m != key.model))
+        {
             continue;
         }
         store.reset(&key)?;

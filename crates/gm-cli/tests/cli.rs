@@ -245,6 +245,27 @@ fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     let human = text(&out.stdout);
     assert!(human.contains("in the last day") && human.contains("window 5/1s"), "{human}");
     assert!(!human.contains("null"), "{human}");
+    // The key exactly as status prints it is accepted too.
+    let whole = v[0]["key"].as_str().unwrap().to_string();
+    let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "reset", &whole], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "reset", "github:openai/gpt-4o-mini"], &[]);
+    assert_eq!(out.status.code(), Some(2), "the key is gone: {}", text(&out.stderr));
+    let again = [
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--provider",
+        "github",
+        "--base-url",
+        &url,
+        "--limits",
+        "5/1s",
+        "run",
+        "openai/gpt-4o-mini",
+        "again",
+    ];
+    let out = gm(&again, &[("GITHUB_TOKEN", SECRET)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "reset", "github:openai/gpt-4o-mini"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "status", "--json"], &[]);

@@ -9,6 +9,12 @@ pub const UNAUTHORIZED_401: &str = r#"{"error":{"code":"unauthorized","message":
 /// 500 as GPT-5 answered it (OpenAI envelope).
 pub const SERVER_ERROR_500: &str = r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
 
+/// 400 when a model refuses streaming (o1, OpenAI envelope).
+pub const UNSUPPORTED_STREAM_400: &str = r#"{"error":{"message":"Unsupported value: 'stream' does not support true with this model. Supported values are: false.","type":"invalid_request_error","param":"stream","code":"unsupported_value"}}"#;
+
+/// 422 for a request that fails validation: the array-of-strings form.
+pub const VALIDATION_422: &str = r#"{"error":["Input should be 'tool'","Field required"]}"#;
+
 /// 404 for an unknown model on models.github.ai.
 pub fn unknown_model_404(model: &str) -> String {
     let m = format!("Unknown model: {model}");

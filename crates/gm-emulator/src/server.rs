@@ -330,8 +330,17 @@ fn take_fault(st: &State, path: &str) -> Option<FaultKind> {
     Some(kind)
 }
 
-fn status_fault(status: u16, retry_after: Option<u64>) -> Response<Body> {
+/// The answer to an injected status: the real body the service sent for it where one is documented
+/// (`shared/fixtures/github-models/errors/`), in the envelope of the path's style.
+fn status_fault(status: u16, retry_after: Option<u64>, style: Style, model: &str) -> Response<Body> {
+    let name = model.rsplit('/').next().unwrap_or(model);
     match status {
+        400 => full(400, bodies::UNSUPPORTED_STREAM_400),
+        403 => full(403, String::new()),
+        404 if style == Style::Github => full(404, bodies::unknown_model_404(model)),
+        404 => full(404, bodies::model_not_found_openai(model)),
+        413 => full(413, bodies::tokens_limit_413(name, 8000)),
+        422 => full(422, bodies::VALIDATION_422),
         429 => {
             let wait = retry_after.unwrap_or(1);
             let mut r = full(429, bodies::rate_limited_429(15, 60, "UserByModelByMinute", wait));
@@ -412,9 +421,6 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         return full(401, bodies::UNAUTHORIZED_401);
     }
     let fault = take_fault(st, path);
-    if let Some(FaultKind::Status { status, retry_after }) = fault {
-        return status_fault(status, retry_after);
-    }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return full(400, bodies::bad_request(&format!("could not read the body: {e}"))),
@@ -423,6 +429,9 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         .ok()
         .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default();
+    if let Some(FaultKind::Status { status, retry_after }) = fault {
+        return status_fault(status, retry_after, style, &model);
+    }
     let mut in_flight = None;
     if let Some(limits) = &st.config.limits {
         match st.counter.admit(limits, &token, &model, std::time::Instant::now()) {

@@ -285,6 +285,8 @@ impl Error {
                 gm_limits::LimitError::InputTooLong { .. }
                     | gm_limits::LimitError::OutputTooLong { .. }
                     | gm_limits::LimitError::OverTokenBudget { .. }
+                    | gm_limits::LimitError::NotOnPlan { .. }
+                    | gm_limits::LimitError::InvalidConfig(_)
             ),
             e => matches!(e, Error::InvalidRequest(_) | Error::MissingCredentials { .. }),
         }

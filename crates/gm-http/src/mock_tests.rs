@@ -93,3 +93,56 @@ async fn secrets_stay_out_of_debug_and_errors() {
     assert!(!shown.contains("secret-token-123"), "{shown}");
     assert!(shown.contains("models: read"));
 }
+
+/// Each error body of `shared/fixtures/github-models/errors/`, answered with the status its file name gives,
+/// becomes the client error it must: sent once unless retryable, with its code and a message that says what to do.
+/// The clock is paused, so the waits the 429 bodies ask for pass at once.
+#[tokio::test(start_paused = true)]
+async fn every_error_fixture_maps_to_the_right_error() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-models/errors");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let status: u16 = name[..3].parse().unwrap();
+        let body = Bytes::from(std::fs::read(&path).unwrap());
+        let mut mock = MockTransport::new();
+        let retryable = RetryPolicy::is_retryable_status(status) && !name.contains("ByDay");
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", http::HeaderValue::from_static("0"));
+        mock.expect_send()
+            .times(if retryable { 2 } else { 1 })
+            .returning(move |_| Ok(HttpResponse::from_bytes(status, headers.clone(), body.clone())));
+        let policy =
+            RetryPolicy { max_attempts: 2, initial_backoff: std::time::Duration::ZERO, ..RetryPolicy::default() };
+        let c = Client::builder()
+            .provider(ProviderKind::Github)
+            .base_url("https://models.github.ai")
+            .credential(Credential::explicit("secret-token-123"))
+            .transport(Arc::new(mock))
+            .retry_policy(policy)
+            .build()
+            .unwrap();
+        let e = c.chat(&question()).await.unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("secret-token-123"), "{name}: {text}");
+        assert_eq!(e.status(), Some(status), "{name}: {e:?}");
+        match status {
+            410 => {
+                assert!(matches!(e, Error::Retired { .. }), "{name}: {e:?}");
+                assert!(text.contains("2026-07-30") && text.contains("--provider"), "{name}: {text}");
+            }
+            401 => assert!(text.contains("models: read"), "{name}: {text}"),
+            429 if name.contains("ByDay") => assert!(e.api().unwrap().is_daily_limit(), "{name}"),
+            _ => {
+                let code = name.split('-').nth(1).unwrap().split('.').next().unwrap();
+                let api = e.api().unwrap_or_else(|| panic!("{name}: {e:?}"));
+                if code != "server_error" {
+                    assert_eq!(api.code(), Some(code), "{name}");
+                }
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 9, "{seen}");
+}

@@ -130,6 +130,15 @@ async fn each_error_status_maps_to_a_clear_error() {
     let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
     assert_eq!(e.status(), Some(422));
     assert_eq!(emu.stats().total, before + 1);
+    // The array-of-strings validation body is read as the message.
+    assert!(e.to_string().contains("Field required"), "{e}");
+    // Injected statuses answer with the service's own bodies.
+    emu.inject(Fault::status(413, 1));
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert_eq!(e.api().unwrap().code(), Some("tokens_limit_reached"));
+    emu.inject(Fault::status(404, 1));
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert_eq!(e.api().unwrap().code(), Some("unknown_model"));
 }
 
 #[tokio::test]
