@@ -257,9 +257,15 @@ fn classify(conn: &Connection, path: &Path, e: rusqlite::Error) -> Error {
 
 fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".unreadable-{secs}"));
-    let aside = PathBuf::from(aside);
+    // A name no earlier file took: a rename would replace it, and the file may hold a run history.
+    let aside = (0u32..)
+        .map(|n| {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(if n == 0 { format!(".unreadable-{secs}") } else { format!(".unreadable-{secs}-{n}") });
+            PathBuf::from(aside)
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.with_extension("unreadable"));
     std::fs::rename(path, &aside)?;
     for suffix in ["-wal", "-shm"] {
         let mut from = path.as_os_str().to_owned();

@@ -47,11 +47,29 @@ pub fn data_dir(global: &Global) -> PathBuf {
 }
 
 /// The state file: one SQLite file for the cache, the shared rate-limit windows and the run history.
+///
+/// The first time a command asks for it, a file that is not a readable SQLite database is moved aside (and
+/// said so) and a new one started, whichever part of the state the command uses first.
 pub fn state_file(global: &Global) -> Result<PathBuf> {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let dir = data_dir(global);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("could not create the state folder {}; pass --data-dir DIR", dir.display()))?;
-    Ok(dir.join("gm.sqlite"))
+    let path = dir.join("gm.sqlite");
+    CHECKED.get_or_init(|| {
+        if path.exists() {
+            if let Ok(cache) = SqliteCache::builder(&path).move_aside_if_unreadable(true).open() {
+                if let Some(aside) = cache.moved_aside() {
+                    eprintln!(
+                        "warning: {} was unreadable; it was moved to {} and a new one started",
+                        path.display(),
+                        aside.display()
+                    );
+                }
+            }
+        }
+    });
+    Ok(path)
 }
 
 /// The persistent cache tier in the state file. An unreadable file is moved aside (and said so) rather than

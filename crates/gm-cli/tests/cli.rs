@@ -116,6 +116,33 @@ fn run_against_the_emulator_on_github_and_openai_paths() {
 }
 
 #[test]
+fn an_unreadable_state_file_is_moved_aside_whatever_opens_it_first() {
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let url = emu.url();
+    let dir = std::env::temp_dir().join(format!("gm-cli-garbage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.to_str().unwrap();
+    // On github the limiter opens the state first; twice, so the second file must not replace the first.
+    for i in 0..2 {
+        std::fs::write(dir.join("gm.sqlite"), format!("not a database {i}")).unwrap();
+        let args = ["--data-dir", data, "--provider", "github", "--base-url", &url, "run", "openai/gpt-4.1", "hi"];
+        let out = gm(&args, &[("GITHUB_TOKEN", SECRET)]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("was unreadable; it was moved to"), "{}", text(&out.stderr));
+    }
+    let mut kept: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".unreadable-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["not a database 0", "not a database 1"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn a_retired_service_gives_one_request_one_clear_error_and_no_token() {
     let rt = runtime();
     let emu = rt.block_on(Emulator::start(EmulatorConfig { retired: true, ..Default::default() })).unwrap();

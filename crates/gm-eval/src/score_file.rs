@@ -162,6 +162,10 @@ impl Worker {
         if line.trim().is_empty() {
             return Ok(());
         }
+        // serde would also read a struct from a JSON array of its fields in order; the contract is an object.
+        if !line.trim_start().starts_with('{') {
+            return Err(malformed(format!("not a JSON object; {EXPECTED}")));
+        }
         let case: Case<'_> = serde_json::from_str(line).map_err(|e| malformed(describe_json_error(&e)))?;
         let references: Vec<&str> = match (&case.references, &case.reference) {
             (Some(list), None) => list.iter().map(|r| r.as_ref()).collect(),

@@ -98,6 +98,15 @@ fn malformed_line_error_names_the_line() {
 }
 
 #[test]
+fn an_array_line_is_not_read_as_a_case() {
+    let mut input = many_lines(2);
+    input.push_str("[\"a\", \"x\", [\"x\"], null]\n");
+    let (line, reason) = line_error(&input, "equals", 1);
+    assert_eq!(line, 3);
+    assert!(reason.contains("not a JSON object"), "{reason}");
+}
+
+#[test]
 fn malformed_line_is_found_by_any_thread() {
     let mut input = many_lines(400);
     input.push_str("not json\n");
