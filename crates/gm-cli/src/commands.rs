@@ -500,14 +500,14 @@ fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
     let task_w = report.cells.iter().map(|c| c.task.len()).max().unwrap_or(0).max("TASK".len());
     writeln!(
         out,
-        "{:<model_w$}  {:<task_w$}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}",
-        "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "TOKENS/S", "COST"
+        "{:<model_w$}  {:<task_w$}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}  {:>6}",
+        "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "TOKENS/S", "COST", "CACHED"
     )?;
     for c in &report.cells {
         let m = &c.metrics;
         writeln!(
             out,
-            "{:<model_w$}  {:<task_w$}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}",
+            "{:<model_w$}  {:<task_w$}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}  {:>6}",
             c.model,
             c.task,
             m.quality,
@@ -515,10 +515,18 @@ fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
             m.latency_p50_ms.map_or("-".into(), |l| format!("{l:.0} ms")),
             m.tokens_per_second.map_or("-".into(), |t| format!("{t:.0}")),
             m.cost_usd.map_or("-".into(), |c| format!("${c:.5}")),
+            m.cache_hits,
         )?;
     }
     let s = &report.summary;
     writeln!(out)?;
+    let cached: u64 = report.cells.iter().map(|c| c.metrics.cache_hits).sum();
+    if cached > 0 {
+        writeln!(
+            out,
+            "{cached} answers came from the response cache (no latency, no cost); --refresh asks the provider again"
+        )?;
+    }
     writeln!(out, "Best model: {} ({})", s.best_model.as_deref().unwrap_or("-"), s.best_model_reason)?;
     writeln!(out, "Rule: {}", s.best_model_rule)?;
     if let Some(id) = report.run_id {

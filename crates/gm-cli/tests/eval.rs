@@ -326,7 +326,39 @@ fn repeated_sampling_reports_pass_at_k_and_pass_hat_k() {
     assert_eq!(v["gm"]["repeat"]["pass_at_k"]["3"], 1.0);
     assert_eq!(v["gm"]["repeat"]["pass_hat_k"]["3"], 1.0);
     assert_eq!(v["gm"]["cases"][0]["samples"], serde_json::json!([3, 3]));
-    // Each sample is its own request (and its own cache entry).
+    // Each sample is its own request (and its own cache entry), and the figures count every one.
+    assert_eq!(emu.stats().total, 12);
+    assert_eq!(v["gm"]["cache_hits"], 0);
+    assert_eq!(v["gm"]["cases"][0]["more_samples"].as_array().unwrap().len(), 2);
+    let every_call: u64 = v["gm"]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let more = c["more_samples"].as_array().unwrap();
+            c["tokens_out"].as_u64().unwrap() + more.iter().map(|m| m["tokens_out"].as_u64().unwrap()).sum::<u64>()
+        })
+        .sum();
+    assert_eq!(v["gm"]["tokens_out"].as_u64().unwrap(), every_call);
+    assert!(every_call > v["gm"]["cases"][0]["tokens_out"].as_u64().unwrap() * 4, "{}", v["gm"]);
+    // Run again: every sample is a cache hit.
+    let again = gm(
+        &data,
+        &[
+            "--provider",
+            "openai-compatible",
+            "--base-url",
+            &v1,
+            "eval",
+            "--json",
+            "--repeat",
+            "3",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let w = json(&again);
+    assert_eq!(w["gm"]["cache_hits"], 12);
     assert_eq!(emu.stats().total, 12);
 }
 
@@ -526,6 +558,13 @@ fn gm_bench_metrics_choose_the_scorers_of_every_task() {
     assert_eq!(scorers(0), ["bleu", "token F1"]);
     assert_eq!(scorers(1), ["bleu", "squad_f1"]);
     assert_eq!(scorers(2), ["bleu", "squad_f1"]);
+    // The same bench again is answered from the cache, and every cell says so.
+    let again = json(&gm(&data, &[&args[..], &tasks[..]].concat(), &[]));
+    for (first, second) in v["cells"].as_array().unwrap().iter().zip(again["cells"].as_array().unwrap()) {
+        assert_eq!(first["metrics"]["cache_hits"], 0, "{first}");
+        assert_eq!(second["metrics"]["cache_hits"], 3, "{second}");
+        assert_eq!(first["metrics"]["quality"], second["metrics"]["quality"]);
+    }
     for cell in v["cells"].as_array().unwrap() {
         let scores = cell["metrics"]["scores"].as_object().unwrap();
         let mean = scores.values().map(|s| s.as_f64().unwrap()).sum::<f64>() / scores.len() as f64;

@@ -39,6 +39,9 @@ pub struct CellMetrics {
     pub quality_per_dollar: Option<f64>,
     /// The mean score of each scorer over the cell's cases, by scorer name.
     pub scores: BTreeMap<String, f64>,
+    /// Model answers of the cell served from the response cache: they cost nothing and have no latency, so
+    /// a cell answered wholly from the cache has no latency figures (`--refresh` asks again).
+    pub cache_hits: u64,
 }
 
 /// One cell of the matrix.
@@ -109,6 +112,7 @@ pub fn cell_metrics(e: &EvaluationSummary) -> CellMetrics {
     }
     CellMetrics {
         scores: by_scorer.into_iter().map(|(name, (sum, n))| (name, sum / n as f64)).collect(),
+        cache_hits: e.gm.cache_hits,
         latency_p50_ms: e.gm.latency_p50_ms,
         latency_p95_ms: e.gm.latency_p95_ms,
         tokens_per_second: e.gm.tokens_per_second,

@@ -16,7 +16,7 @@
 //!         row.insert("i".into(), i.into());
 //!         let r = EvalResult { evaluator_name: "check".into(), score: *s, passed: *s > 0.5, details: None };
 //!         let t = TestResult { test_case: row, model_response: String::new(), evaluation_results: vec![r] };
-//!         let f = CaseFigures { latency_ms: 1.0, tokens_in: 1, tokens_out: 1, cached: false, judge_calls: 0, samples: None };
+//!         let f = CaseFigures { latency_ms: 1.0, tokens_in: 1, tokens_out: 1, cached: false, judge_calls: 0, samples: None, ..Default::default() };
 //!         (i + 1, (t, f))
 //!     }).collect()
 //! }
@@ -201,6 +201,7 @@ mod tests {
                     cached: false,
                     judge_calls: 0,
                     samples: None,
+                    ..Default::default()
                 };
                 (i + 1, (t, f))
             })

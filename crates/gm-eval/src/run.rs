@@ -199,7 +199,7 @@ pub struct Summary {
 }
 
 /// What one test case took.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaseFigures {
     /// The model call's latency (0 for a cached answer).
     pub latency_ms: f64,
@@ -214,6 +214,35 @@ pub struct CaseFigures {
     /// With `repeat` above 1: how many samples passed, of how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<(u32, u32)>,
+    /// With `repeat` above 1: the model calls of the samples after the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_samples: Vec<SampleFigures>,
+}
+
+/// One more sample's model call of a repeated test case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleFigures {
+    /// The call's latency (0 for a cached answer).
+    pub latency_ms: f64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+}
+
+impl CaseFigures {
+    /// Every model call of the case: the first sample's, then the others'.
+    pub fn calls(&self) -> impl Iterator<Item = SampleFigures> + '_ {
+        let first = SampleFigures {
+            latency_ms: self.latency_ms,
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            cached: self.cached,
+        };
+        std::iter::once(first).chain(self.more_samples.iter().copied())
+    }
 }
 
 /// pass@k and pass^k over the test cases of a repeated run.
@@ -247,7 +276,7 @@ pub struct RunFigures {
     /// What the model calls of this run cost in US dollars (cached answers cost nothing; judge calls are not
     /// included), when the price table knows the model.
     pub cost_usd: Option<f64>,
-    /// Model answers served from the cache.
+    /// Model answers served from the cache (each sample of a repeated case counts).
     pub cache_hits: u64,
     /// Retries the client made (whole run, judges included).
     pub retries: u64,
@@ -374,15 +403,17 @@ impl EvalRunner {
         let (test_results, cases): (Vec<TestResult>, Vec<CaseFigures>) = outcomes.into_iter().unzip();
         let total = test_results.len();
         let passed = test_results.iter().filter(|t| t.passed()).count();
-        let sent: Vec<f64> = cases.iter().filter(|c| !c.cached).map(|c| c.latency_ms).collect();
+        // Every model call counts, each sample of a repeated case included.
+        let calls: Vec<SampleFigures> = cases.iter().flat_map(CaseFigures::calls).collect();
+        let sent: Vec<f64> = calls.iter().filter(|c| !c.cached).map(|c| c.latency_ms).collect();
         let latency = LatencySummary::from_millis(&sent);
-        let tokens_out: u64 = cases.iter().map(|c| c.tokens_out).sum();
+        let tokens_out: u64 = calls.iter().map(|c| c.tokens_out).sum();
         let figures = RunFigures {
             provider: self.client.provider().to_string(),
             latency_p50_ms: latency.map(|l| l.p50_ms),
             latency_p95_ms: latency.map(|l| l.p95_ms),
             latency_p99_ms: latency.map(|l| l.p99_ms),
-            tokens_in: cases.iter().map(|c| c.tokens_in).sum(),
+            tokens_in: calls.iter().map(|c| c.tokens_in).sum(),
             tokens_out,
             tokens_per_second: tokens_per_second(tokens_out, sent.iter().sum()),
             cost_usd: self
@@ -392,9 +423,9 @@ impl EvalRunner {
                 .and_then(|t| t.price_for(&model))
                 // `+ 0.0` turns the -0.0 of an empty float sum into 0.0.
                 .map(|p| {
-                    cases.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum::<f64>() + 0.0
+                    calls.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum::<f64>() + 0.0
                 }),
-            cache_hits: cases.iter().filter(|c| c.cached).count() as u64,
+            cache_hits: calls.iter().filter(|c| c.cached).count() as u64,
             retries: after.retries - before.retries,
             rate_limited: after.rate_limited - before.rate_limited,
             requests: after.requests - before.requests,
@@ -432,8 +463,10 @@ impl EvalRunner {
         if n > 1 {
             let mut passes = u32::from(result.passed());
             for sample in 1..n {
-                let (other, _) = self.sample(index, &request, sample, row, specs, budget).await?;
+                let (other, f) = self.sample(index, &request, sample, row, specs, budget).await?;
                 passes += u32::from(other.passed());
+                figures.judge_calls += f.judge_calls;
+                figures.more_samples.extend(f.calls());
             }
             figures.samples = Some((passes, n));
         }
@@ -477,6 +510,7 @@ impl EvalRunner {
             cached: answer.cached,
             judge_calls,
             samples: None,
+            more_samples: Vec::new(),
         };
         Ok((TestResult { test_case: row.clone(), model_response: response, evaluation_results: results }, figures))
     }

@@ -223,13 +223,13 @@ pub fn bench_html<W: Write + ?Sized>(
     }
 
     // The cells.
-    page.push_str("<h2>Every cell</h2>\n<table><tr><th>Model</th><th>Task</th><th>Quality</th><th>95% interval</th><th>Pass rate</th><th>p50</th><th>p95</th><th>Tokens/s</th><th>Cost</th><th>Quality per $</th></tr>\n");
+    page.push_str("<h2>Every cell</h2>\n<table><tr><th>Model</th><th>Task</th><th>Quality</th><th>95% interval</th><th>Pass rate</th><th>p50</th><th>p95</th><th>Tokens/s</th><th>Cost</th><th>Quality per $</th><th>Cached</th></tr>\n");
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
     for c in &report.cells {
         let m = &c.metrics;
         let _ = writeln!(
             page,
-            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.3}</td><td class="num">[{:.2}, {:.2}]</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.3}</td><td class="num">[{:.2}, {:.2}]</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             esc(&c.model),
             esc(&c.task),
             m.quality,
@@ -241,6 +241,7 @@ pub fn bench_html<W: Write + ?Sized>(
             opt(m.tokens_per_second, &|v| format!("{v:.0}")),
             opt(m.cost_usd, &|v| format!("${v:.5}")),
             opt(m.quality_per_dollar, &|v| format!("{v:.0}")),
+            m.cache_hits,
         );
     }
     page.push_str("</table>\n</body></html>\n");

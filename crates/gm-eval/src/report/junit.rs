@@ -10,7 +10,8 @@ use crate::run::EvaluationSummary;
 /// One `<testsuites>` holds a `<testsuite>` per file (named by the file's `name`, with `tests`,
 /// `failures`, `errors="0"` and `time`, the run's wall time in seconds) whose `<properties>` give the
 /// model, the provider and the description. Each test row is a `<testcase>` named `<index>: <input
-/// preview>` (1-based, as in `Running test case i/N`) with the model call's latency as its `time`. A
+/// preview>` (1-based, as in `Running test case i/N`) with the model call's latency as its `time`, and a
+/// `cached` property when the answer came from the response cache. A
 /// failed case has one `<failure>` whose message names the failed evaluators and whose text lists each
 /// of them with its score and details, then a preview of the model's response; every case carries its
 /// full response in `<system-out>`.
@@ -45,6 +46,10 @@ pub fn junit<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) ->
                 attr(&name),
                 attr(&s.name)
             )?;
+            if s.gm.cases.get(i).is_some_and(|c| c.cached) {
+                // The answer was not asked of the provider this time: say so where CI tools show properties.
+                writeln!(out, r#"      <properties><property name="cached" value="true"/></properties>"#)?;
+            }
             if !result.passed() {
                 let failed: Vec<_> = result.evaluation_results.iter().filter(|r| !r.passed).collect();
                 let names: Vec<&str> = failed.iter().map(|r| r.evaluator_name.as_str()).collect();

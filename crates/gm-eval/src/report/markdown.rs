@@ -8,7 +8,7 @@ use crate::run::EvaluationSummary;
 /// Writes the files' results as GitHub-flavoured Markdown, ready for `$GITHUB_STEP_SUMMARY`.
 ///
 /// A headline with the pass counts over all files; then per file a heading (✅ or ❌, name, model), its
-/// description, a table of the test cases (index, ✅/❌, input preview, the failed evaluators with their
+/// description, a table of the test cases (index, ✅/❌ and `(cached)` for an answer from the cache, input preview, the failed evaluators with their
 /// scores and details) and a table of the run's figures. Text in cells is escaped: `|` and inline markup
 /// are backslash-escaped, `<`, `>` and `&` become entities, line breaks become `<br>` and other control
 /// characters visible `\u{..}` escapes.
@@ -58,9 +58,10 @@ pub fn markdown<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W)
                         c
                     })
                     .collect();
+                let cached = if s.gm.cases.get(i).is_some_and(|c| c.cached) { " (cached)" } else { "" };
                 writeln!(
                     out,
-                    "| {} | {} | {} | {} |",
+                    "| {} | {}{cached} | {} | {} |",
                     i + 1,
                     if r.passed() { "✅" } else { "❌" },
                     inline(&input_preview(&r.test_case)),

@@ -24,7 +24,15 @@ fn eval(name: &str, score: f64, passed: bool, details: Option<&str>) -> EvalResu
 }
 
 fn case(latency_ms: f64, cached: bool) -> CaseFigures {
-    CaseFigures { latency_ms, tokens_in: 12, tokens_out: 3, cached, judge_calls: 0, samples: None }
+    CaseFigures {
+        latency_ms,
+        tokens_in: 12,
+        tokens_out: 3,
+        cached,
+        judge_calls: 0,
+        samples: None,
+        ..Default::default()
+    }
 }
 
 fn suite(name: &str, results: Vec<TestResult>, cases: Vec<CaseFigures>) -> EvaluationSummary {
@@ -300,6 +308,9 @@ fn junit_is_well_formed_with_one_testcase_per_row() {
     assert_eq!(attr(cases[0], "name"), "1: a: 6, b: 7, expected: 42");
     assert_eq!(attr(cases[0], "time"), "0.120");
     assert_eq!(attr(cases[3], "classname"), "second");
+    // Only the second case's answer came from the cache.
+    let cached: Vec<_> = elements.iter().filter(|e| e.0 == "property" && attr(e, "name") == "cached").collect();
+    assert_eq!(cached.len(), 1);
     let failures: Vec<_> = elements.iter().filter(|e| e.0 == "failure").collect();
     assert_eq!(failures.len(), 2);
     assert_eq!(attr(failures[0], "message"), "1 of 2 evaluators failed: has the product");
@@ -377,7 +388,10 @@ fn markdown_has_a_headline_and_a_row_per_case() {
     assert!(md.contains("### ✅ second (openai/gpt-4.1)\n"), "{md}");
     assert!(md.contains("| 1 | ✅ | a: 6, b: 7, expected: 42 |  |\n"), "{md}");
     assert!(
-        md.contains("| 2 | ❌ | a: 3, b: 5, expected: 15 | **has the product** (0.00): Expected to contain: '15' |\n")
+        md.contains(
+            "| 2 | ❌ (cached) | a: 3, b: 5, expected: 15 | **has the product** (0.00): Expected to contain: '15' |\n"
+        ),
+        "the second case's answer came from the cache: {md}"
     );
     assert!(md.contains("| Provider | Latency p50 | Latency p95 |"), "{md}");
     assert!(
