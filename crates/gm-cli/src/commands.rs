@@ -869,15 +869,30 @@ fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
         let counted = store.count(&key, std::time::Duration::from_secs(86_400 * 366), now)?;
         let last = |secs: u64| store.count(&key, std::time::Duration::from_secs(secs), now);
         let requests = json!({"last_minute": last(60)?, "last_hour": last(3_600)?, "last_day": last(86_400)?});
+        let admissions = store.admissions(&key)?;
         let mut windows = Vec::new();
         for w in &spec.windows {
             let used = store.count(&key, w.per, now)?;
-            windows.push(json!({"limit": w.limit, "per": gm_limits::format_duration(w.per), "used": used, "remaining": w.limit.saturating_sub(used)}));
+            // The oldest admission still counted frees its place one window after it was made.
+            let since = now.checked_sub(w.per).unwrap_or(std::time::UNIX_EPOCH);
+            let frees_in = admissions
+                .iter()
+                .map(|(at, _)| *at)
+                .find(|at| *at > since)
+                .and_then(|at| (at + w.per).duration_since(now).ok())
+                .map(|d| d.as_secs_f64());
+            windows.push(json!({
+                "limit": w.limit, "per": gm_limits::format_duration(w.per), "used": used,
+                "remaining": w.limit.saturating_sub(used), "next_frees_in_s": frees_in,
+            }));
         }
+        let block = store.block_of(&key)?.filter(|(until, _)| *until > now).map(|(until, daily)| {
+            json!({"for_s": until.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0), "daily_quota_spent": daily})
+        });
         rows.push(json!({
             "key": key.to_string(), "provider": key.provider, "credential": key.credential, "model": key.model,
             "limits": if tier_limits { "the model's GitHub tier".to_string() } else { spec.to_string() },
-            "counted": counted, "requests": requests, "windows": windows,
+            "counted": counted, "requests": requests, "windows": windows, "blocked": block,
         }));
     }
     if json {
@@ -899,15 +914,31 @@ fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
             "  requests: {} in the last minute, {} in the last hour, {} in the last day",
             q["last_minute"], q["last_hour"], q["last_day"]
         )?;
+        let secs = |v: &serde_json::Value| {
+            gm_limits::format_duration(std::time::Duration::from_secs_f64(v.as_f64().unwrap_or(0.0).ceil()))
+        };
         for w in r["windows"].as_array().into_iter().flatten() {
+            let frees = if w["next_frees_in_s"].is_null() {
+                String::new()
+            } else {
+                format!(", the oldest frees in {}", secs(&w["next_frees_in_s"]))
+            };
             writeln!(
                 out,
-                "  window {}/{}: {} used, {} remaining",
+                "  window {}/{}: {} used, {} remaining{frees}",
                 w["limit"],
                 w["per"].as_str().unwrap_or(""),
                 w["used"],
                 w["remaining"]
             )?;
+        }
+        if let Some(b) = r["blocked"].as_object() {
+            let why = if b["daily_quota_spent"].as_bool() == Some(true) {
+                "the day's quota is spent"
+            } else {
+                "the server asked to wait"
+            };
+            writeln!(out, "  blocked:  {why}; frees in {}", secs(&b["for_s"]))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -267,6 +267,11 @@ fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     assert_eq!(v[0]["windows"][0]["limit"], 5);
     assert!(v[0]["counted"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(v[0]["requests"]["last_day"], v[0]["counted"], "{v}");
+    // Within a second of the last admission, it says when the window frees (nothing once all have expired).
+    if let Some(frees) = v[0]["windows"][0]["next_frees_in_s"].as_f64() {
+        assert!(frees > 0.0 && frees <= 1.0, "a place frees within the 1 s window: {v}");
+    }
+    assert!(v[0]["blocked"].is_null(), "no 429 was seen: {v}");
     assert!(!text(&out.stdout).contains(SECRET));
     let out = gm(&["--data-dir", dir.to_str().unwrap(), "--limits", "5/1s", "limits", "status"], &[]);
     let human = text(&out.stdout);

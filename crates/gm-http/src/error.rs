@@ -169,7 +169,7 @@ pub enum Error {
         api: Box<ApiError>,
     },
     /// Sent: the server asked us to wait longer than the retry policy allows.
-    #[error("{api}; the server asks to wait {}, longer than the {} the retry policy allows; try again later or raise the cap", fmt_duration(*wait), fmt_duration(*cap))]
+    #[error("{api}; the server asks to wait {}, longer than the {} the retry policy allows (--max-wait); try again then, or raise it", fmt_duration(*wait), fmt_duration(*cap))]
     WaitTooLong {
         /// The requested wait.
         wait: Duration,

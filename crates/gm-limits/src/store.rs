@@ -208,6 +208,16 @@ mod sqlite {
             rows.collect::<Result<_, _>>().map_err(store_err)
         }
 
+        /// The server's block on a key, if one was recorded: until when, and whether the day's quota is spent.
+        pub fn block_of(&self, key: &LimitKey) -> Result<Option<(SystemTime, bool)>, LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.query_row("SELECT until_us, daily FROM limits_blocks WHERE key = ?1", [key.to_string()], |r| {
+                Ok((from_micros(r.get(0)?), r.get::<_, bool>(1)?))
+            })
+            .optional()
+            .map_err(store_err)
+        }
+
         fn admit_in(
             tx: &rusqlite::Transaction<'_>,
             key: &str,
