@@ -224,6 +224,35 @@ fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
 }
 
 #[test]
+fn concurrent_processes_share_the_concurrency_cap_without_a_429() {
+    let rt = runtime();
+    let limits = gm_emulator::EmulatorLimits { windows: vec![], concurrency: Some(2) };
+    let config =
+        EmulatorConfig { limits: Some(limits), latency: std::time::Duration::from_millis(300), ..Default::default() };
+    let emu = rt.block_on(Emulator::start(config)).unwrap();
+    let dir = std::env::temp_dir().join(format!("gm-cli-leases-{}", std::process::id()));
+    let url = format!("{}/v1", emu.url());
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+            cmd.arg("--data-dir").arg(&dir);
+            cmd.args(["--provider", "openai-compatible", "--base-url", &url, "--limits", "1000/1s,concurrency=2"]);
+            cmd.args(["run", "openai/gpt-4o-mini", &format!("request {i}")]);
+            cmd.env_remove("GM_LIMITS").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
+    assert_eq!(stats.by_status[&200], 6);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     let rt = runtime();
     let limits = gm_emulator::EmulatorLimits {

@@ -586,6 +586,10 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        if let (Some(link), Some(id)) = (&self.shared.store, self.store_id) {
+            // Other processes count this request in flight until its lease ends (or lapses, if this fails).
+            let _ = link.store.release(&self.shared.key, id);
+        }
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         // A waiter that enqueued after this load re-checks the count before it sleeps, so no wake is lost.
         if self.shared.queued.load(Ordering::SeqCst) > 0 {

@@ -6,7 +6,9 @@
 //! a store is the wall clock (shared by the processes of one machine); the limiter maps its monotonic
 //! instants onto it from one reading taken when it is made.
 //!
-//! Concurrency caps stay per process: a request in flight in another process does not count here.
+//! A concurrency cap is shared by the stores that hold leases ([`WindowStore::release`]): `SqliteWindows`
+//! records one per request in flight, so processes on one machine share the cap; a lease a crashed process
+//! left lapses after [`LEASE`]. The Redis store keeps concurrency per process.
 //! [`Limiter::status`](crate::Limiter::status) shows this process's view; a store's own methods
 //! (`SqliteWindows::keys`, [`WindowStore::count`]) show what every process has counted.
 
@@ -59,7 +61,20 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
 
     /// Requests counted for a key within the last `within` before `now`.
     fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError>;
+
+    /// Ends admission `id`'s concurrency lease, for stores that share the concurrency cap (the default
+    /// holds none).
+    fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
+        let _ = (key, id);
+        Ok(())
+    }
 }
+
+/// How long a concurrency lease holds when its request never ends it (its process was killed).
+pub const LEASE: Duration = Duration::from_secs(600);
+
+/// How soon a request held back by another process's requests in flight looks again.
+pub const LEASE_POLL: Duration = Duration::from_millis(20);
 
 /// The link from a limiter's monotonic time to a store's wall-clock time.
 #[derive(Debug, Clone)]
@@ -127,6 +142,7 @@ pub use self::redis_windows::RedisWindows;
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
+    use super::{LEASE, LEASE_POLL};
     use std::path::Path;
     use std::sync::{Mutex, PoisonError};
     use std::time::{Duration, SystemTime};
@@ -174,7 +190,13 @@ mod sqlite {
                      key TEXT PRIMARY KEY,
                      until_us INTEGER NOT NULL,
                      daily INTEGER NOT NULL
-                 );",
+                 );
+                 CREATE TABLE IF NOT EXISTS limits_leases (
+                     id INTEGER PRIMARY KEY,
+                     key TEXT NOT NULL,
+                     until_us INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS limits_leases_key ON limits_leases(key, until_us);",
             )
             .map_err(store_err)?;
             Ok(Self { conn: Mutex::new(conn) })
@@ -270,6 +292,16 @@ mod sqlite {
                     later(free.unwrap_or(now + span), WaitReason::Tokens(*w));
                 }
             }
+            // Requests in flight in every process: a full cap frees when one of them ends, which only a look
+            // can tell, so the wait is a short poll.
+            if let Some(cap) = spec.concurrency {
+                let open: i64 = tx
+                    .prepare_cached("SELECT COUNT(*) FROM limits_leases WHERE key = ?1 AND until_us > ?2")?
+                    .query_row(params![key, now], |r| r.get(0))?;
+                if open.unsigned_abs() >= u64::from(cap) {
+                    later(now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000), WaitReason::Concurrency(cap));
+                }
+            }
             if let Some((until, reason)) = wait {
                 return Ok(StoreAdmission::Wait { until: from_micros(until), reason });
             }
@@ -280,6 +312,12 @@ mod sqlite {
             tx.prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens) VALUES (?1, ?2, ?3)")?
                 .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX)])?;
             let id = tx.last_insert_rowid();
+            if spec.concurrency.is_some() {
+                tx.prepare_cached("INSERT INTO limits_leases (id, key, until_us) VALUES (?1, ?2, ?3)")?
+                    .execute(params![id, key, now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4)])?;
+                tx.prepare_cached("DELETE FROM limits_leases WHERE key = ?1 AND until_us <= ?2")?
+                    .execute(params![key, now])?;
+            }
             // Forget what no window of this key counts any more.
             let longest = spec.windows.iter().chain(&spec.token_windows).map(|w| span_us(w.per, spec)).max();
             if let Some(longest) = longest {
@@ -331,6 +369,15 @@ mod sqlite {
             let k = key.to_string();
             conn.execute("DELETE FROM limits_admissions WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_blocks WHERE key = ?1", [&k]).map_err(store_err)?;
+            conn.execute("DELETE FROM limits_leases WHERE key = ?1", [&k]).map_err(store_err)?;
+            Ok(())
+        }
+
+        fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.prepare_cached("DELETE FROM limits_leases WHERE id = ?1 AND key = ?2")
+                .and_then(|mut st| st.execute(params![id, key.to_string()]))
+                .map_err(store_err)?;
             Ok(())
         }
 

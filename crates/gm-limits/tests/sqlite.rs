@@ -116,6 +116,35 @@ fn two_limiters_share_windows_blocks_and_resets() {
 }
 
 #[test]
+fn the_concurrency_cap_is_shared_and_a_lost_lease_lapses() {
+    let file = StateFile::new("leases");
+    let config = LimitsConfig::uniform(LimitSpec::parse("100/1m,concurrency=2,margin=0s").unwrap());
+    let clock = ManualClock::new();
+    let a =
+        Limiter::with_store(config.clone(), Arc::new(clock.clone()), Arc::new(SqliteWindows::open(&file.0).unwrap()));
+    let b = Limiter::with_store(config, Arc::new(clock.clone()), Arc::new(SqliteWindows::open(&file.0).unwrap()));
+    let k = key();
+    let now = clock.now();
+    let in_a = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    let in_b = b.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    // A has one request in flight itself, but two are in flight between the two.
+    let Err(Denied::Wait(w)) = a.try_acquire(&k, TokenCount::ZERO, now) else { panic!("a third was admitted") };
+    assert_eq!(w.reason, WaitReason::Concurrency(2));
+    assert!(w.after(now).unwrap() <= gm_limits::store::LEASE_POLL, "{w:?}");
+    // When B's request ends, A may send another.
+    drop(in_b);
+    let again = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    // A request whose process died never ends its lease; the lease lapses instead.
+    std::mem::forget(again);
+    assert!(b.try_acquire(&k, TokenCount::ZERO, now).is_err());
+    drop(in_a);
+    clock.advance(gm_limits::store::LEASE + Duration::from_secs(1));
+    let now = clock.now();
+    let _one = b.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    let _two = b.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+}
+
+#[test]
 fn token_budgets_are_shared_and_settled() {
     let file = StateFile::new("tokens");
     let store = SqliteWindows::open(&file.0).unwrap();
