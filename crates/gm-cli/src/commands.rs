@@ -350,7 +350,14 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
                 mark(&a);
                 task
             };
-            if task.needs_code_execution && !args.allow_code_exec {
+            let task_allows = task.execution.as_ref().is_some_and(|e| e.allow_code_exec);
+            if task_allows && !args.allow_code_exec {
+                eprintln!(
+                    "note: task `{t}` enables code execution in its task.yaml (allowCodeExec); the generated code runs \
+                     in a sandbox that is not a security boundary"
+                );
+            }
+            if task.needs_code_execution && !args.allow_code_exec && !task_allows {
                 return Err(usage(format!(
                     "task `{t}` scores by running the generated code; pass --allow-code-exec to run it (not a security \
                      boundary), or leave the task out"
@@ -420,7 +427,8 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
             cpu_seconds: u64::from(timeout),
             ..Default::default()
         };
-        let sandbox = gm_eval::sandbox::SandboxPolicy { enabled: args.allow_code_exec }.sandbox(config)?;
+        // Reaching here, every code task was allowed: by --allow-code-exec or by its own config.
+        let sandbox = gm_eval::sandbox::SandboxPolicy { enabled: true }.sandbox(config)?;
         if sandbox.support().python.is_none() {
             return Err(usage("the code tasks need python3 on the PATH to run the generated code"));
         }

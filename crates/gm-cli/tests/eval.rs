@@ -675,3 +675,53 @@ fn gm_runs_compare_flags_a_planted_bench_regression_cell_by_cell_and_not_noise()
     let out = gm(&data, &["runs", "compare", &a.to_string(), &eval_id], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_task_config_may_enable_code_execution_and_pass_at_k_takes_k_samples() {
+    let have_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have_python {
+        eprintln!("skipped: python3 is not on the PATH");
+        return;
+    }
+    let rt = runtime();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let data = scratch("pass-at-k");
+    let dir = data.join("tasks/add");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The emulator answers with the prompt itself, so the prompt is the program.
+    std::fs::write(
+        dir.join("task.yaml"),
+        "messages: [{role: user, content: \"{{code}}\"}]\nevaluators:\n  - {name: pass@3, execute: {language: python, k: 3, allowCodeExec: true}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("data.jsonl"),
+        "{\"code\": \"def add(a, b):\\n    return a + b\", \"tests\": [\"assert add(1, 2) == 3\"]}\n{\"code\": \"def add(a, b):\\n    return a - b\", \"tests\": [\"assert add(1, 2) == 3\"]}\n",
+    )
+    .unwrap();
+    let v1 = format!("{}/v1", emu.url());
+    let tasks_dir = data.join("tasks");
+    let args = [
+        "--provider",
+        "openai-compatible",
+        "--base-url",
+        &v1,
+        "bench",
+        "--json",
+        "--tasks-dir",
+        tasks_dir.to_str().unwrap(),
+        "--models",
+        "openai/gpt-4o-mini",
+        "--tasks",
+        "add",
+    ];
+    let path = std::env::var("PATH").unwrap_or_default();
+    let out = gm(&data, &args, &[("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enables code execution in its task.yaml"));
+    let v = json(&out);
+    // One correct and one wrong program: pass@3 is 1 and 0.
+    assert_eq!(v["cells"][0]["metrics"]["scores"]["pass@3"], 0.5, "{v}");
+    // Three samples of each of the two items.
+    assert_eq!(emu.stats().total, 6);
+}

@@ -199,8 +199,11 @@ pub async fn run_matrix_with(
                     .run_with(file, cell_sink.as_ref().map(|s| s as &dyn CaseSink), done)
                     .await
                     .map_err(|e| RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) })?;
-                if let Some(exec) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
-                    score_code(exec.0, exec.1, &mut evaluation).await;
+                if let Some((sandbox, exec)) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
+                    let more = more_samples(client, file, model, exec.k, &evaluation).await.map_err(|e| {
+                        RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) }
+                    })?;
+                    score_code(sandbox, exec, &mut evaluation, &more).await;
                 }
                 Ok::<_, RunError>(Cell {
                     model: (*model).clone(),
@@ -218,6 +221,32 @@ pub async fn run_matrix_with(
         done.push(outcome?);
     }
     Ok(report(done))
+}
+
+/// For pass@k with k above 1: each case's samples 1 to k - 1 (sample 0 is the answer the run scored), asked
+/// of the provider as repeated samples are (each cached apart).
+async fn more_samples(
+    client: &gm_http::Client,
+    file: &PromptFile,
+    model: &str,
+    k: u32,
+    e: &EvaluationSummary,
+) -> Result<Vec<Vec<String>>, RunError> {
+    if k <= 1 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(e.test_results.len());
+    for (i, t) in e.test_results.iter().enumerate() {
+        let request = file.to_request(model, &t.test_case);
+        let mut answers = Vec::with_capacity(k as usize - 1);
+        for sample in 1..k {
+            let answer =
+                client.chat_sample(&request, sample).await.map_err(|error| RunError::Case { index: i + 1, error })?;
+            answers.push(answer.text().trim().to_string());
+        }
+        out.push(answers);
+    }
+    Ok(out)
 }
 
 /// Builds the report of evaluated cells: the summary and the best model by [`BEST_MODEL_RULE`].
@@ -375,13 +404,19 @@ pub struct CodeScoring<'a> {
 }
 
 /// Runs every answer's code against its item's tests (`execution.tests_key`, a string or a list of strings) and
-/// adds the result as one more evaluator (`execution.name`, 1 or 0), then recounts the summary.
+/// adds the result as one more evaluator (`execution.name`), then recounts the summary.
+///
+/// With `execution.k` above 1, `more` holds each case's other samples (`k - 1` answers, in the cases' order):
+/// the score is pass@k over the k samples (1 when any of them passes), as [`Sandbox::score_samples`] counts it.
+///
+/// [`Sandbox::score_samples`]: crate::sandbox::Sandbox::score_samples
 pub async fn score_code(
     sandbox: &crate::sandbox::Sandbox,
     execution: &crate::tasks::CodeExecution,
     e: &mut EvaluationSummary,
+    more: &[Vec<String>],
 ) {
-    for t in &mut e.test_results {
+    for (i, t) in e.test_results.iter_mut().enumerate() {
         let tests = match t.test_case.get(&execution.tests_key) {
             Some(serde_json::Value::Array(a)) => {
                 a.iter().filter_map(serde_json::Value::as_str).collect::<Vec<_>>().join("\n")
@@ -389,13 +424,31 @@ pub async fn score_code(
             Some(serde_json::Value::String(s)) => s.clone(),
             _ => String::new(),
         };
-        let outcome = sandbox.run(&t.model_response, &tests).await;
-        t.evaluation_results.push(crate::evaluators::EvalResult {
-            evaluator_name: execution.name.clone(),
-            score: if outcome.passed { 1.0 } else { 0.0 },
-            passed: outcome.passed,
-            details: Some(format!("{:?} in {:.0} ms", outcome.status, outcome.duration.as_secs_f64() * 1000.0)),
-        });
+        let result = match more.get(i).filter(|m| !m.is_empty()) {
+            None => {
+                let outcome = sandbox.run(&t.model_response, &tests).await;
+                crate::evaluators::EvalResult {
+                    evaluator_name: execution.name.clone(),
+                    score: if outcome.passed { 1.0 } else { 0.0 },
+                    passed: outcome.passed,
+                    details: Some(format!("{:?} in {:.0} ms", outcome.status, outcome.duration.as_secs_f64() * 1000.0)),
+                }
+            }
+            Some(others) => {
+                let samples: Vec<String> =
+                    std::iter::once(t.model_response.clone()).chain(others.iter().cloned()).collect();
+                let k = u64::from(execution.k);
+                let (c, n, scores) = sandbox.score_samples(&samples, &tests, &[k]).await;
+                let score = scores.get(&k).copied().unwrap_or(0.0);
+                crate::evaluators::EvalResult {
+                    evaluator_name: execution.name.clone(),
+                    score,
+                    passed: score > 0.0,
+                    details: Some(format!("{c} of {n} samples passed")),
+                }
+            }
+        };
+        t.evaluation_results.push(result);
     }
     let total = e.test_results.len();
     let passed = e.test_results.iter().filter(|t| t.passed()).count();

@@ -58,8 +58,8 @@ pub enum Error {
     },
     /// Running generated code was asked for but not enabled (see [`crate::sandbox::SandboxPolicy`]).
     #[error(
-        "code execution is disabled: pass --allow-code-exec (or set `allow_code_exec: true` in the task config) \
-         to run generated code; the sandbox is not a security boundary"
+        "code execution is disabled: pass --allow-code-exec (or set `allowCodeExec: true` in the task's `execute:` \
+         scorer) to run generated code; the sandbox is not a security boundary"
     )]
     CodeExecutionDisabled,
     /// Reading the input or writing the output failed.

@@ -128,7 +128,9 @@ pub enum TaskError {
 ///
 /// Written in `task.yaml` as an evaluator with an `execute:` key:
 /// `{name: pass@1, execute: {language: python, testsKey: tests, k: 1, timeoutSeconds: 10, memoryMb: 256}}`.
-/// The loader only describes it; running the code is left to a sandbox that a caller opts into.
+/// The loader only describes it; running the code is left to a sandbox that a caller opts into, with
+/// `--allow-code-exec` or `allowCodeExec: true` in the `execute:` mapping. With `k` above 1 each item is
+/// sampled k times and scored pass@k.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeExecution {
     /// The evaluator's name.
@@ -143,6 +145,8 @@ pub struct CodeExecution {
     pub timeout_seconds: u32,
     /// Memory limit for one program, in MiB.
     pub memory_mb: u32,
+    /// `allowCodeExec: true`: the task's own config enables running the code, as `--allow-code-exec` does.
+    pub allow_code_exec: bool,
 }
 
 /// A loaded task.
@@ -216,6 +220,8 @@ struct RawExecution {
     timeout_seconds: u32,
     #[serde(default = "default_memory")]
     memory_mb: u32,
+    #[serde(default)]
+    allow_code_exec: bool,
 }
 
 fn default_tests_key() -> String {
@@ -676,6 +682,7 @@ fn parse_execution(index: usize, raw: &Value, exec: &Value) -> Result<CodeExecut
         k: spec.k,
         timeout_seconds: spec.timeout_seconds,
         memory_mb: spec.memory_mb,
+        allow_code_exec: spec.allow_code_exec,
     })
 }
 
