@@ -24,6 +24,9 @@ commands:
           a gm eval suite of N cases (default 1000) against the emulator enforcing 15 per second, 5 at once:
           wall time against the quota bound, 429s, CPU and peak memory; beside promptfoo when DIR holds
           node_modules/.bin/promptfoo (npm install promptfoo@0.119.0)
+  bench-score [--pairs N]
+          gm score beside sacreBLEU 2.6.0 and rouge-score 0.1.2 (pip-installed into target/) on N generated pairs
+          (default 100000): CPU, wall and memory of both, and a check that every score agrees within 1e-6
   bench-matrix [--models a,b,c] [--runs N]
           gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
           second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request";
@@ -56,6 +59,7 @@ fn run() -> Result<()> {
         Some("deny") => deny(),
         Some("bench-eval") => bench_eval(&args[1..]),
         Some("bench-matrix") => bench_matrix(&args[1..]),
+        Some("bench-score") => bench_score(&args[1..]),
         Some("check-html") => check_html(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
@@ -226,11 +230,20 @@ fn emulator_reset(addr: &str) -> Result<()> {
     Ok(())
 }
 
+/// What `/usr/bin/time -v` said of one command, and how it ended.
+struct TimeReport {
+    wall_s: f64,
+    cpu_s: f64,
+    children_cpu_s: f64,
+    peak_mb: f64,
+    status: std::process::ExitStatus,
+    report: String,
+}
+
 /// Runs a command under `/usr/bin/time -v` and reads wall time, CPU and peak memory from its report. While it
 /// runs, the CPU of the measured process's reaped subprocesses is read from `/proc` (`cutime` + `cstime`), so
 /// its own CPU can be told apart. Its standard output goes to `stdout_to`.
-fn timed(cmd: &mut Command, addr: &str, stdout_to: &Path) -> Result<Measured> {
-    emulator_reset(addr)?;
+fn time_v(cmd: &mut Command, stdout_to: &Path) -> Result<TimeReport> {
     let err_path = stdout_to.with_extension("stderr");
     cmd.stdout(std::fs::File::create(stdout_to)?).stderr(std::fs::File::create(&err_path)?);
     let mut child = cmd.spawn().context("could not run the command under /usr/bin/time (apt-get install time)")?;
@@ -262,13 +275,108 @@ fn timed(cmd: &mut Command, addr: &str, stdout_to: &Path) -> Result<Measured> {
     let wall_s = wall.split(':').fold(0.0, |acc, part| acc * 60.0 + part.parse::<f64>().unwrap_or(0.0));
     let cpu_s = secs(field("User time (seconds):")) + secs(field("System time (seconds):"));
     let peak_mb = secs(field("Maximum resident set size (kbytes):")) / 1024.0;
+    Ok(TimeReport { wall_s, cpu_s, children_cpu_s, peak_mb, status, report })
+}
+
+/// [`time_v`] against a freshly reset emulator, with what the emulator answered.
+fn timed(cmd: &mut Command, addr: &str, stdout_to: &Path) -> Result<Measured> {
+    emulator_reset(addr)?;
+    let t = time_v(cmd, stdout_to)?;
     let stats = emulator_stats(addr)?;
     let by = |code: &str| stats["by_status"][code].as_u64().unwrap_or(0);
-    if !status.success() && status.code() != Some(1) {
-        eprintln!("{report}");
-        bail!("the run failed ({status})");
+    if !t.status.success() && t.status.code() != Some(1) {
+        eprintln!("{}", t.report);
+        bail!("the run failed ({})", t.status);
     }
-    Ok(Measured { wall_s, cpu_s, children_cpu_s, peak_mb, ok: by("200"), refused: by("429"), stats })
+    Ok(Measured {
+        wall_s: t.wall_s,
+        cpu_s: t.cpu_s,
+        children_cpu_s: t.children_cpu_s,
+        peak_mb: t.peak_mb,
+        ok: by("200"),
+        refused: by("429"),
+        stats,
+    })
+}
+
+/// `gm score` beside the reference Python packages on the same pairs, in one run: installs sacreBLEU 2.6.0
+/// and rouge-score 0.1.2 in a virtual environment under `target/`, generates `pairs` pairs, scores them with
+/// both (one thread for gm), checks that every score agrees within 1e-6, and prints CPU, wall and memory.
+fn bench_score(args: &[String]) -> Result<()> {
+    let mut pairs = 100_000usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--pairs" => pairs = it.next().and_then(|v| v.parse().ok()).context("--pairs needs a number")?,
+            other => bail!("unknown bench-score argument `{other}`"),
+        }
+    }
+    cargo(&["build", "--release", "-p", "gm-cli"])?;
+    let root = workspace_root();
+    let gm = root.join("target/release/gm");
+    let dir = root.join("target/bench-score");
+    std::fs::create_dir_all(&dir)?;
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success();
+        if !ok {
+            bail!("could not make a virtual environment (apt-get install python3-venv)");
+        }
+    }
+    let ok = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "sacrebleu==2.6.0", "rouge-score==0.1.2"])
+        .status()?
+        .success();
+    if !ok {
+        bail!("pip could not install sacrebleu 2.6.0 and rouge-score 0.1.2");
+    }
+    let script = root.join("benches/reference/score_reference.py");
+    let metrics = "bleu,chrf,rouge1,rouge2,rougeL,squad_f1";
+    let input = dir.join("pairs.jsonl");
+    let status = Command::new(&python)
+        .arg(&script)
+        .args(["generate", "--n", &pairs.to_string(), "--seed", "1", "--output"])
+        .arg(&input)
+        .status()?;
+    if !status.success() {
+        bail!("generating the pairs failed");
+    }
+    let mut gm_cmd = Command::new("/usr/bin/time");
+    gm_cmd.arg("-v").arg(&gm).arg("score").arg("--input").arg(&input);
+    gm_cmd.args(["--metrics", metrics, "--threads", "1", "--output"]).arg(dir.join("gm.jsonl"));
+    let g = time_v(&mut gm_cmd, &dir.join("gm.out"))?;
+    let mut py_cmd = Command::new("/usr/bin/time");
+    py_cmd.arg("-v").arg(&python).arg(&script).arg("score").arg("--input").arg(&input);
+    py_cmd.args(["--metrics", metrics, "--output"]).arg(dir.join("reference.jsonl"));
+    let p = time_v(&mut py_cmd, &dir.join("reference.out"))?;
+    for (name, t) in [("gm score", &g), ("reference", &p)] {
+        if !t.status.success() {
+            eprintln!("{}", t.report);
+            bail!("{name} failed ({})", t.status);
+        }
+    }
+    let compare = Command::new(&python)
+        .arg(&script)
+        .arg("compare")
+        .arg(dir.join("reference.jsonl"))
+        .arg(dir.join("gm.jsonl"))
+        .status()?;
+    if !compare.success() {
+        bail!("gm score and the reference packages disagree (see above)");
+    }
+    println!("pairs: {pairs}; metrics: {metrics}; gm score with one thread");
+    println!("| | gm score | reference (sacreBLEU 2.6.0, rouge-score 0.1.2, SQuAD) | ratio |");
+    println!("| --- | --- | --- | --- |");
+    println!("| CPU time | {:.2} s | {:.2} s | {:.1}× |", g.cpu_s, p.cpu_s, p.cpu_s / g.cpu_s.max(0.01));
+    println!("| wall clock | {:.2} s | {:.2} s | {:.1}× |", g.wall_s, p.wall_s, p.wall_s / g.wall_s.max(0.01));
+    println!(
+        "| peak memory | {:.1} MB | {:.1} MB | {:.1}× less |",
+        g.peak_mb,
+        p.peak_mb,
+        p.peak_mb / g.peak_mb.max(0.1)
+    );
+    Ok(())
 }
 
 /// Clock ticks per second, the unit of `/proc/PID/stat` times.
