@@ -172,7 +172,9 @@ pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn()
         }
         None => (
             ProviderKind::Demo,
-            "no provider was given and no credentials were found, so the offline demo provider answers".into(),
+            "no provider was given and no credentials were found in the environment, so the offline demo provider \
+             answers (a `gh` login is used with --provider github)"
+                .into(),
         ),
     };
     let (provider, reason) = provider_and_reason;
