@@ -152,3 +152,37 @@ async fn a_server_wait_over_the_cap_fails_at_once_and_says_how_long() {
     assert!(e.to_string().contains("20"), "{e}");
     assert_eq!(emu.stats().total, 1);
 }
+
+#[tokio::test]
+async fn a_burst_against_a_scaled_github_tier_earns_no_429() {
+    // GitHub's low tier on the free plan with a minute lasting a second, on both sides: the emulator counts
+    // with its own sliding window, the client plans with gm-limits' preset for the same tier.
+    let emu = Emulator::start(EmulatorConfig {
+        limits: Some(EmulatorLimits::tier("low", 60.0).unwrap()),
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut spec = gm_limits::presets::github(gm_limits::presets::Tier::Low, gm_limits::presets::Plan::Free).unwrap();
+    for w in &mut spec.windows {
+        w.per /= 60;
+    }
+    spec.tokens_in = None;
+    // Transit times differ from request to request; the margin keeps the server's count in agreement.
+    spec.margin = Some(gm_limits::Margin { fixed: Duration::from_millis(20), ppm: 0 });
+    let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(spec)));
+    let c = builder(&emu).limiter(limiter, Duration::from_secs(30)).build().unwrap();
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move { c.chat(&ask(&format!("tier burst {i}"))).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
+    assert_eq!(stats.by_status[&200], 40);
+}
