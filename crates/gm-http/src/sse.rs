@@ -235,7 +235,7 @@ mod tests {
         (s.into_bytes(), expected)
     }
 
-    fn split<'a>(s: &'a [u8], cuts: Vec<usize>) -> Vec<&'a [u8]> {
+    fn split(s: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (s.len() + 1)).collect();
         cuts.sort_unstable();
         let mut pieces = Vec::new();
