@@ -128,8 +128,7 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         for w in &f.warnings {
             eprintln!("warning: {}: {w}", path.display());
         }
-        gm_eval::evaluators::EvaluatorSpec::parse_all(&f.evaluators)
-            .with_context(|| format!("{}: an evaluator is malformed", path.display()))?;
+        check_evaluators(path, &f)?;
         files.push(f);
     }
     let prices = price_table(args.prices.as_deref())?;
@@ -379,8 +378,12 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
             let names: Vec<&str> = catalog.iter().map(|c| c.name.as_str()).collect();
             return Err(usage(format!("task `{t}` is neither a task ({}) nor a .prompt.yml file", names.join(", "))));
         };
-        gm_eval::evaluators::EvaluatorSpec::parse_all(&file.evaluators)
-            .with_context(|| format!("task {t}: an evaluator is malformed"))?;
+        if std::path::Path::new(t).is_file() {
+            check_evaluators(std::path::Path::new(t), &file)?;
+        } else {
+            gm_eval::evaluators::EvaluatorSpec::parse_all(&file.evaluators)
+                .with_context(|| format!("task {t}: an evaluator is malformed"))?;
+        }
         if let Some(n) = args.limit_items {
             file.test_data.truncate(n);
         }
@@ -488,6 +491,21 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     }
     print_bench_table(&report)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks every evaluator of a prompt file; a malformed one is a usage error that names the file, the line
+/// and column of the evaluator, and what to fix.
+fn check_evaluators(path: &std::path::Path, f: &PromptFile) -> Result<()> {
+    for (i, raw) in f.evaluators.iter().enumerate() {
+        if let Err(e) = gm_eval::evaluators::EvaluatorSpec::parse(i, raw) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let at = gm_eval::prompt::locate_item(&text, "evaluators", i)
+                .map(|(line, column)| format!(":{line}:{column}"))
+                .unwrap_or_default();
+            return Err(usage(format!("{}{at}: {e}", path.display())));
+        }
+    }
+    Ok(())
 }
 
 /// The built-in price table, with the entries of a `--prices` file added or replaced.

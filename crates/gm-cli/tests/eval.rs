@@ -172,6 +172,22 @@ fn a_malformed_file_exits_2_naming_the_place() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Errors found after the YAML is read name the line and column too, and the fix.
+    let cases = [
+        (
+            "name: t\nmessages:\n  - role: user\n    content: hi\nevaluators:\n  - name: fine\n    string: {contains: hi}\n  - name: broken\n    rougeL: {}\n",
+            "bad.prompt.yml:8:5: evaluator `broken` (evaluators[1]): `rougeL` needs a passing threshold",
+        ),
+        ("name: t\nmessages:\n  - role: user\n    content: hi\n  - role: wizard\n    content: x\n", "bad.prompt.yml:5:5: messages[1] has role `wizard`"),
+        ("name: t\nresponseFormat: xml\nmessages: []\n", "bad.prompt.yml:2:1: responseFormat `xml` is not supported; use text"),
+    ];
+    for (yaml, expected) in cases {
+        std::fs::write(&file, yaml).unwrap();
+        let out = gm(&data, &["eval", file.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+    }
 }
 
 fn suite(n: usize, path: &Path) {

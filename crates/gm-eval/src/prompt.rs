@@ -208,6 +208,51 @@ fn go_float(f: f64) -> String {
     }
 }
 
+/// Where the `index`-th item of the top-level list `section` starts in a file's `text`, as a 1-based
+/// (line, column): the line of its `-`, and the column of what follows it. `None` when the file does not
+/// write the section as a block list (a flow list such as `[a, b]`, say).
+///
+/// ```
+/// use gm_eval::prompt::locate_item;
+/// let text = "name: t\nevaluators:\n  - name: a\n    string: {contains: x}\n  - name: b\n";
+/// assert_eq!(locate_item(text, "evaluators", 1), Some((5, 5)));
+/// assert_eq!(locate_item(text, "evaluators", 2), None);
+/// ```
+pub fn locate_item(text: &str, section: &str, index: usize) -> Option<(usize, usize)> {
+    let mut lines = text.lines().enumerate();
+    lines.find(|(_, l)| l.strip_prefix(section).is_some_and(|rest| rest.trim_start().starts_with(':')))?;
+    let mut item_indent = None;
+    let mut seen = 0;
+    for (n, line) in lines {
+        let content = line.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - content.len();
+        // The next top-level key ends the section (a list may also sit at column 0 under its key).
+        if indent == 0 && !content.starts_with('-') {
+            return None;
+        }
+        if !content.starts_with('-') || item_indent.is_some_and(|i| i != indent) {
+            continue;
+        }
+        item_indent.get_or_insert(indent);
+        if seen == index {
+            let after = content[1..].len() - content[1..].trim_start().len();
+            return Some((n + 1, indent + 2 + after));
+        }
+        seen += 1;
+    }
+    None
+}
+
+/// Where the top-level key `key` is written in `text`, as a 1-based (line, column).
+fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .position(|l| l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':')))
+        .map(|n| (n + 1, 1))
+}
+
 /// Replaces `{{key}}` for every key in `vars`; other placeholders stay as written.
 pub fn template(text: &str, vars: &Map<String, Value>) -> String {
     if !text.contains("{{") {
@@ -242,7 +287,14 @@ impl PromptFile {
                 message: format!("{e}; see the .prompt.yml format in docs"),
             }
         })?;
-        let invalid = |message: String| PromptError::Invalid { path: origin.to_string(), message };
+        // A semantic error names the place too, where the key or list item can be found in the text.
+        let at = |place: Option<(usize, usize)>| match place {
+            Some((line, column)) => format!("{origin}:{line}:{column}"),
+            None => origin.to_string(),
+        };
+        let invalid_at =
+            |place: Option<(usize, usize)>, message: String| PromptError::Invalid { path: at(place), message };
+        let invalid = |message: String| invalid_at(locate_key(text, "jsonSchema"), message);
         let mut warnings = Vec::new();
         let schema = match raw.json_schema {
             None => None,
@@ -261,7 +313,13 @@ impl PromptFile {
             Some("text") => Some(ResponseFormat::Text),
             Some("json_object") => Some(ResponseFormat::JsonObject),
             Some("json_schema") => {
-                let schema = schema.ok_or_else(|| invalid("responseFormat json_schema needs a jsonSchema".into()))?;
+                let schema = schema.ok_or_else(|| {
+                    invalid_at(
+                        locate_key(text, "responseFormat"),
+                        "responseFormat json_schema needs a jsonSchema: add `jsonSchema: '{\"name\": ..., \"schema\": {...}}'`"
+                            .into(),
+                    )
+                })?;
                 let name = schema.get("name").and_then(Value::as_str).map(str::to_string);
                 let inner = schema.get("schema").cloned();
                 let (Some(name), Some(inner)) = (name, inner) else {
@@ -280,9 +338,10 @@ impl PromptFile {
                 })
             }
             Some(other) => {
-                return Err(invalid(format!(
-                    "responseFormat `{other}` is not supported; use text, json_object or json_schema"
-                )))
+                return Err(invalid_at(
+                    locate_key(text, "responseFormat"),
+                    format!("responseFormat `{other}` is not supported; use text, json_object or json_schema"),
+                ))
             }
         };
         let model_parameters = match raw.model_parameters {
@@ -298,7 +357,10 @@ impl PromptFile {
         };
         for (i, m) in raw.messages.iter().enumerate() {
             if matches!(Role::from_name(&m.role), Role::Other(_) | Role::Tool) {
-                return Err(invalid(format!("messages[{i}] has role `{}`; use system, user or assistant", m.role)));
+                return Err(invalid_at(
+                    locate_item(text, "messages", i),
+                    format!("messages[{i}] has role `{}`; use system, user or assistant", m.role),
+                ));
             }
         }
         Ok(PromptFile {
