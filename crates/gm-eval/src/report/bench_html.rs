@@ -21,8 +21,9 @@ svg text{font-size:11px;fill:#1f2328}
 const PALETTE: [&str; 8] = ["#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#1b7c83", "#57606a"];
 
 /// Writes a benchmark as one self-contained page: the best model and its reason, a model × task heat map of
-/// quality, latency per model (each cell's p50 and p95), quality against cost, and, given comparisons with a
-/// baseline run (`(task, model, comparison)`), the regressions. No scripts; nothing is loaded.
+/// quality, each model's latency distribution (a box plot over its calls), each cell's p50 and p95, quality
+/// against cost, and, given comparisons with a baseline run (`(task, model, comparison)`), a chart and a table
+/// of the changes. No scripts; nothing is loaded.
 pub fn bench_html<W: Write + ?Sized>(
     report: &BenchReport,
     baseline: &[(String, String, Comparison)],
@@ -85,8 +86,10 @@ pub fn bench_html<W: Write + ?Sized>(
     }
     page.push_str("</svg>\n");
 
-    // Latency per model: p50 as a bar, p95 as a tick, one row per cell.
-    page.push_str("<h2>Latency per model</h2>\n");
+    latency_distribution(&mut page, report, &models);
+
+    // Latency per cell: p50 as a bar, p95 as a tick, one row per cell.
+    page.push_str("<h2>Latency per cell</h2>\n");
     let rows: Vec<(String, f64, f64, usize)> = report
         .cells
         .iter()
@@ -167,6 +170,15 @@ pub fn bench_html<W: Write + ?Sized>(
             h / 2.0,
             h / 2.0
         );
+        // The quality scale: 0 at the axis, 1 at the top.
+        let _ = writeln!(
+            page,
+            r#"<text x="{}" y="{}" text-anchor="end">0</text><text x="{}" y="14" text-anchor="end">1</text><text x="{pad}" y="{}" text-anchor="middle">0</text>"#,
+            pad - 4.0,
+            h,
+            pad - 4.0,
+            h + 14.0
+        );
         for (model, task, cost, q, mi) in &priced {
             let x = pad + w * cost / max_cost;
             let y = h - (h - 10.0) * q;
@@ -199,6 +211,7 @@ pub fn bench_html<W: Write + ?Sized>(
     if baseline.is_empty() {
         page.push_str("<p>No baseline run was given (<code>gm runs show ID --html FILE --baseline ID</code>).</p>\n");
     } else {
+        baseline_chart(&mut page, baseline);
         page.push_str("<table><tr><th>Model</th><th>Task</th><th>Mean before</th><th>Mean after</th><th>Difference (95%)</th><th>Verdict</th></tr>\n");
         for (task, model, c) in baseline {
             let (class, verdict) = match c.verdict {
@@ -246,6 +259,179 @@ pub fn bench_html<W: Write + ?Sized>(
     }
     page.push_str("</table>\n</body></html>\n");
     out.write_all(page.as_bytes())
+}
+
+/// The `q`-quantile of sorted values, interpolating linearly between neighbours.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Every model's latencies over all its tasks, as a box plot: whiskers from the fastest to the slowest call, a
+/// box from the 25th to the 75th percentile, the median as a line and the 95th percentile as a tick. Cached
+/// answers took no time and are left out.
+fn latency_distribution(page: &mut String, report: &BenchReport, models: &[&str]) {
+    page.push_str("<h2>Latency distribution per model</h2>\n");
+    let per_model: Vec<(&str, Vec<f64>)> = models
+        .iter()
+        .map(|m| {
+            let mut v: Vec<f64> = report
+                .cells
+                .iter()
+                .filter(|c| c.model == *m)
+                .flat_map(|c| c.evaluation.gm.cases.iter().flat_map(|f| f.calls()))
+                .filter(|call| !call.cached && call.latency_ms.is_finite())
+                .map(|call| call.latency_ms)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            (*m, v)
+        })
+        .collect();
+    if per_model.iter().all(|(_, v)| v.is_empty()) {
+        page.push_str(
+            "<p>Every answer came from the cache, so there are no latencies (<code>--refresh</code> asks again).</p>\n",
+        );
+        return;
+    }
+    let max = per_model.iter().filter_map(|(_, v)| v.last().copied()).fold(1.0f64, f64::max);
+    let (bw, rh, left) = (480.0, 30.0, 230.0);
+    let _ = writeln!(
+        page,
+        r#"<svg width="{}" height="{}" role="img" aria-label="latency distribution per model">"#,
+        left + bw + 300.0,
+        rh * per_model.len() as f64 + 34.0
+    );
+    let x = |ms: f64| left + bw * ms / max;
+    for (i, (model, v)) in per_model.iter().enumerate() {
+        let y = rh * i as f64 + 6.0;
+        let mid = y + 10.0;
+        let color = PALETTE[i % PALETTE.len()];
+        let _ = writeln!(page, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, mid + 4.0, esc(model));
+        if v.is_empty() {
+            let _ = writeln!(page, r#"<text x="{left}" y="{}">no calls sent (all cached)</text>"#, mid + 4.0);
+            continue;
+        }
+        let [lo, q1, med, q3, p95, hi] = [0.0, 0.25, 0.5, 0.75, 0.95, 1.0].map(|q| quantile(v, q));
+        let _ = writeln!(
+            page,
+            r#"<line x1="{:.1}" x2="{:.1}" y1="{mid}" y2="{mid}" stroke="{color}" stroke-width="2"/>"#,
+            x(lo),
+            x(hi)
+        );
+        let _ = writeln!(
+            page,
+            r##"<rect x="{:.1}" y="{y}" width="{:.1}" height="20" fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{}: {} calls; min {lo:.0}, p25 {q1:.0}, median {med:.0}, p75 {q3:.0}, p95 {p95:.0}, max {hi:.0} ms</title></rect>"##,
+            x(q1),
+            (x(q3) - x(q1)).max(1.0),
+            esc(model),
+            v.len()
+        );
+        let _ = writeln!(
+            page,
+            r##"<line x1="{m:.1}" x2="{m:.1}" y1="{y}" y2="{}" stroke="#1f2328" stroke-width="2"/>"##,
+            y + 20.0,
+            m = x(med)
+        );
+        let _ = writeln!(
+            page,
+            r##"<line x1="{t:.1}" x2="{t:.1}" y1="{}" y2="{}" stroke="#cf222e" stroke-width="2"/>"##,
+            y + 3.0,
+            y + 17.0,
+            t = x(p95)
+        );
+        let _ = writeln!(
+            page,
+            r#"<text x="{:.1}" y="{}">median {med:.0} ms, p95 {p95:.0} ms ({} calls)</text>"#,
+            x(hi) + 8.0,
+            mid + 4.0,
+            v.len()
+        );
+    }
+    let axis_y = rh * per_model.len() as f64 + 12.0;
+    let _ = writeln!(
+        page,
+        r##"<line x1="{left}" x2="{}" y1="{axis_y}" y2="{axis_y}" stroke="#57606a"/><text x="{left}" y="{}">0 ms</text><text x="{}" y="{}" text-anchor="end">{max:.0} ms</text>"##,
+        left + bw,
+        axis_y + 14.0,
+        left + bw,
+        axis_y + 14.0
+    );
+    page.push_str(
+        "</svg>\n<p><small>Whiskers: fastest to slowest call; box: 25th to 75th percentile; black: median; red: 95th percentile.</small></p>\n",
+    );
+}
+
+/// The change of every cell against the baseline: a bar from zero to the difference in mean score, the 95%
+/// interval as whiskers; red where the candidate is significantly worse, green where significantly better.
+fn baseline_chart(page: &mut String, baseline: &[(String, String, Comparison)]) {
+    let reach = baseline
+        .iter()
+        .flat_map(|(_, _, c)| [c.interval.0.abs(), c.interval.1.abs(), c.difference.abs()])
+        .filter(|v| v.is_finite())
+        .fold(0.05f64, f64::max);
+    let (half, rh, left) = (220.0, 22.0, 330.0);
+    let zero = left + half;
+    let _ = writeln!(
+        page,
+        r#"<svg width="{}" height="{}" role="img" aria-label="changes against the baseline">"#,
+        left + 2.0 * half + 180.0,
+        rh * baseline.len() as f64 + 30.0
+    );
+    let x = |d: f64| zero + half * (d / reach).clamp(-1.0, 1.0);
+    for (i, (task, model, c)) in baseline.iter().enumerate() {
+        let y = rh * i as f64 + 4.0;
+        let color = match c.verdict {
+            Verdict::Regression => "#cf222e",
+            Verdict::Improvement => "#1a7f37",
+            _ => "#8c959f",
+        };
+        let _ = writeln!(
+            page,
+            r#"<text x="{}" y="{}" text-anchor="end">{} · {}</text>"#,
+            left - 6.0,
+            y + 12.0,
+            esc(model),
+            esc(task)
+        );
+        let (a, b) = (x(0.0).min(x(c.difference)), x(0.0).max(x(c.difference)));
+        let _ = writeln!(
+            page,
+            r#"<rect x="{a:.1}" y="{y}" width="{:.1}" height="14" fill="{color}"><title>{} · {}: {:+.3} [{:+.3}, {:+.3}]</title></rect>"#,
+            (b - a).max(1.0),
+            esc(model),
+            esc(task),
+            c.difference,
+            c.interval.0,
+            c.interval.1
+        );
+        let _ = writeln!(
+            page,
+            r##"<line x1="{:.1}" x2="{:.1}" y1="{m}" y2="{m}" stroke="#1f2328"/>"##,
+            x(c.interval.0),
+            x(c.interval.1),
+            m = y + 7.0
+        );
+        let _ =
+            writeln!(page, r#"<text x="{:.1}" y="{}">{:+.3}</text>"#, left + 2.0 * half + 8.0, y + 12.0, c.difference);
+    }
+    let bottom = rh * baseline.len() as f64 + 6.0;
+    let _ = writeln!(
+        page,
+        r##"<line x1="{zero}" x2="{zero}" y1="0" y2="{bottom}" stroke="#57606a"/><text x="{zero}" y="{}" text-anchor="middle">0</text><text x="{left}" y="{}">{:+.2}</text><text x="{}" y="{}" text-anchor="end">{:+.2}</text>"##,
+        bottom + 14.0,
+        bottom + 14.0,
+        -reach,
+        left + 2.0 * half,
+        bottom + 14.0,
+        reach
+    );
+    page.push_str(
+        "</svg>\n<p><small>Bars: change in mean case score; whiskers: 95% paired bootstrap interval; red: significantly worse; green: significantly better.</small></p>\n",
+    );
 }
 
 fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {

@@ -655,3 +655,31 @@ proptest::proptest! {
         }
     }
 }
+
+// ---- bench page ----
+
+#[test]
+fn bench_page_draws_the_latency_distribution_and_the_baseline_chart() {
+    let cell = |model: &str, e: EvaluationSummary| crate::bench::Cell {
+        model: model.into(),
+        task: "arithmetic".into(),
+        metrics: crate::bench::cell_metrics(&e),
+        evaluation: e,
+    };
+    let fast = suite("arithmetic", vec![passing(), failing()], vec![case(20.0, false), case(40.0, false)]);
+    let slow = suite("arithmetic", vec![passing(), passing()], vec![case(300.0, false), case(0.0, true)]);
+    let report = crate::bench::report(vec![cell("model-<a>", fast.clone()), cell("model-b", slow.clone())]);
+    let finished = |e: &EvaluationSummary| -> crate::run::Finished {
+        e.test_results.iter().cloned().zip(e.gm.cases.iter().cloned()).enumerate().map(|(i, x)| (i + 1, x)).collect()
+    };
+    let change = crate::compare::compare(&finished(&slow), &finished(&fast)).unwrap();
+    let page = render(|o| bench_html(&report, &[("arithmetic".into(), "model-b".into(), change)], o));
+    assert!(page.contains("Latency distribution per model") && page.contains("changes against the baseline"));
+    // The box plot of model-b has its one sent call (the cached one took no time).
+    assert!(page.contains("model-b: 1 calls; min 300"), "{page}");
+    assert!(page.contains("model-&lt;a&gt;: 2 calls; min 20, p25 25, median 30"), "{page}");
+    assert!(!page.contains("<script") && !page.contains("model-<a>"), "self-contained and escaped");
+    assert_eq!(page.matches("<svg").count(), page.matches("</svg>").count());
+    // Heat map, distribution, cells and baseline; these cells have no price, so no cost chart.
+    assert_eq!(page.matches("<svg").count(), 4);
+}
