@@ -59,7 +59,7 @@ pub enum ApiError {
         all: String,
     },
     /// The task scores by running generated code, which this API does not do.
-    #[error("task `{0}` scores by running generated code; run it with `gm bench --allow-code-exec`, or grade it by other metrics")]
+    #[error("task `{0}` scores by running generated code; give the evaluator a sandbox (`Evaluator::with_code_execution`), run it with `gm bench --allow-code-exec`, or grade it by other metrics")]
     CodeExecution(String),
     /// A chosen metric is not a scorer of a task nor a metric of the registry, or no chosen metric applies to a task.
     #[error("{0}")]
@@ -131,6 +131,8 @@ pub struct EvaluationConfig {
     /// The scorers that grade every task, as `gm bench --metrics` takes them (a task's scorer by name, or a
     /// registry metric against each item's `expected`, optionally `name:min`); empty: each task's own.
     pub metrics: Vec<String>,
+    /// Generation parameters that override every task's (`max_tokens`, `temperature`, `top_p`).
+    pub parameters: Option<ModelParameters>,
 }
 
 impl EvaluationConfig {
@@ -144,7 +146,14 @@ impl EvaluationConfig {
             tasks: tasks.into_iter().map(Into::into).collect(),
             limit_items: None,
             metrics: Vec::new(),
+            parameters: None,
         }
+    }
+
+    /// Generation parameters for every task, over the task's own (what the original's `parameters` were).
+    pub fn parameters(mut self, parameters: ModelParameters) -> Self {
+        self.parameters = Some(parameters);
+        self
     }
 
     /// Grades every task by these scorers or metrics only (see [`crate::tasks::MetricChoice`]).
@@ -175,12 +184,20 @@ pub fn evaluation_metrics() -> Vec<MetricInfo> {
 pub struct Evaluator {
     client: Client,
     options: RunOptions,
+    sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
 
 impl Evaluator {
     /// An evaluator over `client`.
     pub fn new(client: Client) -> Self {
-        Self { client, options: RunOptions::default() }
+        Self { client, options: RunOptions::default(), sandbox: None }
+    }
+
+    /// Lets [`Evaluator::evaluate_models`] score code tasks by running the generated code in `sandbox` (made
+    /// with [`SandboxPolicy`](crate::sandbox::SandboxPolicy), which is not a security boundary).
+    pub fn with_code_execution(mut self, sandbox: crate::sandbox::Sandbox) -> Self {
+        self.sandbox = Some(Arc::new(sandbox));
+        self
     }
 
     /// An evaluator on the offline demo provider.
@@ -284,6 +301,7 @@ impl Evaluator {
             .collect::<Result<Vec<_>, _>>()
             .map_err(ApiError::Metrics)?;
         let mut applied = vec![false; choices.len()];
+        let mut code_tasks = std::collections::BTreeMap::new();
         let mut tasks = Vec::with_capacity(config.tasks.len());
         for name in &config.tasks {
             let mut task = Task::builtin(name).ok_or_else(|| ApiError::UnknownTask(name.clone()))?;
@@ -292,11 +310,21 @@ impl Evaluator {
                 applied.iter_mut().zip(a).for_each(|(x, y)| *x |= y);
                 task = graded;
             }
-            if task.needs_code_execution {
+            if task.needs_code_execution && self.sandbox.is_none() {
                 return Err(ApiError::CodeExecution(name.clone()));
             }
+            if let Some(exec) = &task.execution {
+                code_tasks.insert(name.clone(), exec.clone());
+            }
             let first_model = config.models.first().map(String::as_str).unwrap_or("");
-            tasks.push((name.clone(), task.to_prompt_file(first_model, config.limit_items)));
+            let mut file = task.to_prompt_file(first_model, config.limit_items);
+            if let Some(p) = &config.parameters {
+                let own = &mut file.model_parameters;
+                own.max_tokens = p.max_tokens.or(own.max_tokens);
+                own.temperature = p.temperature.or(own.temperature);
+                own.top_p = p.top_p.or(own.top_p);
+            }
+            tasks.push((name.clone(), file));
         }
         if let Some(c) = choices.iter().zip(&applied).find_map(|(c, a)| (!a).then_some(c)) {
             return Err(ApiError::Metrics(format!(
@@ -305,6 +333,11 @@ impl Evaluator {
                 config.tasks.join(", ")
             )));
         }
-        Ok(run_matrix(&self.client, &self.options, &config.models, &tasks, None).await?)
+        let code = self
+            .sandbox
+            .as_deref()
+            .filter(|_| !code_tasks.is_empty())
+            .map(|sandbox| crate::bench::CodeScoring { sandbox, tasks: code_tasks });
+        Ok(run_matrix(&self.client, &self.options, &config.models, &tasks, code.as_ref()).await?)
     }
 }
