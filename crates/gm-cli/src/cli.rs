@@ -59,6 +59,10 @@ pub struct Global {
     /// The GitHub plan whose quotas apply: free, pro, business, enterprise
     #[arg(long, global = true, value_name = "PLAN", value_parser = parse_plan)]
     pub plan: Option<gm_limits::presets::Plan>,
+    /// Count rate-limit windows in this Redis server (redis://HOST:PORT/) instead of the state file, so every
+    /// machine using it shares one quota
+    #[arg(long, global = true, env = "GM_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
     /// The longest one request may wait for quota; past it the request fails at once and says when it frees
     #[arg(long, global = true, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub max_wait: std::time::Duration,

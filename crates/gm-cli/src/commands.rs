@@ -882,6 +882,12 @@ fn cache_clear(global: &Global) -> Result<ExitCode> {
 
 fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
     use gm_limits::WindowStore;
+    if global.redis.is_some() {
+        eprintln!(
+            "note: with --redis the windows are counted in Redis; this shows what the state file counted on this \
+             machine without it"
+        );
+    }
     let store = context::open_windows(global)?;
     let config = context::limits_config(global)?;
     let now = std::time::SystemTime::now();

@@ -133,7 +133,13 @@ fn limiter(global: &Global, provider: ProviderKind) -> Result<Option<Arc<Limiter
         return Ok(None);
     }
     let config = limits_config(global)?;
-    let store: Arc<dyn WindowStore> = open_windows(global)?;
+    let store: Arc<dyn WindowStore> = match &global.redis {
+        Some(url) => Arc::new(
+            gm_limits::RedisWindows::open(url, "gm:limits")
+                .context("could not reach the Redis server given by --redis (GM_REDIS_URL) for the rate limits")?,
+        ),
+        None => open_windows(global)?,
+    };
     Ok(Some(Arc::new(Limiter::with_store(config, Arc::new(TokioClock), store))))
 }
 

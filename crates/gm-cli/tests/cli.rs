@@ -334,3 +334,94 @@ fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     assert_eq!(v.as_array().map(Vec::len), Some(0));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A `redis-server` of the test's own on a free loopback port, stopped when dropped; `None` (and a note)
+/// where redis-server is not installed.
+struct RedisServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("skipping the Redis test: redis-server is not installed (apt-get install redis-server)");
+                return None;
+            }
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let ready = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Ready to accept connections"));
+        assert!(ready, "redis-server on port {port} exited before it was ready");
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(RedisServer { child, url: format!("redis://127.0.0.1:{port}/") })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn machines_with_their_own_state_share_one_quota_through_redis() {
+    let Some(redis) = RedisServer::start() else { return };
+    let rt = runtime();
+    let limits = gm_emulator::EmulatorLimits {
+        windows: vec![gm_emulator::Window { limit: 4, window: std::time::Duration::from_secs(1), daily: false }],
+        concurrency: None,
+    };
+    let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
+    let url = format!("{}/v1", emu.url());
+    let base = std::env::temp_dir().join(format!("gm-cli-redis-{}", std::process::id()));
+    // Eight processes as if on four machines: each pair has its own state file, all share the Redis server.
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+            cmd.arg("--data-dir").arg(base.join(format!("machine-{}", i % 4)));
+            cmd.args(["--redis", &redis.url, "--provider", "openai-compatible", "--base-url", &url]);
+            cmd.args(["--limits", "4/1s", "run", "openai/gpt-4o-mini", &format!("request {i}")]);
+            cmd.env_remove("GM_LIMITS").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let stats = emu.stats();
+    assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
+    assert_eq!(stats.by_status[&200], 8);
+    // An unreachable server is a clear error, and its address is not repeated (it may hold a password).
+    let out = gm(
+        &[
+            "--redis",
+            "redis://:secret-pw@127.0.0.1:1/",
+            "--provider",
+            "openai-compatible",
+            "--base-url",
+            &url,
+            "--limits",
+            "4/1s",
+            "run",
+            "m",
+            "hi",
+        ],
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("--redis"), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("secret-pw"), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&base).ok();
+}
