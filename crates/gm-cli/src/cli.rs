@@ -370,7 +370,8 @@ pub struct EmulateArgs {
     /// A fixed delay before every answer, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
-    /// Enforce a GitHub Models rate-limit tier (free plan) per token and model: low, high, embeddings, custom
+    /// Enforce a GitHub Models rate-limit tier (free plan) per token and model: low, high, embeddings, custom,
+    /// or catalog (each model its own catalog tier)
     #[arg(long, value_name = "TIER")]
     pub tier: Option<String>,
     /// Enforce these windows per token and model instead of a tier, e.g. 5/3s,100/1d,concurrency=2

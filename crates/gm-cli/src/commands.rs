@@ -1269,7 +1269,8 @@ async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         return Err(usage(format!("--time-scale {} must be a positive number, e.g. 30", args.time_scale)));
     }
-    let limits = match args.tier.as_deref() {
+    let catalog_tiers = (args.tier.as_deref() == Some("catalog")).then_some(args.time_scale);
+    let limits = match args.tier.as_deref().filter(|t| *t != "catalog") {
         None if args.limit.is_some() => args.limit.as_ref().map(|spec| EmulatorLimits {
             windows: spec
                 .windows
@@ -1284,11 +1285,12 @@ async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
         }),
         None => None,
         Some(t) => Some(EmulatorLimits::tier(t, args.time_scale).ok_or_else(|| {
-            usage(format!("--tier {t} is not a GitHub Models tier; use low, high, embeddings or custom"))
+            usage(format!("--tier {t} is not a GitHub Models tier; use low, high, embeddings, custom or catalog"))
         })?),
     };
     let config = EmulatorConfig {
         limits,
+        catalog_tiers,
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
         retired: args.retired,
         require_auth: !args.no_auth,
@@ -1303,8 +1305,13 @@ async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
         emu.openai_url(),
         if args.retired { "; answering 410 everywhere (retired)" } else { "" }
     );
-    if let Some(t) = &args.tier {
-        eprintln!("enforcing the {t} tier per token and model, time scaled by {}", args.time_scale);
+    match args.tier.as_deref() {
+        Some("catalog") => eprintln!(
+            "enforcing each model's catalog tier (free plan) per token and model, time scaled by {}",
+            args.time_scale
+        ),
+        Some(t) => eprintln!("enforcing the {t} tier per token and model, time scaled by {}", args.time_scale),
+        None => {}
     }
     if let Some(spec) = &args.limit {
         eprintln!("enforcing {spec} per token and model");

@@ -40,6 +40,9 @@ pub struct EmulatorConfig {
     pub max_input_tokens: u64,
     /// Rate limits per token and model on chat and embeddings; `None` enforces none.
     pub limits: Option<EmulatorLimits>,
+    /// With `limits` unset: each model's own free-plan tier from the catalog's `rate_limit_tier` (models
+    /// without one, and unknown models, get the low tier), with time scaled down by this factor.
+    pub catalog_tiers: Option<f64>,
 }
 
 impl Default for EmulatorConfig {
@@ -52,6 +55,7 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             max_input_tokens: 8000,
             limits: None,
+            catalog_tiers: None,
         }
     }
 }
@@ -433,7 +437,11 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         return status_fault(status, retry_after, style, &model);
     }
     let mut in_flight = None;
-    if let Some(limits) = &st.config.limits {
+    let tiered = st.config.catalog_tiers.filter(|_| st.config.limits.is_none()).map(|scale| {
+        let tier = find_model(st, style, &model).and_then(|e| e.rate_limit_tier.clone()).unwrap_or_default();
+        EmulatorLimits::tier(&tier, scale).or_else(|| EmulatorLimits::tier("low", scale)).unwrap_or_default()
+    });
+    if let Some(limits) = st.config.limits.as_ref().or(tiered.as_ref()) {
         match st.counter.admit(limits, &token, &model, std::time::Instant::now()) {
             Ok(guard) => in_flight = Some(guard),
             Err(r) => return too_many(&r),

@@ -276,3 +276,35 @@ async fn an_answer_over_the_size_cap_is_refused() {
     assert!(matches!(e, Error::TooLarge { limit: 64, .. }), "{e:?}");
     assert!(e.to_string().contains("max_response_bytes"), "{e}");
 }
+
+#[tokio::test]
+async fn catalog_tiers_give_each_model_its_own_limits() {
+    // Time scaled by 6: a minute lasts 10 s. gpt-4.1 is in the high tier (10 a minute), gpt-4o-mini in the
+    // low tier (15 a minute).
+    let emu = Emulator::start(EmulatorConfig { catalog_tiers: Some(6.0), ..Default::default() }).await.unwrap();
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let answered = |model: &'static str| {
+        let c = c.clone();
+        async move {
+            let mut n = 0;
+            for _ in 0..16 {
+                match c.chat(&hi(model)).await {
+                    Ok(_) => n += 1,
+                    Err(e) => {
+                        assert_eq!(e.status(), Some(429), "{e}");
+                        break;
+                    }
+                }
+            }
+            n
+        }
+    };
+    assert_eq!(answered("openai/gpt-4.1").await, 10);
+    assert_eq!(answered("openai/gpt-4o-mini").await, 15);
+}
