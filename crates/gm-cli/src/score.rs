@@ -127,6 +127,14 @@ fn print_list(out: &mut impl Write) -> io::Result<()> {
     for info in infos {
         writeln!(out, "{:name_width$}  {:version_width$}  {}", info.name, info.version, info.description)?;
     }
+    // Scores over a whole file or over samples are not per-line metrics, but belong to the same registry.
+    writeln!(out)?;
+    writeln!(out, "Corpus scores: BLEU and chrF over the whole file with --corpus FILE (sacreBLEU's corpus_score).")?;
+    writeln!(
+        out,
+        "pass@k and pass^k: over repeated samples, by `gm eval --repeat N` and by code tasks in `gm bench` \
+         (gm_eval::metrics::pass_at_k, pass_hat_k)."
+    )?;
     out.flush()
 }
 
