@@ -562,10 +562,11 @@ impl Permit {
     /// Replaces the token reservation by the tokens the request actually used (input plus output), and
     /// ends the request.
     ///
-    /// With a shared store, the store is updated too; if that fails the store keeps the estimate, which
-    /// only errs on the safe side.
+    /// With a shared store, the store is updated too when the key has token budgets (without them nothing
+    /// reads the count, and the write would cost every request); if that fails the store keeps the estimate,
+    /// which only errs on the safe side.
     pub fn settle(self, actual_tokens: u64) {
-        if let (Some(link), Some(id)) = (&self.shared.store, self.store_id) {
+        if let (Some(link), Some(id), Some(_)) = (&self.shared.store, self.store_id, self.reservation) {
             let _ = link.store.settle(&self.shared.key, id, actual_tokens);
         }
         if let Some(id) = self.reservation {
