@@ -545,13 +545,14 @@ fn bench_matrix(args: &[String]) -> Result<()> {
             timed(&mut cmd, &addr, &dir.join(format!("{name}.json")))
         };
         // CPU times come in hundredths of a second: each size runs `runs` times and the median run stands.
-        let median = |items: Option<usize>, name: &str| -> Result<Measured> {
+        let median = |items: Option<usize>, name: &str| -> Result<(Measured, Vec<f64>)> {
             let mut all = (0..runs).map(|i| run(items, &format!("{name}-{i}"))).collect::<Result<Vec<_>>>()?;
+            let walls = all.iter().map(|m| m.wall_s).collect();
             all.sort_by(|a, b| (a.cpu_s - a.children_cpu_s).total_cmp(&(b.cpu_s - b.children_cpu_s)));
-            Ok(all.swap_remove(all.len() / 2))
+            Ok((all.swap_remove(all.len() / 2), walls))
         };
-        let small = median(Some(5), "small")?;
-        let full = median(None, "full")?;
+        let (small, _) = median(Some(5), "small")?;
+        let (full, full_walls) = median(None, "full")?;
         let per_model = |m: &Measured| -> Vec<(String, u64)> {
             m.stats["answered_by_model"]
                 .as_object()
@@ -584,6 +585,8 @@ fn bench_matrix(args: &[String]) -> Result<()> {
                 m.peak_mb
             );
         }
+        let ratios: Vec<String> = full_walls.iter().map(|w| format!("{:.3}", w / bound(&full))).collect();
+        println!("wall / bound of every full run: {}", ratios.join(", "));
         let extra = full.ok.saturating_sub(small.ok).max(1) as f64;
         println!(
             "marginal gm CPU per request (full − small, start-up removed): {:.1} µs over {} requests",
