@@ -37,6 +37,22 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Starts `n` gm processes at once, each set up by `setup(i, cmd)`, and waits for every one to succeed.
+fn run_at_once(n: usize, setup: impl Fn(usize, &mut Command)) {
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+            setup(i, &mut cmd);
+            cmd.env_remove("GM_LIMITS").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
 }
@@ -232,20 +248,11 @@ fn concurrent_processes_share_the_concurrency_cap_without_a_429() {
     let emu = rt.block_on(Emulator::start(config)).unwrap();
     let dir = std::env::temp_dir().join(format!("gm-cli-leases-{}", std::process::id()));
     let url = format!("{}/v1", emu.url());
-    let children: Vec<_> = (0..6)
-        .map(|i| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-            cmd.arg("--data-dir").arg(&dir);
-            cmd.args(["--provider", "openai-compatible", "--base-url", &url, "--limits", "1000/1s,concurrency=2"]);
-            cmd.args(["run", "openai/gpt-4o-mini", &format!("request {i}")]);
-            cmd.env_remove("GM_LIMITS").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
+    run_at_once(6, |i, cmd| {
+        cmd.arg("--data-dir").arg(&dir);
+        cmd.args(["--provider", "openai-compatible", "--base-url", &url, "--limits", "1000/1s,concurrency=2"]);
+        cmd.args(["run", "openai/gpt-4o-mini", &format!("request {i}")]);
+    });
     let stats = emu.stats();
     assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
     assert_eq!(stats.by_status[&200], 6);
@@ -262,32 +269,10 @@ fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
     let dir = std::env::temp_dir().join(format!("gm-cli-limits-{}", std::process::id()));
     let url = emu.url();
-    let children: Vec<_> = (0..12)
-        .map(|i| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-            cmd.args([
-                "--data-dir",
-                dir.to_str().unwrap(),
-                "--provider",
-                "github",
-                "--base-url",
-                &url,
-                "--limits",
-                "5/1s",
-            ])
-            .args(["run", "openai/gpt-4o-mini", &format!("request {i}")])
-            .env("GITHUB_TOKEN", SECRET)
-            .env_remove("GM_LIMITS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
+    run_at_once(12, |i, cmd| {
+        cmd.args(["--data-dir", dir.to_str().unwrap(), "--provider", "github", "--base-url", &url, "--limits", "5/1s"]);
+        cmd.args(["run", "openai/gpt-4o-mini", &format!("request {i}")]).env("GITHUB_TOKEN", SECRET);
+    });
     let stats = emu.stats();
     assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
     assert_eq!(stats.by_status[&200], 12);
@@ -386,20 +371,11 @@ fn machines_with_their_own_state_share_one_quota_through_redis() {
     let url = format!("{}/v1", emu.url());
     let base = std::env::temp_dir().join(format!("gm-cli-redis-{}", std::process::id()));
     // Eight processes as if on four machines: each pair has its own state file, all share the Redis server.
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-            cmd.arg("--data-dir").arg(base.join(format!("machine-{}", i % 4)));
-            cmd.args(["--redis", &redis.url, "--provider", "openai-compatible", "--base-url", &url]);
-            cmd.args(["--limits", "4/1s", "run", "openai/gpt-4o-mini", &format!("request {i}")]);
-            cmd.env_remove("GM_LIMITS").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
+    run_at_once(8, |i, cmd| {
+        cmd.arg("--data-dir").arg(base.join(format!("machine-{}", i % 4)));
+        cmd.args(["--redis", &redis.url, "--provider", "openai-compatible", "--base-url", &url]);
+        cmd.args(["--limits", "4/1s", "run", "openai/gpt-4o-mini", &format!("request {i}")]);
+    });
     let stats = emu.stats();
     assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
     assert_eq!(stats.by_status[&200], 8);

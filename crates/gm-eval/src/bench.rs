@@ -194,15 +194,13 @@ pub async fn run_matrix_with(
                 .map(|(i, case)| (i - offset, case))
                 .collect();
             cells.push(async move {
+                let in_cell =
+                    |e: RunError| RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) };
                 let cell_sink = sink.map(|inner| CellSink { inner, offset });
-                let mut evaluation = runner
-                    .run_with(file, cell_sink.as_ref().map(|s| s as &dyn CaseSink), done)
-                    .await
-                    .map_err(|e| RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) })?;
+                let recorder = cell_sink.as_ref().map(|s| s as &dyn CaseSink);
+                let mut evaluation = runner.run_with(file, recorder, done).await.map_err(in_cell)?;
                 if let Some((sandbox, exec)) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
-                    let more = more_samples(client, file, model, exec.k, &evaluation).await.map_err(|e| {
-                        RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) }
-                    })?;
+                    let more = more_samples(client, file, model, exec.k, &evaluation).await.map_err(in_cell)?;
                     score_code(sandbox, exec, &mut evaluation, &more).await;
                 }
                 Ok::<_, RunError>(Cell {
