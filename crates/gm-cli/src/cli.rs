@@ -270,7 +270,7 @@ pub struct EvalArgs {
     /// Evaluate this model instead of each file's `model`
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
-    /// Test cases in flight at once [default: the concurrency cap of --limits, else 4]
+    /// Test cases in flight at once [default: the concurrency cap of the model in --limits or --limits-config, else 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: Option<u16>,
     /// How LLM judge replies are read: strict (the final verdict) or compat (gh-models' ordered substring match)

@@ -144,7 +144,13 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             concurrency: args
                 .concurrency
                 .map(usize::from)
-                .or_else(|| global.limits.as_ref().and_then(|l| l.concurrency).map(|c| c as usize))
+                .or_else(|| {
+                    // The cap of the first file's model, from --limits or the limits file.
+                    let model = args.model.clone().or_else(|| files.first().and_then(|f| f.model.clone()))?;
+                    let config = context::limits_config(global).ok()?;
+                    let provider = session.client.provider().to_string();
+                    config.spec_for(&provider, &model.to_lowercase()).concurrency.map(|c| c as usize)
+                })
                 .unwrap_or(4),
             model: args.model.clone(),
             eval,
