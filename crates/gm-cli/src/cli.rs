@@ -61,7 +61,7 @@ pub struct Global {
     pub plan: Option<gm_limits::presets::Plan>,
     /// Count rate-limit windows in this Redis server (redis://HOST:PORT/) instead of the state file, so every
     /// machine using it shares one quota
-    #[arg(long, global = true, env = "GM_REDIS_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "GM_REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis: Option<String>,
     /// The longest one request may wait for quota; past it the request fails at once and says when it frees
     #[arg(long, global = true, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]

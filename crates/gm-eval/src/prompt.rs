@@ -423,7 +423,7 @@ mod tests {
         assert!(f.warnings[0].contains("modelParameters.frequencyPenalty"), "{:?}", f.warnings);
         // A known key of the wrong type is still an error that names the place.
         let e = PromptFile::parse("modelParameters:\n  maxTokens: lots\n", "t.prompt.yml").unwrap_err();
-        assert!(e.to_string().starts_with("t.prompt.yml:"), "{e}");
+        assert!(e.to_string().starts_with("t.prompt.yml:2:14: modelParameters.maxTokens"), "{e}");
     }
 
     #[test]

@@ -793,10 +793,14 @@ impl Client {
             if !RetryPolicy::is_retryable_status(status) || !can_retry || api.is_daily_limit() {
                 return Err(Error::Api(Box::new(api)));
             }
-            let delay = wait.unwrap_or_else(|| policy.backoff(meta.attempts));
-            if delay > policy.max_wait {
-                return Err(Error::WaitTooLong { wait: delay, cap: policy.max_wait, api: Box::new(api) });
-            }
+            // The cap applies to a wait the server asked for; our own backoff is only shortened to it.
+            let delay = match wait {
+                Some(w) if w > policy.max_wait => {
+                    return Err(Error::WaitTooLong { wait: w, cap: policy.max_wait, api: Box::new(api) });
+                }
+                Some(w) => w,
+                None => policy.backoff(meta.attempts).min(policy.max_wait),
+            };
             tracing::info!(status, attempt = meta.attempts, wait_ms = delay.as_millis() as u64, "retrying");
             self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             meta.permit = None;

@@ -170,7 +170,7 @@ async fn a_burst_against_a_scaled_github_tier_earns_no_429() {
     }
     spec.tokens_in = None;
     // Transit times differ from request to request; the margin keeps the server's count in agreement.
-    spec.margin = Some(gm_limits::Margin { fixed: Duration::from_millis(20), ppm: 0 });
+    spec.margin = Some(gm_limits::Margin { fixed: Duration::from_millis(200), ppm: 0 });
     let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(spec)));
     let c = builder(&emu).limiter(limiter, Duration::from_secs(30)).build().unwrap();
     let calls: Vec<_> = (0..40)
@@ -185,4 +185,15 @@ async fn a_burst_against_a_scaled_github_tier_earns_no_429() {
     let stats = emu.stats();
     assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
     assert_eq!(stats.by_status[&200], 40);
+}
+
+#[tokio::test]
+async fn a_short_wait_cap_shortens_the_backoff_instead_of_failing() {
+    // The cap is on waits the server asks for; a 500 without one is retried after a backoff cut to the cap.
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emu.inject(gm_emulator::Fault::status(500, 1));
+    let retry = RetryPolicy { max_wait: Duration::from_millis(1), ..RetryPolicy::default() };
+    let c = builder(&emu).retry_policy(retry).build().unwrap();
+    let answer = c.chat(&ask("retried soon")).await.expect("retried, not refused");
+    assert_eq!(answer.attempts, 2);
 }
