@@ -547,11 +547,12 @@ pub struct Permit {
     shared: Arc<KeyShared>,
     reservation: Option<u64>,
     store_id: Option<i64>,
+    leased: bool,
 }
 
 impl Permit {
     fn new(shared: &Arc<KeyShared>, a: Admission) -> Self {
-        Self { shared: Arc::clone(shared), reservation: a.reservation, store_id: a.store_id }
+        Self { shared: Arc::clone(shared), reservation: a.reservation, store_id: a.store_id, leased: a.leased }
     }
 
     /// The key the request was admitted under.
@@ -587,7 +588,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let (Some(link), Some(id)) = (&self.shared.store, self.store_id) {
+        if let (Some(link), Some(id), true) = (&self.shared.store, self.store_id, self.leased) {
             // Other processes count this request in flight until its lease ends (or lapses, if this fails).
             let _ = link.store.release(&self.shared.key, id);
         }

@@ -242,6 +242,8 @@ pub(crate) struct Admission {
     pub(crate) reservation: Option<u64>,
     /// The admission's id in the shared store, if there is one.
     pub(crate) store_id: Option<i64>,
+    /// Whether the store holds a concurrency lease for it (the key has a concurrency cap).
+    pub(crate) leased: bool,
 }
 
 impl KeyState {
@@ -329,7 +331,8 @@ impl KeyState {
             Some(self.next_reservation)
         };
         in_flight.fetch_add(1, Ordering::SeqCst);
-        Ok(Admission { reservation, store_id })
+        let leased = store_id.is_some() && self.spec.concurrency.is_some();
+        Ok(Admission { reservation, store_id, leased })
     }
 
     /// Replaces a reservation's estimate by the actual usage; true when that frees tokens.

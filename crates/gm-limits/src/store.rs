@@ -7,8 +7,9 @@
 //! instants onto it from one reading taken when it is made.
 //!
 //! A concurrency cap is shared by the stores that hold leases ([`WindowStore::release`]): `SqliteWindows`
-//! records one per request in flight, so processes on one machine share the cap; a lease a crashed process
-//! left lapses after [`LEASE`]. The Redis store keeps concurrency per process.
+//! records one per request in flight, with the process that holds it, so processes on one machine share the
+//! cap; the lease of a process that was killed stops counting at once (where `/proc` tells), and any lease
+//! lapses after [`LEASE`]. The Redis store keeps concurrency per process.
 //! [`Limiter::status`](crate::Limiter::status) shows this process's view; a store's own methods
 //! (`SqliteWindows::keys`, [`WindowStore::count`]) show what every process has counted.
 
@@ -191,12 +192,13 @@ mod sqlite {
                      until_us INTEGER NOT NULL,
                      daily INTEGER NOT NULL
                  );
-                 CREATE TABLE IF NOT EXISTS limits_leases (
+                 CREATE TABLE IF NOT EXISTS limits_inflight (
                      id INTEGER PRIMARY KEY,
                      key TEXT NOT NULL,
-                     until_us INTEGER NOT NULL
+                     until_us INTEGER NOT NULL,
+                     pid INTEGER NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS limits_leases_key ON limits_leases(key, until_us);",
+                 CREATE INDEX IF NOT EXISTS limits_inflight_key ON limits_inflight(key, until_us);",
             )
             .map_err(store_err)?;
             Ok(Self { conn: Mutex::new(conn) })
@@ -295,10 +297,20 @@ mod sqlite {
             // Requests in flight in every process: a full cap frees when one of them ends, which only a look
             // can tell, so the wait is a short poll.
             if let Some(cap) = spec.concurrency {
-                let open: i64 = tx
-                    .prepare_cached("SELECT COUNT(*) FROM limits_leases WHERE key = ?1 AND until_us > ?2")?
-                    .query_row(params![key, now], |r| r.get(0))?;
-                if open.unsigned_abs() >= u64::from(cap) {
+                // A lease whose process is gone (killed mid-request) no longer counts, and is dropped.
+                let owners: Vec<(i64, i64)> = tx
+                    .prepare_cached("SELECT id, pid FROM limits_inflight WHERE key = ?1 AND until_us > ?2")?
+                    .query_map(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut open = 0u64;
+                for (id, pid) in owners {
+                    if process_alive(pid) {
+                        open += 1;
+                    } else {
+                        tx.prepare_cached("DELETE FROM limits_inflight WHERE id = ?1")?.execute([id])?;
+                    }
+                }
+                if open >= u64::from(cap) {
                     later(now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000), WaitReason::Concurrency(cap));
                 }
             }
@@ -313,9 +325,10 @@ mod sqlite {
                 .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX)])?;
             let id = tx.last_insert_rowid();
             if spec.concurrency.is_some() {
-                tx.prepare_cached("INSERT INTO limits_leases (id, key, until_us) VALUES (?1, ?2, ?3)")?
-                    .execute(params![id, key, now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4)])?;
-                tx.prepare_cached("DELETE FROM limits_leases WHERE key = ?1 AND until_us <= ?2")?
+                let until = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4);
+                tx.prepare_cached("INSERT INTO limits_inflight (id, key, until_us, pid) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![id, key, until, i64::from(std::process::id())])?;
+                tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
                     .execute(params![key, now])?;
             }
             // Forget what no window of this key counts any more.
@@ -326,6 +339,16 @@ mod sqlite {
             }
             Ok(StoreAdmission::Admitted { id })
         }
+    }
+
+    /// Whether process `pid` of this machine still runs. Where that cannot be told (no `/proc`), it is taken
+    /// to run, and its lease lapses after [`LEASE`].
+    fn process_alive(pid: i64) -> bool {
+        if pid == i64::from(std::process::id()) {
+            return true;
+        }
+        let proc = Path::new("/proc");
+        !proc.join("self").exists() || proc.join(pid.to_string()).exists()
     }
 
     impl WindowStore for SqliteWindows {
@@ -369,13 +392,13 @@ mod sqlite {
             let k = key.to_string();
             conn.execute("DELETE FROM limits_admissions WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_blocks WHERE key = ?1", [&k]).map_err(store_err)?;
-            conn.execute("DELETE FROM limits_leases WHERE key = ?1", [&k]).map_err(store_err)?;
+            conn.execute("DELETE FROM limits_inflight WHERE key = ?1", [&k]).map_err(store_err)?;
             Ok(())
         }
 
         fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
             let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            conn.prepare_cached("DELETE FROM limits_leases WHERE id = ?1 AND key = ?2")
+            conn.prepare_cached("DELETE FROM limits_inflight WHERE id = ?1 AND key = ?2")
                 .and_then(|mut st| st.execute(params![id, key.to_string()]))
                 .map_err(store_err)?;
             Ok(())

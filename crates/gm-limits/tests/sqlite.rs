@@ -200,3 +200,33 @@ fn two_processes_never_exceed_the_window_together() {
     assert!(!times.is_empty());
     assert!(most_within(&times, Duration::from_secs(3)) <= 5, "{times:?}");
 }
+
+/// Run by [`a_killed_process_leaves_no_lease_that_counts`] in a child process: takes the only slot of a
+/// concurrency cap of one and exits without giving it back, as a killed process would.
+#[test]
+fn child_process_takes_a_slot_and_dies() {
+    let Some(path) = std::env::var_os("GM_LIMITS_TEST_LEASE_STATE") else { return };
+    let store = SqliteWindows::open(PathBuf::from(path)).unwrap();
+    let spec = LimitSpec::parse("100/1m,concurrency=1,margin=0s").unwrap();
+    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
+    std::process::exit(0);
+}
+
+#[test]
+fn a_killed_process_leaves_no_lease_that_counts() {
+    let file = StateFile::new("dead-lease");
+    let spec = LimitSpec::parse("100/1m,concurrency=1,margin=0s").unwrap();
+    let store = SqliteWindows::open(&file.0).unwrap();
+    // A live holder (this process) keeps the slot.
+    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
+    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Wait { .. }));
+    store.reset(&key()).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_process_takes_a_slot_and_dies", "--quiet", "--test-threads=1"])
+        .env("GM_LIMITS_TEST_LEASE_STATE", &file.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The child is gone, its lease with it: the slot is free long before the lease would lapse.
+    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
+}
