@@ -94,11 +94,18 @@ impl std::fmt::Debug for RedisWindows {
     }
 }
 
+/// How long connecting to the Redis server, or one command, may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl RedisWindows {
-    /// Connects to `url` (`redis://host:port/db`) and keeps keys under `prefix` (e.g. `gm:limits`).
+    /// Connects to `url` (`redis://host:port/db`) and keeps keys under `prefix` (e.g. `gm:limits`). Connecting,
+    /// and every later command, gives up after 5 seconds, so a server that stops answering fails the request
+    /// instead of hanging it.
     pub fn open(url: &str, prefix: &str) -> Result<Self, LimitError> {
         let client = ::redis::Client::open(url).map_err(store_err)?;
-        let conn = client.get_connection().map_err(store_err)?;
+        let conn = client.get_connection_with_timeout(REDIS_TIMEOUT).map_err(store_err)?;
+        conn.set_read_timeout(Some(REDIS_TIMEOUT)).map_err(store_err)?;
+        conn.set_write_timeout(Some(REDIS_TIMEOUT)).map_err(store_err)?;
         Ok(Self { conn: Mutex::new(conn), prefix: prefix.to_string(), admit: ::redis::Script::new(ADMIT) })
     }
 
