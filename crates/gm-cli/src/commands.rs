@@ -158,6 +158,7 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
             max_tokens: args.max_tokens,
             repeat: args.repeat,
             prices: Some(prices),
+            requests_baseline: None,
         },
     );
     let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;

@@ -179,9 +179,14 @@ pub async fn run_matrix_with(
     }
     // Every cell runs at once: each model's quota (and the judge's) is its own limiter key, so cells taken one
     // after another would leave most keys idle while one works. The limiter orders what the quotas allow.
+    // One budget for the whole matrix: every cell counts --max-requests from the same start.
+    let baseline = options.requests_baseline.or(Some(client.stats().requests));
     let runners: Vec<(&String, EvalRunner)> = models
         .iter()
-        .map(|m| (m, EvalRunner::new(client.clone(), RunOptions { model: Some(m.clone()), ..options.clone() })))
+        .map(|m| {
+            let cell = RunOptions { model: Some(m.clone()), requests_baseline: baseline, ..options.clone() };
+            (m, EvalRunner::new(client.clone(), cell))
+        })
         .collect();
     let mut cells = Vec::with_capacity(models.len() * tasks.len());
     for (model, runner) in &runners {
@@ -341,6 +346,28 @@ mod tests {
         }
         yaml.push_str("evaluators:\n  - name: exact\n    string: {equals: \"{{expected}}\"}\n");
         PromptFile::parse(&yaml, "arithmetic.prompt.yml").unwrap()
+    }
+
+    #[tokio::test]
+    async fn cells_running_at_once_count_only_their_own_requests_and_share_one_budget() {
+        let client = gm_http::Client::builder()
+            .provider(ProviderKind::Demo)
+            .transport(std::sync::Arc::new(gm_http::DemoTransport::instant()))
+            .build()
+            .unwrap();
+        let models = vec!["openai/gpt-4.1-mini".to_string(), "openai/gpt-4.1".to_string()];
+        let tasks = [("arithmetic".to_string(), arithmetic())];
+        let r = run_matrix(&client, &RunOptions::default(), &models, &tasks, None).await.unwrap();
+        for cell in &r.cells {
+            assert_eq!(cell.evaluation.gm.requests, 30, "{}: its own 30 cases, not the other cell's", cell.model);
+        }
+        // --max-requests is one budget for the matrix: the two cells together stop near it, not at twice it.
+        let options = RunOptions { concurrency: 1, max_requests: Some(10), ..RunOptions::default() };
+        let before = client.stats().requests;
+        let e = run_matrix(&client, &options, &models, &tasks, None).await.unwrap_err();
+        assert!(matches!(e.root(), RunError::Budget { limit: 10, .. }), "{e}");
+        let sent = client.stats().requests - before;
+        assert!((10..=11).contains(&sent), "{sent} requests for a budget of 10");
     }
 
     #[tokio::test]

@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub repeat: u32,
     /// Prices for the cost figures (`None`: no cost is computed).
     pub prices: Option<crate::prices::PriceTable>,
+    /// The client's request count from which `max_requests` is counted (`None`: the count when the run
+    /// starts). Runs that share one budget, as the cells of a matrix do, start from the same count.
+    pub requests_baseline: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -76,15 +79,34 @@ impl Default for RunOptions {
             max_tokens: None,
             repeat: 1,
             prices: Some(crate::prices::PriceTable::builtin()),
+            requests_baseline: None,
         }
     }
 }
 
-/// Requests and tokens a run has used, checked against its budgets before every call.
-#[derive(Debug)]
+/// Requests and tokens a run has used, checked against its budgets before every call, and what its own calls
+/// cost the provider (other runs may share the client at the same time, as the cells of a matrix do).
+#[derive(Debug, Default)]
 struct Budget {
     requests_at_start: u64,
     tokens: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+    retries: std::sync::atomic::AtomicU64,
+    rate_limited: std::sync::atomic::AtomicU64,
+}
+
+impl Budget {
+    /// Counts one answered call: its attempts reached the provider unless it came from the cache.
+    fn count(&self, answer: &gm_http::ChatResponse) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.tokens.fetch_add(answer.usage().total_tokens, Relaxed);
+        if !answer.cached {
+            let attempts = u64::from(answer.attempts.max(1));
+            self.requests.fetch_add(attempts, Relaxed);
+            self.retries.fetch_add(attempts - 1, Relaxed);
+            self.rate_limited.fetch_add(u64::from(answer.rate_limited), Relaxed);
+        }
+    }
 }
 
 /// Why a run stopped.
@@ -366,7 +388,10 @@ impl EvalRunner {
             .ok_or_else(|| RunError::NoModel { file: file.name.clone() })?;
         let specs = EvaluatorSpec::parse_all(&file.evaluators)?;
         let before = self.client.stats();
-        let budget = Budget { requests_at_start: before.requests, tokens: std::sync::atomic::AtomicU64::new(0) };
+        let budget = Budget {
+            requests_at_start: self.options.requests_baseline.unwrap_or(before.requests),
+            ..Budget::default()
+        };
         let budget = &budget;
         let started = Instant::now();
         let (model_ref, specs_ref) = (&model, &specs);
@@ -399,7 +424,6 @@ impl EvalRunner {
         }
         let outcomes: Vec<(TestResult, CaseFigures)> = finished.into_values().collect();
         let wall = started.elapsed();
-        let after = self.client.stats();
         let (test_results, cases): (Vec<TestResult>, Vec<CaseFigures>) = outcomes.into_iter().unzip();
         let total = test_results.len();
         let passed = test_results.iter().filter(|t| t.passed()).count();
@@ -426,9 +450,9 @@ impl EvalRunner {
                     calls.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum::<f64>() + 0.0
                 }),
             cache_hits: calls.iter().filter(|c| c.cached).count() as u64,
-            retries: after.retries - before.retries,
-            rate_limited: after.rate_limited - before.rate_limited,
-            requests: after.requests - before.requests,
+            retries: budget.retries.load(std::sync::atomic::Ordering::Relaxed),
+            rate_limited: budget.rate_limited.load(std::sync::atomic::Ordering::Relaxed),
+            requests: budget.requests.load(std::sync::atomic::Ordering::Relaxed),
             wall_ms: duration_ms(wall),
             repeat: repeat_figures(&cases),
             cases,
@@ -485,7 +509,7 @@ impl EvalRunner {
     ) -> Result<(TestResult, CaseFigures), RunError> {
         self.check_budget(budget)?;
         let answer = self.client.chat_sample(request, sample).await.map_err(|error| RunError::Case { index, error })?;
-        budget.tokens.fetch_add(answer.usage().total_tokens, std::sync::atomic::Ordering::Relaxed);
+        budget.count(&answer);
         let response = answer.text().trim().to_string();
         let usage = answer.usage();
         let mut results = Vec::with_capacity(specs.len());
@@ -498,7 +522,7 @@ impl EvalRunner {
                     self.check_budget(budget)?;
                     let reply =
                         self.client.chat(&call.request).await.map_err(|error| RunError::Case { index, error })?;
-                    budget.tokens.fetch_add(reply.usage().total_tokens, std::sync::atomic::Ordering::Relaxed);
+                    budget.count(&reply);
                     results.push(call.score(reply.text()));
                 }
             }
