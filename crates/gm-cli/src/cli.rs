@@ -59,8 +59,8 @@ pub struct Global {
     /// The GitHub plan whose quotas apply: free, pro, business, enterprise
     #[arg(long, global = true, value_name = "PLAN", value_parser = parse_plan)]
     pub plan: Option<gm_limits::presets::Plan>,
-    /// Count rate-limit windows in this Redis server (redis://HOST:PORT/) instead of the state file, so every
-    /// machine using it shares one quota
+    /// Count rate-limit windows and keep cached answers in this Redis server (redis://HOST:PORT/) instead of the
+    /// state file, so every machine using it shares one quota and one cache
     #[arg(long, global = true, env = "GM_REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis: Option<String>,
     /// The longest one request may wait for quota; past it the request fails at once and says when it frees

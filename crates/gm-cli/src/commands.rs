@@ -855,11 +855,17 @@ fn print_comparison(out: &mut impl Write, c: &gm_eval::compare::Comparison, inde
 fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {
     let sqlite = context::open_sqlite_cache(global)?;
     let s = sqlite.lifetime_stats()?;
+    // With --redis the answers are in Redis: its entries and bytes, beside this machine's totals.
+    let redis = match &global.redis {
+        Some(url) => Some(context::open_redis_cache(url)?.stats()?),
+        None => None,
+    };
     if json {
         print_json(&json!({
             "path": sqlite.path().display().to_string(),
             "persistent": s,
             "hit_rate": s.hit_rate(),
+            "redis": redis.as_ref().map(|r| json!({"entries": r.entries, "bytes": r.bytes})),
             "memory": {"scope": "per process", "max_entries": gm_cache::CacheConfig::default().max_entries,
                        "max_bytes": gm_cache::CacheConfig::default().max_bytes},
         }))?;
@@ -867,6 +873,13 @@ fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "Cache file:   {}", sqlite.path().display())?;
+    if let Some(r) = &redis {
+        writeln!(
+            out,
+            "Redis:        {} entries, {} bytes (shared; the figures below are this machine's)",
+            r.entries, r.bytes
+        )?;
+    }
     writeln!(out, "Entries:      {}", s.entries)?;
     writeln!(out, "Bytes:        {}", s.bytes)?;
     writeln!(out, "Hits:         {}", s.hits)?;
@@ -880,6 +893,11 @@ fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {
 }
 
 fn cache_clear(global: &Global) -> Result<ExitCode> {
+    if let Some(url) = &global.redis {
+        let removed = context::open_redis_cache(url)?.clear()?;
+        eprintln!("removed {removed} cached answers from the Redis server of --redis");
+        return Ok(ExitCode::SUCCESS);
+    }
     let sqlite = context::open_sqlite_cache(global)?;
     let before = sqlite.lifetime_stats()?.entries;
     gm_cache::PersistentStore::clear(&*sqlite)?;

@@ -91,6 +91,14 @@ pub fn open_sqlite_cache(global: &Global) -> Result<Arc<SqliteCache>> {
     Ok(Arc::new(cache))
 }
 
+/// The persistent cache tier in the Redis server of `--redis`.
+pub fn open_redis_cache(url: &str) -> Result<Arc<dyn PersistentStore>> {
+    Ok(Arc::new(
+        gm_cache::RedisCache::open(url)
+            .context("could not reach the Redis server given by --redis (GM_REDIS_URL) for the cache")?,
+    ))
+}
+
 /// The transit-time margin the CLI adds to every window: 100 ms plus 0.1 % of the window.
 pub const CLI_MARGIN: Margin = Margin { fixed: std::time::Duration::from_millis(100), ppm: 1000 };
 
@@ -197,8 +205,13 @@ pub fn session(global: &Global, cache: bool) -> Result<Session> {
     if cache && !global.no_cache {
         let sqlite = open_sqlite_cache(global)?;
         let config = CacheConfig { default_ttl: Some(global.cache_ttl), ..CacheConfig::default() };
-        let tiered =
-            Arc::new(Cache::from_parts(MemoryCache::new(config), Some(sqlite.clone() as Arc<dyn PersistentStore>)));
+        // The answers live in Redis when it is given (shared by every machine), else in the state file; the
+        // state file keeps this machine's statistics either way.
+        let persistent: Arc<dyn PersistentStore> = match &global.redis {
+            Some(url) => open_redis_cache(url)?,
+            None => sqlite.clone(),
+        };
+        let tiered = Arc::new(Cache::from_parts(MemoryCache::new(config), Some(persistent)));
         b = b.cache(tiered.clone(), CachePolicy { ttl: Some(global.cache_ttl), refresh: global.refresh });
         stores = Some((tiered, sqlite));
     }

@@ -379,6 +379,24 @@ fn machines_with_their_own_state_share_one_quota_through_redis() {
     let stats = emu.stats();
     assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
     assert_eq!(stats.by_status[&200], 8);
+    // The answers are shared too: a cached run on one machine answers the same request on another.
+    let before = emu.stats().total;
+    for machine in ["machine-0", "machine-1"] {
+        let data = base.join(machine);
+        let args = ["--data-dir", data.to_str().unwrap(), "--redis", &redis.url, "--provider", "openai-compatible"];
+        // The same --limits as above, so the quota shared through Redis keeps this request from a 429 too.
+        let run = ["--base-url", &url, "--limits", "4/1s", "run", "--cache", "openai/gpt-4o-mini", "shared answer"];
+        let out = gm(&[&args[..], &run[..]].concat(), &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "shared answer\n");
+    }
+    assert_eq!(emu.stats().total, before + 1, "the second machine was answered from Redis: {:?}", emu.stats());
+    let stats = gm(
+        &["--data-dir", base.join("machine-1").to_str().unwrap(), "--redis", &redis.url, "cache", "stats", "--json"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(v["redis"]["entries"].as_u64().unwrap() >= 1, "{v}");
     // An unreachable server is a clear error, and its address is not repeated (it may hold a password).
     let out = gm(
         &[
