@@ -906,7 +906,6 @@ fn cache_clear(global: &Global) -> Result<ExitCode> {
 }
 
 fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
-    use gm_limits::WindowStore;
     if global.redis.is_some() {
         eprintln!(
             "note: with --redis the windows are counted in Redis; this shows what the state file counted on this \
@@ -922,20 +921,23 @@ fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
         // which only a request to the provider can tell.
         let spec = config.spec_for(&key.provider, &key.model);
         let tier_limits = key.provider == "github" && spec.is_unlimited();
-        // The store keeps an admission only as long as the longest window that counts it.
-        let counted = store.count(&key, std::time::Duration::from_secs(86_400 * 366), now)?;
-        let last = |secs: u64| store.count(&key, std::time::Duration::from_secs(secs), now);
-        let requests = json!({"last_minute": last(60)?, "last_hour": last(3_600)?, "last_day": last(86_400)?});
+        // Every count comes from the key's admissions, read once: those made after `now - within` (later ones,
+        // from a process whose clock runs ahead, count too), as the store itself counts them. The store keeps
+        // an admission only as long as the longest window that counts it.
         let admissions = store.admissions(&key)?;
+        let since = |within: std::time::Duration| now.checked_sub(within).unwrap_or(std::time::UNIX_EPOCH);
+        let count = |within: std::time::Duration| admissions.iter().filter(|(at, _)| *at > since(within)).count();
+        let last = |secs: u64| count(std::time::Duration::from_secs(secs));
+        let counted = last(86_400 * 366);
+        let requests = json!({"last_minute": last(60), "last_hour": last(3_600), "last_day": last(86_400)});
         let mut windows = Vec::new();
         for w in &spec.windows {
-            let used = store.count(&key, w.per, now)?;
+            let used = count(w.per) as u64;
             // The oldest admission still counted frees its place one window after it was made.
-            let since = now.checked_sub(w.per).unwrap_or(std::time::UNIX_EPOCH);
             let frees_in = admissions
                 .iter()
                 .map(|(at, _)| *at)
-                .find(|at| *at > since)
+                .find(|at| *at > since(w.per))
                 .and_then(|at| (at + w.per).duration_since(now).ok())
                 .map(|d| d.as_secs_f64());
             windows.push(json!({
