@@ -311,11 +311,9 @@ fn bench_score(args: &[String]) -> Result<()> {
             other => bail!("unknown bench-score argument `{other}`"),
         }
     }
-    cargo(&["build", "--release", "-p", "gm-cli"])?;
+    // The virtual environment is kept between runs.
+    let (gm, dir) = release_gm("bench-score", false)?;
     let root = workspace_root();
-    let gm = root.join("target/release/gm");
-    let dir = root.join("target/bench-score");
-    std::fs::create_dir_all(&dir)?;
     let venv = dir.join("venv");
     let python = venv.join("bin/python");
     if !python.is_file() {
@@ -389,6 +387,18 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// Builds the release `gm` and returns it with the harness's folder `target/NAME`, emptied first when `fresh`.
+fn release_gm(name: &str, fresh: bool) -> Result<(PathBuf, PathBuf)> {
+    cargo(&["build", "--release", "-p", "gm-cli"])?;
+    let root = workspace_root();
+    let dir = root.join("target").join(name);
+    if fresh {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok((root.join("target/release/gm"), dir))
+}
+
 /// A release `gm emulate` on a free loopback port with `limit` and `latency_ms`; returns it and its address.
 fn start_emulator(gm: &Path, limit: &str, latency_ms: u64) -> Result<(std::process::Child, String)> {
     let mut emu = Command::new(gm)
@@ -421,12 +431,7 @@ fn bench_eval(args: &[String]) -> Result<()> {
             other => bail!("unknown bench-eval argument `{other}`"),
         }
     }
-    cargo(&["build", "--release", "-p", "gm-cli"])?;
-    let root = workspace_root();
-    let gm = root.join("target/release/gm");
-    let dir = root.join("target/bench-eval");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let (gm, dir) = release_gm("bench-eval", true)?;
     let (limit, per_s, latency_ms) = (15usize, 1.0f64, 20u64);
     let (mut emu, addr) = start_emulator(&gm, "15/1s,concurrency=5", latency_ms)?;
     let result = (|| -> Result<()> {
@@ -512,12 +517,7 @@ fn bench_matrix(args: &[String]) -> Result<()> {
             other => bail!("unknown bench-matrix argument `{other}`"),
         }
     }
-    cargo(&["build", "--release", "-p", "gm-cli"])?;
-    let root = workspace_root();
-    let gm = root.join("target/release/gm");
-    let dir = root.join("target/bench-matrix");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let (gm, dir) = release_gm("bench-matrix", true)?;
     let (limit, per_s, latency_ms) = (15u64, 1.0f64, 20u64);
     let (mut emu, addr) = start_emulator(&gm, "15/1s,concurrency=5", latency_ms)?;
     let tasks = "text_generation,question_answering,summarization,code_generation,reasoning";
