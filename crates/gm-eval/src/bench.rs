@@ -348,14 +348,19 @@ mod tests {
         PromptFile::parse(&yaml, "arithmetic.prompt.yml").unwrap()
     }
 
-    #[tokio::test]
-    async fn cells_running_at_once_count_only_their_own_requests_and_share_one_budget() {
+    /// A demo client that answers at once, and the two demo models the tests compare.
+    fn instant_demo() -> (gm_http::Client, Vec<String>) {
         let client = gm_http::Client::builder()
             .provider(ProviderKind::Demo)
             .transport(std::sync::Arc::new(gm_http::DemoTransport::instant()))
             .build()
             .unwrap();
-        let models = vec!["openai/gpt-4.1-mini".to_string(), "openai/gpt-4.1".to_string()];
+        (client, vec!["openai/gpt-4.1-mini".to_string(), "openai/gpt-4.1".to_string()])
+    }
+
+    #[tokio::test]
+    async fn cells_running_at_once_count_only_their_own_requests_and_share_one_budget() {
+        let (client, models) = instant_demo();
         let tasks = [("arithmetic".to_string(), arithmetic())];
         let r = run_matrix(&client, &RunOptions::default(), &models, &tasks, None).await.unwrap();
         for cell in &r.cells {
@@ -372,12 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_best_model_is_the_significantly_better_one() {
-        let client = gm_http::Client::builder()
-            .provider(ProviderKind::Demo)
-            .transport(std::sync::Arc::new(gm_http::DemoTransport::instant()))
-            .build()
-            .unwrap();
-        let models = vec!["openai/gpt-4.1-mini".to_string(), "openai/gpt-4.1".to_string()];
+        let (client, models) = instant_demo();
         let r = run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())], None)
             .await
             .unwrap();

@@ -24,6 +24,17 @@ fn github(emu: &Emulator) -> Client {
         .unwrap()
 }
 
+/// A GitHub client that sends every request once: a 429 reaches the test instead of being retried.
+fn github_once(emu: &Emulator) -> Client {
+    Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap()
+}
+
 fn hi(model: &str) -> ChatRequest {
     ChatRequest::new(model, vec![ChatMessage::system("be brief"), ChatMessage::user("say hello to the tests")])
 }
@@ -240,13 +251,7 @@ async fn a_refused_connection_is_never_sent() {
 async fn the_emulator_enforces_a_scaled_tier_with_the_real_429() {
     let limits = gm_emulator::EmulatorLimits::tier("high", 600.0).unwrap(); // 10 per 100 ms, 2 at once
     let emu = Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() }).await.unwrap();
-    let c = Client::builder()
-        .provider(ProviderKind::Github)
-        .base_url(emu.url())
-        .credential(Credential::explicit("t"))
-        .retry_policy(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let c = github_once(&emu);
     let mut refused = None;
     for _ in 0..11 {
         if let Err(e) = c.chat(&hi("openai/gpt-4.1")).await {
@@ -282,13 +287,7 @@ async fn catalog_tiers_give_each_model_its_own_limits() {
     // Time scaled by 6: a minute lasts 10 s. gpt-4.1 is in the high tier (10 a minute), gpt-4o-mini in the
     // low tier (15 a minute).
     let emu = Emulator::start(EmulatorConfig { catalog_tiers: Some(6.0), ..Default::default() }).await.unwrap();
-    let c = Client::builder()
-        .provider(ProviderKind::Github)
-        .base_url(emu.url())
-        .credential(Credential::explicit("t"))
-        .retry_policy(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let c = github_once(&emu);
     let answered = |model: &'static str| {
         let c = c.clone();
         async move {
