@@ -321,21 +321,9 @@ fn repeated_sampling_reports_pass_at_k_and_pass_hat_k() {
     let file = data.join("repeat.prompt.yml");
     suite(4, &file);
     let v1 = format!("{}/v1", emu.url());
-    let out = gm(
-        &data,
-        &[
-            "--provider",
-            "openai-compatible",
-            "--base-url",
-            &v1,
-            "eval",
-            "--json",
-            "--repeat",
-            "3",
-            file.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let args = ["--provider", "openai-compatible", "--base-url", &v1, "eval", "--json", "--repeat", "3"];
+    let args = [&args[..], &[file.to_str().unwrap()]].concat();
+    let out = gm(&data, &args, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
     assert_eq!(v["gm"]["repeat"]["n"], 3);
@@ -358,21 +346,7 @@ fn repeated_sampling_reports_pass_at_k_and_pass_hat_k() {
     assert_eq!(v["gm"]["tokens_out"].as_u64().unwrap(), every_call);
     assert!(every_call > v["gm"]["cases"][0]["tokens_out"].as_u64().unwrap() * 4, "{}", v["gm"]);
     // Run again: every sample is a cache hit.
-    let again = gm(
-        &data,
-        &[
-            "--provider",
-            "openai-compatible",
-            "--base-url",
-            &v1,
-            "eval",
-            "--json",
-            "--repeat",
-            "3",
-            file.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let again = gm(&data, &args, &[]);
     let w = json(&again);
     assert_eq!(w["gm"]["cache_hits"], 12);
     assert_eq!(emu.stats().total, 12);
