@@ -725,9 +725,8 @@ impl Client {
         loop {
             meta.attempts += 1;
             if let Some((limiter, max_wait, key, tokens)) = &limit {
-                // The previous attempt's permit is given back first: a retry must not wait for the concurrency
-                // slot it holds itself.
-                meta.permit = None;
+                // A failed attempt gave its permit back before its backoff (below), so a retry never waits
+                // for the concurrency slot it holds itself.
                 meta.permit = Some(limiter.acquire(key, *tokens, *max_wait).await?);
             }
             self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
