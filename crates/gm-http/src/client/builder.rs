@@ -1,0 +1,224 @@
+//! The builder: a client's provider, credential, transport and settings, checked once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gm_core::ProviderKind;
+use http::{HeaderMap, HeaderValue};
+
+use super::routes::{default_base_url, parse_uri, Route};
+use super::{Client, ClientStats, Inner};
+use crate::auth::{credential_hint, Credential};
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+use crate::transport::Transport;
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use gm_http::Client;
+/// use gm_core::ProviderKind;
+/// let client = Client::builder().provider(ProviderKind::Demo).build().unwrap();
+/// assert_eq!(client.provider(), ProviderKind::Demo);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    provider: ProviderKind,
+    base_url: Option<String>,
+    org: Option<String>,
+    credential: Option<Credential>,
+    transport: Option<Arc<dyn Transport>>,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
+    timeout: Duration,
+    api_version: Option<String>,
+    user_agent: String,
+    limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
+    cache: Option<Arc<gm_cache::Cache>>,
+    cache_policy: CachePolicy,
+}
+
+/// How the client uses its cache.
+#[derive(Debug, Clone, Default)]
+pub struct CachePolicy {
+    /// How long a stored answer stays fresh (`None`: the cache's default).
+    pub ttl: Option<Duration>,
+    /// Send every request and overwrite what is stored, reading nothing from the cache.
+    pub refresh: bool,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientBuilder {
+    /// A builder for the demo provider with default settings.
+    pub fn new() -> Self {
+        Self {
+            provider: ProviderKind::Demo,
+            base_url: None,
+            org: None,
+            credential: None,
+            transport: None,
+            retry: RetryPolicy::default(),
+            max_response_bytes: 32 << 20,
+            timeout: Duration::from_secs(300),
+            api_version: None,
+            user_agent: concat!("gm/", env!("CARGO_PKG_VERSION")).to_string(),
+            limiter: None,
+            cache: None,
+            cache_policy: CachePolicy::default(),
+        }
+    }
+
+    /// The provider.
+    pub fn provider(mut self, p: ProviderKind) -> Self {
+        self.provider = p;
+        self
+    }
+
+    /// Replaces the provider's base URL: for `github` the host root, for OpenAI-style providers the URL up to
+    /// and including `/v1`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Attributes GitHub Models requests to an organization (`/orgs/{org}/inference/...`).
+    pub fn org(mut self, org: impl Into<String>) -> Self {
+        self.org = Some(org.into());
+        self
+    }
+
+    /// The credential to send.
+    pub fn credential(mut self, c: Credential) -> Self {
+        self.credential = Some(c);
+        self
+    }
+
+    /// The transport (default: [`crate::HyperTransport`] for network providers, [`crate::DemoTransport`] for demo).
+    pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
+        self.transport = Some(t);
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(mut self, r: RetryPolicy) -> Self {
+        self.retry = r;
+        self
+    }
+
+    /// The cap on one response body (default 32 MiB).
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// The deadline for one whole, non-streamed exchange (default 300 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Adds `?api-version=` to inference requests ("optional, but required for some features").
+    pub fn api_version(mut self, v: impl Into<String>) -> Self {
+        self.api_version = Some(v.into());
+        self
+    }
+
+    /// Passes every chat request through `limiter` first, waiting at most `max_wait` for quota (a longer
+    /// wait fails at once and says when the quota frees). Answers teach the limiter (429s, remaining counts).
+    pub fn limiter(mut self, limiter: Arc<gm_limits::Limiter>, max_wait: Duration) -> Self {
+        self.limiter = Some((limiter, max_wait));
+        self
+    }
+
+    /// Answers identical chat requests from this cache (see [`Client::chat`]).
+    pub fn cache(mut self, cache: Arc<gm_cache::Cache>, policy: CachePolicy) -> Self {
+        self.cache = Some(cache);
+        self.cache_policy = policy;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client, Error> {
+        let base = match (&self.base_url, default_base_url(self.provider)) {
+            (Some(b), _) => b.trim().trim_end_matches('/').to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => {
+                let example = match self.provider {
+                    ProviderKind::Azure => "https://NAME.openai.azure.com/openai/v1 (or set AZURE_OPENAI_ENDPOINT)",
+                    _ => "http://localhost:11434/v1 for Ollama",
+                };
+                return Err(Error::InvalidRequest(format!(
+                    "the {} provider needs a base URL; pass --base-url, e.g. {example}",
+                    self.provider
+                )));
+            }
+        };
+        if self.provider != ProviderKind::Demo && !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidRequest(format!("the base URL `{base}` must start with http:// or https://")));
+        }
+        if matches!(self.provider, ProviderKind::Github | ProviderKind::OpenAi | ProviderKind::Azure)
+            && self.credential.is_none()
+        {
+            return Err(Error::MissingCredentials {
+                provider: self.provider,
+                hint: credential_hint(self.provider).to_string(),
+            });
+        }
+        let transport: Arc<dyn Transport> = match (self.transport, self.provider) {
+            (Some(t), _) => t,
+            (None, ProviderKind::Demo) => Arc::new(crate::demo::DemoTransport::new()),
+            #[cfg(feature = "hyper")]
+            (None, _) => Arc::new(crate::hyper_transport::HyperTransport::new(Default::default())?),
+            #[cfg(not(feature = "hyper"))]
+            (None, p) => {
+                return Err(Error::InvalidRequest(format!(
+                    "the {p} provider needs a transport; enable gm-http's `hyper` feature or pass one"
+                )))
+            }
+        };
+        let mut client = Client {
+            inner: Arc::new(Inner {
+                provider: self.provider,
+                base,
+                org: self.org,
+                credential_fingerprint: self
+                    .credential
+                    .as_ref()
+                    .map(|c| gm_limits::fingerprint(c.expose()))
+                    .unwrap_or_else(|| "-".into()),
+                credential: self.credential,
+                transport,
+                retry: self.retry,
+                max_response_bytes: self.max_response_bytes,
+                timeout: self.timeout,
+                api_version: self.api_version,
+                user_agent: self.user_agent,
+
+                limiter: self.limiter,
+                tiered_keys: Mutex::new(Default::default()),
+                cache: self.cache,
+                cache_policy: self.cache_policy,
+                headers: HeaderMap::new(),
+                json_headers: HeaderMap::new(),
+                chat_url: http::Uri::default(),
+                stats: ClientStats::default(),
+                catalog: Mutex::new(None),
+            }),
+        };
+        let headers = client.build_headers()?;
+        let chat_url = parse_uri(&client.url(Route::Chat))?;
+        let mut json_headers = headers.clone();
+        json_headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(inner) = Arc::get_mut(&mut client.inner) {
+            inner.headers = headers;
+            inner.json_headers = json_headers;
+            inner.chat_url = chat_url;
+        }
+        Ok(client)
+    }
+}

@@ -1,0 +1,295 @@
+//! Streamed chat: the answer chunk by chunk, assembled into one completion at the end; a cached answer
+//! replayed as the stream a server would have sent; a streamed answer stored once it ends with `[DONE]`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gm_core::{
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ErrorBody, ProviderKind, ResponseMessage, StreamOptions,
+};
+use http::Method;
+
+use super::attempt::Meta;
+use super::{decode, ChatResponse, Client};
+use crate::error::Error;
+use crate::sse::{SseEvent, SseParser};
+use crate::transport::BodyStream;
+
+impl Client {
+    /// Sends a chat request with `stream: true` and returns the answer as it arrives.
+    ///
+    /// Usage is asked for with `stream_options.include_usage` unless the request sets `stream_options` itself.
+    /// With a cache configured, a cached answer is replayed as a stream, and a streamed answer that ends with
+    /// `[DONE]` is stored.
+    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
+        let mut req = request.clone();
+        req.model = self.wire_model(&req.model)?;
+        req.stream = Some(true);
+        if req.stream_options.is_none() {
+            req.stream_options = Some(StreamOptions { include_usage: true });
+        }
+        let started = Instant::now();
+        let mut sink = None;
+        if let Some(cache) = &self.inner.cache {
+            let key = self.cache_key(&req, 0);
+            if !self.inner.cache_policy.refresh {
+                let hit = cache.get(&key, started).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the cache could not be read");
+                    None
+                });
+                if let Some(hit) = hit {
+                    let completion: ChatCompletion = decode(self.inner.provider, &hit.value)?;
+                    let body = replay_as_sse(&completion);
+                    let mut s = ChatStream::new(self.inner.provider, body, started, Meta::default());
+                    s.cached = true;
+                    return Ok(s);
+                }
+            }
+            sink = Some((cache.clone(), key, self.inner.cache_policy.ttl));
+        }
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| Error::InvalidRequest(format!("could not encode the request: {e}")))?;
+        let url = self.inner.chat_url.clone();
+        let (resp, meta) =
+            tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), Some(&req)))
+                .await
+                .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
+        let mut s = ChatStream::new(self.inner.provider, resp.body, started, meta);
+        s.sink = sink;
+        Ok(s)
+    }
+}
+
+/// A streamed chat answer. Read it with [`ChatStream::next_chunk`] or gather it with [`ChatStream::collect`].
+pub struct ChatStream {
+    provider: ProviderKind,
+    body: BodyStream,
+    parser: SseParser,
+    pending: VecDeque<SseEvent>,
+    finished: bool,
+    truncated: bool,
+    started: Instant,
+    first_chunk: Option<Duration>,
+    meta: Meta,
+    assembled: Assembler,
+    cached: bool,
+    sink: Option<(Arc<gm_cache::Cache>, gm_cache::RequestKey, Option<Duration>)>,
+}
+
+impl fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatStream")
+            .field("provider", &self.provider)
+            .field("finished", &self.finished)
+            .field("cached", &self.cached)
+            .finish()
+    }
+}
+
+/// Builds one completion out of the chunks of a stream.
+#[derive(Debug, Default, Clone)]
+struct Assembler {
+    completion: ChatCompletion,
+    text: String,
+    finish: Option<String>,
+    role: Option<gm_core::Role>,
+}
+
+impl Assembler {
+    fn add(&mut self, chunk: &ChatCompletionChunk) {
+        self.text.push_str(chunk.text());
+        if let Some(r) = chunk.finish_reason() {
+            self.finish = Some(r.to_string());
+        }
+        if self.role.is_none() {
+            self.role = chunk.choices.first().and_then(|c| c.delta.as_ref()).and_then(|d| d.role.clone());
+        }
+        let c = &mut self.completion;
+        if c.id.as_deref().unwrap_or("").is_empty() {
+            c.id = chunk.id.clone().filter(|s| !s.is_empty());
+        }
+        if c.model.as_deref().unwrap_or("").is_empty() {
+            c.model = chunk.model.clone().filter(|s| !s.is_empty());
+        }
+        if c.created.is_none() {
+            c.created = chunk.created.filter(|t| *t != 0);
+        }
+        if chunk.usage.is_some() {
+            c.usage = chunk.usage.clone();
+        }
+    }
+
+    fn finish(&mut self) -> ChatCompletion {
+        let mut c = std::mem::take(&mut self.completion);
+        c.object = Some("chat.completion".into());
+        c.choices = vec![Choice {
+            index: 0,
+            message: Some(ResponseMessage {
+                role: self.role.take().or(Some(gm_core::Role::Assistant)),
+                content: Some(std::mem::take(&mut self.text)),
+                ..Default::default()
+            }),
+            finish_reason: self.finish.take(),
+            ..Default::default()
+        }];
+        c
+    }
+}
+
+/// Renders a whole completion as the event stream a server would have sent, for replaying a cached answer.
+fn replay_as_sse(c: &ChatCompletion) -> BodyStream {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        serde_json::json!({"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut out = String::new();
+    let mut push = |v: serde_json::Value| {
+        out.push_str("data: ");
+        out.push_str(&v.to_string());
+        out.push_str("\n\n");
+    };
+    push(chunk(serde_json::json!({"role": "assistant", "content": c.text()}), serde_json::Value::Null));
+    push(chunk(serde_json::json!({}), serde_json::json!(c.finish_reason().unwrap_or("stop"))));
+    if let Some(u) = &c.usage {
+        push(
+            serde_json::json!({"id": c.id, "object": "chat.completion.chunk", "model": c.model, "choices": [], "usage": u}),
+        );
+    }
+    out.push_str("data: [DONE]\n\n");
+    let bytes = Bytes::from(out);
+    Box::pin(futures_util::stream::once(async move { Ok(bytes) }))
+}
+
+impl ChatStream {
+    fn new(provider: ProviderKind, body: BodyStream, started: Instant, meta: Meta) -> Self {
+        Self {
+            provider,
+            body,
+            parser: SseParser::default(),
+            pending: VecDeque::new(),
+            finished: false,
+            truncated: false,
+            started,
+            first_chunk: None,
+            meta,
+            assembled: Assembler::default(),
+            cached: false,
+            sink: None,
+        }
+    }
+
+    /// The next chunk; `None` after `[DONE]`. A stream that ends without `[DONE]` is an error.
+    pub async fn next_chunk(&mut self) -> Option<Result<ChatCompletionChunk, Error>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                match ev {
+                    SseEvent::Done => {
+                        self.finished = true;
+                        self.pending.clear();
+                        if let Some(p) = self.meta.permit.take() {
+                            match &self.assembled.completion.usage {
+                                Some(u) => p.settle_usage(u),
+                                None => drop(p),
+                            }
+                        }
+                        self.store();
+                        return None;
+                    }
+                    SseEvent::Data(text) => {
+                        let value: serde_json::Value = match serde_json::from_str(&text) {
+                            Ok(v) => v,
+                            Err(e) => return Some(Err(self.fail(format!("an event is not JSON ({e}): {text:.200}")))),
+                        };
+                        if let Some(err) = value.get("error").and_then(|_| ErrorBody::from_value(&value)) {
+                            return Some(Err(self.fail(format!("the server sent an error: {}", err.message))));
+                        }
+                        return match serde_json::from_value::<ChatCompletionChunk>(value) {
+                            Ok(chunk) => {
+                                if self.first_chunk.is_none() && !chunk.text().is_empty() {
+                                    self.first_chunk = Some(self.started.elapsed());
+                                }
+                                self.assembled.add(&chunk);
+                                Some(Ok(chunk))
+                            }
+                            Err(e) => Some(Err(self.fail(format!("an event is not a chat chunk ({e})")))),
+                        };
+                    }
+                }
+            }
+            if self.truncated {
+                return Some(Err(self.fail("the stream ended without [DONE]".into())));
+            }
+            if self.finished {
+                return None;
+            }
+            let mut events = Vec::new();
+            match self.body.next().await {
+                Some(Ok(bytes)) => {
+                    if let Err(e) = self.parser.feed(&bytes, &mut events) {
+                        return Some(Err(self.fail(e.to_string())));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(self.fail(format!("the connection failed: {e}")))),
+                None => {
+                    if let Err(e) = self.parser.finish(&mut events) {
+                        return Some(Err(self.fail(e.to_string())));
+                    }
+                    // Deliver what arrived, then report the missing end.
+                    self.truncated = !events.contains(&SseEvent::Done);
+                }
+            }
+            self.pending.extend(events);
+        }
+    }
+
+    /// Stores a whole answer (one that ended with `[DONE]`) in the cache, if there is one.
+    fn store(&mut self) {
+        let Some((cache, key, ttl)) = self.sink.take() else { return };
+        let mut copy = self.assembled.clone();
+        match serde_json::to_vec(&copy.finish()) {
+            Ok(bytes) => {
+                if let Err(e) = cache.set(key, Bytes::from(bytes), ttl, Instant::now()) {
+                    tracing::warn!(error = %e, "could not store the answer in the cache");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not encode the answer for the cache"),
+        }
+    }
+
+    fn fail(&mut self, message: String) -> Error {
+        self.finished = true;
+        self.truncated = false;
+        self.pending.clear();
+        self.sink = None;
+        self.meta.permit = None;
+        Error::Stream { provider: self.provider, message }
+    }
+
+    /// The time from sending to the first text, once it has arrived.
+    pub fn time_to_first_token(&self) -> Option<Duration> {
+        self.first_chunk
+    }
+
+    /// Attempts it took to get the stream started (0 for a cached answer).
+    pub fn attempts(&self) -> u32 {
+        self.meta.attempts
+    }
+
+    /// Whether the stream replays a cached answer (no request was sent).
+    pub fn is_cached(&self) -> bool {
+        self.cached
+    }
+
+    /// Reads the rest of the stream and assembles it into one completion.
+    pub async fn collect(mut self) -> Result<ChatResponse, Error> {
+        while let Some(chunk) = self.next_chunk().await {
+            chunk?;
+        }
+        let completion = self.assembled.finish();
+        Ok(ChatResponse::new(completion, self.started, self.meta, self.cached))
+    }
+}
