@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gm_cache::{Cache, CacheConfig};
-use gm_core::{ChatMessage, ChatRequest, ProviderKind};
+use gm_core::{ChatMessage, ChatRequest, Clock, ManualClock, ProviderKind};
 use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits, Window};
 use gm_http::{CachePolicy, Client, Credential, Error, RetryPolicy};
 use gm_limits::{LimitSpec, Limiter, LimitsConfig};
@@ -151,6 +151,25 @@ async fn a_server_wait_over_the_cap_fails_at_once_and_says_how_long() {
     assert!(matches!(e, Error::WaitTooLong { .. }), "{e:?}");
     assert!(e.to_string().contains("20"), "{e}");
     assert_eq!(emu.stats().total, 1);
+}
+
+#[tokio::test]
+async fn a_429_blocks_the_key_on_the_limiter_s_own_clock() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let kind = gm_emulator::FaultKind::Status { status: 429, retry_after: Some(30) };
+    emu.inject(gm_emulator::Fault { kind, times: 1, path: None });
+    // The limiter's clock runs an hour ahead of the machine's: what the client tells it must be on its time.
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_secs(3600));
+    let config = LimitsConfig::uniform(LimitSpec::parse("100/1m").unwrap());
+    let limiter = Arc::new(Limiter::with_clock(config, Arc::new(clock.clone())));
+    let c = builder(&emu).limiter(limiter.clone(), Duration::from_secs(1)).build().unwrap();
+    let e = c.chat(&ask("blocked")).await.unwrap_err();
+    assert_eq!(e.status(), Some(429), "{e:?}");
+    let status = limiter.key_status(&c.limit_key("openai/gpt-4.1"), clock.now()).unwrap();
+    assert_eq!(status.blocked_for, Some(Duration::from_secs(30)), "{status:?}");
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(limiter.key_status(&c.limit_key("openai/gpt-4.1"), clock.now()).unwrap().blocked_for, None);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! policy allows, and each answer teaches the limiter what the server said.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use gm_core::{ChatRequest, ErrorBody, ProviderKind};
@@ -135,6 +135,7 @@ impl Client {
             if let Some((limiter, _, key, _)) = &limit {
                 observe(limiter, key, status, &resp_headers, Some(&raw));
             }
+            // A `retry-after` HTTP date is wall-clock time, which no monotonic `Clock` can tell.
             let wait = server_wait(&resp_headers, parsed.as_ref(), SystemTime::now());
             let mut raw_text = String::from_utf8_lossy(&raw).into_owned();
             if raw_text.len() > 4096 {
@@ -186,7 +187,8 @@ pub(super) struct Meta {
     pub(super) permit: Option<gm_limits::Permit>,
 }
 
-/// Shows an answer's status, rate-limit headers and error body to the limiter.
+/// Shows an answer's status, rate-limit headers and error body to the limiter, at the limiter's own time (its
+/// clock may not be the client's).
 fn observe(
     limiter: &gm_limits::Limiter,
     key: &gm_limits::LimitKey,
@@ -203,7 +205,7 @@ fn observe(
     if let Some(b) = body {
         signal = signal.body(b);
     }
-    limiter.observe(key, &signal, Instant::now());
+    limiter.observe(key, &signal, limiter.clock().now());
 }
 
 fn map_transport(e: TransportError, url: &http::Uri) -> Error {
