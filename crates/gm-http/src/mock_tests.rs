@@ -1,13 +1,16 @@
-//! Unit tests of the client over `MockTransport`: the exact request each provider sends.
+//! Unit tests of the client over `MockTransport`: the exact request each provider sends, error bodies, and the
+//! time the client reads from its clock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use gm_core::{ChatMessage, ChatRequest, ProviderKind};
+use futures_util::StreamExt;
+use gm_core::{ChatMessage, ChatRequest, ManualClock, ProviderKind};
 use http::{HeaderMap, Method};
 
 use crate::transport::{HttpResponse, MockTransport};
-use crate::{Client, Credential, Error, RetryPolicy};
+use crate::{CachePolicy, Client, Credential, Error, RetryPolicy};
 
 const ANSWER: &str = r#"{"choices":[{"message":{"content":"The capital of France is Paris.","role":"assistant"}}]}"#;
 
@@ -145,4 +148,59 @@ async fn every_error_fixture_maps_to_the_right_error() {
         seen += 1;
     }
     assert!(seen >= 9, "{seen}");
+}
+
+/// A client on a `ManualClock` that moves only while the server "works".
+fn clocked(clock: &ManualClock, mock: MockTransport) -> crate::ClientBuilder {
+    Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url("http://127.0.0.1:9/v1")
+        .transport(Arc::new(mock))
+        .retry_policy(RetryPolicy::none())
+        .clock(Arc::new(clock.clone()))
+}
+
+#[tokio::test]
+async fn latency_and_cache_freshness_are_read_from_the_client_s_clock() {
+    let clock = ManualClock::new();
+    let server = clock.clone();
+    let mut mock = MockTransport::new();
+    mock.expect_send().times(2).returning(move |_| {
+        server.advance(Duration::from_millis(1500));
+        Ok(HttpResponse::from_bytes(200, HeaderMap::new(), Bytes::from_static(ANSWER.as_bytes())))
+    });
+    let cache = Arc::new(gm_cache::Cache::new(gm_cache::CacheConfig::default()));
+    let policy = CachePolicy { ttl: Some(Duration::from_secs(60)), refresh: false };
+    let c = clocked(&clock, mock).cache(cache, policy).build().unwrap();
+    let first = c.chat(&question()).await.unwrap();
+    assert_eq!((first.latency, first.cached), (Duration::from_millis(1500), false));
+    // Stored at the request's start: fresh until 60 s after it on the client's clock, stale after.
+    clock.advance(Duration::from_millis(58_400));
+    let hit = c.chat(&question()).await.unwrap();
+    assert_eq!((hit.latency, hit.cached), (Duration::ZERO, true));
+    clock.advance(Duration::from_millis(200));
+    let sent = c.chat(&question()).await.unwrap();
+    assert_eq!((sent.latency, sent.cached), (Duration::from_millis(1500), false));
+}
+
+#[tokio::test]
+async fn a_stream_s_times_are_read_from_the_client_s_clock() {
+    let clock = ManualClock::new();
+    let server = clock.clone();
+    let mut mock = MockTransport::new();
+    mock.expect_send().times(1).returning(move |_| {
+        server.advance(Duration::from_millis(200));
+        let per_event = server.clone();
+        let events = ["data: {\"choices\":[{\"delta\":{\"content\":\"Paris\"}}]}\n\n", "data: [DONE]\n\n"];
+        let body = futures_util::stream::iter(events).map(move |e| {
+            per_event.advance(Duration::from_millis(300));
+            Ok(Bytes::from_static(e.as_bytes()))
+        });
+        Ok(HttpResponse { status: 200, headers: HeaderMap::new(), body: Box::pin(body) })
+    });
+    let c = clocked(&clock, mock).build().unwrap();
+    let mut s = c.chat_stream(&question()).await.unwrap();
+    assert_eq!(s.next_chunk().await.unwrap().unwrap().text(), "Paris");
+    assert_eq!(s.time_to_first_token(), Some(Duration::from_millis(500)));
+    assert_eq!(s.collect().await.unwrap().latency, Duration::from_millis(800));
 }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gm_core::ProviderKind;
+use gm_core::{Clock, ProviderKind, SystemClock};
 use http::{HeaderMap, HeaderValue};
 
 use super::routes::{default_base_url, parse_uri, Route};
@@ -36,6 +36,7 @@ pub struct ClientBuilder {
     limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
+    clock: Arc<dyn Clock>,
 }
 
 /// How the client uses its cache.
@@ -70,6 +71,7 @@ impl ClientBuilder {
             limiter: None,
             cache: None,
             cache_policy: CachePolicy::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -142,6 +144,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The clock the client reads time from (default: [`SystemClock`], the real monotonic clock): the
+    /// latency and time to first token it reports, the `now` of every cache lookup and store, and the age of
+    /// its copy of the catalog. Waits (backoff, deadlines) run on tokio's timers. A limiter keeps its own
+    /// clock: what the client tells it is read from [`gm_limits::Limiter::clock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
         let base = match (&self.base_url, default_base_url(self.provider)) {
@@ -203,6 +214,7 @@ impl ClientBuilder {
                 tiered_keys: Mutex::new(Default::default()),
                 cache: self.cache,
                 cache_policy: self.cache_policy,
+                clock: self.clock,
                 headers: HeaderMap::new(),
                 json_headers: HeaderMap::new(),
                 chat_url: http::Uri::default(),

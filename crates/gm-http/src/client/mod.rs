@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gm_core::Clock;
+
 use bytes::Bytes;
 use gm_core::{
     CatalogEntry, ChatCompletion, ChatRequest, EmbeddingRequest, EmbeddingResponse, OpenAiModelList, ProviderKind,
@@ -82,6 +84,8 @@ struct Inner {
     chat_url: http::Uri,
     stats: ClientStats,
     catalog: Mutex<Option<(Instant, Arc<Vec<CatalogEntry>>)>>,
+    /// Where the client's time comes from (see [`ClientBuilder::clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 /// A client for one provider. Cheap to clone; clones share connections and statistics.
@@ -121,7 +125,8 @@ impl fmt::Debug for Client {
 pub struct ChatResponse {
     /// The answer.
     pub completion: ChatCompletion,
-    /// From sending the first attempt to the last byte of the answer.
+    /// From sending the first attempt to the last byte of the answer, on the client's clock
+    /// ([`ClientBuilder::clock`]).
     pub latency: Duration,
     /// Attempts made (1 when the first succeeded).
     pub attempts: u32,
@@ -132,20 +137,14 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
-    fn new(completion: ChatCompletion, started: Instant, meta: Meta, cached: bool) -> Self {
+    fn new(completion: ChatCompletion, latency: Duration, meta: Meta, cached: bool) -> Self {
         if let Some(p) = meta.permit {
             match &completion.usage {
                 Some(u) => p.settle_usage(u),
                 None => drop(p),
             }
         }
-        Self {
-            completion,
-            latency: started.elapsed(),
-            attempts: meta.attempts,
-            rate_limited: meta.rate_limited,
-            cached,
-        }
+        Self { completion, latency, attempts: meta.attempts, rate_limited: meta.rate_limited, cached }
     }
 
     /// The answer's text.
@@ -200,10 +199,20 @@ impl Client {
         }
     }
 
+    /// The clock the client reads its time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The time on the client's clock since `started`.
+    fn since(&self, started: Instant) -> Duration {
+        self.inner.clock.now().saturating_duration_since(started)
+    }
+
     /// Lists the provider's models: GitHub's catalog, or an OpenAI-style `/models` list. Kept for 10 minutes.
     pub async fn models(&self) -> Result<Arc<Vec<CatalogEntry>>, Error> {
         if let Some((at, list)) = self.inner.catalog.lock().map_err(|_| poisoned())?.as_ref() {
-            if at.elapsed() < Duration::from_secs(600) {
+            if self.inner.clock.now().saturating_duration_since(*at) < Duration::from_secs(600) {
                 return Ok(list.clone());
             }
         }
@@ -217,7 +226,7 @@ impl Client {
             l.data.into_iter().map(CatalogEntry::from).collect()
         };
         let list = Arc::new(list);
-        *self.inner.catalog.lock().map_err(|_| poisoned())? = Some((Instant::now(), list.clone()));
+        *self.inner.catalog.lock().map_err(|_| poisoned())? = Some((self.inner.clock.now(), list.clone()));
         Ok(list)
     }
 
@@ -245,11 +254,11 @@ impl Client {
         } else {
             request
         };
-        let started = Instant::now();
+        let started = self.inner.clock.now();
         let Some(cache) = &self.inner.cache else {
             let (bytes, meta) = self.fetch_chat(req).await?;
             let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
-            return Ok(ChatResponse::new(completion, started, meta, false));
+            return Ok(ChatResponse::new(completion, self.since(started), meta, false));
         };
         let key = self.cache_key(req, sample);
         if self.inner.cache_policy.refresh {
@@ -258,7 +267,7 @@ impl Client {
             if let Err(e) = cache.set(key, bytes, self.inner.cache_policy.ttl, started) {
                 tracing::warn!(error = %e, "could not store the answer in the cache");
             }
-            return Ok(ChatResponse::new(completion, started, meta, false));
+            return Ok(ChatResponse::new(completion, self.since(started), meta, false));
         }
         let meta = Mutex::new(None);
         let fetched = cache
@@ -274,7 +283,7 @@ impl Client {
         let completion: ChatCompletion = decode(self.inner.provider, &fetched.value)?;
         let cached = fetched.origin.is_cached();
         let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default();
-        Ok(ChatResponse::new(completion, started, meta, cached))
+        Ok(ChatResponse::new(completion, self.since(started), meta, cached))
     }
 
     fn cache_key(&self, req: &ChatRequest, sample: u32) -> gm_cache::RequestKey {

@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gm_core::Clock;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use gm_core::{
@@ -32,7 +34,7 @@ impl Client {
         if req.stream_options.is_none() {
             req.stream_options = Some(StreamOptions { include_usage: true });
         }
-        let started = Instant::now();
+        let started = self.inner.clock.now();
         let mut sink = None;
         if let Some(cache) = &self.inner.cache {
             let key = self.cache_key(&req, 0);
@@ -44,7 +46,8 @@ impl Client {
                 if let Some(hit) = hit {
                     let completion: ChatCompletion = decode(self.inner.provider, &hit.value)?;
                     let body = replay_as_sse(&completion);
-                    let mut s = ChatStream::new(self.inner.provider, body, started, Meta::default());
+                    let mut s =
+                        ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, Meta::default());
                     s.cached = true;
                     return Ok(s);
                 }
@@ -58,7 +61,7 @@ impl Client {
             tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), Some(&req)))
                 .await
                 .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
-        let mut s = ChatStream::new(self.inner.provider, resp.body, started, meta);
+        let mut s = ChatStream::new(self.inner.provider, resp.body, self.inner.clock.clone(), started, meta);
         s.sink = sink;
         Ok(s)
     }
@@ -72,6 +75,7 @@ pub struct ChatStream {
     pending: VecDeque<SseEvent>,
     finished: bool,
     truncated: bool,
+    clock: Arc<dyn Clock>,
     started: Instant,
     first_chunk: Option<Duration>,
     meta: Meta,
@@ -165,7 +169,7 @@ fn replay_as_sse(c: &ChatCompletion) -> BodyStream {
 }
 
 impl ChatStream {
-    fn new(provider: ProviderKind, body: BodyStream, started: Instant, meta: Meta) -> Self {
+    fn new(provider: ProviderKind, body: BodyStream, clock: Arc<dyn Clock>, started: Instant, meta: Meta) -> Self {
         Self {
             provider,
             body,
@@ -173,6 +177,7 @@ impl ChatStream {
             pending: VecDeque::new(),
             finished: false,
             truncated: false,
+            clock,
             started,
             first_chunk: None,
             meta,
@@ -210,7 +215,7 @@ impl ChatStream {
                         return match serde_json::from_value::<ChatCompletionChunk>(value) {
                             Ok(chunk) => {
                                 if self.first_chunk.is_none() && !chunk.text().is_empty() {
-                                    self.first_chunk = Some(self.started.elapsed());
+                                    self.first_chunk = Some(self.elapsed());
                                 }
                                 self.assembled.add(&chunk);
                                 Some(Ok(chunk))
@@ -252,12 +257,17 @@ impl ChatStream {
         let mut copy = self.assembled.clone();
         match serde_json::to_vec(&copy.finish()) {
             Ok(bytes) => {
-                if let Err(e) = cache.set(key, Bytes::from(bytes), ttl, Instant::now()) {
+                if let Err(e) = cache.set(key, Bytes::from(bytes), ttl, self.clock.now()) {
                     tracing::warn!(error = %e, "could not store the answer in the cache");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not encode the answer for the cache"),
         }
+    }
+
+    /// The time on the client's clock since the request was sent.
+    fn elapsed(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.started)
     }
 
     fn fail(&mut self, message: String) -> Error {
@@ -269,7 +279,7 @@ impl ChatStream {
         Error::Stream { provider: self.provider, message }
     }
 
-    /// The time from sending to the first text, once it has arrived.
+    /// The time from sending to the first text, once it has arrived, on the client's clock.
     pub fn time_to_first_token(&self) -> Option<Duration> {
         self.first_chunk
     }
@@ -290,6 +300,7 @@ impl ChatStream {
             chunk?;
         }
         let completion = self.assembled.finish();
-        Ok(ChatResponse::new(completion, self.started, self.meta, self.cached))
+        let latency = self.elapsed();
+        Ok(ChatResponse::new(completion, latency, self.meta, self.cached))
     }
 }
