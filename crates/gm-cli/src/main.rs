@@ -98,6 +98,23 @@ mod tests {
     }
 
     #[test]
+    fn a_client_error_keeps_its_cause_and_prints_it_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let e = gm_http::Error::Connect {
+            url: "http://127.0.0.1:9/v1/chat/completions".into(),
+            message: "tcp connect error: Connection refused (os error 111)".into(),
+            cause: Some(Box::new(refused)),
+        };
+        let e = anyhow::Error::new(gm_http::Error::Shared(std::sync::Arc::new(e)));
+        assert_eq!(e.chain().count(), 2, "the cause is kept");
+        assert_eq!(
+            error_text(&e),
+            "could not connect to http://127.0.0.1:9/v1/chat/completions: tcp connect error: Connection refused (os \
+             error 111)"
+        );
+    }
+
+    #[test]
     fn distinct_causes_are_all_printed() {
         let e = anyhow::anyhow!("inner").context("middle").context("outer");
         assert_eq!(error_text(&e), "outer: middle: inner");

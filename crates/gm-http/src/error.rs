@@ -130,7 +130,8 @@ pub enum Error {
         url: String,
         /// What failed, with the chain of causes.
         message: String,
-        /// The underlying error (its text is already in `message`).
+        /// The underlying error, returned by `source()` (its text is already in `message`).
+        #[source]
         cause: Option<BoxError>,
     },
     /// Maybe sent: a deadline passed.
@@ -148,7 +149,8 @@ pub enum Error {
         url: String,
         /// What failed, with the chain of causes.
         message: String,
-        /// The underlying error (its text is already in `message`).
+        /// The underlying error, returned by `source()` (its text is already in `message`).
+        #[source]
         cause: Option<BoxError>,
     },
     /// Sent and rejected: the API answered with an error status.
@@ -198,8 +200,9 @@ pub enum Error {
     /// longer than allowed). Its message says by how much or when the quota frees.
     #[error("{0}")]
     Limit(#[from] gm_limits::LimitError),
-    /// The same failure shared by identical requests that were sent once (the cache's single flight).
-    #[error("{0}")]
+    /// The same failure shared by identical requests that were sent once (the cache's single flight): it
+    /// shows and has the causes of the shared error.
+    #[error(transparent)]
     Shared(std::sync::Arc<Error>),
     /// The response was larger than the configured cap.
     #[error(
@@ -300,7 +303,34 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
+    use crate::transport::{TransportError, TransportErrorKind};
+
+    fn refused() -> BoxError {
+        Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"))
+    }
+
+    #[test]
+    fn errors_holding_a_cause_return_it_as_their_source() {
+        let url = "http://127.0.0.1:9/v1".to_string();
+        let message = "tcp connect error: connection refused".to_string();
+        let connect = Error::Connect { url: url.clone(), message: message.clone(), cause: Some(refused()) };
+        assert_eq!(connect.source().map(ToString::to_string).as_deref(), Some("connection refused"));
+        let io = Error::Io { url: url.clone(), message: message.clone(), cause: Some(refused()) };
+        assert_eq!(io.source().map(ToString::to_string).as_deref(), Some("connection refused"));
+        assert!(Error::Io { url, message: message.clone(), cause: None }.source().is_none());
+        // A failure shared by a single flight is the same failure: same text, same cause.
+        let shared = Error::Shared(std::sync::Arc::new(connect));
+        assert_eq!(
+            shared.to_string(),
+            "could not connect to http://127.0.0.1:9/v1: tcp connect error: connection refused"
+        );
+        assert_eq!(shared.source().map(ToString::to_string).as_deref(), Some("connection refused"));
+        let transport = TransportError::new(TransportErrorKind::Connect, message).with_source(refused());
+        assert_eq!(transport.source().map(ToString::to_string).as_deref(), Some("connection refused"));
+    }
 
     #[test]
     fn durations_read_well() {

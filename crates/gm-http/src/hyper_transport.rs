@@ -82,14 +82,19 @@ impl HyperTransport {
 
 fn classify(e: hyper_util::client::legacy::Error) -> TransportError {
     let kind = if e.is_connect() { TransportErrorKind::Connect } else { TransportErrorKind::Io };
+    TransportError::new(kind, chain(&e)).with_source(e)
+}
+
+/// An error and its causes in one line, so the message says it all and the kept `source` adds no new text.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    TransportError::new(kind, msg).with_source(e)
+    msg
 }
 
 #[async_trait]
@@ -131,8 +136,11 @@ impl Transport for HyperTransport {
                     }
                     Ok(None) => return None,
                     Ok(Some(Err(e))) => {
-                        let e = TransportError::new(TransportErrorKind::Io, format!("reading the body failed: {e}"))
-                            .with_source(e);
+                        let e = TransportError::new(
+                            TransportErrorKind::Io,
+                            format!("reading the body failed: {}", chain(&e)),
+                        )
+                        .with_source(e);
                         return Some((Err(e), None));
                     }
                     Ok(Some(Ok(frame))) => {

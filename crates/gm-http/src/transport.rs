@@ -116,7 +116,8 @@ pub struct TransportError {
     pub kind: TransportErrorKind,
     /// A description, lowercase, without secrets.
     pub message: String,
-    /// The underlying error, if any (its text is already in `message`).
+    /// The underlying error, if any, returned by `source()` (its text is already in `message`).
+    #[source]
     pub cause: Option<BoxError>,
 }
 

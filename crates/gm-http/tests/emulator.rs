@@ -245,6 +245,16 @@ async fn a_refused_connection_is_never_sent() {
         .unwrap();
     let e = c.chat(&hi("gpt-4o-mini")).await.unwrap_err();
     assert_eq!(e.phase(), gm_http::Phase::NeverSent, "{e:?}");
+    // The cause is kept as the source, and every cause down the chain is already told in the message, so a
+    // printer that skips repeated text prints the message alone.
+    assert!(matches!(e, gm_http::Error::Connect { .. }), "{e:?}");
+    let message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    assert!(cause.is_some(), "{e:?}");
+    while let Some(c) = cause {
+        assert!(message.contains(&c.to_string()), "{message} lacks {c}");
+        cause = c.source();
+    }
 }
 
 #[tokio::test]
