@@ -628,8 +628,12 @@ const RULES: &[Rule] = &[
         never: &["hyper", "hyper-util", "hyper-rustls"],
     },
     Rule { krate: "gm-emulator", only_external: None, gm_allowed: &["gm-core"], never: &[] },
+    Rule { krate: "gm-testkit", only_external: None, gm_allowed: &["gm-core", "gm-emulator"], never: &[] },
     Rule { krate: "xtask", only_external: None, gm_allowed: &[], never: &[] },
 ];
+
+/// The crate of test support, which every crate may use in its tests and none in what it ships.
+const TESTKIT: &str = "gm-testkit";
 
 fn tidy() -> Result<()> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -663,6 +667,11 @@ fn check_layering(meta: &Value) -> Vec<String> {
             .is_some_and(|m| m.contains("[lints]") && m.contains("workspace = true"));
         if !lints_inherited {
             problems.push(format!("{name} does not inherit the workspace lints ([lints] workspace = true)"));
+        }
+        for dep in pkg["dependencies"].as_array().unwrap_or(&empty) {
+            if dep["name"] == TESTKIT && dep["kind"] != "dev" {
+                problems.push(format!("{name} uses {TESTKIT} outside [dev-dependencies]; it is test support only"));
+            }
         }
         let Some(rule) = RULES.iter().find(|r| r.krate == name) else { continue };
         for dep in pkg["dependencies"].as_array().unwrap_or(&empty) {
@@ -717,5 +726,22 @@ mod tests {
         assert!(p.iter().any(|s| s.contains("gm-core depends on tokio")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("gm-eval uses gm-http with its `hyper` feature")), "{p:?}");
         assert!(!p.iter().any(|s| s.contains("proptest")));
+    }
+
+    #[test]
+    fn the_testkit_is_only_ever_a_dev_dependency() {
+        let meta = json!({"packages": [
+            {"name": "gm-cache", "manifest_path": "/nonexistent", "dependencies": [
+                {"name": "gm-testkit", "kind": "dev"}]},
+            {"name": "gm-cli", "manifest_path": "/nonexistent", "dependencies": [
+                {"name": "gm-testkit", "kind": null}]},
+            {"name": "gm-limits", "manifest_path": "/nonexistent", "dependencies": [
+                {"name": "gm-testkit", "kind": "build"}]}
+        ]});
+        let p = check_layering(&meta);
+        let testkit: Vec<&String> = p.iter().filter(|s| s.contains("gm-testkit")).collect();
+        assert_eq!(testkit.len(), 2, "{p:?}");
+        assert!(testkit[0].starts_with("gm-cli uses gm-testkit outside [dev-dependencies]"), "{p:?}");
+        assert!(testkit[1].starts_with("gm-limits uses gm-testkit"), "{p:?}");
     }
 }

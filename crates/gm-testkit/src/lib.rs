@@ -1,0 +1,42 @@
+//! Test support shared by the tests of several gm crates, in one place instead of a copy per crate.
+//!
+//! - [`skip`]: the policy for a test that needs something outside the Rust toolchain (a `redis-server`, a
+//!   `python3`, live credentials). Where it is missing the test says so on the terminal, past the test
+//!   harness's output capture; with `GM_REQUIRE_SERVICES=1` (set by CI) a missing service fails the test, so
+//!   a green CI run has run every test.
+//! - [`RedisServer`]: a throwaway `redis-server` on a free loopback port.
+//! - [`emulator`]: the gm emulator with faults queued, on the test's runtime or on one of its own.
+//! - [`shared`]: paths into `../shared` (fixtures, reference data) beside the repository.
+//! - [`TempDir`] and [`StateFile`]: temporary folders and state files, removed when dropped.
+//!
+//! This crate is only ever a dev-dependency: `cargo xtask tidy` fails when any crate uses it as a normal or
+//! build dependency.
+
+pub mod emulator;
+mod redis;
+pub mod skip;
+mod temp;
+
+pub use redis::RedisServer;
+pub use temp::{StateFile, TempDir};
+
+use std::path::PathBuf;
+
+/// The path of `relative` under `../shared`, the folder of fixtures and reference data that sits beside the
+/// repository. Fails with a clear message when `../shared` is missing.
+///
+/// ```
+/// let errors = gm_testkit::shared("fixtures/github-models/errors");
+/// assert!(errors.ends_with("shared/fixtures/github-models/errors"));
+/// ```
+pub fn shared(relative: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    assert!(root.is_dir(), "{}: shared/ must sit beside the repository (fixtures and reference data)", root.display());
+    root.join(relative)
+}
+
+/// The bytes of the file at `relative` under `../shared`.
+pub fn read_shared(relative: &str) -> Vec<u8> {
+    let path = shared(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
