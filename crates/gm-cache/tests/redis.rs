@@ -1,55 +1,13 @@
-//! The Redis tier against a real `redis-server` started on a random loopback port.
+//! The Redis tier against a real `redis-server` started on a random loopback port (the skip policy of
+//! `gm_testkit::skip` applies where it is missing).
 #![cfg(feature = "redis")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use gm_cache::{Cache, CacheConfig, Error, Origin, PersistentStore, RedisCache, RequestKey};
 use gm_core::{Clock, ManualClock};
-
-/// A `redis-server` child process, stopped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a throwaway server, or returns `None` (after saying why) when `redis-server` is not installed.
-fn server(test: &str) -> Option<Server> {
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        eprintln!("skipping {test}: redis-server is not installed (apt-get install redis-server)");
-        return None;
-    }
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        // The server logs this line once it accepts connections: waiting for it needs no sleep.
-        let ready = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        if ready {
-            return Some(Server { child, url: format!("redis://127.0.0.1:{port}") });
-        }
-        // Most likely another process took the port in between; try another.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("redis-server did not start on any of five ports");
-}
+use gm_testkit::RedisServer;
 
 fn k(i: u128) -> RequestKey {
     RequestKey::from_u128(i * 0x1_0000_0001)
@@ -57,8 +15,8 @@ fn k(i: u128) -> RequestKey {
 
 #[test]
 fn values_round_trip_with_their_ttl() {
-    let Some(server) = server("values_round_trip_with_their_ttl") else { return };
-    let cache = RedisCache::open(&server.url).unwrap();
+    let Some(server) = RedisServer::start() else { return };
+    let cache = RedisCache::open(&server.url()).unwrap();
     let now = SystemTime::now();
     cache.set(k(1), b"one", Some(Duration::from_secs(60)), now).unwrap();
     cache.set(k(2), b"two", None, now).unwrap();
@@ -74,12 +32,12 @@ fn values_round_trip_with_their_ttl() {
 
 #[test]
 fn an_expired_value_is_gone() {
-    let Some(server) = server("an_expired_value_is_gone") else { return };
-    let cache = RedisCache::open(&server.url).unwrap();
+    let Some(server) = RedisServer::start() else { return };
+    let cache = RedisCache::open(&server.url()).unwrap();
     let now = SystemTime::now();
     cache.set(k(1), b"v", Some(Duration::from_secs(60)), now).unwrap();
     // Move the expiry into the past instead of waiting for it: the server then treats the key as expired.
-    let client = redis::Client::open(server.url.as_str()).unwrap();
+    let client = redis::Client::open(server.url().as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();
     let key = format!("gm:cache:v1:{}", k(1));
     let _: i64 = redis::cmd("PEXPIREAT").arg(&key).arg(1).query(&mut conn).unwrap();
@@ -91,9 +49,9 @@ fn an_expired_value_is_gone() {
 
 #[test]
 fn clear_removes_only_this_prefix() {
-    let Some(server) = server("clear_removes_only_this_prefix") else { return };
-    let a = RedisCache::open_with(&server.url, "gm:a", 1 << 20).unwrap();
-    let b = RedisCache::open_with(&server.url, "gm:b", 1 << 20).unwrap();
+    let Some(server) = RedisServer::start() else { return };
+    let a = RedisCache::open_with(&server.url(), "gm:a", 1 << 20).unwrap();
+    let b = RedisCache::open_with(&server.url(), "gm:b", 1 << 20).unwrap();
     let now = SystemTime::now();
     for i in 0..2500 {
         a.set(k(i), b"x", None, now).unwrap();
@@ -110,12 +68,12 @@ fn clear_removes_only_this_prefix() {
 
 #[test]
 fn a_restarted_server_is_reconnected_to() {
-    let Some(server) = server("a_restarted_server_is_reconnected_to") else { return };
-    let cache = RedisCache::open(&server.url).unwrap();
+    let Some(server) = RedisServer::start() else { return };
+    let cache = RedisCache::open(&server.url()).unwrap();
     let now = SystemTime::now();
     cache.set(k(1), b"v", None, now).unwrap();
     // Drop the cache's connection from the server side; the next command reconnects.
-    let mut admin = redis::Client::open(server.url.as_str()).unwrap().get_connection().unwrap();
+    let mut admin = redis::Client::open(server.url().as_str()).unwrap().get_connection().unwrap();
     let killed: i64 =
         redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query(&mut admin).unwrap();
     assert_eq!(killed, 1);
@@ -133,10 +91,10 @@ fn an_unreachable_server_is_a_clear_error() {
 
 #[tokio::test]
 async fn two_machines_share_answers_through_redis() {
-    let Some(server) = server("two_machines_share_answers_through_redis") else { return };
+    let Some(server) = RedisServer::start() else { return };
     let clock = ManualClock::new();
-    let first = Cache::with_store(CacheConfig::default(), RedisCache::open(&server.url).unwrap());
-    let second = Cache::with_store(CacheConfig::default(), RedisCache::open(&server.url).unwrap());
+    let first = Cache::with_store(CacheConfig::default(), RedisCache::open(&server.url()).unwrap());
+    let second = Cache::with_store(CacheConfig::default(), RedisCache::open(&server.url()).unwrap());
     let key = k(42);
     let got = first
         .get_or_fetch(key, None, clock.now(), async { Ok::<_, std::io::Error>(Bytes::from("answer")) })

@@ -2,31 +2,10 @@
 #![cfg(feature = "sqlite")]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gm_cache::{Error, PersistentStore, RequestKey, SqliteCache, ROW_OVERHEAD, SCHEMA_VERSION};
-
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("gm-cache-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use gm_testkit::{child_test, TempDir};
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
@@ -42,8 +21,8 @@ fn value(cache: &SqliteCache, key: RequestKey, now: SystemTime) -> Option<Vec<u8
 
 #[test]
 fn entries_survive_a_restart() {
-    let dir = TempDir::new("restart");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-restart");
+    let path = dir.join("gm.sqlite");
     {
         let cache = SqliteCache::open(&path, 1 << 20).unwrap();
         cache.set(k(1), b"one", Some(Duration::from_secs(60)), at(0)).unwrap();
@@ -63,8 +42,8 @@ fn entries_survive_a_restart() {
 
 #[test]
 fn expired_entries_are_misses_and_can_be_purged() {
-    let dir = TempDir::new("expiry");
-    let cache = SqliteCache::open(dir.file("gm.sqlite"), 1 << 20).unwrap();
+    let dir = TempDir::new("cache-expiry");
+    let cache = SqliteCache::open(dir.join("gm.sqlite"), 1 << 20).unwrap();
     cache.set(k(1), b"a", Some(Duration::from_secs(10)), at(0)).unwrap();
     cache.set(k(2), b"b", Some(Duration::from_secs(10)), at(0)).unwrap();
     cache.set(k(3), b"c", Some(Duration::from_secs(100)), at(0)).unwrap();
@@ -77,10 +56,10 @@ fn expired_entries_are_misses_and_can_be_purged() {
 
 #[test]
 fn size_cap_evicts_least_recently_accessed() {
-    let dir = TempDir::new("cap");
+    let dir = TempDir::new("cache-cap");
     let row = 100 + ROW_OVERHEAD;
     let cache =
-        SqliteCache::builder(dir.file("gm.sqlite")).max_bytes(3 * row).touch_interval(Duration::ZERO).open().unwrap();
+        SqliteCache::builder(dir.join("gm.sqlite")).max_bytes(3 * row).touch_interval(Duration::ZERO).open().unwrap();
     let v = [7u8; 100];
     cache.set(k(1), &v, None, at(0)).unwrap();
     cache.set(k(2), &v, None, at(1)).unwrap();
@@ -101,8 +80,8 @@ fn size_cap_evicts_least_recently_accessed() {
 
 #[test]
 fn replacing_a_value_keeps_the_totals_right() {
-    let dir = TempDir::new("replace");
-    let cache = SqliteCache::open(dir.file("gm.sqlite"), 1 << 20).unwrap();
+    let dir = TempDir::new("cache-replace");
+    let cache = SqliteCache::open(dir.join("gm.sqlite"), 1 << 20).unwrap();
     cache.set(k(1), &[0u8; 10], None, at(0)).unwrap();
     cache.set(k(1), &[0u8; 30], None, at(1)).unwrap();
     let s = cache.stats().unwrap();
@@ -114,8 +93,8 @@ fn replacing_a_value_keeps_the_totals_right() {
 
 #[test]
 fn two_connections_share_one_file() {
-    let dir = TempDir::new("two-conns");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-two-conns");
+    let path = dir.join("gm.sqlite");
     let a = SqliteCache::open(&path, 1 << 24).unwrap();
     let b = SqliteCache::open(&path, 1 << 24).unwrap();
     a.set(k(1), b"from a", None, at(0)).unwrap();
@@ -135,10 +114,11 @@ fn two_connections_share_one_file() {
     assert_eq!(b.stats().unwrap().bytes, 6 + ROW_OVERHEAD + 800 * (64 + ROW_OVERHEAD));
 }
 
-/// Run by `two_processes_share_one_file` in a child process; does nothing when run on its own.
+/// Run by `two_processes_share_one_file` in a child process.
 #[test]
+#[ignore = "a child process of two_processes_share_one_file, which runs it"]
 fn child_process_writer() {
-    let Some(path) = std::env::var_os("GM_CACHE_TEST_CHILD_DB") else { return };
+    let path = std::env::var_os("GM_CACHE_TEST_CHILD_DB").expect("set by its parent test");
     let cache = SqliteCache::open(PathBuf::from(path), 1 << 24).unwrap();
     for i in 0..300u128 {
         cache.set(k(10_000 + i), b"from the child", None, at(0)).unwrap();
@@ -147,11 +127,10 @@ fn child_process_writer() {
 
 #[test]
 fn two_processes_share_one_file() {
-    let dir = TempDir::new("two-procs");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-two-procs");
+    let path = dir.join("gm.sqlite");
     let cache = SqliteCache::open(&path, 1 << 24).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_writer", "--test-threads=1", "--quiet"])
+    let mut child = child_test("child_process_writer")
         .env("GM_CACHE_TEST_CHILD_DB", &path)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -174,8 +153,8 @@ fn write_garbage(path: &Path, len: usize) {
 
 #[test]
 fn a_file_of_garbage_is_a_clear_error_and_is_left_alone() {
-    let dir = TempDir::new("garbage");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-garbage");
+    let path = dir.join("gm.sqlite");
     write_garbage(&path, 10_000);
     let err = SqliteCache::open(&path, 1 << 20).unwrap_err();
     assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
@@ -186,8 +165,8 @@ fn a_file_of_garbage_is_a_clear_error_and_is_left_alone() {
 
 #[test]
 fn a_file_of_garbage_can_be_moved_aside() {
-    let dir = TempDir::new("aside");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-aside");
+    let path = dir.join("gm.sqlite");
     write_garbage(&path, 5_000);
     let cache = SqliteCache::builder(&path).move_aside_if_unreadable(true).open().unwrap();
     let aside = cache.moved_aside().expect("moved aside").to_path_buf();
@@ -198,8 +177,8 @@ fn a_file_of_garbage_can_be_moved_aside() {
 
 #[test]
 fn a_damaged_database_never_panics() {
-    let dir = TempDir::new("damaged");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-damaged");
+    let path = dir.join("gm.sqlite");
     {
         let cache = SqliteCache::open(&path, 1 << 24).unwrap();
         for i in 0..500u128 {
@@ -230,8 +209,8 @@ fn a_damaged_database_never_panics() {
 
 #[test]
 fn a_damaged_header_is_a_clear_error() {
-    let dir = TempDir::new("header");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-header");
+    let path = dir.join("gm.sqlite");
     {
         let cache = SqliteCache::open(&path, 1 << 24).unwrap();
         cache.set(k(1), b"x", None, at(0)).unwrap();
@@ -249,8 +228,8 @@ fn a_damaged_header_is_a_clear_error() {
 
 #[test]
 fn a_foreign_database_is_shared_not_taken_over() {
-    let dir = TempDir::new("foreign");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-foreign");
+    let path = dir.join("gm.sqlite");
     {
         let db = rusqlite::Connection::open(&path).unwrap();
         db.execute_batch(
@@ -277,8 +256,8 @@ fn a_foreign_database_is_shared_not_taken_over() {
 
 #[test]
 fn an_old_cache_layout_is_rebuilt_and_a_newer_one_refused() {
-    let dir = TempDir::new("versions");
-    let path = dir.file("gm.sqlite");
+    let dir = TempDir::new("cache-versions");
+    let path = dir.join("gm.sqlite");
     {
         let db = rusqlite::Connection::open(&path).unwrap();
         db.execute_batch(
@@ -306,8 +285,8 @@ fn an_old_cache_layout_is_rebuilt_and_a_newer_one_refused() {
 
 #[test]
 fn a_missing_directory_is_a_clear_error() {
-    let dir = TempDir::new("missing");
-    let err = SqliteCache::open(dir.file("no/such/dir/gm.sqlite"), 1 << 20).unwrap_err();
+    let dir = TempDir::new("cache-missing");
+    let err = SqliteCache::open(dir.join("no/such/dir/gm.sqlite"), 1 << 20).unwrap_err();
     assert!(matches!(err, Error::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("check that its directory exists"), "{err}");
 }

@@ -87,23 +87,8 @@ fn memory_only_cache_counts_hits() {
 mod with_sqlite {
     use super::*;
     use gm_cache::SqliteCache;
-    use std::path::PathBuf;
+    use gm_testkit::TempDir;
     use std::sync::Arc;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("gm-cache-tiered-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// Opens the cache with the clock's starting instant standing for a fixed wall-clock time, as a
     /// restarted process would see the same wall clock move on.
@@ -116,8 +101,8 @@ mod with_sqlite {
 
     #[tokio::test]
     async fn a_second_run_after_a_restart_makes_no_request() {
-        let dir = TempDir::new("restart");
-        let path = dir.0.join("gm.sqlite");
+        let dir = TempDir::new("cache-tiered-restart");
+        let path = dir.join("gm.sqlite");
         let clock = ManualClock::new();
         let calls = AtomicUsize::new(0);
         let key = RequestKey::from_u128(42);
@@ -150,9 +135,9 @@ mod with_sqlite {
 
     #[test]
     fn clear_empties_both_tiers() {
-        let dir = TempDir::new("clear");
+        let dir = TempDir::new("cache-tiered-clear");
         let clock = ManualClock::new();
-        let cache = open(&dir.0.join("gm.sqlite"), &clock);
+        let cache = open(&dir.join("gm.sqlite"), &clock);
         cache.set(RequestKey::from_u128(1), Bytes::from("v"), None, clock.now()).unwrap();
         assert_eq!(cache.stats().persistent.unwrap().entries, 1);
         cache.clear().unwrap();
@@ -162,9 +147,9 @@ mod with_sqlite {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_identical_requests_reach_upstream_once() {
-        let dir = TempDir::new("flight");
+        let dir = TempDir::new("cache-tiered-flight");
         let clock = ManualClock::new();
-        let cache = Arc::new(open(&dir.0.join("gm.sqlite"), &clock));
+        let cache = Arc::new(open(&dir.join("gm.sqlite"), &clock));
         let calls = Arc::new(AtomicUsize::new(0));
         let (open_gate, gate) = tokio::sync::watch::channel(false);
         let now = clock.now();

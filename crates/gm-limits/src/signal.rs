@@ -208,8 +208,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../../shared/fixtures/github-models/errors/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        gm_testkit::read_shared(&format!("fixtures/github-models/errors/{name}"))
     }
 
     #[test]

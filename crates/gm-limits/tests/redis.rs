@@ -1,9 +1,7 @@
 //! Windows shared through Redis. Each test starts its own `redis-server` on a free loopback port and stops
-//! it afterwards; without `redis-server` installed the tests say so and pass without checking anything.
+//! it afterwards; where `redis-server` is missing the skip policy of `gm_testkit::skip` applies.
 #![cfg(feature = "redis")]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,44 +11,7 @@ use gm_limits::{
     Denied, LimitKey, LimitSpec, Limiter, LimitsConfig, RedisWindows, ServerSignal, StoreAdmission, TokenCount,
     WaitReason, WindowStore,
 };
-
-/// A `redis-server` of this test's own, stopped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start() -> Option<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("skipping the Redis test: redis-server is not installed (apt-get install redis-server)");
-                return None;
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        // Redis says when it listens; reading its log needs no sleeping or polling.
-        let ready = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Ready to accept connections"));
-        assert!(ready, "redis-server on port {port} exited before it was ready");
-        std::thread::spawn(move || lines.for_each(drop));
-        Some(Server { child, url: format!("redis://127.0.0.1:{port}/") })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use gm_testkit::RedisServer;
 
 fn key() -> LimitKey {
     LimitKey::for_token("github", "ghp_shared", "openai/gpt-4.1")
@@ -58,13 +19,13 @@ fn key() -> LimitKey {
 
 #[test]
 fn two_connections_in_two_threads_never_exceed_the_window_together() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = RedisServer::start() else { return };
     let spec = LimitSpec::parse("5/3s,20/1m,margin=0s").unwrap();
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let clock = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..2)
         .map(|_| {
-            let (url, spec, clock) = (server.url.clone(), spec.clone(), clock.clone());
+            let (url, spec, clock) = (server.url(), spec.clone(), clock.clone());
             std::thread::spawn(move || {
                 let store = RedisWindows::open(&url, "test").unwrap();
                 let mut admitted = Vec::new();
@@ -85,7 +46,7 @@ fn two_connections_in_two_threads_never_exceed_the_window_together() {
     assert_eq!(times.len(), 20);
     // The store records an admission no earlier than the key's latest, so the recorded times are at least
     // these; checking the callers' times is the stricter test.
-    let store = RedisWindows::open(&server.url, "test").unwrap();
+    let store = RedisWindows::open(&server.url(), "test").unwrap();
     assert_eq!(store.count(&key(), Duration::from_secs(60), start + Duration::from_secs(30)).unwrap(), 20);
     for (i, &a) in times.iter().enumerate() {
         let within = times[i..].iter().take_while(|&&b| b < a + Duration::from_secs(3)).count();
@@ -95,10 +56,10 @@ fn two_connections_in_two_threads_never_exceed_the_window_together() {
 
 #[test]
 fn two_limiters_share_windows_blocks_and_resets() {
-    let Some(server) = Server::start() else { return };
+    let Some(server) = RedisServer::start() else { return };
     let config = LimitsConfig::uniform(LimitSpec::parse("3/10s,margin=0s").unwrap());
     let clock = ManualClock::new();
-    let open = || Arc::new(RedisWindows::open(&server.url, "gm:limits").unwrap());
+    let open = || Arc::new(RedisWindows::open(&server.url(), "gm:limits").unwrap());
     let a = Limiter::with_store(config.clone(), Arc::new(clock.clone()), open());
     let b = Limiter::with_store(config, Arc::new(clock.clone()), open());
     let k = key();
@@ -126,9 +87,9 @@ fn two_limiters_share_windows_blocks_and_resets() {
 
 #[test]
 fn token_budgets_are_shared_and_settled() {
-    let Some(server) = Server::start() else { return };
-    let store = RedisWindows::open(&server.url, "test").unwrap();
-    let other = RedisWindows::open(&server.url, "test").unwrap();
+    let Some(server) = RedisServer::start() else { return };
+    let store = RedisWindows::open(&server.url(), "test").unwrap();
+    let other = RedisWindows::open(&server.url(), "test").unwrap();
     let spec = LimitSpec::parse("tpm=1000,margin=0s").unwrap();
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let StoreAdmission::Admitted { id } = store.admit(&key(), &spec, 800, t).unwrap() else { panic!() };

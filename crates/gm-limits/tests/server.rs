@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 use gm_limits::{presets, Denied, LimitKey, Limiter, LimitsConfig, ServerSignal, TokenCount, Wait, WaitReason};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../../shared/fixtures/github-models/errors/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    gm_testkit::read_shared(&format!("fixtures/github-models/errors/{name}"))
 }
 
 fn github_high_free() -> (Limiter, LimitKey) {

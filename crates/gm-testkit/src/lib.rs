@@ -8,6 +8,8 @@
 //! - [`emulator`]: the gm emulator with faults queued, on the test's runtime or on one of its own.
 //! - [`shared`]: paths into `../shared` (fixtures, reference data) beside the repository.
 //! - [`TempDir`] and [`StateFile`]: temporary folders and state files, removed when dropped.
+//! - [`child_test`]: one test of the running test binary in a child process (several processes sharing a
+//!   state file). Such a child is `#[ignore]`d with the name of its parent, so it never runs alone.
 //!
 //! This crate is only ever a dev-dependency: `cargo xtask tidy` fails when any crate uses it as a normal or
 //! build dependency.
@@ -21,6 +23,7 @@ pub use redis::RedisServer;
 pub use temp::{StateFile, TempDir};
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The path of `relative` under `../shared`, the folder of fixtures and reference data that sits beside the
 /// repository. Fails with a clear message when `../shared` is missing.
@@ -39,4 +42,13 @@ pub fn shared(relative: &str) -> PathBuf {
 pub fn read_shared(relative: &str) -> Vec<u8> {
     let path = shared(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A command that runs the test `name` of the running test binary, and only it, in a child process: give it
+/// what the child needs (`.env(..)`) and run it. The child test is `#[ignore]`d (it runs only for its parent),
+/// so the command includes ignored tests.
+pub fn child_test(name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the running test binary"));
+    cmd.args(["--exact", name, "--include-ignored", "--quiet", "--test-threads=1"]);
+    cmd
 }

@@ -104,8 +104,7 @@ mod tests {
     }
 
     fn child(env: &[(&str, &str)]) -> (bool, String) {
-        let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
-        cmd.args(["--exact", "skip::tests::child_missing_service", "--ignored"]);
+        let mut cmd = crate::child_test("skip::tests::child_missing_service");
         cmd.env_remove(REQUIRE_SERVICES).env_remove(SKIP_LOG);
         for (k, v) in env {
             cmd.env(k, v);
