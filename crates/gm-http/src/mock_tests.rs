@@ -102,7 +102,7 @@ async fn secrets_stay_out_of_debug_and_errors() {
 /// The clock is paused, so the waits the 429 bodies ask for pass at once.
 #[tokio::test(start_paused = true)]
 async fn every_error_fixture_maps_to_the_right_error() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-models/errors");
+    let dir = gm_testkit::shared("fixtures/github-models/errors");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -5,6 +5,7 @@ use std::time::Duration;
 use gm_core::{ChatMessage, ChatRequest, EmbeddingInput, EmbeddingRequest, ProviderKind};
 use gm_emulator::{Emulator, EmulatorConfig, Fault, FaultKind};
 use gm_http::{Client, Credential, Error, RetryPolicy};
+use gm_testkit::emulator::{self, rate_limited};
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
@@ -39,8 +40,13 @@ fn hi(model: &str) -> ChatRequest {
     ChatRequest::new(model, vec![ChatMessage::system("be brief"), ChatMessage::user("say hello to the tests")])
 }
 
+/// The emulator with `faults` queued for the first requests.
+async fn emulator_with(faults: impl IntoIterator<Item = Fault>) -> Emulator {
+    emulator::start(EmulatorConfig::default(), faults).await
+}
+
 async fn emulator() -> Emulator {
-    Emulator::start(EmulatorConfig::default()).await.unwrap()
+    emulator_with([]).await
 }
 
 #[tokio::test]
@@ -154,10 +160,8 @@ async fn each_error_status_maps_to_a_clear_error() {
 
 #[tokio::test]
 async fn a_429_and_a_500_are_retried_then_answered() {
-    let emu = emulator().await;
+    let emu = emulator_with([rate_limited(0, 1), Fault::status(500, 1)]).await;
     let c = github(&emu);
-    emu.inject(Fault { kind: FaultKind::Status { status: 429, retry_after: Some(0) }, times: 1, path: None });
-    emu.inject(Fault::status(500, 1));
     let r = c.chat(&hi("openai/gpt-4.1")).await.unwrap();
     assert_eq!(r.attempts, 3);
     assert_eq!(r.rate_limited, 1);
@@ -168,9 +172,8 @@ async fn a_429_and_a_500_are_retried_then_answered() {
 
 #[tokio::test]
 async fn a_long_server_wait_fails_fast_and_says_how_long() {
-    let emu = emulator().await;
+    let emu = emulator_with([rate_limited(5631, 1)]).await;
     let c = github(&emu);
-    emu.inject(Fault { kind: FaultKind::Status { status: 429, retry_after: Some(5631) }, times: 1, path: None });
     let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
     assert!(matches!(e, Error::WaitTooLong { .. }), "{e:?}");
     assert!(e.to_string().contains("1h 33m"), "{e}");
@@ -179,9 +182,8 @@ async fn a_long_server_wait_fails_fast_and_says_how_long() {
 
 #[tokio::test]
 async fn retries_give_up_after_the_attempt_cap() {
-    let emu = emulator().await;
+    let emu = emulator_with([Fault::status(503, 10)]).await;
     let c = github(&emu);
-    emu.inject(Fault::status(503, 10));
     let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert_eq!(emu.stats().total, 4);
@@ -207,9 +209,8 @@ async fn a_retired_service_gets_exactly_one_request_and_one_clear_error() {
 
 #[tokio::test]
 async fn a_connection_dropped_mid_stream_is_an_error_not_a_hang() {
-    let emu = emulator().await;
+    let emu = emulator_with([Fault { kind: FaultKind::DropStream { after_chunks: 3 }, times: 1, path: None }]).await;
     let c = github(&emu);
-    emu.inject(Fault { kind: FaultKind::DropStream { after_chunks: 3 }, times: 1, path: None });
     let mut s = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap();
     let mut got = 0;
     let err = loop {
@@ -225,9 +226,8 @@ async fn a_connection_dropped_mid_stream_is_an_error_not_a_hang() {
 
 #[tokio::test]
 async fn a_stream_without_done_is_an_error() {
-    let emu = emulator().await;
+    let emu = emulator_with([Fault { kind: FaultKind::NoDone, times: 1, path: None }]).await;
     let c = github(&emu);
-    emu.inject(Fault { kind: FaultKind::NoDone, times: 1, path: None });
     let e = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap().collect().await.unwrap_err();
     assert!(e.to_string().contains("without [DONE]"), "{e}");
 }

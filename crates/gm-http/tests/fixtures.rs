@@ -6,13 +6,11 @@ use gm_core::{CatalogEntry, ChatCompletion, ChatRequest, EmbeddingRequest, Embed
 use gm_http::sse::{SseEvent, SseParser};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-models")
+    gm_testkit::shared("fixtures/github-models")
 }
 
 fn read(rel: &str) -> Vec<u8> {
-    let p = fixtures().join(rel);
-    std::fs::read(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}; the shared/ folder must sit beside the repository", p.display()))
+    gm_testkit::read_shared(&format!("fixtures/github-models/{rel}"))
 }
 
 #[test]

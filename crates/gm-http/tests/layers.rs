@@ -8,6 +8,7 @@ use gm_core::{ChatMessage, ChatRequest, Clock, ManualClock, ProviderKind};
 use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits, Window};
 use gm_http::{CachePolicy, Client, Credential, Error, RetryPolicy};
 use gm_limits::{LimitSpec, Limiter, LimitsConfig};
+use gm_testkit::emulator;
 
 fn ask(text: &str) -> ChatRequest {
     ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user(text)])
@@ -129,8 +130,7 @@ async fn github_models_get_their_catalog_tier_on_the_free_plan() {
 #[tokio::test]
 async fn a_retry_at_the_concurrency_cap_does_not_wait_for_its_own_slot() {
     // With one request allowed in flight, the retry after a 500 needs the slot the failed attempt held.
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.inject(gm_emulator::Fault::status(500, 1));
+    let emu = emulator::start(EmulatorConfig::default(), [gm_emulator::Fault::status(500, 1)]).await;
     let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(LimitSpec::parse("100/1m,concurrency=1").unwrap())));
     let retry = RetryPolicy { initial_backoff: Duration::from_millis(5), ..RetryPolicy::default() };
     let c = builder(&emu).retry_policy(retry).limiter(limiter.clone(), Duration::from_secs(2)).build().unwrap();
@@ -142,9 +142,7 @@ async fn a_retry_at_the_concurrency_cap_does_not_wait_for_its_own_slot() {
 
 #[tokio::test]
 async fn a_server_wait_over_the_cap_fails_at_once_and_says_how_long() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let kind = gm_emulator::FaultKind::Status { status: 429, retry_after: Some(20) };
-    emu.inject(gm_emulator::Fault { kind, times: 1, path: None });
+    let emu = emulator::start(EmulatorConfig::default(), [emulator::rate_limited(20, 1)]).await;
     let retry = RetryPolicy { max_wait: Duration::from_secs(2), ..RetryPolicy::default() };
     let c = builder(&emu).retry_policy(retry).build().unwrap();
     let e = c.chat(&ask("wait")).await.unwrap_err();
@@ -155,9 +153,7 @@ async fn a_server_wait_over_the_cap_fails_at_once_and_says_how_long() {
 
 #[tokio::test]
 async fn a_429_blocks_the_key_on_the_limiter_s_own_clock() {
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let kind = gm_emulator::FaultKind::Status { status: 429, retry_after: Some(30) };
-    emu.inject(gm_emulator::Fault { kind, times: 1, path: None });
+    let emu = emulator::start(EmulatorConfig::default(), [emulator::rate_limited(30, 1)]).await;
     // The limiter's clock runs an hour ahead of the machine's: what the client tells it must be on its time.
     let clock = ManualClock::new();
     clock.advance(Duration::from_secs(3600));
@@ -209,8 +205,7 @@ async fn a_burst_against_a_scaled_github_tier_earns_no_429() {
 #[tokio::test]
 async fn a_short_wait_cap_shortens_the_backoff_instead_of_failing() {
     // The cap is on waits the server asks for; a 500 without one is retried after a backoff cut to the cap.
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    emu.inject(gm_emulator::Fault::status(500, 1));
+    let emu = emulator::start(EmulatorConfig::default(), [gm_emulator::Fault::status(500, 1)]).await;
     let retry = RetryPolicy { max_wait: Duration::from_millis(1), ..RetryPolicy::default() };
     let c = builder(&emu).retry_policy(retry).build().unwrap();
     let answer = c.chat(&ask("retried soon")).await.expect("retried, not refused");

@@ -1,15 +1,12 @@
 //! Live tests against real providers. They run only with `GM_LIVE_TESTS=1` and the provider's credentials:
 //! `OPENAI_API_KEY` for OpenAI, `AZURE_OPENAI_API_KEY` with `AZURE_OPENAI_ENDPOINT` and `GM_AZURE_DEPLOYMENT`
 //! for Azure, `GM_LIVE_BASE_URL` (and `GM_LIVE_MODEL`) for an OpenAI-compatible server, and a GitHub token
-//! for the retirement check.
+//! for the retirement check. Without them each test reports itself skipped (`gm_testkit::skip::live`).
 
 use gm_core::{ChatMessage, ChatRequest, ProviderKind};
 use gm_http::auth::{credential_for, CredentialSource};
 use gm_http::{Client, Credential};
-
-fn live() -> bool {
-    std::env::var("GM_LIVE_TESTS").as_deref() == Ok("1")
-}
+use gm_testkit::skip::live;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -25,7 +22,7 @@ async fn ask(client: &Client, model: &str) {
 
 #[tokio::test]
 async fn openai_live() {
-    let Some(key) = env("OPENAI_API_KEY").filter(|_| live()) else { return };
+    let Some([key]) = live(["OPENAI_API_KEY"]) else { return };
     let c = Client::builder()
         .provider(ProviderKind::OpenAi)
         .credential(Credential::new(key, CredentialSource::Env("OPENAI_API_KEY")))
@@ -37,18 +34,18 @@ async fn openai_live() {
 
 #[tokio::test]
 async fn azure_live() {
-    if !live() {
-        return;
-    }
-    let (Some(cred), Some(base)) = credential_for(ProviderKind::Azure, &env, &|| None) else { return };
-    let Some(deployment) = env("GM_AZURE_DEPLOYMENT") else { return };
+    let needs = ["AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "GM_AZURE_DEPLOYMENT"];
+    let Some([_, _, deployment]) = live(needs) else { return };
+    let (Some(cred), Some(base)) = credential_for(ProviderKind::Azure, &env, &|| None) else {
+        panic!("AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT are set but give no Azure credential")
+    };
     let c = Client::builder().provider(ProviderKind::Azure).base_url(base).credential(cred).build().unwrap();
     ask(&c, &deployment).await;
 }
 
 #[tokio::test]
 async fn openai_compatible_live() {
-    let Some(base) = env("GM_LIVE_BASE_URL").filter(|_| live()) else { return };
+    let Some([base]) = live(["GM_LIVE_BASE_URL"]) else { return };
     let model = env("GM_LIVE_MODEL").unwrap_or_else(|| "llama3.2".into());
     let c = Client::builder().provider(ProviderKind::OpenAiCompatible).base_url(base).build().unwrap();
     ask(&c, &model).await;
@@ -56,7 +53,7 @@ async fn openai_compatible_live() {
 
 #[tokio::test]
 async fn github_live_reports_the_retirement() {
-    let Some(token) = env("GITHUB_TOKEN").filter(|_| live()) else { return };
+    let Some([token]) = live(["GITHUB_TOKEN"]) else { return };
     let c = Client::builder().provider(ProviderKind::Github).credential(Credential::explicit(token)).build().unwrap();
     let e = c.chat(&ChatRequest::new("openai/gpt-4.1-mini", vec![ChatMessage::user("hi")])).await.unwrap_err();
     assert!(e.is_retired(), "{e}");

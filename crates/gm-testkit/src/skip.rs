@@ -52,20 +52,26 @@ pub fn program(program: &str, install: &str) -> bool {
 /// The values of `vars` for a live test, when `GM_LIVE_TESTS=1` and each is set and not empty; otherwise
 /// `None`, after reporting the test skipped (never a failure: live tests reach real providers, which CI
 /// does not).
+///
+/// ```no_run
+/// # fn test() {
+/// let Some([key]) = gm_testkit::skip::live(["OPENAI_API_KEY"]) else { return };
+/// # }
+/// ```
 #[track_caller]
-pub fn live(vars: &[&str]) -> Option<Vec<String>> {
+pub fn live<const N: usize>(vars: [&str; N]) -> Option<[String; N]> {
     let at = Location::caller();
     if std::env::var(LIVE_TESTS).as_deref() != Ok("1") {
         report(&test_name(), at, &format!("a live test; set {LIVE_TESTS}=1 and {}", vars.join(", ")));
         return None;
     }
-    let values: Vec<Option<String>> = vars.iter().map(|v| std::env::var(v).ok().filter(|s| !s.is_empty())).collect();
+    let values = vars.map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
     let missing: Vec<&str> = vars.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
     if !missing.is_empty() {
         report(&test_name(), at, &format!("a live test; {} not set", missing.join(", ")));
         return None;
     }
-    Some(values.into_iter().flatten().collect())
+    Some(values.map(Option::unwrap_or_default))
 }
 
 /// The test harness names each test's thread after the test.
