@@ -2,7 +2,9 @@
 
 use std::process::{Command, Output, Stdio};
 
-use gm_emulator::{Emulator, EmulatorConfig};
+use gm_emulator::EmulatorConfig;
+use gm_testkit::emulator::Background;
+use gm_testkit::{RedisServer, TempDir};
 
 const SECRET: &str = "ghp_verysecrettokenvalue42";
 
@@ -24,9 +26,8 @@ fn gm(args: &[&str], env: &[(&str, &str)]) -> Output {
     // No `gh` on the PATH: credentials come only from what each test sets.
     cmd.env("PATH", "/nonexistent");
     // A state file of its own per call, so quotas counted by other runs on this machine do not apply.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    cmd.env("GM_DATA_DIR", std::env::temp_dir().join(format!("gm-cli-state-{}-{n}", std::process::id())));
+    let state = TempDir::new("cli-state");
+    cmd.env("GM_DATA_DIR", state.path());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -53,10 +54,6 @@ fn run_at_once(n: usize, setup: impl Fn(usize, &mut Command)) {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
-}
-
 #[test]
 fn models_and_run_on_the_demo_provider_say_so() {
     let out = gm(&["models", "list"], &[]);
@@ -79,8 +76,7 @@ fn models_and_run_on_the_demo_provider_say_so() {
 
 #[test]
 fn run_with_a_prompt_file_and_vars() {
-    let dir = std::env::temp_dir().join(format!("gm-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli-test");
     let file = dir.join("calc.prompt.yml");
     std::fs::write(
         &file,
@@ -95,13 +91,11 @@ fn run_with_a_prompt_file_and_vars() {
     let out = gm(&["run", "--file", file.to_str().unwrap(), "x"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("calc.prompt.yml:"), "{}", text(&out.stderr));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn run_against_the_emulator_on_github_and_openai_paths() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let emu = Background::start(EmulatorConfig::default());
     let url = emu.url();
     let out = gm(
         &["--provider", "github", "--base-url", &url, "run", "openai/gpt-4o-mini", "hi there"],
@@ -133,11 +127,9 @@ fn run_against_the_emulator_on_github_and_openai_paths() {
 
 #[test]
 fn an_unreadable_state_file_is_moved_aside_whatever_opens_it_first() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let emu = Background::start(EmulatorConfig::default());
     let url = emu.url();
-    let dir = std::env::temp_dir().join(format!("gm-cli-garbage-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli-garbage");
     let data = dir.to_str().unwrap();
     // On github the limiter opens the state first; twice, so the second file must not replace the first.
     for i in 0..2 {
@@ -155,13 +147,11 @@ fn an_unreadable_state_file_is_moved_aside_whatever_opens_it_first() {
         .collect();
     kept.sort();
     assert_eq!(kept, ["not a database 0", "not a database 1"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_retired_service_gives_one_request_one_clear_error_and_no_token() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig { retired: true, ..Default::default() })).unwrap();
+    let emu = Background::start(EmulatorConfig { retired: true, ..Default::default() });
     let out = gm(
         &["-vv", "--provider", "github", "--base-url", &emu.url(), "run", "openai/gpt-4o-mini", "hi"],
         &[("GITHUB_TOKEN", SECRET)],
@@ -199,9 +189,8 @@ fn auth_status_redacts_the_token() {
 
 #[test]
 fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
-    let dir = std::env::temp_dir().join(format!("gm-cli-cache-{}", std::process::id()));
+    let emu = Background::start(EmulatorConfig::default());
+    let dir = TempDir::new("cli-cache");
     let data = dir.to_str().unwrap();
     let args = [
         "--data-dir",
@@ -236,17 +225,15 @@ fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
     let out = gm(&["--data-dir", data, "cache", "stats", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["persistent"]["entries"], 0);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn concurrent_processes_share_the_concurrency_cap_without_a_429() {
-    let rt = runtime();
     let limits = gm_emulator::EmulatorLimits { windows: vec![], concurrency: Some(2) };
     let config =
         EmulatorConfig { limits: Some(limits), latency: std::time::Duration::from_millis(300), ..Default::default() };
-    let emu = rt.block_on(Emulator::start(config)).unwrap();
-    let dir = std::env::temp_dir().join(format!("gm-cli-leases-{}", std::process::id()));
+    let emu = Background::start(config);
+    let dir = TempDir::new("cli-leases");
     let url = format!("{}/v1", emu.url());
     run_at_once(6, |i, cmd| {
         cmd.arg("--data-dir").arg(&dir);
@@ -256,18 +243,16 @@ fn concurrent_processes_share_the_concurrency_cap_without_a_429() {
     let stats = emu.stats();
     assert_eq!(stats.by_status.get(&429), None, "{stats:?}");
     assert_eq!(stats.by_status[&200], 6);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn twelve_concurrent_processes_share_one_quota_without_a_429() {
-    let rt = runtime();
     let limits = gm_emulator::EmulatorLimits {
         windows: vec![gm_emulator::Window { limit: 5, window: std::time::Duration::from_secs(1), daily: false }],
         concurrency: None,
     };
-    let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
-    let dir = std::env::temp_dir().join(format!("gm-cli-limits-{}", std::process::id()));
+    let emu = Background::start(EmulatorConfig { limits: Some(limits), ..Default::default() });
+    let dir = TempDir::new("cli-limits");
     let url = emu.url();
     run_at_once(12, |i, cmd| {
         cmd.args(["--data-dir", dir.to_str().unwrap(), "--provider", "github", "--base-url", &url, "--limits", "5/1s"]);
@@ -317,63 +302,22 @@ fn twelve_concurrent_processes_share_one_quota_without_a_429() {
     let out = gm(&["--data-dir", dir.to_str().unwrap(), "limits", "status", "--json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(0));
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-/// A `redis-server` of the test's own on a free loopback port, stopped when dropped; `None` (and a note)
-/// where redis-server is not installed.
-struct RedisServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl RedisServer {
-    fn start() -> Option<RedisServer> {
-        use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("skipping the Redis test: redis-server is not installed (apt-get install redis-server)");
-                return None;
-            }
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let ready = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Ready to accept connections"));
-        assert!(ready, "redis-server on port {port} exited before it was ready");
-        std::thread::spawn(move || lines.for_each(drop));
-        Some(RedisServer { child, url: format!("redis://127.0.0.1:{port}/") })
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
 fn machines_with_their_own_state_share_one_quota_through_redis() {
     let Some(redis) = RedisServer::start() else { return };
-    let rt = runtime();
     let limits = gm_emulator::EmulatorLimits {
         windows: vec![gm_emulator::Window { limit: 4, window: std::time::Duration::from_secs(1), daily: false }],
         concurrency: None,
     };
-    let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
+    let emu = Background::start(EmulatorConfig { limits: Some(limits), ..Default::default() });
     let url = format!("{}/v1", emu.url());
-    let base = std::env::temp_dir().join(format!("gm-cli-redis-{}", std::process::id()));
+    let base = TempDir::new("cli-redis");
     // Eight processes as if on four machines: each pair has its own state file, all share the Redis server.
     run_at_once(8, |i, cmd| {
         cmd.arg("--data-dir").arg(base.join(format!("machine-{}", i % 4)));
-        cmd.args(["--redis", &redis.url, "--provider", "openai-compatible", "--base-url", &url]);
+        cmd.args(["--redis", &redis.url(), "--provider", "openai-compatible", "--base-url", &url]);
         cmd.args(["--limits", "4/1s", "run", "openai/gpt-4o-mini", &format!("request {i}")]);
     });
     let stats = emu.stats();
@@ -383,7 +327,7 @@ fn machines_with_their_own_state_share_one_quota_through_redis() {
     let before = emu.stats().total;
     for machine in ["machine-0", "machine-1"] {
         let data = base.join(machine);
-        let args = ["--data-dir", data.to_str().unwrap(), "--redis", &redis.url, "--provider", "openai-compatible"];
+        let args = ["--data-dir", data.to_str().unwrap(), "--redis", &redis.url(), "--provider", "openai-compatible"];
         // The same --limits as above, so the quota shared through Redis keeps this request from a 429 too.
         let run = ["--base-url", &url, "--limits", "4/1s", "run", "--cache", "openai/gpt-4o-mini", "shared answer"];
         let out = gm(&[&args[..], &run[..]].concat(), &[]);
@@ -392,7 +336,7 @@ fn machines_with_their_own_state_share_one_quota_through_redis() {
     }
     assert_eq!(emu.stats().total, before + 1, "the second machine was answered from Redis: {:?}", emu.stats());
     let stats = gm(
-        &["--data-dir", base.join("machine-1").to_str().unwrap(), "--redis", &redis.url, "cache", "stats", "--json"],
+        &["--data-dir", base.join("machine-1").to_str().unwrap(), "--redis", &redis.url(), "cache", "stats", "--json"],
         &[],
     );
     let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
@@ -417,5 +361,4 @@ fn machines_with_their_own_state_share_one_quota_through_redis() {
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("--redis"), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("secret-pw"), "{}", text(&out.stderr));
-    std::fs::remove_dir_all(&base).ok();
 }

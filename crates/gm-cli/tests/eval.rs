@@ -3,14 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use gm_emulator::{Emulator, EmulatorConfig};
+use gm_emulator::EmulatorConfig;
+use gm_testkit::emulator::Background;
+use gm_testkit::TempDir;
 
 const TOKEN: &str = "ghp_evaltesttoken";
 
 fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-models/gh-models-examples");
+    let dir = gm_testkit::shared("fixtures/github-models/gh-models-examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}; shared/ must sit beside the repository", dir.display()))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| !p.ends_with("evals_action.yml"))
         .collect();
@@ -18,10 +20,8 @@ fn examples() -> Vec<PathBuf> {
     files
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gm-eval-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(name: &str) -> TempDir {
+    TempDir::new(&format!("cli-eval-{name}"))
 }
 
 fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -63,10 +63,6 @@ fn check_shape(v: &serde_json::Value) {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
-}
-
 #[test]
 fn every_example_suite_runs_on_the_demo_provider() {
     let data = scratch("demo");
@@ -82,8 +78,7 @@ fn every_example_suite_runs_on_the_demo_provider() {
 
 #[test]
 fn every_example_suite_runs_against_the_emulator() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let emu = Background::start(EmulatorConfig::default());
     let data = scratch("emu");
     let url = emu.url();
     for file in examples() {
@@ -203,13 +198,12 @@ fn suite(n: usize, path: &Path) {
 
 #[test]
 fn a_200_case_suite_under_a_scaled_tier_gets_no_429() {
-    let rt = runtime();
     // GitHub's low tier per minute, scaled 600x: 15 per 100 ms, 5 at once (its daily window left out).
     let limits = gm_emulator::EmulatorLimits {
         windows: vec![gm_emulator::Window { limit: 15, window: std::time::Duration::from_millis(100), daily: false }],
         concurrency: Some(5),
     };
-    let emu = rt.block_on(Emulator::start(EmulatorConfig { limits: Some(limits), ..Default::default() })).unwrap();
+    let emu = Background::start(EmulatorConfig { limits: Some(limits), ..Default::default() });
     let data = scratch("tier");
     let file = data.join("big.prompt.yml");
     suite(200, &file);
@@ -238,13 +232,7 @@ fn a_200_case_suite_under_a_scaled_tier_gets_no_429() {
 
 #[test]
 fn a_killed_run_resumes_without_repeating_a_finished_case() {
-    let rt = runtime();
-    let emu = rt
-        .block_on(Emulator::start(EmulatorConfig {
-            latency: std::time::Duration::from_millis(40),
-            ..Default::default()
-        }))
-        .unwrap();
+    let emu = Background::start(EmulatorConfig { latency: std::time::Duration::from_millis(40), ..Default::default() });
     let data = scratch("resume");
     let file = data.join("resume.prompt.yml");
     suite(40, &file);
@@ -315,8 +303,7 @@ fn a_request_budget_stops_the_run_cleanly_and_resume_finishes_it() {
 
 #[test]
 fn repeated_sampling_reports_pass_at_k_and_pass_hat_k() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let emu = Background::start(EmulatorConfig::default());
     let data = scratch("repeat");
     let file = data.join("repeat.prompt.yml");
     suite(4, &file);
@@ -497,8 +484,7 @@ fn gm_bench_lists_and_runs_the_built_in_tasks_and_refuses_code_without_permissio
 
 #[test]
 fn an_interrupted_bench_resumes_without_repeating_a_recorded_case() {
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let emu = Background::start(EmulatorConfig::default());
     let data = scratch("bench-resume");
     let v1 = format!("{}/v1", emu.url());
     let mut args = vec!["--provider", "openai-compatible", "--base-url", &v1, "--no-cache", "bench", "--json"];
@@ -583,9 +569,8 @@ fn gm_bench_metrics_choose_the_scorers_of_every_task() {
 fn gm_bench_runs_two_demo_models_on_all_five_tasks() {
     let data = scratch("bench-five");
     let path = std::env::var("PATH").unwrap_or_default();
-    let have_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !have_python {
-        eprintln!("skipped: python3 is not on the PATH, and code_generation runs the generated code with it");
+    // code_generation runs the generated code with python3.
+    if !gm_testkit::skip::program("python3", "apt-get install python3") {
         return;
     }
     let tasks = "text_generation,question_answering,summarization,code_generation,reasoning";
@@ -668,13 +653,10 @@ fn gm_runs_compare_flags_a_planted_bench_regression_cell_by_cell_and_not_noise()
 
 #[test]
 fn a_task_config_may_enable_code_execution_and_pass_at_k_takes_k_samples() {
-    let have_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !have_python {
-        eprintln!("skipped: python3 is not on the PATH");
+    if !gm_testkit::skip::program("python3", "apt-get install python3") {
         return;
     }
-    let rt = runtime();
-    let emu = rt.block_on(Emulator::start(EmulatorConfig::default())).unwrap();
+    let emu = Background::start(EmulatorConfig::default());
     let data = scratch("pass-at-k");
     let dir = data.join("tasks/add");
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,5 +1,6 @@
 //! Temporary folders and state files, each unique to its test and removed when dropped.
 
+use std::ffi::OsStr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +59,12 @@ impl AsRef<Path> for TempDir {
     }
 }
 
+impl AsRef<OsStr> for TempDir {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -96,6 +103,12 @@ impl Deref for StateFile {
 impl AsRef<Path> for StateFile {
     fn as_ref(&self) -> &Path {
         &self.0
+    }
+}
+
+impl AsRef<OsStr> for StateFile {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
     }
 }
 
