@@ -32,10 +32,7 @@ fn code_tasks_need_a_sandbox_and_run_with_one() {
         let err = Evaluator::demo().unwrap().evaluate_models(&config).await.unwrap_err();
         assert!(matches!(err, ApiError::CodeExecution(_)), "{err}");
         assert!(err.to_string().contains("with_code_execution"), "{err}");
-        let have_python =
-            std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-        if !have_python {
-            eprintln!("skipped the run: python3 is not on the PATH");
+        if !gm_testkit::skip::program("python3", "apt-get install python3") {
             return;
         }
         let sandbox = SandboxPolicy { enabled: true }.sandbox(SandboxConfig::default()).unwrap();

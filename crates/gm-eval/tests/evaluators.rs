@@ -13,7 +13,7 @@ use gm_eval::prompt::PromptFile;
 use serde_json::{json, Map, Value};
 
 fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-models/gh-models-examples")
+    gm_testkit::shared("fixtures/github-models/gh-models-examples")
 }
 
 fn row(v: Value) -> Map<String, Value> {

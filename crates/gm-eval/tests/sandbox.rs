@@ -1,12 +1,13 @@
 //! The code-execution sandbox: passing, failing, timeouts, limits, network and filesystem.
 //!
-//! Tests that run Python print a message and return early when no interpreter is found.
+//! Tests that run Python follow the skip policy of `gm_testkit::skip` where no interpreter is found.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gm_eval::sandbox::{extract_code, RunStatus, Sandbox, SandboxConfig, SandboxPolicy, SandboxSupport};
 use gm_eval::Error;
+use gm_testkit::TempDir;
 
 const TESTS: &str = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n";
 
@@ -14,38 +15,19 @@ fn config() -> SandboxConfig {
     SandboxConfig { timeout: Duration::from_secs(5), memory_mb: 256, cpu_seconds: 5, python: PathBuf::from("python3") }
 }
 
+#[track_caller]
 fn sandbox_with(config: SandboxConfig) -> Option<Sandbox> {
     let sandbox = Sandbox::new(config);
     if sandbox.support().python.is_none() {
-        eprintln!("skipped: python3 is not available on this machine");
+        gm_testkit::skip::missing_service("python3", "apt-get install python3");
         return None;
     }
     Some(sandbox)
 }
 
+#[track_caller]
 fn sandbox() -> Option<Sandbox> {
     sandbox_with(config())
-}
-
-/// A directory outside the sandbox, removed when dropped.
-struct OutsideDir(PathBuf);
-
-impl OutsideDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("gm-sandbox-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create the outside directory");
-        Self(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for OutsideDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::test]
@@ -181,7 +163,7 @@ fn write_outside_code(target: &Path) -> String {
 #[tokio::test]
 async fn writing_outside_the_directory_fails_when_the_filesystem_is_isolated() {
     let Some(sandbox) = sandbox() else { return };
-    let outside = OutsideDir::new("write");
+    let outside = TempDir::new("sandbox-outside-write");
     let target = outside.path().join("escaped.txt");
     let outcome = sandbox.run(&write_outside_code(&target), TESTS).await;
     if sandbox.support().filesystem_isolation {
@@ -203,7 +185,7 @@ async fn without_a_mount_namespace_the_sandbox_is_not_a_filesystem_jail() {
     let Some(sandbox) = sandbox() else { return };
     let support = SandboxSupport { filesystem_isolation: false, ..sandbox.support().clone() };
     let sandbox = Sandbox::with_support(config(), support);
-    let outside = OutsideDir::new("nojail");
+    let outside = TempDir::new("sandbox-outside-nojail");
     let target = outside.path().join("escaped.txt");
     let outcome = sandbox.run(&write_outside_code(&target), TESTS).await;
     assert!(!outcome.filesystem_isolated);

@@ -1,13 +1,13 @@
 //! The task catalog: the built-in tasks' data, user task folders, and running tasks on the demo provider.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gm_core::ProviderKind;
 use gm_eval::evaluators::{EvalOptions, EvaluatorSpec, Prepared};
 use gm_eval::prompt::format_value;
 use gm_eval::run::{EvalRunner, RunOptions};
 use gm_eval::tasks::{builtin_names, builtin_tasks, catalog, placeholders, Task, TaskError};
+use gm_testkit::TempDir;
 use serde_json::Value;
 
 const NAMES: [&str; 5] = ["text_generation", "question_answering", "summarization", "code_generation", "reasoning"];
@@ -228,16 +228,8 @@ fn text_generation_format_checks() {
     assert_eq!(passes(&"word ".repeat(60)), [true, false, true]);
 }
 
-fn scratch(label: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "gm-eval-tasks-{label}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    dir
+fn scratch(label: &str) -> TempDir {
+    TempDir::new(&format!("eval-tasks-{label}"))
 }
 
 fn write_task(dir: &Path, folder: &str, yaml: &str, data: &str) -> PathBuf {
