@@ -13,11 +13,12 @@ commands:
   ci      everything CI runs: fmt --check, clippy -D warnings, tests, docs, bench --no-run, tidy, deny (when installed)
   fmt     format the workspace
   lint    clippy on every target and feature, warnings denied
-  test    the test suite (all features)
+  test    the test suite (all features), then the tests that reported themselves skipped
   doc     rustdoc with warnings denied
   bench   run the criterion benchmarks (pass a bench name to run one)
   tidy    check the crate layering of STYLE.md from `cargo metadata`
-  deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing)
+  deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing, unless
+          GM_REQUIRE_SERVICES=1, which also makes a missing chromium, redis-server or python3 fail the run)
   check-html
           renders a gm bench page in headless Chromium (apt-get install chromium) and fails on a blank page
   bench-eval [--cases N] [--promptfoo DIR]
@@ -98,8 +99,29 @@ fn lint() -> Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])
 }
 
+/// Whether a missing service or tool fails the run instead of being skipped (`GM_REQUIRE_SERVICES=1`, set
+/// by `.ci/run`); the tests read the same variable through `gm_testkit::skip`.
+fn services_required() -> bool {
+    std::env::var("GM_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// The test suite, then the list of tests that reported themselves skipped (`gm_testkit::skip`).
 fn test() -> Result<()> {
-    cargo(&["test", "--workspace", "--all-features"])
+    let log = workspace_root().join("target/skipped-tests.txt");
+    let _ = std::fs::remove_file(&log);
+    let log_path = log.to_string_lossy();
+    let result = cargo_env(&["test", "--workspace", "--all-features"], &[("GM_SKIP_LOG", log_path.as_ref())]);
+    let skipped = std::fs::read_to_string(&log).unwrap_or_default();
+    if !skipped.is_empty() {
+        eprintln!(
+            "xtask: {} test(s) skipped; GM_REQUIRE_SERVICES=1 makes a missing service fail:",
+            skipped.lines().count()
+        );
+        for line in skipped.lines() {
+            eprintln!("xtask:   {line}");
+        }
+    }
+    result
 }
 
 fn doc() -> Result<()> {
@@ -114,6 +136,8 @@ fn ci() -> Result<()> {
     doc()?;
     if chromium().is_some() {
         check_html()?;
+    } else if services_required() {
+        bail!("chromium is not installed and GM_REQUIRE_SERVICES=1 requires check-html (apt-get install chromium)");
     } else {
         eprintln!("xtask: chromium is not installed; skipping check-html (apt-get install chromium)");
     }
@@ -125,6 +149,9 @@ fn ci() -> Result<()> {
 
 fn deny() -> Result<()> {
     let have = Command::new("cargo").args(["deny", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !have && services_required() {
+        bail!("cargo-deny is not installed and GM_REQUIRE_SERVICES=1 requires it (cargo install cargo-deny --locked)");
+    }
     if !have {
         eprintln!(
             "xtask: cargo-deny is not installed; skipping `deny` (install with `cargo install cargo-deny --locked`)"
