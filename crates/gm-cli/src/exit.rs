@@ -40,9 +40,49 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             return USAGE;
         }
         if let Some(e) = cause.downcast_ref::<gm_eval::Error>() {
-            // Bad input (an unknown metric, a malformed line) is the user's to fix; a failed read or write is not.
-            return if matches!(e, gm_eval::Error::Io(_)) { PROVIDER } else { USAGE };
+            return match e {
+                gm_eval::Error::Metrics(m) => metrics_code(m),
+                _ => USAGE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<gm_metrics::Error>() {
+            return metrics_code(e);
         }
     }
     PROVIDER
+}
+
+/// Bad input to a scorer (an unknown metric, a malformed line) is the user's to fix; a failed read or write is not.
+fn metrics_code(e: &gm_metrics::Error) -> u8 {
+    if matches!(e, gm_metrics::Error::Io(_)) {
+        PROVIDER
+    } else {
+        USAGE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn scoring_errors_are_usage_errors_unless_io_failed() {
+        let unknown = gm_eval::Metric::parse_list("bleu,nope").unwrap_err();
+        assert_eq!(code_for(&anyhow::Error::new(unknown)), USAGE);
+        let malformed: anyhow::Result<()> =
+            Err(gm_metrics::Error::MalformedLine { line: 3, reason: "not JSON".into() }).context("cannot score input");
+        assert_eq!(code_for(&malformed.unwrap_err()), USAGE);
+        let io = gm_metrics::Error::Io(std::io::Error::other("disk full"));
+        assert_eq!(code_for(&anyhow::Error::new(io)), PROVIDER);
+    }
+
+    #[test]
+    fn gm_eval_errors_keep_their_codes() {
+        let empty = gm_eval::stats::bootstrap_mean(&[], gm_eval::stats::BootstrapOptions::default()).unwrap_err();
+        assert_eq!(code_for(&anyhow::Error::new(gm_eval::Error::from(empty))), USAGE);
+        let io = gm_eval::Error::from(gm_metrics::Error::Io(std::io::Error::other("disk full")));
+        assert_eq!(code_for(&anyhow::Error::new(io)), PROVIDER);
+        assert_eq!(code_for(&anyhow::Error::new(gm_eval::Error::CodeExecutionDisabled)), USAGE);
+    }
 }

@@ -1,19 +1,15 @@
 //! Evaluation of language models.
 //!
-//! Use this crate to score model answers against references (BLEU, chrF, ROUGE, SQuAD EM/F1,
-//! pass@k, string, regex, JSON and numeric checks), aggregate scores with confidence
-//! intervals, and score JSON Lines files the way `gm score` does.
+//! Use this crate to evaluate models through a client: run `.prompt.yml` suites and the task
+//! catalog concurrently (with the client's limiter and cache), score the answers with string
+//! checks, metrics and LLM judges, compare runs, benchmark models × tasks, store runs in the state
+//! file and render reports. To score answers you already have, without a client or a runtime,
+//! depend on `gm-metrics` alone: its scorers (BLEU, chrF, ROUGE, SQuAD EM/F1, pass@k, string,
+//! regex, JSON and numeric checks, exact to their reference implementations within 1e-6), its
+//! registry, its statistics and its `gm score` engine are re-exported here at the same paths.
 //!
-//! The text metrics agree with their reference implementations (sacreBLEU 2.6.0,
-//! rouge-score 0.1.2, the SQuAD evaluation script) to within 1e-6 on every golden vector, and
-//! every score lies in [0, 1].
-//!
-//! - [`metrics`]: the scorers, pure functions with no IO.
-//! - [`Metric`], [`Scorer`]: the registry of named, versioned metrics behind `gm score --list`.
-//! - [`stats`]: means with bootstrap or Wilson intervals, and paired bootstrap comparisons.
-//! - [`score_file`]: the streaming JSON Lines engine of `gm score`.
+//! - [`metrics`], [`Metric`], [`Scorer`], [`stats`], [`score_file`]: re-exported from `gm-metrics`.
 //! - [`prompt`]: `.prompt.yml` files (GitHub Models prompts and evaluation suites) and their templating.
-//! - [`evaluators`]: gh-models' string checks and LLM judges, the built-in judges, and gm's extensions.
 //! - [`run`]: running a suite concurrently through a client, with gh-models' results and gm's figures.
 //! - [`tasks`]: the built-in task catalog (text generation, question answering, summarization, code
 //!   generation, reasoning) and user tasks as YAML plus JSONL files, runnable as prompt files.
@@ -25,6 +21,7 @@
 //!
 //! # Example
 //! ```
+//! // The scorers of gm-metrics, at the paths gm-eval has always had them.
 //! use gm_eval::metrics::{sentence_bleu, squad_f1, rouge, RougeSelection};
 //! use gm_eval::stats::{bootstrap_mean, BootstrapOptions};
 //!
@@ -47,19 +44,14 @@ pub mod bench;
 pub mod compare;
 mod error;
 pub mod evaluators;
-pub mod metrics;
 pub mod prices;
 pub mod prompt;
-mod registry;
 pub mod report;
 pub mod run;
 pub mod sandbox;
-pub mod score_file;
-pub mod stats;
 #[cfg(feature = "sqlite")]
 pub mod store;
 pub mod tasks;
-mod text;
 
 pub use error::Error;
-pub use registry::{Metric, MetricConfig, MetricInfo, Scorer};
+pub use gm_metrics::{metrics, score_file, stats, Metric, MetricConfig, MetricInfo, Scorer};

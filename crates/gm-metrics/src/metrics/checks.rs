@@ -10,7 +10,16 @@ use crate::Error;
 
 /// Lowercases one character at a time, as Go's `strings.ToLower` does (no context-dependent
 /// final sigma, and `İ` becomes a plain `i`), so that `gh models eval` checks agree.
-pub(crate) fn simple_lowercase(text: &str) -> String {
+///
+/// The case-insensitive checks compare through it, and so does anything else that must match
+/// text the way `gh models eval` does (gm-eval's LLM judges, when they look for a choice).
+///
+/// ```
+/// use gm_metrics::metrics::simple_lowercase;
+///
+/// assert_eq!(simple_lowercase("İSTANBUL ΣΊΣΥΦΟΣ"), "istanbul σίσυφοσ");
+/// ```
+pub fn simple_lowercase(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii() {
@@ -39,7 +48,7 @@ fn score(pass: bool) -> f64 {
 /// `equals`: the prediction is exactly a reference (case-sensitive).
 ///
 /// ```
-/// use gm_eval::metrics::equals;
+/// use gm_metrics::metrics::equals;
 /// assert_eq!(equals("Paris", &["Paris"]), 1.0);
 /// assert_eq!(equals("paris", &["Paris"]), 0.0);
 /// ```
@@ -58,7 +67,7 @@ fn any_lowercase<S: AsRef<str>>(prediction: &str, references: &[S], test: impl F
 /// `contains`: the prediction contains a reference, ignoring case.
 ///
 /// ```
-/// use gm_eval::metrics::contains;
+/// use gm_metrics::metrics::contains;
 /// assert_eq!(contains("The answer is PARIS.", &["paris"]), 1.0);
 /// ```
 pub fn contains<S: AsRef<str>>(prediction: &str, references: &[S]) -> f64 {
@@ -87,7 +96,7 @@ pub fn compile_pattern(pattern: &str) -> Result<Regex, Error> {
 /// match; anchor the pattern with `^...$` for that).
 ///
 /// ```
-/// use gm_eval::metrics::regex_match;
+/// use gm_metrics::metrics::regex_match;
 /// assert_eq!(regex_match("Answer: 42", &[r"\b42\b"]).unwrap(), 1.0);
 /// assert!(regex_match("x", &["("]).is_err());
 /// ```
@@ -105,7 +114,7 @@ pub fn regex_match<S: AsRef<str>>(prediction: &str, patterns: &[S]) -> Result<f6
 /// Whether the prediction is one JSON value (surrounding whitespace allowed).
 ///
 /// ```
-/// use gm_eval::metrics::json_valid;
+/// use gm_metrics::metrics::json_valid;
 /// assert_eq!(json_valid(r#" {"a": [1, 2]} "#), 1.0);
 /// assert_eq!(json_valid("{'a': 1}"), 0.0);
 /// ```
@@ -150,7 +159,7 @@ impl JsonSchema {
 /// Whether the prediction is JSON that one of the schemas (given as JSON text) accepts.
 ///
 /// ```
-/// use gm_eval::metrics::json_schema_valid;
+/// use gm_metrics::metrics::json_schema_valid;
 /// let schema = r#"{"type": "object", "required": ["name"]}"#;
 /// assert_eq!(json_schema_valid(r#"{"name": "x"}"#, &[schema]).unwrap(), 1.0);
 /// assert_eq!(json_schema_valid(r#"{"age": 3}"#, &[schema]).unwrap(), 0.0);

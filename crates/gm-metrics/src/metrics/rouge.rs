@@ -284,7 +284,7 @@ fn summary_lcs_f(s: &mut RougeScratch) -> f64 {
 /// With no references every score is 0.
 ///
 /// ```
-/// use gm_eval::metrics::{rouge, RougeSelection};
+/// use gm_metrics::metrics::{rouge, RougeSelection};
 /// let s = rouge("The cats sat.", &["the cat sat"], false, RougeSelection::ALL);
 /// assert!((s.rouge1 - 2.0 / 3.0).abs() < 1e-12);
 /// let stemmed = rouge("The cats sat.", &["the cat sat"], true, RougeSelection::ALL);
@@ -375,7 +375,7 @@ pub fn rouge_lsum<S: AsRef<str>>(prediction: &str, references: &[S], stem: bool)
 /// The tokens `rouge-score` compares, for inspection and tests.
 ///
 /// ```
-/// use gm_eval::metrics::rouge_tokens;
+/// use gm_metrics::metrics::rouge_tokens;
 /// assert_eq!(rouge_tokens("Café au-lait, 2x!", false), ["caf", "au", "lait", "2x"]);
 /// assert_eq!(rouge_tokens("running dogs", true), ["run", "dog"]);
 /// ```

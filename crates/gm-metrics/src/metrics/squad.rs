@@ -11,7 +11,7 @@ use crate::text::{is_py_word, py_split};
 /// and `the` with a space, and collapse whitespace.
 ///
 /// ```
-/// use gm_eval::metrics::squad_normalize;
+/// use gm_metrics::metrics::squad_normalize;
 /// assert_eq!(squad_normalize("The  Cat's hat!"), "cats hat");
 /// assert_eq!(squad_normalize("an apple a day, then"), "apple day then");
 /// ```
@@ -166,7 +166,7 @@ thread_local! {
 /// SQuAD exact match: 1.0 when the normalized prediction equals a normalized reference.
 ///
 /// ```
-/// use gm_eval::metrics::squad_em;
+/// use gm_metrics::metrics::squad_em;
 /// assert_eq!(squad_em("The Eiffel Tower.", &["eiffel tower"]), 1.0);
 /// assert_eq!(squad_em("Tower", &["eiffel tower"]), 0.0);
 /// ```
@@ -203,7 +203,7 @@ fn f1_sorted(pred: &Normalized, gold: &Normalized) -> f64 {
 /// SQuAD token F1, the maximum over the references.
 ///
 /// ```
-/// use gm_eval::metrics::squad_f1;
+/// use gm_metrics::metrics::squad_f1;
 /// let f1 = squad_f1("the big red dog", &["a red dog"]);
 /// assert!((f1 - 0.8).abs() < 1e-12);
 /// ```

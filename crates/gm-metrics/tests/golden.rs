@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use gm_eval::metrics::{self, CorpusBleu, CorpusChrf, RougeSelection};
-use gm_eval::score_file::{score_jsonl, ScoreFileOptions};
-use gm_eval::{Metric, MetricConfig};
+use gm_metrics::metrics::{self, CorpusBleu, CorpusChrf, RougeSelection};
+use gm_metrics::score_file::{score_jsonl, ScoreFileOptions};
+use gm_metrics::{Metric, MetricConfig};
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-6;

@@ -88,7 +88,7 @@ fn check_values(values: &[f64]) -> Result<(), Error> {
 /// The mean of `values` with a 95% percentile-bootstrap interval over cases.
 ///
 /// ```
-/// use gm_eval::stats::{bootstrap_mean, BootstrapOptions};
+/// use gm_metrics::stats::{bootstrap_mean, BootstrapOptions};
 /// let scores = [0.2, 0.4, 0.6, 0.8, 1.0];
 /// let e = bootstrap_mean(&scores, BootstrapOptions::default()).unwrap();
 /// assert!((e.mean - 0.6).abs() < 1e-12);
@@ -119,7 +119,7 @@ pub fn bootstrap_mean(values: &[f64], options: BootstrapOptions) -> Result<Estim
 /// A pass rate with its 95% Wilson score interval.
 ///
 /// ```
-/// use gm_eval::stats::wilson;
+/// use gm_metrics::stats::wilson;
 /// let e = wilson(8, 10).unwrap();
 /// assert!((e.mean - 0.8).abs() < 1e-12);
 /// assert!((e.low - 0.4902).abs() < 1e-4 && (e.high - 0.9433).abs() < 1e-4);
@@ -186,7 +186,7 @@ pub struct PairedComparison {
 /// Paired bootstrap over shared cases: `a[i]` and `b[i]` are the two runs' scores on case `i`.
 ///
 /// ```
-/// use gm_eval::stats::{paired_bootstrap, BootstrapOptions};
+/// use gm_metrics::stats::{paired_bootstrap, BootstrapOptions};
 /// let a = [0.9, 0.8, 0.95, 0.7, 0.85, 0.9, 0.8, 0.75];
 /// let b = [0.6, 0.5, 0.7, 0.4, 0.65, 0.55, 0.6, 0.5];
 /// let c = paired_bootstrap(&a, &b, BootstrapOptions::default()).unwrap();

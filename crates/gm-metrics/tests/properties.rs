@@ -1,8 +1,8 @@
 //! Invariants of the scorers and the statistics, checked with proptest.
 
-use gm_eval::metrics::{self, RougeSelection};
-use gm_eval::stats::{self, BootstrapOptions};
-use gm_eval::{Metric, MetricConfig};
+use gm_metrics::metrics::{self, RougeSelection};
+use gm_metrics::stats::{self, BootstrapOptions};
+use gm_metrics::{Metric, MetricConfig};
 use proptest::prelude::*;
 
 /// Text that exercises the tokenizers: words, digits, punctuation, entities, newlines, odd

@@ -191,7 +191,7 @@ pub fn chrf_stats<S: AsRef<str>>(prediction: &str, references: &[S]) -> ChrfStat
 /// Sentence chrF in [0, 1]: `sacrebleu.sentence_chrf(prediction, references).score / 100`.
 ///
 /// ```
-/// use gm_eval::metrics::sentence_chrf;
+/// use gm_metrics::metrics::sentence_chrf;
 /// assert_eq!(sentence_chrf("a cat", &["a cat"]), 1.0);
 /// assert_eq!(sentence_chrf("xyz", &["abc"]), 0.0);
 /// ```

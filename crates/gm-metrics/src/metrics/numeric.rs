@@ -99,7 +99,7 @@ fn number_at(chars: &[char], start: usize) -> Option<(f64, usize)> {
 /// `pages 10-12` ends in 12.
 ///
 /// ```
-/// use gm_eval::metrics::final_number;
+/// use gm_metrics::metrics::final_number;
 /// assert_eq!(final_number("So she pays $1,234.50 in total."), Some(1234.5));
 /// assert_eq!(final_number("The answer is -3/4."), Some(-0.75));
 /// assert_eq!(final_number("#### 72"), Some(72.0));
@@ -136,7 +136,7 @@ pub fn final_number(text: &str) -> Option<f64> {
 /// `tolerance`, else 0.0 (also when either has no number).
 ///
 /// ```
-/// use gm_eval::metrics::{numeric_match, NumericTolerance};
+/// use gm_metrics::metrics::{numeric_match, NumericTolerance};
 /// let tol = NumericTolerance::default();
 /// assert_eq!(numeric_match("... so 1,000 apples.", &["1000"], tol), 1.0);
 /// assert_eq!(numeric_match("about 0.3333334", &["1/3"], tol), 1.0);

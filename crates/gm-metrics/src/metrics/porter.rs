@@ -346,7 +346,7 @@ pub(crate) fn stem_ascii_in_place(word: &mut Vec<u8>) {
 /// first, as NLTK does by default).
 ///
 /// ```
-/// use gm_eval::metrics::porter_stem;
+/// use gm_metrics::metrics::porter_stem;
 /// assert_eq!(porter_stem("running"), "run");
 /// assert_eq!(porter_stem("generously"), "gener");
 /// assert_eq!(porter_stem("skies"), "sky");

@@ -153,7 +153,7 @@ impl Metric {
     /// Parses a comma-separated list such as `bleu,chrf,rougeL`, dropping repeats.
     ///
     /// ```
-    /// use gm_eval::Metric;
+    /// use gm_metrics::Metric;
     /// let metrics = Metric::parse_list("bleu, rougeL,bleu").unwrap();
     /// assert_eq!(metrics, [Metric::Bleu, Metric::RougeL]);
     /// assert!(Metric::parse_list("bleu,blue").is_err());
@@ -215,7 +215,7 @@ impl Metric {
     /// [`Metric::check_references`] first to report it instead.
     ///
     /// ```
-    /// use gm_eval::{Metric, MetricConfig};
+    /// use gm_metrics::{Metric, MetricConfig};
     /// let config = MetricConfig::default();
     /// assert_eq!(Metric::SquadEm.score("The Louvre", &["louvre"], &config), 1.0);
     /// assert_eq!(Metric::NumericMatch.score("It costs $1,200.", &["1200"], &config), 1.0);
@@ -277,7 +277,7 @@ pub struct MetricConfig {
 /// for each built-in metric.
 ///
 /// ```
-/// use gm_eval::{Metric, MetricConfig, Scorer};
+/// use gm_metrics::{Metric, MetricConfig, Scorer};
 /// let scorers: Vec<Box<dyn Scorer>> = ["bleu", "rougeL"]
 ///     .iter()
 ///     .map(|n| Metric::from_name(n).unwrap().scorer(MetricConfig::default()))

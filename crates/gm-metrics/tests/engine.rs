@@ -1,7 +1,7 @@
 //! The `gm score` engine: input and output shape, order, errors and corpus scores.
 
-use gm_eval::score_file::{score_jsonl, ScoreFileOptions, ScoreSummary};
-use gm_eval::{Error, Metric};
+use gm_metrics::score_file::{score_jsonl, ScoreFileOptions, ScoreSummary};
+use gm_metrics::{Error, Metric};
 use serde_json::Value;
 
 fn run(input: &str, metrics: &str, threads: usize) -> Result<(Vec<Value>, ScoreSummary), Error> {

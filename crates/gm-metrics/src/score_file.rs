@@ -252,8 +252,8 @@ const BATCH_BYTES: usize = 8 << 20;
 /// Scores every line of `input` and writes one output line per case to `output`.
 ///
 /// ```
-/// use gm_eval::score_file::{score_jsonl, ScoreFileOptions};
-/// use gm_eval::Metric;
+/// use gm_metrics::score_file::{score_jsonl, ScoreFileOptions};
+/// use gm_metrics::Metric;
 ///
 /// let input = br#"{"id": 1, "prediction": "the cat sat", "references": ["the cat sat"]}
 /// {"id": "b", "prediction": "a dog", "reference": "the cat"}

@@ -127,7 +127,7 @@ pub fn bleu_signature(nrefs: RefCount, effective_order: bool) -> String {
 /// the tokens joined by single spaces.
 ///
 /// ```
-/// use gm_eval::metrics::tokenize_13a;
+/// use gm_metrics::metrics::tokenize_13a;
 /// assert_eq!(tokenize_13a("Hello, world! It costs $3.50."), "Hello , world ! It costs $ 3.50 .");
 /// ```
 pub fn tokenize_13a(line: &str) -> String {
@@ -440,7 +440,7 @@ fn bleu_stats_with<S: AsRef<str>>(s: &mut BleuScratch, prediction: &str, referen
 /// Sentence BLEU in [0, 1]: `sacrebleu.sentence_bleu(prediction, references).score / 100`.
 ///
 /// ```
-/// use gm_eval::metrics::sentence_bleu;
+/// use gm_metrics::metrics::sentence_bleu;
 /// let s = sentence_bleu("The cat sat on the mat.", &["The cat sat on the mat."]);
 /// assert!((s - 1.0).abs() < 1e-12);
 /// assert_eq!(sentence_bleu("", &["The cat sat on the mat."]), 0.0);
@@ -452,7 +452,7 @@ pub fn sentence_bleu<S: AsRef<str>>(prediction: &str, references: &[S]) -> f64 {
 /// Corpus BLEU accumulated one segment at a time, in constant memory.
 ///
 /// ```
-/// use gm_eval::metrics::CorpusBleu;
+/// use gm_metrics::metrics::CorpusBleu;
 /// let mut corpus = CorpusBleu::new();
 /// corpus.add("The cat sat on the mat.", &["The cat sat on the mat."]);
 /// corpus.add("A dog barked.", &["The dog barked loudly."]);

@@ -17,7 +17,7 @@ fn check(n: u64, c: u64, k: u64) -> Result<(), Error> {
 /// binomials, so that it is stable for large `n`.
 ///
 /// ```
-/// use gm_eval::metrics::pass_at_k;
+/// use gm_metrics::metrics::pass_at_k;
 /// let p = pass_at_k(10, 3, 5).unwrap();
 /// assert!((p - 0.916_666_666_7).abs() < 1e-9);
 /// assert!(pass_at_k(3, 4, 1).is_err());
@@ -43,7 +43,7 @@ pub fn pass_at_k(n: u64, c: u64, k: u64) -> Result<f64, Error> {
 /// `k` grows, and pass^1 = pass@1 = c / n.
 ///
 /// ```
-/// use gm_eval::metrics::{pass_at_k, pass_hat_k};
+/// use gm_metrics::metrics::{pass_at_k, pass_hat_k};
 /// assert_eq!(pass_hat_k(10, 10, 5).unwrap(), 1.0);
 /// assert_eq!(pass_hat_k(10, 4, 5).unwrap(), 0.0);
 /// let p = pass_hat_k(10, 6, 2).unwrap(); // (6/10) * (5/9)

@@ -32,9 +32,9 @@ pub use bleu::{
     bleu_signature, bleu_stats, corpus_bleu, sentence_bleu, tokenize_13a, BleuStats, CorpusBleu, RefCount, MAX_ORDER,
     SACREBLEU_VERSION,
 };
-pub(crate) use checks::simple_lowercase;
 pub use checks::{
-    compile_pattern, contains, ends_with, equals, json_schema_valid, json_valid, regex_match, starts_with, JsonSchema,
+    compile_pattern, contains, ends_with, equals, json_schema_valid, json_valid, regex_match, simple_lowercase,
+    starts_with, JsonSchema,
 };
 pub use chrf::{chrf_stats, corpus_chrf, sentence_chrf, ChrfStats, CorpusChrf, BETA, CHAR_ORDER};
 pub use numeric::{final_number, numeric_match, NumericTolerance};
