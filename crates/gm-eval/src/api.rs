@@ -27,6 +27,7 @@
 //! # });
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
@@ -35,10 +36,10 @@ use gm_http::Client;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::bench::{run_matrix, BenchReport};
+use crate::bench::{run_matrix, BenchReport, CodeScoring};
 use crate::prompt::ModelParameters;
 use crate::run::{RunError, RunOptions};
-use crate::tasks::{builtin_tasks, Task, TaskInfo};
+use crate::tasks::{builtin_tasks, CodeExecution, Task, TaskInfo};
 use crate::{Metric, MetricInfo};
 
 /// Why an evaluation could not be made.
@@ -59,7 +60,7 @@ pub enum ApiError {
         all: String,
     },
     /// The task scores by running generated code, which this API does not do.
-    #[error("task `{0}` scores by running generated code; give the evaluator a sandbox (`Evaluator::with_code_execution`), run it with `gm bench --allow-code-exec`, or grade it by other metrics")]
+    #[error("task `{0}` scores by running generated code; give the evaluator a sandbox (`Evaluator::with_code_execution`, feature `code-exec`), run it with `gm bench --allow-code-exec`, or grade it by other metrics")]
     CodeExecution(String),
     /// A chosen metric is not a scorer of a task nor a metric of the registry, or no chosen metric applies to a task.
     #[error("{0}")]
@@ -184,20 +185,47 @@ pub fn evaluation_metrics() -> Vec<MetricInfo> {
 pub struct Evaluator {
     client: Client,
     options: RunOptions,
+    #[cfg(feature = "code-exec")]
     sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
 
 impl Evaluator {
     /// An evaluator over `client`.
     pub fn new(client: Client) -> Self {
-        Self { client, options: RunOptions::default(), sandbox: None }
+        Self {
+            client,
+            options: RunOptions::default(),
+            #[cfg(feature = "code-exec")]
+            sandbox: None,
+        }
     }
 
     /// Lets [`Evaluator::evaluate_models`] score code tasks by running the generated code in `sandbox` (made
     /// with [`SandboxPolicy`](crate::sandbox::SandboxPolicy), which is not a security boundary).
+    #[cfg(feature = "code-exec")]
     pub fn with_code_execution(mut self, sandbox: crate::sandbox::Sandbox) -> Self {
         self.sandbox = Some(Arc::new(sandbox));
         self
+    }
+
+    /// Whether code tasks can be scored: a sandbox was given.
+    fn runs_code(&self) -> bool {
+        #[cfg(feature = "code-exec")]
+        return self.sandbox.is_some();
+        #[cfg(not(feature = "code-exec"))]
+        false
+    }
+
+    /// Code scoring for `tasks` in this evaluator's sandbox, when it has one and some task needs it.
+    fn code_scoring(&self, tasks: BTreeMap<String, CodeExecution>) -> Option<CodeScoring<'_>> {
+        #[cfg(feature = "code-exec")]
+        return self.sandbox.as_deref().filter(|_| !tasks.is_empty()).map(|sandbox| CodeScoring { sandbox, tasks });
+        // Without a sandbox no task that needs one gets this far (see `runs_code`).
+        #[cfg(not(feature = "code-exec"))]
+        {
+            drop(tasks);
+            None
+        }
     }
 
     /// An evaluator on the offline demo provider.
@@ -301,7 +329,7 @@ impl Evaluator {
             .collect::<Result<Vec<_>, _>>()
             .map_err(ApiError::Metrics)?;
         let mut applied = vec![false; choices.len()];
-        let mut code_tasks = std::collections::BTreeMap::new();
+        let mut code_tasks = BTreeMap::new();
         let mut tasks = Vec::with_capacity(config.tasks.len());
         for name in &config.tasks {
             let mut task = Task::builtin(name).ok_or_else(|| ApiError::UnknownTask(name.clone()))?;
@@ -310,7 +338,7 @@ impl Evaluator {
                 applied.iter_mut().zip(a).for_each(|(x, y)| *x |= y);
                 task = graded;
             }
-            if task.needs_code_execution && self.sandbox.is_none() {
+            if task.needs_code_execution && !self.runs_code() {
                 return Err(ApiError::CodeExecution(name.clone()));
             }
             if let Some(exec) = &task.execution {
@@ -333,11 +361,7 @@ impl Evaluator {
                 config.tasks.join(", ")
             )));
         }
-        let code = self
-            .sandbox
-            .as_deref()
-            .filter(|_| !code_tasks.is_empty())
-            .map(|sandbox| crate::bench::CodeScoring { sandbox, tasks: code_tasks });
+        let code = self.code_scoring(code_tasks);
         Ok(run_matrix(&self.client, &self.options, &config.models, &tasks, code.as_ref()).await?)
     }
 }

@@ -127,7 +127,8 @@ pub fn cell_metrics(e: &EvaluationSummary) -> CellMetrics {
 /// Runs every model on every task through `client` (its limiter and cache apply), each cell an evaluation run
 /// with `options` and the cell's model. `tasks` pairs a task name with the task as a prompt file.
 ///
-/// With `code`, the tasks it names are also scored by running each answer's code against its item's tests.
+/// With `code` (feature `code-exec`), the tasks it names are also scored by running each answer's code against its
+/// item's tests.
 pub async fn run_matrix(
     client: &gm_http::Client,
     options: &RunOptions,
@@ -204,10 +205,7 @@ pub async fn run_matrix_with(
                 let cell_sink = sink.map(|inner| CellSink { inner, offset });
                 let recorder = cell_sink.as_ref().map(|s| s as &dyn CaseSink);
                 let mut evaluation = runner.run_with(file, recorder, done).await.map_err(in_cell)?;
-                if let Some((sandbox, exec)) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
-                    let more = more_samples(client, file, model, exec.k, &evaluation).await.map_err(in_cell)?;
-                    score_code(sandbox, exec, &mut evaluation, &more).await;
-                }
+                execute_code(client, code, model, task, file, &mut evaluation).await.map_err(in_cell)?;
                 Ok::<_, RunError>(Cell {
                     model: (*model).clone(),
                     task: task.clone(),
@@ -226,8 +224,34 @@ pub async fn run_matrix_with(
     Ok(report(done))
 }
 
+/// Scores `task`'s answers by running their code, when `code` names it. Without `code-exec` there is no
+/// [`CodeScoring`] to be given, so there is nothing to run.
+async fn execute_code(
+    client: &gm_http::Client,
+    code: Option<&CodeScoring<'_>>,
+    model: &str,
+    task: &str,
+    file: &PromptFile,
+    evaluation: &mut EvaluationSummary,
+) -> Result<(), RunError> {
+    #[cfg(feature = "code-exec")]
+    if let Some((sandbox, exec)) = code.and_then(|c| c.tasks.get(task).map(|e| (c.sandbox, e))) {
+        let more = more_samples(client, file, model, exec.k, evaluation).await?;
+        score_code(sandbox, exec, evaluation, &more).await;
+    }
+    #[cfg(not(feature = "code-exec"))]
+    {
+        let _ = (client, model, task, file, evaluation);
+        if let Some(c) = code {
+            match c.never {}
+        }
+    }
+    Ok(())
+}
+
 /// For pass@k with k above 1: each case's samples 1 to k - 1 (sample 0 is the answer the run scored), asked
 /// of the provider as repeated samples are (each cached apart).
+#[cfg(feature = "code-exec")]
 async fn more_samples(
     client: &gm_http::Client,
     file: &PromptFile,
@@ -420,12 +444,24 @@ mod tests {
 }
 
 /// Running generated code for the tasks that score that way: the sandbox, and each task's settings by name.
+#[cfg(feature = "code-exec")]
 #[derive(Debug)]
 pub struct CodeScoring<'a> {
     /// The sandbox that runs the code.
     pub sandbox: &'a crate::sandbox::Sandbox,
     /// Execution settings by task name.
     pub tasks: BTreeMap<String, crate::tasks::CodeExecution>,
+}
+
+/// Running generated code for the tasks that score that way, which needs the feature `code-exec`.
+///
+/// Without it no value of this type can be made, so [`run_matrix`] is always given `None`; the parameter stays
+/// so that enabling the feature adds to the API and changes no signature.
+#[cfg(not(feature = "code-exec"))]
+#[derive(Debug)]
+pub struct CodeScoring<'a> {
+    never: std::convert::Infallible,
+    _lifetime: std::marker::PhantomData<&'a ()>,
 }
 
 /// Runs every answer's code against its item's tests (`execution.tests_key`, a string or a list of strings) and
@@ -435,6 +471,7 @@ pub struct CodeScoring<'a> {
 /// the score is pass@k over the k samples (1 when any of them passes), as [`Sandbox::score_samples`] counts it.
 ///
 /// [`Sandbox::score_samples`]: crate::sandbox::Sandbox::score_samples
+#[cfg(feature = "code-exec")]
 pub async fn score_code(
     sandbox: &crate::sandbox::Sandbox,
     execution: &crate::tasks::CodeExecution,

@@ -13,6 +13,7 @@ pub enum Error {
     #[error(transparent)]
     Metrics(#[from] gm_metrics::Error),
     /// Running generated code was asked for but not enabled (see [`crate::sandbox::SandboxPolicy`]).
+    #[cfg(feature = "code-exec")]
     #[error(
         "code execution is disabled: pass --allow-code-exec (or set `allowCodeExec: true` in the task's `execute:` \
          scorer) to run generated code; the sandbox is not a security boundary"

@@ -13,8 +13,8 @@
 //! - [`run`]: running a suite concurrently through a client, with gh-models' results and gm's figures.
 //! - [`tasks`]: the built-in task catalog (text generation, question answering, summarization, code
 //!   generation, reasoning) and user tasks as YAML plus JSONL files, runnable as prompt files.
-//! - [`sandbox`]: running generated Python against an item's tests for pass@k (off unless enabled;
-//!   not a security boundary).
+//! - [`sandbox`] (feature `code-exec`): running generated Python against an item's tests for pass@k (off
+//!   unless enabled; not a security boundary).
 //! - [`report`]: gh-models' human output, JUnit XML, Markdown, JSON Lines and a self-contained HTML page.
 //! - [`evaluators`]: the evaluators of a prompt file (gh-models string checks, LLM judges, built-in
 //!   judges, and our regex, JSON-schema and metric-threshold extensions) and how they score a response.
@@ -38,6 +38,11 @@
 //!
 //! # Crate features
 //! - `sqlite`: [`store`], the run store in the SQLite state file (written as cases finish; resumable runs).
+//! - `code-exec`: [`sandbox`], running generated code against an item's tests, and what needs it: code scoring
+//!   in a bench ([`bench::CodeScoring`], [`bench::score_code`]) and
+//!   [`Evaluator::with_code_execution`](api::Evaluator::with_code_execution). The sandbox is the only part of
+//!   gm-eval that uses tokio directly (child processes, their output and their timeouts): without this
+//!   feature gm-eval has no dependency of its own on tokio.
 
 pub mod api;
 pub mod bench;
@@ -48,6 +53,7 @@ pub mod prices;
 pub mod prompt;
 pub mod report;
 pub mod run;
+#[cfg(feature = "code-exec")]
 pub mod sandbox;
 #[cfg(feature = "sqlite")]
 pub mod store;

@@ -2,7 +2,6 @@
 
 use gm_eval::api::{ApiError, EvaluationConfig, Evaluator};
 use gm_eval::prompt::ModelParameters;
-use gm_eval::sandbox::{SandboxConfig, SandboxPolicy};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -26,12 +25,22 @@ fn parameters_override_every_task() {
 }
 
 #[test]
-fn code_tasks_need_a_sandbox_and_run_with_one() {
+fn code_tasks_need_a_sandbox() {
     runtime().block_on(async {
         let config = EvaluationConfig::new(["openai/gpt-4.1"], ["code_generation"]).limit_items(2);
         let err = Evaluator::demo().unwrap().evaluate_models(&config).await.unwrap_err();
         assert!(matches!(err, ApiError::CodeExecution(_)), "{err}");
         assert!(err.to_string().contains("with_code_execution"), "{err}");
+    });
+}
+
+#[cfg(feature = "code-exec")]
+#[test]
+fn code_tasks_run_with_a_sandbox() {
+    use gm_eval::sandbox::{SandboxConfig, SandboxPolicy};
+
+    runtime().block_on(async {
+        let config = EvaluationConfig::new(["openai/gpt-4.1"], ["code_generation"]).limit_items(2);
         if !gm_testkit::skip::program("python3", "apt-get install python3") {
             return;
         }
