@@ -16,7 +16,7 @@ commands:
   test    the test suite (all features), then the tests that reported themselves skipped
   doc     rustdoc with warnings denied
   bench   run the criterion benchmarks (pass a bench name to run one)
-  tidy    check the crate layering of STYLE.md from `cargo metadata`
+  tidy    check the crate layering of STYLE.md from `cargo metadata`, and what gm-metrics pulls in from `cargo tree`
   deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing, unless
           GM_REQUIRE_SERVICES=1, which also makes a missing chromium, redis-server or python3 fail the run)
   check-html
@@ -96,7 +96,9 @@ fn cargo_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 }
 
 fn lint() -> Result<()> {
-    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])
+    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
+    // gm-eval also builds without its features; the code-exec gates are checked both ways.
+    cargo(&["clippy", "-p", "gm-eval", "--all-targets", "--", "-D", "warnings"])
 }
 
 /// Whether a missing service or tool fails the run instead of being skipped (`GM_REQUIRE_SERVICES=1`, set
@@ -642,13 +644,19 @@ const RULES: &[Rule] = &[
         gm_allowed: &[],
         never: &["tokio", "hyper"],
     },
+    Rule {
+        krate: "gm-metrics",
+        only_external: None,
+        gm_allowed: &["gm-core"],
+        never: &["tokio", "hyper", "hyper-util", "rusqlite"],
+    },
     Rule { krate: "gm-limits", only_external: None, gm_allowed: &["gm-core"], never: &["hyper", "hyper-util"] },
     Rule { krate: "gm-cache", only_external: None, gm_allowed: &["gm-core"], never: &["hyper", "hyper-util"] },
     Rule { krate: "gm-http", only_external: None, gm_allowed: &["gm-core", "gm-limits", "gm-cache"], never: &[] },
     Rule {
         krate: "gm-eval",
         only_external: None,
-        gm_allowed: &["gm-core", "gm-http", "gm-limits", "gm-cache"],
+        gm_allowed: &["gm-core", "gm-metrics", "gm-http", "gm-limits", "gm-cache"],
         never: &["hyper", "hyper-util", "hyper-rustls"],
     },
     Rule { krate: "gm-emulator", only_external: None, gm_allowed: &["gm-core"], never: &[] },
@@ -659,8 +667,14 @@ const RULES: &[Rule] = &[
 /// The crate of test support, which every crate may use in its tests and none in what it ships.
 const TESTKIT: &str = "gm-testkit";
 
+/// Crates whose normal dependencies, direct or not, must include none of some crates, as
+/// `cargo tree -p <crate> -e normal` shows them: a crate meant to be depended on alone stays free of a runtime,
+/// a network stack and a database.
+const CLOSED: &[(&str, &[&str])] = &[("gm-metrics", &["tokio", "hyper", "rusqlite", "gm-http"])];
+
 fn tidy() -> Result<()> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()
         .context("could not run cargo metadata")?;
@@ -668,7 +682,18 @@ fn tidy() -> Result<()> {
         bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let meta: Value = serde_json::from_slice(&out.stdout)?;
-    let problems = check_layering(&meta);
+    let mut problems = check_layering(&meta);
+    for (krate, forbidden) in CLOSED {
+        // Every platform's dependencies, so a target-specific edge cannot slip through.
+        let out = Command::new(&cargo)
+            .args(["tree", "-p", krate, "-e", "normal", "--target", "all", "--prefix", "none", "--format", "{p}"])
+            .output()
+            .with_context(|| format!("could not run cargo tree -p {krate}"))?;
+        if !out.status.success() {
+            bail!("cargo tree -p {krate} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        problems.extend(check_tree(krate, &String::from_utf8_lossy(&out.stdout), forbidden));
+    }
     if problems.is_empty() {
         eprintln!("xtask: tidy: the layering of STYLE.md holds");
         Ok(())
@@ -733,10 +758,56 @@ fn check_layering(meta: &Value) -> Vec<String> {
     problems
 }
 
+/// The crates of `forbidden` in `tree`, the output of `cargo tree -p <krate> --prefix none --format {p}` (one
+/// `name version [(path)] [(*)]` a line).
+fn check_tree(krate: &str, tree: &str, forbidden: &[&str]) -> Vec<String> {
+    let mut found: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| forbidden.contains(name))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{krate} reaches {d} through its normal dependencies, which the layering forbids \
+                 (`cargo tree -p {krate} -e normal -i {d}` shows the path)"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_forbidden_crate_deep_in_the_tree_is_reported() {
+        let tree = "gm-metrics v0.1.0 (/src/crates/gm-metrics)\njsonschema v0.61.2\nreqwest v0.12.9\n\
+                    tokio v1.54.1\nhyper v1.5.0\ntokio v1.54.1 (*)\nregex v1.13.2\n";
+        let p = check_tree("gm-metrics", tree, &["tokio", "hyper", "rusqlite", "gm-http"]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("gm-metrics reaches hyper through its normal dependencies"), "{p:?}");
+        assert!(p[1].starts_with("gm-metrics reaches tokio"), "{p:?}");
+        let clean = "gm-metrics v0.1.0 (/src/crates/gm-metrics)\nregex v1.13.2\ntokio-util-free v0.1.0\n";
+        assert!(check_tree("gm-metrics", clean, &["tokio"]).is_empty());
+    }
+
+    #[test]
+    fn gm_metrics_may_use_no_gm_crate_but_gm_core() {
+        let meta = json!({"packages": [
+            {"name": "gm-metrics", "manifest_path": "/nonexistent", "dependencies": [
+                {"name": "gm-core", "kind": null}, {"name": "gm-http", "kind": null},
+                {"name": "rusqlite", "kind": null}, {"name": "tokio", "kind": "dev"}]}
+        ]});
+        let p = check_layering(&meta);
+        assert!(p.iter().any(|s| s.contains("gm-metrics depends on gm-http")), "{p:?}");
+        assert!(p.iter().any(|s| s.contains("gm-metrics depends on rusqlite")), "{p:?}");
+        assert!(!p.iter().any(|s| s.contains("gm-core") || s.contains("tokio")), "{p:?}");
+    }
 
     #[test]
     fn a_forbidden_edge_is_reported() {
