@@ -399,6 +399,57 @@ mod tests {
         assert!((10..=11).contains(&sent), "{sent} requests for a budget of 10");
     }
 
+    /// The errors from a run down to the first without a source, as text.
+    fn chain(e: &RunError) -> Vec<String> {
+        std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source()).map(ToString::to_string).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_case_keeps_the_client_error_as_its_source() {
+        let (client, _) = instant_demo();
+        let tasks = [("arithmetic".to_string(), arithmetic())];
+        let models = ["no//such-model".to_string()];
+        let e = run_matrix(&client, &RunOptions::default(), &models, &tasks, None).await.unwrap_err();
+        let case = e.root();
+        assert!(matches!(case, RunError::Case { .. }), "{e}");
+        let source = std::error::Error::source(case).and_then(|s| s.downcast_ref::<gm_http::Error>());
+        assert!(matches!(source, Some(gm_http::Error::InvalidRequest(_))), "{case:?}");
+        // Cell, case, client error: each message carries the next, so a printer can leave the repeats out.
+        let chain = chain(&e);
+        assert_eq!(chain.len(), 3, "{chain:?}");
+        assert!(chain.windows(2).all(|w| w[0].contains(&w[1])), "{chain:?}");
+    }
+
+    #[tokio::test]
+    async fn a_case_that_cannot_be_recorded_keeps_the_sink_error_as_its_source() {
+        struct DiskFull;
+        impl CaseSink for DiskFull {
+            fn record(
+                &self,
+                _: usize,
+                _: &TestResult,
+                _: &crate::run::CaseFigures,
+            ) -> Result<(), crate::evaluators::BoxError> {
+                Err("no space left on device".into())
+            }
+        }
+        let (client, models) = instant_demo();
+        let tasks = [("arithmetic".to_string(), arithmetic())];
+        let e = run_matrix_with(
+            &client,
+            &RunOptions::default(),
+            &models[..1],
+            &tasks,
+            None,
+            Some(&DiskFull),
+            Finished::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e.root(), RunError::Record { .. }), "{e}");
+        assert_eq!(chain(e.root()).last().map(String::as_str), Some("no space left on device"), "{e}");
+    }
+
     #[tokio::test]
     async fn the_best_model_is_the_significantly_better_one() {
         let (client, models) = instant_demo();

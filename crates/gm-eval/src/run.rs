@@ -127,7 +127,8 @@ pub enum RunError {
     Record {
         /// The 1-based test case.
         index: usize,
-        /// The failure (its text is in the message).
+        /// The failure (its text is in the message too).
+        #[source]
         error: crate::evaluators::BoxError,
     },
     /// A budget of `--max-requests` or `--max-tokens` is used up; the run stopped before the next call.
@@ -145,7 +146,8 @@ pub enum RunError {
     Case {
         /// The 1-based test case.
         index: usize,
-        /// The failure (its text is in the message).
+        /// The failure (its text is in the message too).
+        #[source]
         error: gm_http::Error,
     },
     /// One cell of a models × tasks matrix stopped.
