@@ -3,7 +3,8 @@
 //! Use this crate if you need the request and response types of GitHub Models and the OpenAI-compatible
 //! APIs (chat completions whole and streamed, embeddings, the model catalog, both error envelopes) without
 //! an HTTP stack, or the small shared pieces every other gm crate speaks: model ids, provider kinds,
-//! latency and throughput summaries, and the [`Clock`] through which time enters.
+//! latency and throughput summaries, the [`Clock`] through which time enters, and the [`judge`] contract
+//! between gm's judge requests and the demo provider.
 //!
 //! Every response type is lenient: unknown fields are kept in `extra`, optional fields may be missing or
 //! `null`, and a stream chunk may have no choices. Every request type serializes only the fields that are set.
@@ -33,6 +34,7 @@ mod chat;
 mod clock;
 mod embeddings;
 mod error_body;
+pub mod judge;
 pub mod metrics;
 mod model_id;
 mod provider;

@@ -4,10 +4,11 @@
 //! GitHub's `/catalog/models` in process, so the whole client path (encoding, retries, SSE, decoding) runs
 //! without a network. Answers are computed, not canned: arithmetic is evaluated, a question about a given
 //! passage is answered with the passage's best-matching sentence, a summary request gets the leading
-//! sentences, a judge prompt gets a score from the overlap of answer and reference, JSON formats get JSON
-//! that follows the schema. Smaller models (`mini`, `nano`, `small`, `8b` in the name) answer more wordily,
-//! so comparisons between demo models show differences. Every answer is labelled: the completion id starts
-//! with `demo-`, `system_fingerprint` is `gm-demo`, and the response carries `x-gm-demo: true`.
+//! sentences, a judge request ([`gm_core::judge`]) gets a grade from the overlap of response and reference,
+//! JSON formats get JSON that follows the schema. Smaller models (`mini`, `nano`, `small`, `8b` in the name)
+//! answer more wordily, so comparisons between demo models show differences. Every answer is labelled: the
+//! completion id starts with `demo-`, `system_fingerprint` is `gm-demo`, and the response carries
+//! `x-gm-demo: true`.
 
 use std::time::Duration;
 
@@ -290,8 +291,8 @@ pub fn answer(req: &ChatRequest) -> String {
         }
         _ => {}
     }
-    if let Some(score) = judge(&system, &user) {
-        return score;
+    if let Some(grade) = judge(req) {
+        return grade;
     }
     plain_answer(&system, &user, small)
 }
@@ -432,41 +433,22 @@ fn code_answer(user: &str) -> String {
     )
 }
 
-/// Scores a judge prompt (gh-models' built-in judges and similar rubrics) by word overlap, 1 to 5.
-fn judge(system: &str, user: &str) -> Option<String> {
-    let all = format!("{system}\n{user}");
-    let lower = all.to_lowercase();
-    let stars = lower.contains("stars:") || lower.contains("between 1 to 5") || lower.contains("between 1 and 5");
-    let rubric = lower.contains("score")
-        && (lower.contains("[coherence")
-            || lower.contains("[fluency")
-            || lower.contains("[relevance")
-            || lower.contains("[groundedness"));
-    if !stars && !rubric {
-        return None;
-    }
-    let field = |names: &[&str]| -> Option<String> {
-        names.iter().find_map(|n| {
-            let i = all.rfind(n)?;
-            let rest = &all[i + n.len()..];
-            Some(rest.lines().next().unwrap_or("").trim().to_string())
-        })
-    };
-    let answer = field(&["predicted answer:", "RESPONSE:"]).unwrap_or_default();
-    let reference = field(&["correct answer:", "CONTEXT:", "QUERY:", "question:"]).unwrap_or_default();
-    let a: std::collections::HashSet<String> = words(&answer).into_iter().collect();
-    let r: std::collections::HashSet<String> = words(&reference).into_iter().collect();
+/// Grades a judge request ([`gm_core::judge`]) from 1 to 5 by the word overlap of the response with its reference.
+///
+/// The reply is a line of reasoning and then the grade alone on the last line, as the judge's instructions ask.
+/// The reasoning holds no digit, so gh-models' compat reading (the first choice found anywhere in the reply)
+/// finds the same grade as the strict one (the last line).
+fn judge(req: &ChatRequest) -> Option<String> {
+    let fields = gm_core::judge::fields(req)?;
+    let a: std::collections::HashSet<String> = words(&fields.response).into_iter().collect();
+    let r: std::collections::HashSet<String> = words(&fields.reference).into_iter().collect();
     let overlap = if a.is_empty() || r.is_empty() {
         0.0
     } else {
         a.intersection(&r).count() as f64 / r.len().max(a.len()) as f64
     };
-    let score = if answer.is_empty() { 1 } else { 1 + (overlap * 4.0).round() as u32 };
-    Some(if stars {
-        score.to_string()
-    } else {
-        format!("Explanation: the demo provider scores by word overlap ({overlap:.2}).\n{score}")
-    })
+    let grade = if fields.response.is_empty() { 1 } else { 1 + (overlap * 4.0).round() as u32 };
+    Some(format!("The demo provider grades by the words the response shares with the reference.\n{grade}"))
 }
 
 /// Evaluates the first arithmetic expression in the text (numbers with + - * / x ×, parentheses).
@@ -628,15 +610,10 @@ mod tests {
     }
 
     #[test]
-    fn questions_summaries_and_judges() {
+    fn questions_and_summaries() {
         assert_eq!(ask("openai/gpt-4.1", "What is the capital of France?"), "Paris");
         let s = ask("openai/gpt-4.1", "Summarize: Rust is fast. It is safe. It has no GC.");
         assert_eq!(s, "Rust is fast. It is safe.");
-        let j = ask(
-            "openai/gpt-4o",
-            "question: capital?\ncorrect answer: Paris is the capital\npredicted answer: Paris is the capital\nstars:",
-        );
-        assert_eq!(j, "5");
         let qa = ask("openai/gpt-4.1", "Context: The sky is blue. Grass is green.\nQuestion: What color is grass?");
         assert_eq!(qa, "green");
         let qa = ask(
@@ -644,6 +621,35 @@ mod tests {
             "Passage: Its stone bridge was built in 1784 by the mason Edwin Holt, and it was widened in 1931.\n\nQuestion: Who built the stone bridge?",
         );
         assert_eq!(qa, "1784 mason Edwin Holt");
+    }
+
+    fn judge_request(user: &str) -> ChatRequest {
+        let system = format!("You grade answers. {}", gm_core::judge::MARKER);
+        ChatRequest::new("openai/gpt-4o", vec![ChatMessage::system(system), ChatMessage::user(user)])
+    }
+
+    #[test]
+    fn a_judge_request_is_graded_by_overlap_with_the_grade_on_the_last_line() {
+        let same = judge_request(
+            "question: capital?\ncorrect answer: Paris is the capital\npredicted answer: Paris is the capital",
+        );
+        assert_eq!(answer(&same).lines().last(), Some("5"));
+        let half = judge_request("QUERY: the sky is blue today\nRESPONSE: the sky was grey yesterday");
+        assert_eq!(answer(&half).lines().last(), Some("3"));
+        let reply = answer(&judge_request("CONTEXT: a source\nRESPONSE: nothing in common"));
+        assert_eq!(reply.lines().last(), Some("1"));
+        // Only the grade is a digit, so reading the first digit or the last line agree.
+        assert_eq!(reply.chars().filter(char::is_ascii_digit).collect::<String>(), "1");
+        assert!(answer(&judge_request("the judge forgot the response")).ends_with("\n1"));
+    }
+
+    #[test]
+    fn rubric_wording_without_the_marker_is_an_ordinary_question() {
+        let j = ask(
+            "openai/gpt-4o",
+            "question: capital?\ncorrect answer: Paris is the capital\npredicted answer: Paris is the capital\nstars:",
+        );
+        assert!(!j.ends_with("\n5") && j != "5", "{j}");
     }
 
     #[test]

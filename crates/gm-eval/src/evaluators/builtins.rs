@@ -5,9 +5,10 @@
 //! scored 0, 0.25, 0.5, 0.75 and 1. Each asks for a short reasoning and then the score alone on the
 //! last line, which is what [`JudgeMode::Strict`](super::JudgeMode::Strict) reads.
 //!
-//! The prompts also carry the markers the offline demo provider looks for (a `[Coherence: 1-5]`
-//! style rubric header with the word `score`, or the `correct answer:` / `predicted answer:` /
-//! `stars:` fields of the similarity prompt), so demo runs give meaningful scores.
+//! Every built-in judge request follows [`gm_core::judge`]: the system prompt ends with its
+//! [`MARKER`](gm_core::judge::MARKER), and the prompt puts the response and what it is graded against on lines
+//! that start with the contract's labels. That is how the offline demo provider recognises a judge request
+//! and grades it, so demo runs give meaningful scores whatever the rubrics' wording.
 
 use std::fmt;
 
@@ -76,7 +77,7 @@ impl Builtin {
         LlmJudge {
             model_id: model.to_string(),
             prompt: prompt.to_string(),
-            system_prompt: Some(SYSTEM.to_string()),
+            system_prompt: Some(format!("{SYSTEM} {}", gm_core::judge::MARKER)),
             choices: one_to_five(),
         }
     }
@@ -93,9 +94,9 @@ pub fn one_to_five() -> Vec<JudgeChoice> {
     (1..=5).map(|i| JudgeChoice { choice: i.to_string(), score: f64::from(i - 1) / 4.0 }).collect()
 }
 
+/// The system prompt of every built-in judge, before [`gm_core::judge::MARKER`] (which ends it).
 const SYSTEM: &str = "You grade one quality of a text written by an AI system, using the rubric you are given. \
-Be strict and consistent: the same text must always get the same grade. \
-Give a short reasoning first, then the grade as a single digit alone on the last line.";
+Be strict and consistent: the same text must always get the same grade.";
 
 const SIMILARITY: &str = "Rate how close in meaning the predicted answer is to the correct answer, \
 given the question. Wording, length and style do not matter; facts and conclusions do.
@@ -184,29 +185,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_prompt_uses_its_variables_and_the_demo_markers() {
+    fn every_prompt_uses_its_variables() {
         for b in Builtin::ALL {
             let judge = b.judge(DEFAULT_JUDGE_MODEL);
             assert!(judge.prompt.contains("{{completion}}"), "{b}");
             for v in b.variables() {
                 assert!(judge.prompt.contains(&format!("{{{{{v}}}}}")), "{b} uses {v}");
             }
-            let lower = judge.prompt.to_lowercase();
-            match b {
-                Builtin::Similarity => {
-                    assert!(lower.contains("correct answer:") && lower.contains("predicted answer:"));
-                    assert!(judge.prompt.ends_with("stars:"));
-                }
-                _ => {
-                    assert!(lower.contains(&format!("[{}: 1-5]", b.name())), "{b}");
-                    assert!(lower.contains("score"));
-                    assert!(lower.contains("last line"));
-                }
-            }
+            assert!(judge.prompt.contains("last line"), "{b}");
             assert_eq!(Builtin::from_uses(&b.to_string()), Some(b));
         }
         assert_eq!(Builtin::from_uses("github/Similarity"), None);
         assert_eq!(Builtin::from_uses("similarity"), None);
+    }
+
+    #[test]
+    fn every_request_keeps_the_judge_contract() {
+        let row: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
+            serde_json::json!({"input": "What do plants make?", "expected": "Sugar and oxygen"}),
+        )
+        .unwrap();
+        for b in Builtin::ALL {
+            let request = b.judge(DEFAULT_JUDGE_MODEL).request(&row, "Plants make sugar");
+            assert!(gm_core::judge::is_judge_request(&request), "{b}");
+            let fields = gm_core::judge::fields(&request).unwrap();
+            assert_eq!(fields.response, "Plants make sugar", "{b}");
+            // Graded against the reference where the judge has one, else the question, else nothing.
+            let against = match b {
+                Builtin::Similarity | Builtin::Groundedness => "Sugar and oxygen",
+                Builtin::Coherence | Builtin::Relevance => "What do plants make?",
+                Builtin::Fluency => "",
+            };
+            assert_eq!(fields.reference, against, "{b}");
+        }
     }
 
     #[test]
