@@ -3,8 +3,8 @@
 //! Use this crate if you need the request and response types of GitHub Models and the OpenAI-compatible
 //! APIs (chat completions whole and streamed, embeddings, the model catalog, both error envelopes) without
 //! an HTTP stack, or the small shared pieces every other gm crate speaks: model ids, provider kinds,
-//! latency and throughput summaries, the [`Clock`] through which time enters, and the [`judge`] contract
-//! between gm's judge requests and the demo provider.
+//! latency and throughput summaries, the [`Clock`] through which time enters, the one token estimate
+//! ([`estimate_tokens`]), and the [`judge`] contract between gm's judge requests and the demo provider.
 //!
 //! Every response type is lenient: unknown fields are kept in `extra`, optional fields may be missing or
 //! `null`, and a stream chunk may have no choices. Every request type serializes only the fields that are set.
@@ -38,6 +38,7 @@ pub mod judge;
 pub mod metrics;
 mod model_id;
 mod provider;
+mod tokens;
 
 pub use catalog::{CatalogEntry, ModelLimits, OpenAiModel, OpenAiModelList};
 pub use chat::{
@@ -50,6 +51,7 @@ pub use embeddings::{Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingRespo
 pub use error_body::ErrorBody;
 pub use model_id::{ModelId, ModelIdError};
 pub use provider::{ProviderKind, UnknownProvider};
+pub use tokens::{chat_input_tokens, estimate_tokens, truncate_to_tokens};
 
 /// A JSON object of fields this crate does not model, kept so nothing a server sends is lost.
 pub type Extra = serde_json::Map<String, serde_json::Value>;

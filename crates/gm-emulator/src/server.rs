@@ -240,10 +240,6 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
-fn estimate_tokens(text: &str) -> u64 {
-    (text.chars().count().div_ceil(4) as u64).max(text.split_whitespace().count() as u64)
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Style {
     Github,
@@ -482,7 +478,7 @@ async fn chat(
     if entry.is_none() && !is_custom {
         return unknown_model(style, &req.model);
     }
-    let prompt_tokens: u64 = req.messages.iter().map(|m| estimate_tokens(&m.text()) + 4).sum();
+    let prompt_tokens = gm_core::chat_input_tokens(&req, gm_core::estimate_tokens);
     if prompt_tokens > st.config.max_input_tokens {
         let name = req.model.rsplit('/').next().unwrap_or(&req.model).to_string();
         return full(413, bodies::tokens_limit_413(&name, st.config.max_input_tokens));
@@ -492,13 +488,13 @@ async fn chat(
             "type": "invalid_request_error", "param": "stream", "code": "unsupported_value"}}).to_string());
     }
     let text = req.messages.iter().rev().find(|m| m.role == gm_core::Role::User).map(|m| m.text()).unwrap_or_default();
-    let mut completion_tokens = estimate_tokens(&text);
+    let mut completion_tokens = gm_core::estimate_tokens(&text);
     let mut text = text;
     let mut finish = "stop";
     if let Some(max) = req.max_tokens.or(req.max_completion_tokens) {
         if completion_tokens > u64::from(max) {
-            text = text.chars().take(max as usize * 4).collect();
-            completion_tokens = u64::from(max);
+            text = gm_core::truncate_to_tokens(&text, u64::from(max)).to_string();
+            completion_tokens = gm_core::estimate_tokens(&text);
             finish = "length";
         }
     }
@@ -582,7 +578,7 @@ fn embeddings(st: &State, style: Style, body: &[u8]) -> Response<Body> {
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            total += estimate_tokens(text);
+            total += gm_core::estimate_tokens(text);
             let mut v = vec![0f32; dims];
             for (j, b) in text.bytes().enumerate() {
                 v[(j * 31 + usize::from(b)) % dims] += 1.0;

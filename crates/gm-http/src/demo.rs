@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gm_core::{ChatRequest, EmbeddingRequest, ResponseFormat};
+use gm_core::{chat_input_tokens, estimate_tokens, truncate_to_tokens, ChatRequest, EmbeddingRequest, ResponseFormat};
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{json, Value};
 
@@ -70,12 +70,6 @@ fn fnv(s: &str) -> u64 {
 fn is_small(model: &str) -> bool {
     let m = model.to_ascii_lowercase();
     ["mini", "nano", "small", "8b", "3b", "1b"].iter().any(|s| m.contains(s))
-}
-
-/// A rough token count: one per 4 characters, at least one per word.
-pub fn estimate_tokens(text: &str) -> u64 {
-    let by_chars = text.chars().count().div_ceil(4) as u64;
-    by_chars.max(text.split_whitespace().count() as u64)
 }
 
 fn json_response(status: u16, body: Value) -> HttpResponse {
@@ -149,15 +143,14 @@ impl Transport for DemoTransport {
             return Ok(bad("messages must not be empty".into()));
         }
         let text = answer(&req);
-        let prompt_tokens: u64 = req.messages.iter().map(|m| estimate_tokens(&m.text()) + 4).sum();
+        let prompt_tokens = chat_input_tokens(&req, estimate_tokens);
         let mut completion_tokens = estimate_tokens(&text);
         let mut text = text;
         let mut finish = "stop";
         if let Some(max) = req.max_tokens.or(req.max_completion_tokens) {
             if completion_tokens > u64::from(max) {
-                let keep: String = text.chars().take(max as usize * 4).collect();
-                text = keep;
-                completion_tokens = u64::from(max);
+                text = truncate_to_tokens(&text, u64::from(max)).to_string();
+                completion_tokens = estimate_tokens(&text);
                 finish = "length";
             }
         }
@@ -650,6 +643,21 @@ mod tests {
             "question: capital?\ncorrect answer: Paris is the capital\npredicted answer: Paris is the capital\nstars:",
         );
         assert!(!j.ends_with("\n5") && j != "5", "{j}");
+    }
+
+    #[tokio::test]
+    async fn usage_is_the_one_estimate_and_max_tokens_cuts_the_answer_to_it() {
+        let client = crate::Client::builder()
+            .provider(gm_core::ProviderKind::Demo)
+            .transport(std::sync::Arc::new(DemoTransport::instant()))
+            .build()
+            .unwrap();
+        let req = ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user("What is 17 * 23?")]);
+        let usage = client.chat(&req).await.unwrap().usage();
+        assert_eq!(usage.prompt_tokens, chat_input_tokens(&req, estimate_tokens));
+        assert_eq!(usage.completion_tokens, estimate_tokens("The answer is 391."));
+        let cut = client.chat(&req.with_max_tokens(2)).await.unwrap();
+        assert_eq!((cut.text(), cut.usage().completion_tokens), ("The an", 2));
     }
 
     #[test]

@@ -317,3 +317,17 @@ async fn catalog_tiers_give_each_model_its_own_limits() {
     assert_eq!(answered("openai/gpt-4.1").await, 10);
     assert_eq!(answered("openai/gpt-4o-mini").await, 15);
 }
+
+#[tokio::test]
+async fn usage_is_the_one_estimate_and_max_tokens_cuts_the_answer_to_it() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    let req = hi("openai/gpt-4.1");
+    let usage = c.chat(&req).await.unwrap().usage();
+    assert_eq!(usage.prompt_tokens, gm_core::chat_input_tokens(&req, gm_core::estimate_tokens));
+    // 3 priming + (3 + "system" 2 + "be brief" 3) + (3 + "user" 2 + "say hello to the tests" 8)
+    assert_eq!(usage.prompt_tokens, 24);
+    assert_eq!(usage.completion_tokens, gm_core::estimate_tokens("say hello to the tests"));
+    let cut = c.chat(&hi("openai/gpt-4.1").with_max_tokens(2)).await.unwrap();
+    assert_eq!((cut.text(), cut.usage().completion_tokens), ("say he", 2));
+}

@@ -7,18 +7,20 @@
 //! and the count is raised by a quarter, since SentencePiece tokenizers with smaller vocabularies produce up
 //! to that many more tokens for English text.
 //!
-//! Without the feature, every model gets the conservative estimate of one token per three bytes of UTF-8,
-//! rounded up: English averages about four bytes a token, code three to four, and most CJK characters (three
-//! bytes) are about one token each.
+//! Without the feature, every model gets [`gm_core::estimate_tokens`], the one estimate of the workspace (the
+//! demo provider and the emulator report usage with it too): one token per three bytes of UTF-8, rounded up.
+//! English averages about four bytes a token, code three to four, and most CJK characters (three bytes) are
+//! about one token each.
 //!
 //! An estimate is held against a per-request cap at its lower bound ([`TokenCount::input_at_least`]), so
 //! an estimate never refuses a request the server would take; token budgets reserve the full estimate.
 //!
-//! Both ways add OpenAI's chat overhead: 3 tokens per message, 1 more for a `name`, and 3 that prime the reply.
-//! Images count 85 tokens at `detail: low` and 765 otherwise (a 1024×1024 image at high detail); tool
-//! definitions and other parts count as their JSON text.
+//! Both ways add OpenAI's chat overhead as [`gm_core::chat_input_tokens`] counts it: 3 tokens per message, 1
+//! more for a `name`, and 3 that prime the reply. Images count 85 tokens at `detail: low` and 765 otherwise (a
+//! 1024×1024 image at high detail); tool definitions and other parts count as their JSON text.
 
-use gm_core::{ChatMessage, ChatRequest, ContentPart, MessageContent};
+pub use gm_core::estimate_tokens;
+use gm_core::ChatRequest;
 
 /// How a [`TokenCount`] was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,7 +30,7 @@ pub enum CountMethod {
     Exact(&'static str),
     /// Counted with an OpenAI encoding and raised by a quarter, for a model with another tokenizer.
     Scaled(&'static str),
-    /// Estimated as one token per three bytes, rounded up.
+    /// Estimated with [`gm_core::estimate_tokens`]: one token per three bytes, rounded up.
     Bytes,
     /// Given by the caller.
     Given,
@@ -103,15 +105,7 @@ impl From<u64> for TokenCount {
 /// ```
 pub fn count_tokens(req: &ChatRequest) -> TokenCount {
     let counter = Counter::for_model(&req.model);
-    let mut input: u64 = 3;
-    for m in &req.messages {
-        input += message_tokens(&counter, m);
-    }
-    if let Some(tools) = &req.tools {
-        for t in tools {
-            input += counter.text(&serde_json_text(t)) + 8;
-        }
-    }
+    let input = gm_core::chat_input_tokens(req, |text| counter.text(text));
     let per_choice = req.max_completion_tokens.or(req.max_tokens).map_or(0, u64::from);
     let output = per_choice * u64::from(req.n.unwrap_or(1).max(1));
     TokenCount { input, output, method: counter.method }
@@ -120,51 +114,6 @@ pub fn count_tokens(req: &ChatRequest) -> TokenCount {
 /// Counts (or estimates) the tokens of one text for a model, without any chat overhead.
 pub fn count_text_tokens(model: &str, text: &str) -> u64 {
     Counter::for_model(model).text(text)
-}
-
-/// The conservative estimate used without an encoding: one token per three bytes, rounded up.
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(3)
-}
-
-fn serde_json_text<T: serde::Serialize>(v: &T) -> String {
-    // A failed serialization only loses precision in an estimate; count nothing rather than fail.
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-fn message_tokens(counter: &Counter, m: &ChatMessage) -> u64 {
-    let mut n = 3 + counter.text(m.role.as_str());
-    if let Some(name) = &m.name {
-        n += 1 + counter.text(name);
-    }
-    match &m.content {
-        Some(MessageContent::Text(t)) => n += counter.text(t),
-        Some(MessageContent::Parts(parts)) => {
-            for p in parts {
-                n += match p {
-                    ContentPart::Text { text } => counter.text(text),
-                    ContentPart::ImageUrl { image_url } => {
-                        if image_url.detail.as_deref() == Some("low") {
-                            85
-                        } else {
-                            765
-                        }
-                    }
-                    ContentPart::Other(v) => counter.text(&v.to_string()),
-                };
-            }
-        }
-        None => {}
-    }
-    if let Some(calls) = &m.tool_calls {
-        for c in calls {
-            n += counter.text(c.function.name.as_deref().unwrap_or("")) + counter.text(&c.function.arguments) + 3;
-        }
-    }
-    if let Some(id) = &m.tool_call_id {
-        n += counter.text(id);
-    }
-    n
 }
 
 /// The encoding family of a model, from its name (the publisher prefix is ignored).
@@ -223,7 +172,7 @@ fn bpe(encoding: &str) -> &'static tiktoken_rs::CoreBPE {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gm_core::ImageUrl;
+    use gm_core::ChatMessage;
 
     #[test]
     fn encodings_by_model() {
@@ -248,24 +197,20 @@ mod tests {
 
     #[test]
     fn the_byte_estimate_is_conservative() {
-        assert_eq!(estimate_tokens(""), 0);
-        assert_eq!(estimate_tokens("abc"), 1);
-        assert_eq!(estimate_tokens("abcd"), 2);
         // A 3000-byte prompt is estimated at 1000 tokens at least, for any model.
         let req = ChatRequest::new("mistral-ai/mistral-small", vec![ChatMessage::user("word ".repeat(600))]);
         assert!(count_tokens(&req).input >= 600);
     }
 
+    /// Without an encoding the limiter reserves what the demo provider and the emulator report as usage.
+    #[cfg(not(feature = "tokenizer"))]
     #[test]
-    fn images_and_overhead() {
-        let mut m = ChatMessage::user("");
-        m.content = Some(MessageContent::Parts(vec![
-            ContentPart::ImageUrl { image_url: ImageUrl { url: "data:,".into(), detail: Some("low".into()) } },
-            ContentPart::ImageUrl { image_url: ImageUrl { url: "data:,".into(), detail: None } },
-        ]));
-        let n = count_tokens(&ChatRequest::new("gpt-4o", vec![m])).input;
-        // 3 priming + 3 per message + the role + 85 + 765
-        assert!((856..=860).contains(&n), "{n}");
+    fn without_an_encoding_every_model_gets_the_one_estimate() {
+        let req = ChatRequest::new("openai/gpt-4o", vec![ChatMessage::system("Be terse."), ChatMessage::user("hi")]);
+        let n = count_tokens(&req);
+        assert_eq!(n.method, CountMethod::Bytes);
+        assert_eq!(n.input, gm_core::chat_input_tokens(&req, gm_core::estimate_tokens));
+        assert_eq!(count_text_tokens("meta/llama-3.3-70b-instruct", "東京"), gm_core::estimate_tokens("東京"));
     }
 
     #[cfg(feature = "tokenizer")]
