@@ -1,0 +1,315 @@
+//! The session: one configuration, and the client, limiter, cache and run store built from it when a use case
+//! first needs them.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use gm_cache::{Cache, CacheConfig, CacheStats, MemoryCache, PersistentStore, SqliteCache};
+use gm_core::{Clock, ProviderKind};
+use gm_eval::store::RunStore;
+use gm_http::{CachePolicy, Client, RetryPolicy};
+use gm_limits::{Limiter, LimitsConfig, SqliteWindows, TokioClock, WindowStore};
+
+use crate::config::SessionConfig;
+use crate::error::Error;
+use crate::notice::Notice;
+
+/// Receives each notice as it arises.
+type Listener = Arc<dyn Fn(&Notice) + Send + Sync>;
+
+/// The response cache of the client, and the state file that keeps this machine's cache statistics.
+struct CacheParts {
+    cache: Arc<Cache>,
+    sqlite: Option<Arc<SqliteCache>>,
+}
+
+/// The cache counters already added to the state file's totals.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Counted {
+    hits: u64,
+    misses: u64,
+    inserts: u64,
+    expirations: u64,
+    evictions: u64,
+}
+
+/// A configuration and what is built from it: the client (with its limiter and cache) and the run store.
+///
+/// Nothing is opened until a use case needs it, so listing runs opens no client and asking for the catalog
+/// opens no run store. The session is `Send + Sync` and its use cases take `&self`, so a server shares one
+/// between requests. Notices (the demo provider answers, the state file was moved aside, …) are data: they
+/// go to the listener given with [`Session::on_notice`], or are kept for [`Session::take_notices`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use gm_app::{Notice, Session, SessionConfig};
+///
+/// let session = Session::new(SessionConfig::demo());
+/// let client = session.client().unwrap();
+/// let models = client.models().await.unwrap();
+/// assert!(models.iter().any(|m| m.id == "openai/gpt-4.1"));
+/// assert!(matches!(session.take_notices()[..], [Notice::DemoProvider { .. }]));
+/// session.finish();
+/// # });
+/// ```
+pub struct Session {
+    config: SessionConfig,
+    clock: Arc<dyn Clock>,
+    listener: Option<Listener>,
+    kept: Mutex<Vec<Notice>>,
+    state_checked: Mutex<bool>,
+    client: Mutex<Option<Client>>,
+    cache: Mutex<Option<CacheParts>>,
+    store: Mutex<Option<Arc<RunStore>>>,
+    counted: Mutex<Counted>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    /// A session for `config`. Nothing is opened yet.
+    pub fn new(config: SessionConfig) -> Session {
+        Session {
+            config,
+            clock: Arc::new(TokioClock),
+            listener: None,
+            kept: Mutex::new(Vec::new()),
+            state_checked: Mutex::new(false),
+            client: Mutex::new(None),
+            cache: Mutex::new(None),
+            store: Mutex::new(None),
+            counted: Mutex::new(Counted::default()),
+        }
+    }
+
+    /// Hands every notice to `listener` as it arises, instead of keeping it for [`Session::take_notices`].
+    pub fn on_notice(mut self, listener: impl Fn(&Notice) + Send + Sync + 'static) -> Session {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Times the limiter and the cache's housekeeping by `clock` (default: [`TokioClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Session {
+        self.clock = clock;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The notices kept so far (none when a listener takes them), oldest first; they are not kept again.
+    pub fn take_notices(&self) -> Vec<Notice> {
+        std::mem::take(&mut *lock(&self.kept))
+    }
+
+    pub(crate) fn notice(&self, notice: Notice) {
+        match &self.listener {
+            Some(listen) => listen(&notice),
+            None => lock(&self.kept).push(notice),
+        }
+    }
+
+    /// The state file, its folder made if needed; `None` for a session kept in memory.
+    ///
+    /// The first time it is asked for, a file that is not a readable SQLite database is moved aside (with a
+    /// notice) and a new one started, whichever part of the state a use case opens first.
+    pub fn state_file(&self) -> Result<Option<PathBuf>, Error> {
+        let (Some(dir), Some(path)) = (&self.config.data_dir, self.config.state_file()) else { return Ok(None) };
+        std::fs::create_dir_all(dir).map_err(|source| Error::StateFolder { path: dir.clone(), source })?;
+        let mut checked = lock(&self.state_checked);
+        if !*checked {
+            *checked = true;
+            if path.exists() {
+                if let Ok(cache) = SqliteCache::builder(&path).move_aside_if_unreadable(true).open() {
+                    self.moved_aside(&path, &cache);
+                }
+            }
+        }
+        Ok(Some(path))
+    }
+
+    /// The state file, for a use case that cannot work without one.
+    pub(crate) fn required_state_file(&self, what: &'static str) -> Result<PathBuf, Error> {
+        self.state_file()?.ok_or(Error::NoStateFile { what })
+    }
+
+    fn moved_aside(&self, path: &std::path::Path, cache: &SqliteCache) {
+        if let Some(aside) = cache.moved_aside() {
+            self.notice(Notice::StateFileMovedAside { path: path.to_path_buf(), moved_to: aside.to_path_buf() });
+        }
+    }
+
+    /// The persistent cache tier in the state file (`None` in memory). An unreadable file is moved aside
+    /// (with a notice) rather than stopping every use case.
+    pub(crate) fn open_sqlite_cache(&self) -> Result<Option<Arc<SqliteCache>>, Error> {
+        let Some(path) = self.state_file()? else { return Ok(None) };
+        let cache = SqliteCache::builder(&path)
+            .max_bytes(1 << 30)
+            .move_aside_if_unreadable(true)
+            .open()
+            .map_err(|source| Error::OpenCache { path: path.clone(), source })?;
+        self.moved_aside(&path, &cache);
+        Ok(Some(Arc::new(cache)))
+    }
+
+    /// The persistent cache tier in the Redis server, when one is configured.
+    pub(crate) fn open_redis_cache(&self) -> Result<Option<Arc<dyn PersistentStore>>, Error> {
+        let Some(url) = &self.config.redis_url else { return Ok(None) };
+        let redis = gm_cache::RedisCache::open(url).map_err(|source| Error::RedisCache { source })?;
+        Ok(Some(Arc::new(redis)))
+    }
+
+    /// The shared rate-limit windows in the state file.
+    pub(crate) fn open_windows(&self, what: &'static str) -> Result<Arc<SqliteWindows>, Error> {
+        let path = self.required_state_file(what)?;
+        let windows = SqliteWindows::open(&path).map_err(|source| Error::OpenWindows { path, source })?;
+        Ok(Arc::new(windows))
+    }
+
+    /// The limits configuration: the spec for every model, else the limits file, with the plan and the
+    /// margin applied.
+    pub fn limits_config(&self) -> Result<LimitsConfig, Error> {
+        let settings = &self.config.limits;
+        let mut config = match (&settings.spec, &settings.file) {
+            (Some(spec), _) => LimitsConfig::uniform(spec.clone()),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+                    what: "the limits file",
+                    path: file.clone(),
+                    source,
+                })?;
+                LimitsConfig::from_toml(&text).map_err(|source| Error::LimitsFile { path: file.clone(), source })?
+            }
+            (None, None) => LimitsConfig::default(),
+        };
+        if config.margin.is_none() {
+            config.margin = settings.margin;
+        }
+        if let Some(plan) = settings.plan {
+            config.providers.entry("github".into()).or_default().plan = Some(plan);
+        }
+        Ok(config)
+    }
+
+    /// The limiter, counting in the Redis server or the state file (so every process sharing it shares the
+    /// quota), or in memory. The demo provider is limited only when a spec asks for it.
+    fn limiter(&self) -> Result<Option<Arc<Limiter>>, Error> {
+        if self.config.provider == ProviderKind::Demo && self.config.limits.spec.is_none() {
+            return Ok(None);
+        }
+        let config = self.limits_config()?;
+        let store: Option<Arc<dyn WindowStore>> = match &self.config.redis_url {
+            Some(url) => Some(Arc::new(
+                gm_limits::RedisWindows::open(url, "gm:limits").map_err(|source| Error::RedisWindows { source })?,
+            )),
+            None => match self.state_file()? {
+                Some(_) => Some(self.open_windows("the shared rate limits")?),
+                None => None,
+            },
+        };
+        let clock = self.clock.clone();
+        Ok(Some(Arc::new(match store {
+            Some(store) => Limiter::with_store(config, clock, store),
+            None => Limiter::with_clock(config, clock),
+        })))
+    }
+
+    /// The client, built on first use with the configured limiter and cache (a notice says when the demo
+    /// provider answers). Clones share everything.
+    pub fn client(&self) -> Result<Client, Error> {
+        let mut slot = lock(&self.client);
+        if let Some(client) = &*slot {
+            return Ok(client.clone());
+        }
+        let c = &self.config;
+        let mut b = Client::builder().provider(c.provider);
+        if let Some(url) = &c.base_url {
+            b = b.base_url(url.clone());
+        }
+        if let Some(org) = &c.org {
+            b = b.org(org.clone());
+        }
+        if let Some(credential) = &c.credential {
+            b = b.credential(credential.clone());
+        }
+        if let Some(limiter) = self.limiter()? {
+            b = b.limiter(limiter, c.max_wait);
+        }
+        // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
+        b = b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() });
+        if c.cache.enabled {
+            let sqlite = self.open_sqlite_cache()?;
+            let config = CacheConfig { default_ttl: Some(c.cache.ttl), ..CacheConfig::default() };
+            // The answers live in Redis when it is given (shared by every machine), else in the state file;
+            // the state file keeps this machine's statistics either way.
+            let persistent = match self.open_redis_cache()? {
+                Some(redis) => Some(redis),
+                None => sqlite.clone().map(|s| s as Arc<dyn PersistentStore>),
+            };
+            let cache = Arc::new(Cache::from_parts(MemoryCache::new(config), persistent));
+            b = b.cache(cache.clone(), CachePolicy { ttl: Some(c.cache.ttl), refresh: c.cache.refresh });
+            *lock(&self.cache) = Some(CacheParts { cache, sqlite });
+        }
+        let client = b.build()?;
+        if c.provider == ProviderKind::Demo {
+            self.notice(Notice::DemoProvider { reason: c.provider_reason.clone() });
+        }
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The run store in the state file (in memory for a session without one), opened on first use.
+    pub fn run_store(&self) -> Result<Arc<RunStore>, Error> {
+        let mut slot = lock(&self.store);
+        if let Some(store) = &*slot {
+            return Ok(store.clone());
+        }
+        let path = self.state_file()?.unwrap_or_else(|| PathBuf::from(":memory:"));
+        let store = Arc::new(RunStore::open(&path)?);
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    /// Adds the cache statistics gathered since the last call to the totals in the state file, and drops the
+    /// expired answers the lookups have not already dropped. Call it when a command ends (a server may call it
+    /// now and then); failures are logged, never returned, since the use case's own result matters more.
+    pub fn finish(&self) {
+        let parts = lock(&self.cache);
+        let Some(CacheParts { cache, sqlite: Some(sqlite) }) = &*parts else { return };
+        if let Err(e) = cache.purge_expired(self.clock.now()) {
+            tracing::warn!(error = %e, "could not remove expired cache entries");
+        }
+        let s = cache.stats();
+        let p = s.persistent.unwrap_or_default();
+        // Memory hits and persistent hits together; every other lookup missed both tiers.
+        let hits = s.memory.hits + p.hits;
+        let now = Counted {
+            hits,
+            misses: s.memory.lookups().saturating_sub(hits),
+            inserts: p.inserts,
+            expirations: p.expirations,
+            evictions: p.evictions,
+        };
+        let mut counted = lock(&self.counted);
+        let mut delta = CacheStats::default();
+        delta.hits = now.hits.saturating_sub(counted.hits);
+        delta.misses = now.misses.saturating_sub(counted.misses);
+        delta.inserts = now.inserts.saturating_sub(counted.inserts);
+        delta.expirations = now.expirations.saturating_sub(counted.expirations);
+        delta.evictions = now.evictions.saturating_sub(counted.evictions);
+        match sqlite.record(&delta) {
+            Ok(()) => *counted = now,
+            Err(e) => tracing::warn!(error = %e, "could not record cache statistics"),
+        }
+    }
+}
