@@ -126,7 +126,7 @@ different (paired bootstrap, 95%), the faster one wins, and the report says so."
         after_help = "Examples:\n  gm score --input pairs.jsonl --metrics bleu,rougeL,squad_f1 --output scored.jsonl\n  \
 gm score --list\n  cat pairs.jsonl | gm score --metrics chrf --corpus corpus.json"
     )]
-    Score(crate::score::ScoreArgs),
+    Score(crate::commands::score::ScoreArgs),
     /// Inspect or empty the response cache
     #[command(subcommand)]
     Cache(CacheCommand),

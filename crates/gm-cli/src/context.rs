@@ -5,11 +5,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use gm_cache::{Cache, CacheConfig, MemoryCache, PersistentStore, SqliteCache};
-use gm_core::ProviderKind;
+use gm_app::{CacheSettings, LimitsSettings, Session, SessionConfig};
+use gm_cache::{PersistentStore, SqliteCache};
 use gm_http::auth::{self, Resolution};
-use gm_http::{CachePolicy, Client};
-use gm_limits::{Limiter, LimitsConfig, Margin, SqliteWindows, TokioClock, WindowStore};
+use gm_limits::{LimitsConfig, Margin, SqliteWindows};
 
 use crate::exit::usage;
 
@@ -134,90 +133,45 @@ pub fn open_windows(global: &Global) -> Result<Arc<SqliteWindows>> {
     ))
 }
 
-/// The limiter for a provider, counting in the state file so every `gm` process on the machine shares the
-/// quota. The demo provider is limited only when `--limits` asks for it.
-fn limiter(global: &Global, provider: ProviderKind) -> Result<Option<Arc<Limiter>>> {
-    if provider == ProviderKind::Demo && global.limits.is_none() {
-        return Ok(None);
+/// The configuration of a command: the provider and credential resolved from the flags and the environment,
+/// and the state in the data folder. `caches` says whether the command caches answers (before `--no-cache`).
+pub fn config(global: &Global, caches: bool) -> SessionConfig {
+    SessionConfig {
+        base_url: global.base_url.clone(),
+        org: global.org.clone(),
+        cache: CacheSettings { enabled: caches && !global.no_cache, ttl: global.cache_ttl, refresh: global.refresh },
+        ..state_config(global)
     }
-    let config = limits_config(global)?;
-    let store: Arc<dyn WindowStore> = match &global.redis {
-        Some(url) => Arc::new(
-            gm_limits::RedisWindows::open(url, "gm:limits")
-                .context("could not reach the Redis server given by --redis (GM_REDIS_URL) for the rate limits")?,
-        ),
-        None => open_windows(global)?,
-    };
-    Ok(Some(Arc::new(Limiter::with_store(config, Arc::new(TokioClock), store))))
+    .resolved(resolve(global))
 }
 
-/// A client and the stores it uses for one command.
-pub struct Session {
-    /// The client.
-    pub client: Client,
-    cache: Option<(Arc<Cache>, Arc<SqliteCache>)>,
-}
-
-impl Session {
-    /// Adds this run's cache statistics to the totals in the state file.
-    pub fn finish(&self) {
-        let Some((cache, sqlite)) = &self.cache else { return };
-        // Expired answers are dropped lazily on lookup; this clears the rest, once per command.
-        if let Err(e) = cache.purge_expired(std::time::Instant::now()) {
-            tracing::warn!(error = %e, "could not remove expired cache entries");
-        }
-        let s = cache.stats();
-        let p = s.persistent.unwrap_or_default();
-        // Memory hits and persistent hits together; every other lookup missed both tiers.
-        let hits = s.memory.hits + p.hits;
-        let mut delta = gm_cache::CacheStats::default();
-        delta.hits = hits;
-        delta.misses = s.memory.lookups().saturating_sub(hits);
-        delta.inserts = p.inserts;
-        delta.expirations = p.expirations;
-        delta.evictions = p.evictions;
-        if let Err(e) = sqlite.record(&delta) {
-            tracing::warn!(error = %e, "could not record cache statistics");
-        }
+/// The configuration of a command that only reads the state file: no provider is resolved, so neither the
+/// environment's credentials nor `gh` are consulted.
+pub fn state_config(global: &Global) -> SessionConfig {
+    SessionConfig {
+        limits: LimitsSettings {
+            spec: global.limits.clone(),
+            file: global.limits_config.clone(),
+            plan: global.plan,
+            // Requests from several processes each open their own connection, so the time between admission
+            // and arrival at the server can reach tens of milliseconds on a busy machine; windows are
+            // lengthened by this much so the server's count agrees. A `margin=` in the spec or file overrides it.
+            margin: Some(CLI_MARGIN),
+        },
+        max_wait: global.max_wait,
+        cache: CacheSettings { enabled: false, ..CacheSettings::default() },
+        data_dir: Some(data_dir(global)),
+        redis_url: global.redis.clone(),
+        ..SessionConfig::default()
     }
 }
 
-/// Builds the client for the global flags. `cache` says whether this command caches (before `--no-cache`).
-/// Prints the demo notice when the demo provider answers.
-pub fn session(global: &Global, cache: bool) -> Result<Session> {
-    let res = resolve(global);
-    let mut b = Client::builder().provider(res.provider);
-    if let Some(url) = global.base_url.clone().or(res.base_url.clone()) {
-        b = b.base_url(url);
-    }
-    if let Some(org) = &global.org {
-        b = b.org(org.clone());
-    }
-    if let Some(c) = &res.credential {
-        b = b.credential(c.clone());
-    }
-    if let Some(limiter) = limiter(global, res.provider)? {
-        b = b.limiter(limiter, global.max_wait);
-    }
-    // --max-wait bounds every wait for quota: the limiter's and the one a 429 asks for.
-    b = b.retry_policy(gm_http::RetryPolicy { max_wait: global.max_wait, ..Default::default() });
-    let mut stores = None;
-    if cache && !global.no_cache {
-        let sqlite = open_sqlite_cache(global)?;
-        let config = CacheConfig { default_ttl: Some(global.cache_ttl), ..CacheConfig::default() };
-        // The answers live in Redis when it is given (shared by every machine), else in the state file; the
-        // state file keeps this machine's statistics either way.
-        let persistent: Arc<dyn PersistentStore> = match &global.redis {
-            Some(url) => open_redis_cache(url)?,
-            None => sqlite.clone(),
-        };
-        let tiered = Arc::new(Cache::from_parts(MemoryCache::new(config), Some(persistent)));
-        b = b.cache(tiered.clone(), CachePolicy { ttl: Some(global.cache_ttl), refresh: global.refresh });
-        stores = Some((tiered, sqlite));
-    }
-    let client = b.build()?;
-    if res.provider == ProviderKind::Demo {
-        eprintln!("note: demo provider ({}); answers are computed offline by gm, not by a model", res.reason);
-    }
-    Ok(Session { client, cache: stores })
+/// A session for `config` whose notices are printed on standard error as they arise.
+pub fn open(config: SessionConfig) -> Session {
+    Session::new(config).on_notice(|n| eprintln!("{}: {n}", if n.is_warning() { "warning" } else { "note" }))
+}
+
+/// The session of a command; see [`config`].
+pub fn session(global: &Global, caches: bool) -> Result<Session> {
+    Ok(open(config(global, caches)))
 }

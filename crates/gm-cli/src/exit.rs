@@ -23,6 +23,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() {
             return USAGE;
         }
+        if let Some(e) = cause.downcast_ref::<gm_app::Error>() {
+            return if e.is_usage() { USAGE } else { PROVIDER };
+        }
         if let Some(r) = cause.downcast_ref::<gm_eval::run::RunError>() {
             return match (r.root(), r.client_error()) {
                 (gm_eval::run::RunError::Budget { .. }, _) => PROVIDER,

@@ -8,7 +8,6 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
-mod score;
 
 use std::process::ExitCode;
 

@@ -1,18 +1,19 @@
-//! The subcommands.
+//! The subcommands, one file each: arguments, then the library call, then rendering.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+pub mod emulate;
+pub mod run;
+pub mod score;
+
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use gm_core::{CatalogEntry, ChatMessage, ChatRequest, ProviderKind, Role};
-use gm_emulator::{Emulator, EmulatorConfig, EmulatorLimits, Window};
+use gm_core::{CatalogEntry, ProviderKind};
 use gm_eval::prompt::PromptFile;
-use gm_http::Client;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use crate::cli::{
-    AuthCommand, BenchArgs, CacheCommand, Cli, Command, EmulateArgs, EvalArgs, Global, LimitsCommand, ModelsCommand,
-    RunArgs, RunsCommand,
+    AuthCommand, BenchArgs, CacheCommand, Cli, Command, EvalArgs, Global, LimitsCommand, ModelsCommand, RunsCommand,
 };
 use crate::context;
 use crate::exit::usage;
@@ -22,12 +23,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Models(ModelsCommand::List { json }) => models_list(&cli.global, json).await,
         Command::Models(ModelsCommand::View { model, json }) => models_view(&cli.global, &model, json).await,
-        Command::Run(args) => run(&cli.global, args).await,
+        Command::Run(args) => run::run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
-        Command::Emulate(args) => emulate(args).await,
+        Command::Emulate(args) => emulate::run(args).await,
         Command::Eval(args) => eval(&cli.global, args).await,
         Command::Bench(args) => bench(&cli.global, args).await,
-        Command::Score(args) => crate::score::run(&args),
+        Command::Score(args) => score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
         Command::Runs(RunsCommand::List { json }) => runs_list(&cli.global, json),
@@ -48,7 +49,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 }
 
 async fn models_list(global: &Global, json: bool) -> Result<ExitCode> {
-    let client = context::session(global, false)?.client;
+    let client = context::session(global, false)?.client()?;
     let models = client.models().await?;
     if json {
         print_json(&*models)?;
@@ -67,7 +68,7 @@ async fn models_list(global: &Global, json: bool) -> Result<ExitCode> {
 }
 
 async fn models_view(global: &Global, model: &str, json: bool) -> Result<ExitCode> {
-    let client = context::session(global, false)?.client;
+    let client = context::session(global, false)?.client()?;
     let models = client.models().await?;
     let wanted = model.trim().to_lowercase().replace(' ', "-");
     let Some(m) = models.iter().find(|m| m.id.to_lowercase() == wanted) else {
@@ -133,12 +134,13 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
     }
     let prices = price_table(args.prices.as_deref())?;
     let session = context::session(global, true)?;
+    let client = session.client()?;
     let mut eval = EvalOptions::default().with_judge_mode(JudgeMode::from_name(&args.judge_mode).unwrap_or_default());
     if let Some(m) = &args.judge_model {
         eval = eval.with_judge_model(m.clone());
     }
     let runner = EvalRunner::new(
-        session.client.clone(),
+        client.clone(),
         RunOptions {
             // More cases in flight than the quota lets run at once would only queue in the limiter.
             concurrency: args
@@ -148,7 +150,7 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
                     // The cap of the first file's model, from --limits or the limits file.
                     let model = args.model.clone().or_else(|| files.first().and_then(|f| f.model.clone()))?;
                     let config = context::limits_config(global).ok()?;
-                    let provider = session.client.provider().to_string();
+                    let provider = client.provider().to_string();
                     config.spec_for(&provider, &model.to_lowercase()).concurrency.map(|c| c as usize)
                 })
                 .unwrap_or(4),
@@ -171,7 +173,6 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
     let mut summaries = Vec::with_capacity(files.len());
     for (path, file) in args.files.iter().zip(&files) {
         let text = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
-        let client = &session.client;
         let who = gm_eval::store::RunIdentity {
             kind: "eval".into(),
             name: file.name.clone(),
@@ -406,6 +407,7 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         )));
     }
     let session = context::session(global, true)?;
+    let client = session.client()?;
     let store = open_runs(global)?;
     let who = gm_eval::store::RunIdentity {
         kind: "bench".into(),
@@ -416,8 +418,8 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
             .map(|k| k.to_string())
             .unwrap_or_default(),
         model: args.models.join(","),
-        provider: session.client.provider().to_string(),
-        base_url: session.client.base_url().to_string(),
+        provider: client.provider().to_string(),
+        base_url: client.base_url().to_string(),
     };
     let options = gm_eval::run::RunOptions {
         concurrency: args.concurrency.max(1),
@@ -463,7 +465,7 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         format!("{done} of {total} test cases of bench run {run_id} are recorded; the same command with --resume finishes it")
     };
     let outcome = tokio::select! {
-        r = gm_eval::bench::run_matrix_with(&session.client, &options, &args.models, &tasks, code.as_ref(), Some(&sink), finished) => r,
+        r = gm_eval::bench::run_matrix_with(&client, &options, &args.models, &tasks, code.as_ref(), Some(&sink), finished) => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted: {}", resume_hint(store.cases(run_id).map(|c| c.len()).unwrap_or(0)));
             session.finish();
@@ -1071,297 +1073,4 @@ fn auth_status(global: &Global, json: bool) -> Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Parses `--var KEY=VALUE` as gh-models does: split on the first `=`, value not trimmed, empty entries
-/// skipped, empty or duplicate keys refused.
-pub fn parse_vars(vars: &[String]) -> Result<Map<String, Value>> {
-    let mut map = Map::new();
-    for v in vars {
-        if v.is_empty() {
-            continue;
-        }
-        let Some((k, val)) = v.split_once('=') else {
-            return Err(usage(format!("--var `{v}` has no `=`; write KEY=VALUE")));
-        };
-        let k = k.trim();
-        if k.is_empty() {
-            return Err(usage(format!("--var `{v}` has an empty key; write KEY=VALUE")));
-        }
-        if map.insert(k.to_string(), Value::String(val.to_string())).is_some() {
-            return Err(usage(format!("--var {k} is given twice; give each variable once")));
-        }
-    }
-    Ok(map)
-}
-
-struct Params {
-    max_tokens: Option<u32>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    system: Option<String>,
-}
-
-fn build_request(model: &str, base: &[ChatMessage], history: &[ChatMessage], p: &Params) -> ChatRequest {
-    let mut messages: Vec<ChatMessage> = Vec::new();
-    if let Some(s) = &p.system {
-        messages.push(ChatMessage::system(s.clone()));
-    }
-    messages.extend(base.iter().filter(|m| !(p.system.is_some() && m.role == Role::System)).cloned());
-    messages.extend(history.iter().cloned());
-    let mut req = ChatRequest::new(model, messages);
-    req.max_tokens = p.max_tokens;
-    req.temperature = p.temperature;
-    req.top_p = p.top_p;
-    req
-}
-
-async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let file = match &args.file {
-        Some(path) => {
-            let f = PromptFile::load(path)?;
-            for w in &f.warnings {
-                eprintln!("warning: {}: {w}", path.display());
-            }
-            Some(f)
-        }
-        None => None,
-    };
-    let mut prompt = args.prompt.join(" ");
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        let mut piped = String::new();
-        stdin.lock().read_to_string(&mut piped).context("reading standard input")?;
-        let piped = piped.trim_end_matches('\n');
-        if !piped.is_empty() {
-            prompt = if prompt.is_empty() { piped.to_string() } else { format!("{prompt}\n{piped}") };
-        }
-    }
-    let model = match (&args.model, file.as_ref().and_then(|f| f.model.clone())) {
-        (Some(m), _) => m.clone(),
-        (None, Some(m)) => m,
-        (None, None) => return Err(usage("no model given; write `gm run MODEL [PROMPT]` (see `gm models list`)")),
-    };
-    gm_core::ModelId::parse(&model)?;
-    let session = context::session(global, args.cache)?;
-    let client = session.client.clone();
-    let mut params = Params {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        top_p: args.top_p,
-        system: args.system_prompt.clone(),
-    };
-    let mut base: Vec<ChatMessage> = Vec::new();
-    let mut request_from_file = None;
-    if let Some(f) = &file {
-        let mut vars = parse_vars(&args.vars)?;
-        if vars.contains_key("input") {
-            return Err(usage("--var input is reserved: the prompt itself is {{input}}"));
-        }
-        vars.insert("input".into(), Value::String(prompt.clone()));
-        let mut req = f.to_request(&model, &vars);
-        // Flags override the file's parameters.
-        params.max_tokens = params.max_tokens.or(req.max_tokens);
-        params.temperature = params.temperature.or(req.temperature);
-        params.top_p = params.top_p.or(req.top_p);
-        // As in gh-models, the last system message of the file is the system prompt unless a flag gives one.
-        if params.system.is_none() {
-            params.system = req.messages.iter().rev().find(|m| m.role == Role::System).map(|m| m.text());
-        }
-        req.messages.retain(|m| m.role != Role::System);
-        base = req.messages.clone();
-        request_from_file = Some(req);
-    } else if !args.vars.is_empty() {
-        return Err(usage("--var needs --file: variables fill the placeholders of a prompt file"));
-    }
-
-    if let Some(file_req) = request_from_file {
-        let mut req = build_request(&model, &base, &[], &params);
-        req.response_format = file_req.response_format;
-        send_and_print(&client, &req, !args.no_stream).await?;
-        session.finish();
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !prompt.is_empty() {
-        let req = build_request(&model, &[ChatMessage::user(prompt)], &[], &params);
-        send_and_print(&client, &req, !args.no_stream).await?;
-        session.finish();
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(usage("no prompt given; pass one as an argument or on standard input"));
-    }
-    let code = interactive(&client, &model, params, !args.no_stream).await;
-    session.finish();
-    code
-}
-
-async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Result<String> {
-    let mut out = std::io::stdout();
-    if !stream {
-        let r = client.chat(req).await?;
-        if r.cached {
-            eprintln!("(cached answer)");
-        }
-        writeln!(out, "{}", r.text())?;
-        return Ok(r.text().to_string());
-    }
-    let mut s = client.chat_stream(req).await?;
-    if s.is_cached() {
-        eprintln!("(cached answer)");
-    }
-    let mut text = String::new();
-    while let Some(chunk) = s.next_chunk().await {
-        let chunk = chunk?;
-        let piece = chunk.text();
-        if !piece.is_empty() {
-            out.write_all(piece.as_bytes())?;
-            out.flush()?;
-            text.push_str(piece);
-        }
-    }
-    writeln!(out)?;
-    Ok(text)
-}
-
-const REPL_HELP: &str = "Commands:\n  /bye, /exit, /quit   leave\n  /parameters          show the parameters\n  \
-/reset, /clear       forget the conversation\n  /set max-tokens N | temperature T | top-p P\n  \
-/system-prompt TEXT  set the system prompt\n  /help                this help";
-
-async fn interactive(client: &Client, model: &str, mut params: Params, stream: bool) -> Result<ExitCode> {
-    eprintln!("Chatting with {model} on {}. /help for commands, /bye to leave.", client.provider());
-    let mut history: Vec<ChatMessage> = Vec::new();
-    let stdin = std::io::stdin();
-    loop {
-        eprint!(">>> ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(cmd) = line.strip_prefix('/') {
-            let (name, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
-            match name {
-                "bye" | "exit" | "quit" => break,
-                "help" => eprintln!("{REPL_HELP}"),
-                "reset" | "clear" => {
-                    history.clear();
-                    eprintln!("Conversation cleared.");
-                }
-                "parameters" => {
-                    let show = |v: Option<String>| v.unwrap_or_else(|| "(the model's default)".into());
-                    eprintln!(
-                        "max-tokens: {}\ntemperature: {}\ntop-p: {}\nsystem-prompt: {}",
-                        show(params.max_tokens.map(|n| n.to_string())),
-                        show(params.temperature.map(|t| t.to_string())),
-                        show(params.top_p.map(|p| p.to_string())),
-                        show(params.system.clone()),
-                    )
-                }
-                "system-prompt" => params.system = Some(rest.to_string()),
-                "set" => {
-                    let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-                    let ok = match k {
-                        "max-tokens" => v.trim().parse().map(|n| params.max_tokens = Some(n)).is_ok(),
-                        "temperature" => v.trim().parse().map(|t| params.temperature = Some(t)).is_ok(),
-                        "top-p" => v.trim().parse().map(|p| params.top_p = Some(p)).is_ok(),
-                        _ => false,
-                    };
-                    if !ok {
-                        eprintln!("usage: /set max-tokens N | temperature T | top-p P");
-                    }
-                }
-                _ => eprintln!("unknown command /{name}; /help lists them"),
-            }
-            continue;
-        }
-        history.push(ChatMessage::user(line));
-        let req = build_request(model, &[], &history, &params);
-        match send_and_print(client, &req, stream).await {
-            Ok(text) => history.push(ChatMessage::assistant(text)),
-            Err(e) => {
-                history.pop();
-                eprintln!("error: {e:#}");
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn emulate(args: EmulateArgs) -> Result<ExitCode> {
-    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
-        return Err(usage(format!("--time-scale {} must be a positive number, e.g. 30", args.time_scale)));
-    }
-    let catalog_tiers = (args.tier.as_deref() == Some("catalog")).then_some(args.time_scale);
-    let limits = match args.tier.as_deref().filter(|t| *t != "catalog") {
-        None if args.limit.is_some() => args.limit.as_ref().map(|spec| EmulatorLimits {
-            windows: spec
-                .windows
-                .iter()
-                .map(|w| Window {
-                    limit: w.limit,
-                    window: w.per,
-                    daily: w.per >= std::time::Duration::from_secs(86_400),
-                })
-                .collect(),
-            concurrency: spec.concurrency.map(|c| c as usize),
-        }),
-        None => None,
-        Some(t) => Some(EmulatorLimits::tier(t, args.time_scale).ok_or_else(|| {
-            usage(format!("--tier {t} is not a GitHub Models tier; use low, high, embeddings, custom or catalog"))
-        })?),
-    };
-    let config = EmulatorConfig {
-        limits,
-        catalog_tiers,
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
-        retired: args.retired,
-        require_auth: !args.no_auth,
-        latency: std::time::Duration::from_millis(args.latency_ms),
-        ..Default::default()
-    };
-    let emu = Emulator::start(config).await.with_context(|| format!("could not listen on 127.0.0.1:{}", args.port))?;
-    eprintln!(
-        "gm emulator listening on {} (GitHub paths; use --provider github --base-url {}) and {} (OpenAI-style paths){}",
-        emu.url(),
-        emu.url(),
-        emu.openai_url(),
-        if args.retired { "; answering 410 everywhere (retired)" } else { "" }
-    );
-    match args.tier.as_deref() {
-        Some("catalog") => eprintln!(
-            "enforcing each model's catalog tier (free plan) per token and model, time scaled by {}",
-            args.time_scale
-        ),
-        Some(t) => eprintln!("enforcing the {t} tier per token and model, time scaled by {}", args.time_scale),
-        None => {}
-    }
-    if let Some(spec) = &args.limit {
-        eprintln!("enforcing {spec} per token and model");
-    }
-    eprintln!(
-        "admin: GET {0}/_emulator/stats, POST {0}/_emulator/faults, POST {0}/_emulator/reset; Ctrl-C stops",
-        emu.url()
-    );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    emu.shutdown().await;
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vars_follow_gh_models_rules() {
-        let m = parse_vars(&["a=1".into(), "".into(), "b= x=y ".into()]).unwrap();
-        assert_eq!(m["b"], " x=y ");
-        assert!(parse_vars(&["a=1".into(), "a=2".into()]).is_err());
-        assert!(parse_vars(&["=1".into()]).is_err());
-        assert!(parse_vars(&["novalue".into()]).is_err());
-    }
 }
