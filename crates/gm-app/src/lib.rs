@@ -29,12 +29,14 @@
 
 mod config;
 mod error;
+mod models;
 mod notice;
 mod progress;
 mod session;
 
 pub use config::{CacheSettings, LimitsSettings, SessionConfig, DEFAULT_CACHE_TTL, DEFAULT_MAX_WAIT, STATE_FILE_NAME};
 pub use error::{is_usage_error, Error, Phase};
+pub use models::{AuthStatus, Catalog, CredentialStatus};
 pub use notice::Notice;
 pub use progress::{
     Cancel, CaseFinished, CellRef, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted, SuiteFinished,

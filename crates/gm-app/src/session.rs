@@ -45,9 +45,8 @@ struct Counted {
 /// use gm_app::{Notice, Session, SessionConfig};
 ///
 /// let session = Session::new(SessionConfig::demo());
-/// let client = session.client().unwrap();
-/// let models = client.models().await.unwrap();
-/// assert!(models.iter().any(|m| m.id == "openai/gpt-4.1"));
+/// let catalog = session.models().await.unwrap();
+/// assert!(catalog.chat_models().iter().any(|m| m.id == "openai/gpt-4.1"));
 /// assert!(matches!(session.take_notices()[..], [Notice::DemoProvider { .. }]));
 /// session.finish();
 /// # });

@@ -1,6 +1,8 @@
 //! The subcommands, one file each: arguments, then the library call, then rendering.
 
+pub mod auth;
 pub mod emulate;
+pub mod models;
 pub mod run;
 pub mod score;
 
@@ -8,7 +10,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use gm_core::{CatalogEntry, ProviderKind};
 use gm_eval::prompt::PromptFile;
 use serde_json::json;
 
@@ -21,10 +22,10 @@ use crate::exit::usage;
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Models(ModelsCommand::List { json }) => models_list(&cli.global, json).await,
-        Command::Models(ModelsCommand::View { model, json }) => models_view(&cli.global, &model, json).await,
+        Command::Models(ModelsCommand::List { json }) => models::list(&cli.global, json).await,
+        Command::Models(ModelsCommand::View { model, json }) => models::view(&cli.global, &model, json).await,
         Command::Run(args) => run::run(&cli.global, args).await,
-        Command::Auth(AuthCommand::Status { json }) => auth_status(&cli.global, json),
+        Command::Auth(AuthCommand::Status { json }) => auth::status(&cli.global, json),
         Command::Emulate(args) => emulate::run(args).await,
         Command::Eval(args) => eval(&cli.global, args).await,
         Command::Bench(args) => bench(&cli.global, args).await,
@@ -41,82 +42,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
     Ok(())
-}
-
-async fn models_list(global: &Global, json: bool) -> Result<ExitCode> {
-    let client = context::session(global, false)?.client()?;
-    let models = client.models().await?;
-    if json {
-        print_json(&*models)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut chat: Vec<&CatalogEntry> = models.iter().filter(|m| m.is_chat_model()).collect();
-    chat.sort_by_key(|m| m.id.to_lowercase());
-    let width = chat.iter().map(|m| m.id.len()).max().unwrap_or(2).max(2);
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<width$}  DISPLAY NAME", "ID")?;
-    for m in &chat {
-        writeln!(out, "{:<width$}  {}", m.id, m.name.as_deref().unwrap_or(""))?;
-    }
-    eprintln!("Showing {} available chat models from {}", chat.len(), client.provider());
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn models_view(global: &Global, model: &str, json: bool) -> Result<ExitCode> {
-    let client = context::session(global, false)?.client()?;
-    let models = client.models().await?;
-    let wanted = model.trim().to_lowercase().replace(' ', "-");
-    let Some(m) = models.iter().find(|m| m.id.to_lowercase() == wanted) else {
-        let close: Vec<&str> = models
-            .iter()
-            .map(|m| m.id.as_str())
-            .filter(|id| id.to_lowercase().contains(wanted.rsplit('/').next().unwrap_or(&wanted)))
-            .take(5)
-            .collect();
-        let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) };
-        return Err(usage(format!(
-            "model `{model}` is not in the {} catalog{hint}; run `gm models list`",
-            client.provider()
-        )));
-    };
-    if json {
-        print_json(m)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    let row = |out: &mut std::io::StdoutLock, k: &str, v: String| -> std::io::Result<()> {
-        if v.is_empty() {
-            Ok(())
-        } else {
-            writeln!(out, "{k:<22}{v}")
-        }
-    };
-    row(&mut out, "ID:", m.id.clone())?;
-    row(&mut out, "Display name:", m.name.clone().unwrap_or_default())?;
-    row(&mut out, "Publisher:", m.publisher.clone().unwrap_or_default())?;
-    row(&mut out, "Registry:", m.registry.clone().unwrap_or_default())?;
-    row(&mut out, "Version:", m.version.clone().unwrap_or_default())?;
-    row(&mut out, "Summary:", m.summary.clone().unwrap_or_default())?;
-    row(&mut out, "Rate limit tier:", m.rate_limit_tier.clone().unwrap_or_default())?;
-    if let Some(l) = &m.limits {
-        let f = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-        row(
-            &mut out,
-            "Context:",
-            format!("{} input tokens, {} output tokens", f(l.max_input_tokens), f(l.max_output_tokens)),
-        )?;
-    }
-    row(&mut out, "Capabilities:", m.capabilities.join(", "))?;
-    row(&mut out, "Input modalities:", m.supported_input_modalities.join(", "))?;
-    row(&mut out, "Output modalities:", m.supported_output_modalities.join(", "))?;
-    row(&mut out, "Tags:", m.tags.join(", "))?;
-    row(&mut out, "URL:", m.html_url.clone().unwrap_or_default())?;
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
@@ -1036,41 +966,5 @@ fn limits_reset(global: &Global, which: Option<&str>) -> Result<ExitCode> {
         )));
     }
     eprintln!("reset {n} rate-limit key(s)");
-    Ok(ExitCode::SUCCESS)
-}
-
-fn auth_status(global: &Global, json: bool) -> Result<ExitCode> {
-    let res = context::resolve(global);
-    let base = global
-        .base_url
-        .clone()
-        .or(res.base_url.clone())
-        .or_else(|| gm_http::default_base_url(res.provider).map(str::to_string));
-    let needs = matches!(res.provider, ProviderKind::Github | ProviderKind::OpenAi | ProviderKind::Azure);
-    if json {
-        print_json(&json!({
-            "provider": res.provider.as_str(),
-            "reason": res.reason,
-            "base_url": base,
-            "credential": res.credential.as_ref().map(|c| json!({"source": c.source().to_string(), "token": c.redacted()})),
-            "credential_required": needs,
-        }))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Provider:    {} ({})", res.provider, res.reason)?;
-    writeln!(out, "Base URL:    {}", base.as_deref().unwrap_or("(none: pass --base-url)"))?;
-    match &res.credential {
-        Some(c) => writeln!(out, "Credential:  {} from {}", c.redacted(), c.source())?,
-        None if needs => writeln!(out, "Credential:  none found; {}", gm_http::auth::credential_hint(res.provider))?,
-        None => writeln!(out, "Credential:  none needed")?,
-    }
-    if res.provider == ProviderKind::Github {
-        writeln!(
-            out,
-            "Note:        GitHub Models was retired on {}; its API answers 410. Use --provider azure, openai or openai-compatible.",
-            gm_http::GITHUB_MODELS_RETIRED_ON
-        )?;
-    }
     Ok(ExitCode::SUCCESS)
 }
