@@ -32,6 +32,7 @@ mod error;
 mod models;
 mod notice;
 mod progress;
+mod runs;
 mod session;
 
 pub use config::{CacheSettings, LimitsSettings, SessionConfig, DEFAULT_CACHE_TTL, DEFAULT_MAX_WAIT, STATE_FILE_NAME};
@@ -41,6 +42,7 @@ pub use notice::Notice;
 pub use progress::{
     Cancel, CaseFinished, CellRef, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted, SuiteFinished,
 };
+pub use runs::{CellComparison, RunComparison, StoredBenchRun, StoredRun};
 pub use session::Session;
 
 /// An error an [`Observer`] returns to stop a run.

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod emulate;
 pub mod models;
 pub mod run;
+pub mod runs;
 pub mod score;
 
 use std::io::{IsTerminal, Write};
@@ -32,11 +33,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Score(args) => score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
-        Command::Runs(RunsCommand::List { json }) => runs_list(&cli.global, json),
+        Command::Runs(RunsCommand::List { json }) => runs::list(&cli.global, json),
         Command::Runs(RunsCommand::Show { id, json, html, baseline }) => {
-            runs_show(&cli.global, id, json, html.as_deref(), baseline)
+            runs::show(&cli.global, id, json, html.as_deref(), baseline)
         }
-        Command::Runs(RunsCommand::Compare { a, b, json }) => runs_compare(&cli.global, a, b, json),
+        Command::Runs(RunsCommand::Compare { a, b, json }) => runs::compare(&cli.global, a, b, json),
         Command::Limits(LimitsCommand::Status { json }) => limits_status(&cli.global, json),
         Command::Limits(LimitsCommand::Reset { key }) => limits_reset(&cli.global, key.as_deref()),
     }
@@ -195,7 +196,10 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
 }
 
 /// Writes a report next to `path` and renames it into place, so a failed write leaves no half file.
-fn write_atomically(path: &std::path::Path, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+pub(crate) fn write_atomically(
+    path: &std::path::Path,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -338,7 +342,7 @@ async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     }
     let session = context::session(global, true)?;
     let client = session.client()?;
-    let store = open_runs(global)?;
+    let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;
     let who = gm_eval::store::RunIdentity {
         kind: "bench".into(),
         name: format!("{} models x {} tasks", args.models.len(), tasks.len()),
@@ -459,7 +463,7 @@ fn price_table(file: Option<&std::path::Path>) -> Result<gm_eval::prices::PriceT
 }
 
 /// The human form of a bench report: one line a cell, then the best model and the rule.
-fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
+pub(crate) fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let model_w = report.cells.iter().map(|c| c.model.len()).max().unwrap_or(0).max("MODEL".len());
     let task_w = report.cells.iter().map(|c| c.task.len()).max().unwrap_or(0).max("TASK".len());
@@ -500,23 +504,6 @@ fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
     Ok(())
 }
 
-/// A stored bench run as a report again (its cells' figures recomputed from the stored evaluations).
-fn bench_report_of(bench: &StoredBench, id: i64) -> gm_eval::bench::BenchReport {
-    let cells = bench
-        .evaluations
-        .iter()
-        .map(|e| gm_eval::bench::Cell {
-            model: e.model.clone(),
-            task: e.name.clone(),
-            metrics: gm_eval::bench::cell_metrics(e),
-            evaluation: e.clone(),
-        })
-        .collect();
-    let mut report = gm_eval::bench::report(cells);
-    report.run_id = Some(id);
-    report
-}
-
 /// A bench run as the run store keeps it: the report and each cell's evaluation (for comparisons).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredBench {
@@ -550,238 +537,6 @@ fn bench_comparisons(
         }
     }
     Ok(out)
-}
-
-fn open_runs(global: &Global) -> Result<gm_eval::store::RunStore> {
-    Ok(gm_eval::store::RunStore::open(&context::state_file(global)?)?)
-}
-
-fn runs_list(global: &Global, json: bool) -> Result<ExitCode> {
-    let rows = open_runs(global)?.list()?;
-    if json {
-        print_json(&rows)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    if rows.is_empty() {
-        writeln!(out, "No runs yet; `gm eval FILE` records one.")?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    // Columns as wide as their longest value, so long provider and model names keep the table aligned.
-    let provider_w = rows.iter().map(|r| r.provider.len()).max().unwrap_or(0).max("PROVIDER".len());
-    let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(0).max("MODEL".len());
-    writeln!(
-        out,
-        "{:>5}  {:<5}  {:<10}  {:<provider_w$}  {:>5}  {:<model_w$}  {:<16}  FILE",
-        "ID", "KIND", "STATUS", "PROVIDER", "CASES", "MODEL", "STARTED"
-    )?;
-    for r in rows {
-        let status = if r.finished_at.is_some() { "finished" } else { "unfinished" };
-        let started = utc_minutes(r.started_at);
-        writeln!(
-            out,
-            "{:>5}  {:<5}  {:<10}  {:<provider_w$}  {:>5}  {:<model_w$}  {:<16}  {}",
-            r.id, r.kind, status, r.provider, r.cases, r.model, started, r.file
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM` in UTC.
-fn utc_minutes(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), for a date without a time-zone library.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
-}
-
-fn stored_summary(store: &gm_eval::store::RunStore, id: i64) -> Result<gm_eval::run::EvaluationSummary> {
-    if let Some(s) = store.summary(id)? {
-        return Ok(s);
-    }
-    let Some(row) = store.get(id)? else {
-        return Err(usage(format!("there is no run {id}; `gm runs list` shows the runs")));
-    };
-    // An unfinished run: what it recorded so far.
-    let cases = store.cases(id)?;
-    let (results, figures): (Vec<_>, Vec<_>) = cases.into_values().unzip();
-    let passed = results.iter().filter(|t: &&gm_eval::run::TestResult| t.passed()).count();
-    let total = results.len();
-    Ok(gm_eval::run::EvaluationSummary {
-        name: row.name,
-        description: format!("unfinished run {id}: {total} test cases recorded"),
-        model: row.model,
-        test_results: results,
-        summary: gm_eval::run::Summary {
-            total_tests: total,
-            passed_tests: passed,
-            failed_tests: total - passed,
-            pass_rate: if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 },
-        },
-        gm: gm_eval::run::RunFigures {
-            provider: row.provider,
-            latency_p50_ms: None,
-            latency_p95_ms: None,
-            latency_p99_ms: None,
-            tokens_in: figures.iter().map(|f: &gm_eval::run::CaseFigures| f.tokens_in).sum(),
-            tokens_out: figures.iter().map(|f| f.tokens_out).sum(),
-            tokens_per_second: None,
-            cost_usd: None,
-            cache_hits: figures.iter().filter(|f| f.cached).count() as u64,
-            retries: 0,
-            rate_limited: 0,
-            requests: 0,
-            wall_ms: 0.0,
-            cases: figures,
-            repeat: None,
-        },
-    })
-}
-
-fn runs_show(
-    global: &Global,
-    id: i64,
-    json: bool,
-    html: Option<&std::path::Path>,
-    baseline: Option<i64>,
-) -> Result<ExitCode> {
-    let store = open_runs(global)?;
-    if store.get(id)?.is_some_and(|r| r.kind == "bench") {
-        let bench = load_bench(&store, id)?;
-        let report = bench_report_of(&bench, id);
-        if let Some(path) = html {
-            let comparisons = match baseline {
-                Some(b) => bench_comparisons(&load_bench(&store, b)?, &bench)?,
-                None => Vec::new(),
-            };
-            write_atomically(path, |w| gm_eval::report::bench_html(&report, &comparisons, w))?;
-        }
-        if json {
-            print_json(&bench.report)?;
-        } else {
-            print_bench_table(&report)?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let summary = stored_summary(&store, id)?;
-    if let Some(path) = html {
-        write_atomically(path, |w| gm_eval::report::html(std::slice::from_ref(&summary), w))?;
-    }
-    let mut out = std::io::stdout().lock();
-    if json {
-        gm_eval::report::json(std::slice::from_ref(&summary), &mut out)?;
-        writeln!(out)?;
-    } else {
-        gm_eval::report::human(&summary, &mut out)?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn runs_compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode> {
-    let store = open_runs(global)?;
-    let kind = |id: i64| -> Result<String> {
-        match store.get(id)? {
-            Some(r) => Ok(r.kind),
-            None => Err(usage(format!("there is no run {id}; `gm runs list` shows the runs"))),
-        }
-    };
-    match (kind(a)?.as_str(), kind(b)?.as_str()) {
-        ("bench", "bench") => return bench_compare(&store, a, b, json),
-        (x, y) if x != y => {
-            return Err(usage(format!(
-                "run {a} is a {x} run and run {b} a {y} run; compare runs of one kind (`gm runs list` shows them)"
-            )))
-        }
-        _ => {}
-    }
-    let c = gm_eval::compare::compare(&store.cases(a)?, &store.cases(b)?)?;
-    if json {
-        print_json(&json!({"baseline": a, "candidate": b, "comparison": c}))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Run {b} against baseline run {a}: {} shared test cases ({} only in {a}, {} only in {b})",
-        c.shared_cases, c.only_before, c.only_after
-    )?;
-    print_comparison(&mut out, &c, "")?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Two bench runs cell by cell: each (task, model) of the candidate against the same cell of the baseline.
-fn bench_compare(store: &gm_eval::store::RunStore, a: i64, b: i64, json: bool) -> Result<ExitCode> {
-    let cells = bench_comparisons(&load_bench(store, a)?, &load_bench(store, b)?)?;
-    if json {
-        let cells: Vec<_> =
-            cells.iter().map(|(task, model, c)| json!({"task": task, "model": model, "comparison": c})).collect();
-        print_json(&json!({"baseline": a, "candidate": b, "cells": cells}))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    if cells.is_empty() {
-        writeln!(out, "Bench run {b} and baseline run {a} share no model and task; nothing to compare")?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let regressions = cells.iter().filter(|(_, _, c)| c.verdict == gm_eval::compare::Verdict::Regression).count();
-    writeln!(
-        out,
-        "Bench run {b} against baseline run {a}: {} shared cells, {regressions} significantly worse",
-        cells.len()
-    )?;
-    for (task, model, c) in &cells {
-        writeln!(out)?;
-        writeln!(out, "{model} on {task}: {} shared test cases", c.shared_cases)?;
-        print_comparison(&mut out, c, "  ")?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The lines of one comparison, each indented by `indent`.
-fn print_comparison(out: &mut impl Write, c: &gm_eval::compare::Comparison, indent: &str) -> Result<()> {
-    if c.shared_cases > 0 {
-        writeln!(out, "{indent}Pass rate:   {:.1}% -> {:.1}%", c.pass_rate_before * 100.0, c.pass_rate_after * 100.0)?;
-    }
-    if c.shared_cases > 0 {
-        writeln!(
-            out,
-            "{indent}Mean score:  {:.3} -> {:.3} (difference {:+.3}, 95% interval {:+.3} to {:+.3}, p = {:.3})",
-            c.mean_before, c.mean_after, c.difference, c.interval.0, c.interval.1, c.p_value
-        )?;
-    }
-    let verdict = match c.verdict {
-        gm_eval::compare::Verdict::Regression => "REGRESSION: the candidate is significantly worse",
-        gm_eval::compare::Verdict::Improvement => "improvement: the candidate is significantly better",
-        gm_eval::compare::Verdict::NoSignificantChange => "no significant change (differences within noise)",
-        gm_eval::compare::Verdict::NothingShared => "nothing to compare: the runs share no test case",
-    };
-    writeln!(out, "{indent}Verdict:     {verdict}")?;
-    for (title, list) in [("Now failing", &c.newly_failing), ("Now passing", &c.newly_passing)] {
-        if !list.is_empty() {
-            writeln!(out, "{indent}{title}:")?;
-            for ch in list.iter() {
-                let row = serde_json::Value::Object(ch.test_case.clone()).to_string();
-                let short: String = row.chars().take(80).collect();
-                writeln!(
-                    out,
-                    "{indent}  {short}  score {:.2} -> {:.2}  {}",
-                    ch.before,
-                    ch.after,
-                    ch.now_failing.join(", ")
-                )?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {

@@ -1,0 +1,201 @@
+//! The run history: list, show and compare stored runs, eval and bench alike.
+
+use gm_eval::bench::{BenchReport, Cell};
+use gm_eval::compare::Comparison;
+use gm_eval::run::{CaseFigures, EvaluationSummary, Finished, RunFigures, Summary, TestResult};
+use gm_eval::store::{RunRow, RunStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::progress::RunKind;
+use crate::session::Session;
+
+/// A bench run as the run store keeps it: the report as `gm bench --json` printed it, and each cell's
+/// evaluation (for comparisons).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredBench {
+    pub(crate) report: serde_json::Value,
+    pub(crate) evaluations: Vec<EvaluationSummary>,
+}
+
+impl StoredBench {
+    /// The report again, its cells' figures computed anew from the stored evaluations.
+    fn report(&self, id: i64) -> BenchReport {
+        let cells = self
+            .evaluations
+            .iter()
+            .map(|e| Cell {
+                model: e.model.clone(),
+                task: e.name.clone(),
+                metrics: gm_eval::bench::cell_metrics(e),
+                evaluation: e.clone(),
+            })
+            .collect();
+        let mut report = gm_eval::bench::report(cells);
+        report.run_id = Some(id);
+        report
+    }
+}
+
+/// One stored run. Exhaustive on purpose: a front end that shows runs must learn of a new kind when it
+/// compiles.
+#[derive(Debug, Clone)]
+pub enum StoredRun {
+    /// A suite's run: its summary as `gm eval --json` printed it, or for an unfinished run the cases recorded
+    /// so far.
+    Eval(EvaluationSummary),
+    /// A finished bench run.
+    Bench(StoredBenchRun),
+}
+
+/// A finished bench run.
+#[derive(Debug, Clone)]
+pub struct StoredBenchRun {
+    /// The report as `gm bench --json` printed it when the run finished.
+    pub printed: serde_json::Value,
+    /// The report again, each cell's figures computed from its stored evaluation (for tables and pages).
+    pub report: BenchReport,
+}
+
+/// Each (task, model) cell of a candidate bench compared with the same cell of a baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellComparison {
+    /// The task.
+    pub task: String,
+    /// The model.
+    pub model: String,
+    /// The cell's comparison.
+    pub comparison: Comparison,
+}
+
+/// A baseline run compared with a candidate run of the same kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RunComparison {
+    /// Two runs of a suite, case by case.
+    Eval {
+        /// The baseline run.
+        baseline: i64,
+        /// The candidate run.
+        candidate: i64,
+        /// Their comparison.
+        comparison: Comparison,
+    },
+    /// Two bench runs, cell by cell (cells of one only are left out).
+    Bench {
+        /// The baseline run.
+        baseline: i64,
+        /// The candidate run.
+        candidate: i64,
+        /// Each shared cell's comparison.
+        cells: Vec<CellComparison>,
+    },
+}
+
+fn finished_of(e: &EvaluationSummary) -> Finished {
+    e.test_results.iter().cloned().zip(e.gm.cases.iter().cloned()).enumerate().map(|(i, tf)| (i + 1, tf)).collect()
+}
+
+impl Session {
+    /// Every run, newest first, finished or not.
+    pub fn list_runs(&self) -> Result<Vec<RunRow>, Error> {
+        Ok(self.run_store()?.list()?)
+    }
+
+    /// One run: a suite's summary (what an unfinished run recorded so far), or a finished bench's report.
+    pub fn show_run(&self, id: i64) -> Result<StoredRun, Error> {
+        let store = self.run_store()?;
+        let row = store.get(id)?.ok_or(Error::NoSuchRun { id })?;
+        if row.kind == RunKind::Bench.as_str() {
+            let bench = load_bench(&store, id)?;
+            let report = bench.report(id);
+            return Ok(StoredRun::Bench(StoredBenchRun { printed: bench.report, report }));
+        }
+        if let Some(summary) = store.summary(id)? {
+            return Ok(StoredRun::Eval(summary));
+        }
+        Ok(StoredRun::Eval(partial_summary(row, store.cases(id)?)))
+    }
+
+    /// Compares a baseline run with a candidate of the same kind: suites case by case, benches cell by cell.
+    /// A change is a regression or an improvement only when it is significant (paired bootstrap, 95%).
+    pub fn compare_runs(&self, baseline: i64, candidate: i64) -> Result<RunComparison, Error> {
+        let store = self.run_store()?;
+        let kind = |id: i64| -> Result<String, Error> { Ok(store.get(id)?.ok_or(Error::NoSuchRun { id })?.kind) };
+        let (kind_a, kind_b) = (kind(baseline)?, kind(candidate)?);
+        if kind_a == RunKind::Bench.as_str() && kind_b == kind_a {
+            let cells = bench_comparisons(&load_bench(&store, baseline)?, &load_bench(&store, candidate)?)?;
+            return Ok(RunComparison::Bench { baseline, candidate, cells });
+        }
+        if kind_a != kind_b {
+            return Err(Error::MixedKinds { a: baseline, kind_a, b: candidate, kind_b });
+        }
+        let comparison = gm_eval::compare::compare(&store.cases(baseline)?, &store.cases(candidate)?)?;
+        Ok(RunComparison::Eval { baseline, candidate, comparison })
+    }
+
+    /// Each cell of bench run `candidate` compared with the same cell of bench run `baseline` (both finished).
+    pub fn compare_benches(&self, baseline: i64, candidate: i64) -> Result<Vec<CellComparison>, Error> {
+        let store = self.run_store()?;
+        bench_comparisons(&load_bench(&store, baseline)?, &load_bench(&store, candidate)?)
+    }
+}
+
+pub(crate) fn load_bench(store: &RunStore, id: i64) -> Result<StoredBench, Error> {
+    match store.get(id)? {
+        Some(r) if r.kind == RunKind::Bench.as_str() => {}
+        Some(_) => return Err(Error::NotABenchRun { id }),
+        None => return Err(Error::NoSuchRun { id }),
+    }
+    let json = store.summary_json(id)?.ok_or(Error::UnfinishedBench { id })?;
+    Ok(serde_json::from_value(json)?)
+}
+
+/// Each (task, model) cell of `after` compared with the same cell of `before`.
+pub(crate) fn bench_comparisons(before: &StoredBench, after: &StoredBench) -> Result<Vec<CellComparison>, Error> {
+    let mut out = Vec::new();
+    for a in &after.evaluations {
+        if let Some(b) = before.evaluations.iter().find(|b| b.name == a.name && b.model == a.model) {
+            let comparison = gm_eval::compare::compare(&finished_of(b), &finished_of(a))?;
+            out.push(CellComparison { task: a.name.clone(), model: a.model.clone(), comparison });
+        }
+    }
+    Ok(out)
+}
+
+/// The summary of an unfinished suite run: the cases it recorded, without the figures only a whole run has.
+fn partial_summary(row: RunRow, cases: Finished) -> EvaluationSummary {
+    let id = row.id;
+    let (results, figures): (Vec<TestResult>, Vec<CaseFigures>) = cases.into_values().unzip();
+    let passed = results.iter().filter(|t| t.passed()).count();
+    let total = results.len();
+    EvaluationSummary {
+        name: row.name,
+        description: format!("unfinished run {id}: {total} test cases recorded"),
+        model: row.model,
+        test_results: results,
+        summary: Summary {
+            total_tests: total,
+            passed_tests: passed,
+            failed_tests: total - passed,
+            pass_rate: if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 },
+        },
+        gm: RunFigures {
+            provider: row.provider,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            latency_p99_ms: None,
+            tokens_in: figures.iter().map(|f| f.tokens_in).sum(),
+            tokens_out: figures.iter().map(|f| f.tokens_out).sum(),
+            tokens_per_second: None,
+            cost_usd: None,
+            cache_hits: figures.iter().filter(|f| f.cached).count() as u64,
+            retries: 0,
+            rate_limited: 0,
+            requests: 0,
+            wall_ms: 0.0,
+            cases: figures,
+            repeat: None,
+        },
+    }
+}
