@@ -27,16 +27,20 @@
 //! # Crate features
 //! None: the session uses the network transport (hyper), the SQLite state file and Redis, all always built.
 
+mod cache;
 mod config;
 mod error;
+mod limits;
 mod models;
 mod notice;
 mod progress;
 mod runs;
 mod session;
 
+pub use cache::{CacheReport, Cleared, Held, MemoryTier};
 pub use config::{CacheSettings, LimitsSettings, SessionConfig, DEFAULT_CACHE_TTL, DEFAULT_MAX_WAIT, STATE_FILE_NAME};
 pub use error::{is_usage_error, Error, Phase};
+pub use limits::{Blocked, KeyStatus, LimitsStatus, RecentRequests, WindowUse};
 pub use models::{AuthStatus, Catalog, CredentialStatus};
 pub use notice::Notice;
 pub use progress::{

@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use gm_app::{CacheSettings, LimitsSettings, Session, SessionConfig};
-use gm_cache::{PersistentStore, SqliteCache};
+use gm_cache::SqliteCache;
 use gm_http::auth::{self, Resolution};
-use gm_limits::{LimitsConfig, Margin, SqliteWindows};
+use gm_limits::{LimitsConfig, Margin};
 
 use crate::exit::usage;
 
@@ -71,33 +70,6 @@ pub fn state_file(global: &Global) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The persistent cache tier in the state file. An unreadable file is moved aside (and said so) rather than
-/// stopping every command.
-pub fn open_sqlite_cache(global: &Global) -> Result<Arc<SqliteCache>> {
-    let path = state_file(global)?;
-    let cache = SqliteCache::builder(&path)
-        .max_bytes(1 << 30)
-        .move_aside_if_unreadable(true)
-        .open()
-        .with_context(|| format!("could not open the cache in {}", path.display()))?;
-    if let Some(aside) = cache.moved_aside() {
-        eprintln!(
-            "warning: {} was unreadable; it was moved to {} and a new one started",
-            path.display(),
-            aside.display()
-        );
-    }
-    Ok(Arc::new(cache))
-}
-
-/// The persistent cache tier in the Redis server of `--redis`.
-pub fn open_redis_cache(url: &str) -> Result<Arc<dyn PersistentStore>> {
-    Ok(Arc::new(
-        gm_cache::RedisCache::open(url)
-            .context("could not reach the Redis server given by --redis (GM_REDIS_URL) for the cache")?,
-    ))
-}
-
 /// The transit-time margin the CLI adds to every window: 100 ms plus 0.1 % of the window.
 pub const CLI_MARGIN: Margin = Margin { fixed: std::time::Duration::from_millis(100), ppm: 1000 };
 
@@ -122,15 +94,6 @@ pub fn limits_config(global: &Global) -> Result<LimitsConfig> {
         config.providers.entry("github".into()).or_default().plan = Some(plan);
     }
     Ok(config)
-}
-
-/// The shared rate-limit windows in the state file.
-pub fn open_windows(global: &Global) -> Result<Arc<SqliteWindows>> {
-    let path = state_file(global)?;
-    Ok(Arc::new(
-        SqliteWindows::open(&path)
-            .with_context(|| format!("could not open the rate-limit state in {}", path.display()))?,
-    ))
 }
 
 /// The configuration of a command: the provider and credential resolved from the flags and the environment,

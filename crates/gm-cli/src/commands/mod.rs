@@ -1,7 +1,9 @@
 //! The subcommands, one file each: arguments, then the library call, then rendering.
 
 pub mod auth;
+pub mod cache;
 pub mod emulate;
+pub mod limits;
 pub mod models;
 pub mod run;
 pub mod runs;
@@ -12,7 +14,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use gm_eval::prompt::PromptFile;
-use serde_json::json;
 
 use crate::cli::{
     AuthCommand, BenchArgs, CacheCommand, Cli, Command, EvalArgs, Global, LimitsCommand, ModelsCommand, RunsCommand,
@@ -31,15 +32,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval(&cli.global, args).await,
         Command::Bench(args) => bench(&cli.global, args).await,
         Command::Score(args) => score::run(&args),
-        Command::Cache(CacheCommand::Stats { json }) => cache_stats(&cli.global, json),
-        Command::Cache(CacheCommand::Clear) => cache_clear(&cli.global),
+        Command::Cache(CacheCommand::Stats { json }) => cache::stats(&cli.global, json),
+        Command::Cache(CacheCommand::Clear) => cache::clear(&cli.global),
         Command::Runs(RunsCommand::List { json }) => runs::list(&cli.global, json),
         Command::Runs(RunsCommand::Show { id, json, html, baseline }) => {
             runs::show(&cli.global, id, json, html.as_deref(), baseline)
         }
         Command::Runs(RunsCommand::Compare { a, b, json }) => runs::compare(&cli.global, a, b, json),
-        Command::Limits(LimitsCommand::Status { json }) => limits_status(&cli.global, json),
-        Command::Limits(LimitsCommand::Reset { key }) => limits_reset(&cli.global, key.as_deref()),
+        Command::Limits(LimitsCommand::Status { json }) => limits::status(&cli.global, json),
+        Command::Limits(LimitsCommand::Reset { key }) => limits::reset(&cli.global, key.as_deref()),
     }
 }
 
@@ -537,189 +538,4 @@ fn bench_comparisons(
         }
     }
     Ok(out)
-}
-
-fn cache_stats(global: &Global, json: bool) -> Result<ExitCode> {
-    let sqlite = context::open_sqlite_cache(global)?;
-    let s = sqlite.lifetime_stats()?;
-    // With --redis the answers are in Redis: its entries and bytes, beside this machine's totals.
-    let redis = match &global.redis {
-        Some(url) => Some(context::open_redis_cache(url)?.stats()?),
-        None => None,
-    };
-    if json {
-        print_json(&json!({
-            "path": sqlite.path().display().to_string(),
-            "persistent": s,
-            "hit_rate": s.hit_rate(),
-            "redis": redis.as_ref().map(|r| json!({"entries": r.entries, "bytes": r.bytes})),
-            "memory": {"scope": "per process", "max_entries": gm_cache::CacheConfig::default().max_entries,
-                       "max_bytes": gm_cache::CacheConfig::default().max_bytes},
-        }))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Cache file:   {}", sqlite.path().display())?;
-    if let Some(r) = &redis {
-        writeln!(
-            out,
-            "Redis:        {} entries, {} bytes (shared; the figures below are this machine's)",
-            r.entries, r.bytes
-        )?;
-    }
-    writeln!(out, "Entries:      {}", s.entries)?;
-    writeln!(out, "Bytes:        {}", s.bytes)?;
-    writeln!(out, "Hits:         {}", s.hits)?;
-    writeln!(out, "Misses:       {}", s.misses)?;
-    writeln!(out, "Hit rate:     {:.1}%", s.hit_rate() * 100.0)?;
-    writeln!(out, "Inserts:      {}", s.inserts)?;
-    writeln!(out, "Expirations:  {}", s.expirations)?;
-    writeln!(out, "Evictions:    {}", s.evictions)?;
-    writeln!(out, "(the memory tier lives in each process; these totals cover every run that used this file)")?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn cache_clear(global: &Global) -> Result<ExitCode> {
-    if let Some(url) = &global.redis {
-        let removed = context::open_redis_cache(url)?.clear()?;
-        eprintln!("removed {removed} cached answers from the Redis server of --redis");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let sqlite = context::open_sqlite_cache(global)?;
-    let before = sqlite.lifetime_stats()?.entries;
-    gm_cache::PersistentStore::clear(&*sqlite)?;
-    eprintln!("removed {before} cached answers from {}", sqlite.path().display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn limits_status(global: &Global, json: bool) -> Result<ExitCode> {
-    if global.redis.is_some() {
-        eprintln!(
-            "note: with --redis the windows are counted in Redis; this shows what the state file counted on this \
-             machine without it"
-        );
-    }
-    let store = context::open_windows(global)?;
-    let config = context::limits_config(global)?;
-    let now = std::time::SystemTime::now();
-    let mut rows = Vec::new();
-    for key in store.keys()? {
-        // Without --limits or a configured entry, a GitHub model's limits come from its catalog tier,
-        // which only a request to the provider can tell.
-        let spec = config.spec_for(&key.provider, &key.model);
-        let tier_limits = key.provider == "github" && spec.is_unlimited();
-        // Every count comes from the key's admissions, read once: those made after `now - within` (later ones,
-        // from a process whose clock runs ahead, count too), as the store itself counts them. The store keeps
-        // an admission only as long as the longest window that counts it.
-        let admissions = store.admissions(&key)?;
-        let since = |within: std::time::Duration| now.checked_sub(within).unwrap_or(std::time::UNIX_EPOCH);
-        let count = |within: std::time::Duration| admissions.iter().filter(|(at, _)| *at > since(within)).count();
-        let last = |secs: u64| count(std::time::Duration::from_secs(secs));
-        let counted = last(86_400 * 366);
-        let requests = json!({"last_minute": last(60), "last_hour": last(3_600), "last_day": last(86_400)});
-        let mut windows = Vec::new();
-        for w in &spec.windows {
-            let used = count(w.per) as u64;
-            // The oldest admission still counted frees its place one window after it was made.
-            let frees_in = admissions
-                .iter()
-                .map(|(at, _)| *at)
-                .find(|at| *at > since(w.per))
-                .and_then(|at| (at + w.per).duration_since(now).ok())
-                .map(|d| d.as_secs_f64());
-            windows.push(json!({
-                "limit": w.limit, "per": gm_limits::format_duration(w.per), "used": used,
-                "remaining": w.limit.saturating_sub(used), "next_frees_in_s": frees_in,
-            }));
-        }
-        let block = store.block_of(&key)?.filter(|(until, _)| *until > now).map(|(until, daily)| {
-            json!({"for_s": until.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0), "daily_quota_spent": daily})
-        });
-        rows.push(json!({
-            "key": key.to_string(), "provider": key.provider, "credential": key.credential, "model": key.model,
-            "limits": if tier_limits { "the model's GitHub tier".to_string() } else { spec.to_string() },
-            "counted": counted, "requests": requests, "windows": windows, "blocked": block,
-        }));
-    }
-    if json {
-        print_json(&rows)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = std::io::stdout().lock();
-    if rows.is_empty() {
-        writeln!(out, "No requests have been counted yet in {}.", context::state_file(global)?.display())?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &rows {
-        writeln!(out, "{}  (credential {})", r["key"].as_str().unwrap_or(""), r["credential"].as_str().unwrap_or(""))?;
-        let limits = r["limits"].as_str().unwrap_or("");
-        writeln!(out, "  limits:   {}", if limits.is_empty() { "none configured" } else { limits })?;
-        let q = &r["requests"];
-        writeln!(
-            out,
-            "  requests: {} in the last minute, {} in the last hour, {} in the last day",
-            q["last_minute"], q["last_hour"], q["last_day"]
-        )?;
-        let secs = |v: &serde_json::Value| {
-            gm_limits::format_duration(std::time::Duration::from_secs_f64(v.as_f64().unwrap_or(0.0).ceil()))
-        };
-        for w in r["windows"].as_array().into_iter().flatten() {
-            let frees = if w["next_frees_in_s"].is_null() {
-                String::new()
-            } else {
-                format!(", the oldest frees in {}", secs(&w["next_frees_in_s"]))
-            };
-            writeln!(
-                out,
-                "  window {}/{}: {} used, {} remaining{frees}",
-                w["limit"],
-                w["per"].as_str().unwrap_or(""),
-                w["used"],
-                w["remaining"]
-            )?;
-        }
-        if let Some(b) = r["blocked"].as_object() {
-            let why = if b["daily_quota_spent"].as_bool() == Some(true) {
-                "the day's quota is spent"
-            } else {
-                "the server asked to wait"
-            };
-            writeln!(out, "  blocked:  {why}; frees in {}", secs(&b["for_s"]))?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn limits_reset(global: &Global, which: Option<&str>) -> Result<ExitCode> {
-    use gm_limits::WindowStore;
-    let store = context::open_windows(global)?;
-    // A key as `gm limits status` prints it (PROVIDER:CREDENTIAL:MODEL), PROVIDER:MODEL, or MODEL.
-    let which_lower = which.map(str::to_lowercase);
-    let (provider, model) = match which_lower.as_deref() {
-        None => (None, None),
-        Some(k) => match k.split_once(':') {
-            Some((p, m)) => (Some(p.to_string()), Some(m.to_string())),
-            None => (None, Some(k.to_string())),
-        },
-    };
-    let mut n = 0;
-    for key in store.keys()? {
-        let whole = which_lower.as_deref().is_some_and(|k| k == key.to_string().to_lowercase());
-        if !whole
-            && (provider.as_ref().is_some_and(|p| *p != key.provider)
-                || model.as_ref().is_some_and(|m| *m != key.model))
-        {
-            continue;
-        }
-        store.reset(&key)?;
-        n += 1;
-    }
-    if n == 0 && which.is_some() {
-        return Err(usage(format!(
-            "no rate-limit key matches `{}`; `gm limits status` lists them",
-            which.unwrap_or("")
-        )));
-    }
-    eprintln!("reset {n} rate-limit key(s)");
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,87 @@
+//! The response cache's figures over every run that used the state file, and emptying it.
+
+use std::path::PathBuf;
+
+use gm_cache::{CacheConfig, CacheStats, PersistentStore};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::session::Session;
+
+/// The cache's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheReport {
+    /// The state file.
+    pub path: PathBuf,
+    /// The totals over every run that used the state file on this machine.
+    pub persistent: CacheStats,
+    /// Hits over lookups, in [0, 1].
+    pub hit_rate: f64,
+    /// With Redis configured: what the Redis server holds (shared by every machine using it).
+    pub redis: Option<Held>,
+    /// The memory tier, which each process has for itself.
+    pub memory: MemoryTier,
+}
+
+/// What a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// Answers.
+    pub entries: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
+}
+
+/// The memory tier's bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryTier {
+    /// Where it lives (`per process`).
+    pub scope: &'static str,
+    /// At most this many answers.
+    pub max_entries: usize,
+    /// At most this many bytes.
+    pub max_bytes: u64,
+}
+
+/// What emptying the cache removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cleared {
+    /// Answers removed.
+    pub removed: u64,
+    /// The state file they were removed from; `None` when they were in the Redis server.
+    pub from: Option<PathBuf>,
+}
+
+impl Session {
+    /// The cache's figures: the state file's totals, and with Redis what the server holds.
+    pub fn cache_stats(&self) -> Result<CacheReport, Error> {
+        let sqlite = self.open_sqlite_cache()?.ok_or(Error::NoStateFile { what: "the cache statistics" })?;
+        let s = sqlite.lifetime_stats()?;
+        let redis = match self.open_redis_cache()? {
+            Some(r) => {
+                let r = r.stats()?;
+                Some(Held { entries: r.entries, bytes: r.bytes })
+            }
+            None => None,
+        };
+        let memory = CacheConfig::default();
+        Ok(CacheReport {
+            path: sqlite.path().to_path_buf(),
+            persistent: s,
+            hit_rate: s.hit_rate(),
+            redis,
+            memory: MemoryTier { scope: "per process", max_entries: memory.max_entries, max_bytes: memory.max_bytes },
+        })
+    }
+
+    /// Removes every cached answer: from the Redis server when one is configured, else from the state file.
+    pub fn clear_cache(&self) -> Result<Cleared, Error> {
+        if let Some(redis) = self.open_redis_cache()? {
+            return Ok(Cleared { removed: redis.clear()?, from: None });
+        }
+        let sqlite = self.open_sqlite_cache()?.ok_or(Error::NoStateFile { what: "clearing the cache" })?;
+        let removed = sqlite.lifetime_stats()?.entries;
+        PersistentStore::clear(&*sqlite)?;
+        Ok(Cleared { removed, from: Some(sqlite.path().to_path_buf()) })
+    }
+}

@@ -1,0 +1,173 @@
+//! Where each rate-limit key stands, and forgetting its counts.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use gm_limits::WindowStore;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::notice::Notice;
+use crate::session::Session;
+
+/// The rate-limit keys counted in the state file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitsStatus {
+    /// The state file that counts them.
+    pub state_file: PathBuf,
+    /// Each key (provider, credential fingerprint, model), in the store's order.
+    pub keys: Vec<KeyStatus>,
+}
+
+/// One key's counts against its limits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyStatus {
+    /// `PROVIDER:CREDENTIAL:MODEL`, as `reset` accepts it.
+    pub key: String,
+    /// The provider.
+    pub provider: String,
+    /// The credential's fingerprint (never the credential).
+    pub credential: String,
+    /// The model.
+    pub model: String,
+    /// The limits that apply, as a spec; for a GitHub model without configured limits, its catalog tier's.
+    pub limits: String,
+    /// Admissions the store still keeps (it keeps each as long as the longest window that counts it).
+    pub counted: usize,
+    /// Requests admitted recently.
+    pub requests: RecentRequests,
+    /// Each configured window: how much of it is used.
+    pub windows: Vec<WindowUse>,
+    /// A block the server asked for (a 429), while it lasts.
+    pub blocked: Option<Blocked>,
+}
+
+/// Requests admitted in the last minute, hour and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RecentRequests {
+    /// In the last minute.
+    pub last_minute: usize,
+    /// In the last hour.
+    pub last_hour: usize,
+    /// In the last day.
+    pub last_day: usize,
+}
+
+/// One window of a key's limits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowUse {
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// The window's length (`1m`, `1d`).
+    pub per: String,
+    /// Requests admitted within the window.
+    pub used: u64,
+    /// Requests the window still allows.
+    pub remaining: u64,
+    /// Seconds until the oldest admission counted leaves the window, when one is counted.
+    pub next_frees_in_s: Option<f64>,
+}
+
+/// A block the server asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Blocked {
+    /// Seconds until it lifts.
+    pub for_s: f64,
+    /// Whether a daily quota is spent (rather than a shorter wait asked for).
+    pub daily_quota_spent: bool,
+}
+
+impl Session {
+    /// Every key counted in the state file at `now`, against the limits configured for it.
+    ///
+    /// With Redis configured the windows are counted there; this still shows the state file's counts (and a
+    /// notice says so).
+    pub fn limits_status(&self, now: SystemTime) -> Result<LimitsStatus, Error> {
+        if self.config().redis_url.is_some() {
+            self.notice(Notice::WindowsInRedis);
+        }
+        let store = self.open_windows("the rate-limit status")?;
+        let config = self.limits_config()?;
+        let mut keys = Vec::new();
+        for key in store.keys()? {
+            // Without configured limits, a GitHub model's limits come from its catalog tier, which only a
+            // request to the provider can tell.
+            let spec = config.spec_for(&key.provider, &key.model);
+            let tier_limits = key.provider == "github" && spec.is_unlimited();
+            // Every count comes from the key's admissions, read once: those made after `now - within` (later
+            // ones, from a process whose clock runs ahead, count too), as the store itself counts them.
+            let admissions = store.admissions(&key)?;
+            let since = |within: Duration| now.checked_sub(within).unwrap_or(SystemTime::UNIX_EPOCH);
+            let count = |within: Duration| admissions.iter().filter(|(at, _)| *at > since(within)).count();
+            let last = |secs: u64| count(Duration::from_secs(secs));
+            let windows = spec
+                .windows
+                .iter()
+                .map(|w| {
+                    let used = count(w.per) as u64;
+                    // The oldest admission still counted frees its place one window after it was made.
+                    let next_frees_in_s = admissions
+                        .iter()
+                        .map(|(at, _)| *at)
+                        .find(|at| *at > since(w.per))
+                        .and_then(|at| (at + w.per).duration_since(now).ok())
+                        .map(|d| d.as_secs_f64());
+                    WindowUse {
+                        limit: w.limit,
+                        per: gm_limits::format_duration(w.per),
+                        used,
+                        remaining: w.limit.saturating_sub(used),
+                        next_frees_in_s,
+                    }
+                })
+                .collect();
+            let blocked = store.block_of(&key)?.filter(|(until, _)| *until > now).map(|(until, daily)| Blocked {
+                for_s: until.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                daily_quota_spent: daily,
+            });
+            keys.push(KeyStatus {
+                key: key.to_string(),
+                provider: key.provider.clone(),
+                credential: key.credential.clone(),
+                model: key.model.clone(),
+                limits: if tier_limits { "the model's GitHub tier".to_string() } else { spec.to_string() },
+                counted: last(86_400 * 366),
+                requests: RecentRequests { last_minute: last(60), last_hour: last(3_600), last_day: last(86_400) },
+                windows,
+                blocked,
+            });
+        }
+        Ok(LimitsStatus { state_file: self.required_state_file("the rate-limit status")?, keys })
+    }
+
+    /// Forgets the counts and server blocks of the keys that `which` names (a key as [`KeyStatus::key`] shows
+    /// it, `PROVIDER:MODEL`, or `MODEL`; case ignored), or of every key. Returns how many were reset; naming a
+    /// key that matches none is an [`Error::NoLimitKey`].
+    pub fn reset_limits(&self, which: Option<&str>) -> Result<usize, Error> {
+        let store = self.open_windows("resetting the rate limits")?;
+        let which_lower = which.map(str::to_lowercase);
+        let (provider, model) = match which_lower.as_deref() {
+            None => (None, None),
+            Some(k) => match k.split_once(':') {
+                Some((p, m)) => (Some(p.to_string()), Some(m.to_string())),
+                None => (None, Some(k.to_string())),
+            },
+        };
+        let mut n = 0;
+        for key in store.keys()? {
+            let whole = which_lower.as_deref().is_some_and(|k| k == key.to_string().to_lowercase());
+            if !whole
+                && (provider.as_ref().is_some_and(|p| *p != key.provider)
+                    || model.as_ref().is_some_and(|m| *m != key.model))
+            {
+                continue;
+            }
+            store.reset(&key)?;
+            n += 1;
+        }
+        match which {
+            Some(key) if n == 0 => Err(Error::NoLimitKey { key: key.to_string() }),
+            _ => Ok(n),
+        }
+    }
+}
