@@ -30,6 +30,7 @@
 mod cache;
 mod config;
 mod error;
+mod eval;
 mod limits;
 mod models;
 mod notice;
@@ -40,6 +41,7 @@ mod session;
 pub use cache::{CacheReport, Cleared, Held, MemoryTier};
 pub use config::{CacheSettings, LimitsSettings, SessionConfig, DEFAULT_CACHE_TTL, DEFAULT_MAX_WAIT, STATE_FILE_NAME};
 pub use error::{is_usage_error, Error, Phase};
+pub use eval::{SuiteResult, SuiteRun};
 pub use limits::{Blocked, KeyStatus, LimitsStatus, RecentRequests, WindowUse};
 pub use models::{AuthStatus, Catalog, CredentialStatus};
 pub use notice::Notice;

@@ -7,9 +7,8 @@ use anyhow::{Context, Result};
 use gm_app::{CacheSettings, LimitsSettings, Session, SessionConfig};
 use gm_cache::SqliteCache;
 use gm_http::auth::{self, Resolution};
-use gm_limits::{LimitsConfig, Margin};
+use gm_limits::Margin;
 
-use crate::exit::usage;
 
 use crate::cli::Global;
 
@@ -72,29 +71,6 @@ pub fn state_file(global: &Global) -> Result<PathBuf> {
 
 /// The transit-time margin the CLI adds to every window: 100 ms plus 0.1 % of the window.
 pub const CLI_MARGIN: Margin = Margin { fixed: std::time::Duration::from_millis(100), ppm: 1000 };
-
-/// The limits configuration from `--limits`, `--limits-config` and `--plan`.
-pub fn limits_config(global: &Global) -> Result<LimitsConfig> {
-    let mut config = match (&global.limits, &global.limits_config) {
-        (Some(spec), _) => LimitsConfig::uniform(spec.clone()),
-        (None, Some(file)) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("could not read the limits file {}", file.display()))?;
-            LimitsConfig::from_toml(&text).map_err(|e| usage(format!("{}: {e}", file.display())))?
-        }
-        (None, None) => LimitsConfig::default(),
-    };
-    // Requests from several processes each open their own connection, so the time between admission and
-    // arrival at the server can reach tens of milliseconds on a busy machine; windows are lengthened by
-    // this much so the server's count agrees. A `margin=` in the spec or file overrides it.
-    if config.margin.is_none() {
-        config.margin = Some(CLI_MARGIN);
-    }
-    if let Some(plan) = global.plan {
-        config.providers.entry("github".into()).or_default().plan = Some(plan);
-    }
-    Ok(config)
-}
 
 /// The configuration of a command: the provider and credential resolved from the flags and the environment,
 /// and the state in the data folder. `caches` says whether the command caches answers (before `--no-cache`).

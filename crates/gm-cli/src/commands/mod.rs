@@ -3,20 +3,21 @@
 pub mod auth;
 pub mod cache;
 pub mod emulate;
+pub mod eval;
 pub mod limits;
 pub mod models;
 pub mod run;
 pub mod runs;
 pub mod score;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use gm_eval::prompt::PromptFile;
 
 use crate::cli::{
-    AuthCommand, BenchArgs, CacheCommand, Cli, Command, EvalArgs, Global, LimitsCommand, ModelsCommand, RunsCommand,
+    AuthCommand, BenchArgs, CacheCommand, Cli, Command, Global, LimitsCommand, ModelsCommand, RunsCommand,
 };
 use crate::context;
 use crate::exit::usage;
@@ -29,7 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth::status(&cli.global, json),
         Command::Emulate(args) => emulate::run(args).await,
-        Command::Eval(args) => eval(&cli.global, args).await,
+        Command::Eval(args) => eval::run(&cli.global, args).await,
         Command::Bench(args) => bench(&cli.global, args).await,
         Command::Score(args) => score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache::stats(&cli.global, json),
@@ -44,156 +45,23 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A token that Ctrl-C cancels, for a run to stop at.
+pub(crate) fn ctrl_c_cancels() -> gm_app::Cancel {
+    let cancel = gm_app::Cancel::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    cancel
+}
+
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
     Ok(())
-}
-
-async fn eval(global: &Global, args: EvalArgs) -> Result<ExitCode> {
-    use gm_eval::evaluators::{EvalOptions, JudgeMode};
-    use gm_eval::run::{EvalRunner, RunOptions};
-    // Every file is read and checked before the first request is sent.
-    let mut files = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        let f = PromptFile::load(path)?;
-        for w in &f.warnings {
-            eprintln!("warning: {}: {w}", path.display());
-        }
-        check_evaluators(path, &f)?;
-        files.push(f);
-    }
-    let prices = price_table(args.prices.as_deref())?;
-    let session = context::session(global, true)?;
-    let client = session.client()?;
-    let mut eval = EvalOptions::default().with_judge_mode(JudgeMode::from_name(&args.judge_mode).unwrap_or_default());
-    if let Some(m) = &args.judge_model {
-        eval = eval.with_judge_model(m.clone());
-    }
-    let runner = EvalRunner::new(
-        client.clone(),
-        RunOptions {
-            // More cases in flight than the quota lets run at once would only queue in the limiter.
-            concurrency: args
-                .concurrency
-                .map(usize::from)
-                .or_else(|| {
-                    // The cap of the first file's model, from --limits or the limits file.
-                    let model = args.model.clone().or_else(|| files.first().and_then(|f| f.model.clone()))?;
-                    let config = context::limits_config(global).ok()?;
-                    let provider = client.provider().to_string();
-                    config.spec_for(&provider, &model.to_lowercase()).concurrency.map(|c| c as usize)
-                })
-                .unwrap_or(4),
-            model: args.model.clone(),
-            eval,
-            max_requests: args.max_requests,
-            max_tokens: args.max_tokens,
-            repeat: args.repeat,
-            prices: Some(prices),
-            requests_baseline: None,
-        },
-    );
-    let store = gm_eval::store::RunStore::open(&context::state_file(global)?)?;
-    let jsonl = match &args.jsonl {
-        Some(p) => Some(std::sync::Mutex::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("could not create {}", p.display()))?,
-        ))),
-        None => None,
-    };
-    let mut summaries = Vec::with_capacity(files.len());
-    for (path, file) in args.files.iter().zip(&files) {
-        let text = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
-        let who = gm_eval::store::RunIdentity {
-            kind: "eval".into(),
-            name: file.name.clone(),
-            file: path.display().to_string(),
-            // The file and what changes its scores: a resumed run must not mix cases scored two ways.
-            digest: gm_cache::RequestKey::for_body(
-                "prompt-file",
-                &format!("judge-mode={};judge-model={:?};repeat={}", args.judge_mode, args.judge_model, args.repeat),
-                "",
-                &text,
-                0,
-                &[],
-            )
-            .map(|k| k.to_string())
-            .unwrap_or_default(),
-            model: args.model.clone().or_else(|| file.model.clone()).unwrap_or_default(),
-            provider: client.provider().to_string(),
-            base_url: client.base_url().to_string(),
-        };
-        let (run_id, finished) = match args.resume.then(|| store.unfinished(&who)).transpose()?.flatten() {
-            Some((id, done)) => {
-                eprintln!(
-                    "resuming run {id} of {}: {} of {} test cases already done",
-                    path.display(),
-                    done.len(),
-                    file.test_data.len()
-                );
-                (id, done)
-            }
-            None => (store.begin(&who)?, Default::default()),
-        };
-        let bar = progress_bar(file.test_data.len(), finished.len(), &file.name);
-        let sink = CliSink {
-            store: store.sink(run_id),
-            bar: bar.clone(),
-            jsonl: jsonl.as_ref(),
-            file: path.display().to_string(),
-        };
-        let outcome = tokio::select! {
-            r = runner.run_with(file, Some(&sink), finished) => r,
-            _ = tokio::signal::ctrl_c() => {
-                let done = store.cases(run_id).map(|c| c.len()).unwrap_or(0);
-                eprintln!("interrupted: {done} test cases of run {run_id} are recorded; `gm eval --resume {}` finishes the run", path.display());
-                session.finish();
-                return Ok(ExitCode::from(130));
-            }
-        };
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
-        let summary = match outcome {
-            Ok(s) => s,
-            Err(e) => {
-                let done = store.cases(run_id).map(|c| c.len()).unwrap_or(0);
-                if done > 0 {
-                    eprintln!(
-                        "{done} test cases of run {run_id} are recorded; `gm eval --resume {}` continues from there",
-                        path.display()
-                    );
-                }
-                session.finish();
-                return Err(anyhow::Error::new(e).context(format!("{} did not finish", path.display())));
-            }
-        };
-        store.finish(run_id, &summary)?;
-        if !args.json {
-            gm_eval::report::human(&summary, &mut std::io::stdout().lock())?;
-        }
-        summaries.push(summary);
-    }
-    session.finish();
-    if args.json {
-        let mut out = std::io::stdout().lock();
-        gm_eval::report::json(&summaries, &mut out)?;
-        writeln!(out)?;
-    }
-    type Render = fn(&[gm_eval::run::EvaluationSummary], &mut dyn Write) -> std::io::Result<()>;
-    let reports: [(&Option<std::path::PathBuf>, Render); 3] = [
-        (&args.junit, |s, w| gm_eval::report::junit(s, w)),
-        (&args.markdown, |s, w| gm_eval::report::markdown(s, w)),
-        (&args.html, |s, w| gm_eval::report::html(s, w)),
-    ];
-    for (path, render) in reports {
-        if let Some(path) = path {
-            write_atomically(path, |w| render(&summaries, w))?;
-        }
-    }
-    let all_passed = summaries.iter().all(|s| s.all_passed());
-    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::TESTS_FAILED) })
 }
 
 /// Writes a report next to `path` and renames it into place, so a failed write leaves no half file.
@@ -215,50 +83,6 @@ pub(crate) fn write_atomically(
         return Err(e).with_context(|| format!("could not write {}", path.display()));
     }
     std::fs::rename(&tmp, path).with_context(|| format!("could not write {}", path.display()))
-}
-
-/// Where each finished test case goes: the run store, the `--jsonl` file, and the progress bar on a terminal.
-struct CliSink<'a> {
-    store: gm_eval::store::RunSink<'a>,
-    bar: Option<indicatif::ProgressBar>,
-    jsonl: Option<&'a std::sync::Mutex<std::io::BufWriter<std::fs::File>>>,
-    file: String,
-}
-
-impl gm_eval::run::CaseSink for CliSink<'_> {
-    fn record(
-        &self,
-        index: usize,
-        result: &gm_eval::run::TestResult,
-        figures: &gm_eval::run::CaseFigures,
-    ) -> Result<(), gm_eval::evaluators::BoxError> {
-        self.store.record(index, result, figures)?;
-        if let Some(out) = self.jsonl {
-            let mut w = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            writeln!(w, "{}", gm_eval::report::jsonl_line(result, figures, &self.file, index))?;
-            w.flush()?;
-        }
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
-        Ok(())
-    }
-}
-
-/// A progress bar on standard error when it is a terminal.
-fn progress_bar(total: usize, done: usize, name: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || total == 0 {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(name.to_string());
-    bar.set_position(done as u64);
-    Some(bar)
 }
 
 async fn bench(global: &Global, args: BenchArgs) -> Result<ExitCode> {

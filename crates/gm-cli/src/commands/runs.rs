@@ -69,6 +69,7 @@ pub fn show(global: &Global, id: i64, json: bool, html: Option<&Path>, baseline:
             let mut out = std::io::stdout().lock();
             if json {
                 gm_eval::report::json(std::slice::from_ref(&summary), &mut out)?;
+                writeln!(out)?;
             } else {
                 gm_eval::report::human(&summary, &mut out)?;
             }

@@ -1,0 +1,248 @@
+//! Running `.prompt.yml` suites to the run store.
+
+use std::path::{Path, PathBuf};
+
+use gm_eval::evaluators::{BoxError, EvalOptions, EvaluatorSpec, JudgeMode};
+use gm_eval::prices::PriceTable;
+use gm_eval::prompt::PromptFile;
+use gm_eval::run::{CaseFigures, CaseSink, EvalRunner, EvaluationSummary, Finished, RunOptions, TestResult};
+use gm_eval::store::{RunIdentity, RunSink, RunStore};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::notice::Notice;
+use crate::progress::{
+    Cancel, CaseFinished, CellRef, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted, SuiteFinished,
+};
+use crate::session::Session;
+
+/// What to run: suites, and how.
+#[derive(Debug, Clone)]
+pub struct SuiteRun {
+    /// The `.prompt.yml` files, each its own run in the store, in order.
+    pub files: Vec<PathBuf>,
+    /// A model that replaces each file's `model`.
+    pub model: Option<String>,
+    /// Test cases in flight at once; `None`: the concurrency cap the limits give the first suite's model,
+    /// else 4.
+    pub concurrency: Option<usize>,
+    /// How LLM judges' replies are read.
+    pub judge_mode: JudgeMode,
+    /// The judge model of the built-in evaluators, instead of gm-eval's default.
+    pub judge_model: Option<String>,
+    /// Continue the last unfinished run of each suite (same content, model, options and provider) instead of
+    /// starting anew.
+    pub resume: bool,
+    /// A TOML price table of USD per million tokens, added to the built-in one.
+    pub prices: Option<PathBuf>,
+    /// Samples per test case (at least 1); more give pass@k and pass^k.
+    pub repeat: u32,
+    /// Stop cleanly (resumable) once this many requests were sent, judges included.
+    pub max_requests: Option<u64>,
+    /// Stop cleanly (resumable) once this many tokens were used.
+    pub max_tokens: Option<u64>,
+}
+
+impl SuiteRun {
+    /// The suites in `files`, each file's own model, strict judges, one sample per case, no budget.
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        Self {
+            files,
+            model: None,
+            concurrency: None,
+            judge_mode: JudgeMode::default(),
+            judge_model: None,
+            resume: false,
+            prices: None,
+            repeat: 1,
+            max_requests: None,
+            max_tokens: None,
+        }
+    }
+}
+
+/// A suite that ran to its end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuiteResult {
+    /// Its run in the run store.
+    pub run_id: i64,
+    /// The file, as given.
+    pub file: String,
+    /// The summary, as `gm eval --json` prints it.
+    pub summary: EvaluationSummary,
+}
+
+/// Hands each recorded case to the run store, then to the observer.
+pub(crate) struct Recorder<'a> {
+    pub(crate) store: RunSink<'a>,
+    pub(crate) observer: &'a dyn Observer,
+    pub(crate) run_id: i64,
+    /// Where its cases belong.
+    pub(crate) at: Position,
+}
+
+/// Where a recorded case belongs.
+pub(crate) enum Position {
+    Suite(usize),
+}
+
+impl CaseSink for Recorder<'_> {
+    fn record(&self, index: usize, result: &TestResult, figures: &CaseFigures) -> Result<(), BoxError> {
+        self.store.record(index, result, figures)?;
+        let (suite, cell, index): (usize, Option<CellRef<'_>>, usize) = match &self.at {
+            Position::Suite(s) => (*s, None, index),
+        };
+        self.observer.case_finished(&CaseFinished { run_id: self.run_id, suite, cell, index, result, figures })
+    }
+}
+
+/// Every evaluator of a prompt file is well formed; a malformed one names the file, its line and column.
+pub(crate) fn check_evaluators(path: &Path, f: &PromptFile) -> Result<(), Error> {
+    for (i, raw) in f.evaluators.iter().enumerate() {
+        if let Err(source) = EvaluatorSpec::parse(i, raw) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let at = gm_eval::prompt::locate_item(&text, "evaluators", i);
+            return Err(Error::Evaluator { file: path.display().to_string(), at, source });
+        }
+    }
+    Ok(())
+}
+
+/// The built-in price table, with the entries of `file` added or replaced.
+pub(crate) fn price_table(file: Option<&Path>) -> Result<PriceTable, Error> {
+    let mut prices = PriceTable::builtin();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            what: "the price table",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        prices.extend_from_toml(&text).map_err(|message| Error::PriceTable { path: path.to_path_buf(), message })?;
+    }
+    Ok(prices)
+}
+
+/// The recorded cases of a run, or 0 when even that cannot be read.
+pub(crate) fn recorded(store: &RunStore, run_id: i64) -> usize {
+    store.cases(run_id).map(|c| c.len()).unwrap_or(0)
+}
+
+impl Session {
+    /// Runs suites, each to its own run in the run store as its cases finish, one after the other.
+    ///
+    /// Every file is read and checked before the first request is sent. `observer` hears of each start,
+    /// finished case and finished suite; `cancel` stops the run (the outcome is then
+    /// [`Outcome::Interrupted`], the suites finished before it are in the store). A suite that stops (a failed
+    /// request, a spent budget) is an [`Error::SuiteStopped`] that says what it recorded.
+    pub async fn run_suites(
+        &self,
+        run: &SuiteRun,
+        observer: &dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<Outcome<Vec<SuiteResult>>, Error> {
+        let mut files = Vec::with_capacity(run.files.len());
+        for path in &run.files {
+            let f = PromptFile::load(path)?;
+            for w in &f.warnings {
+                self.notice(Notice::PromptFile { file: path.display().to_string(), message: w.clone() });
+            }
+            check_evaluators(path, &f)?;
+            files.push(f);
+        }
+        let prices = price_table(run.prices.as_deref())?;
+        let client = self.client()?;
+        let mut eval = EvalOptions::default().with_judge_mode(run.judge_mode);
+        if let Some(m) = &run.judge_model {
+            eval = eval.with_judge_model(m.clone());
+        }
+        // More cases in flight than the quota lets run at once would only queue in the limiter.
+        let concurrency = run
+            .concurrency
+            .or_else(|| {
+                // The cap of the first file's model, from the limits.
+                let model = run.model.clone().or_else(|| files.first().and_then(|f| f.model.clone()))?;
+                let config = self.limits_config().ok()?;
+                let provider = client.provider().to_string();
+                config.spec_for(&provider, &model.to_lowercase()).concurrency.map(|c| c as usize)
+            })
+            .unwrap_or(4);
+        let runner = EvalRunner::new(
+            client.clone(),
+            RunOptions {
+                concurrency,
+                model: run.model.clone(),
+                eval,
+                max_requests: run.max_requests,
+                max_tokens: run.max_tokens,
+                repeat: run.repeat,
+                prices: Some(prices),
+                requests_baseline: None,
+            },
+        );
+        let store = self.run_store()?;
+        let mut results = Vec::with_capacity(files.len());
+        for (suite, (path, file)) in run.files.iter().zip(&files).enumerate() {
+            let shown = path.display().to_string();
+            let text = std::fs::read(path).map_err(|source| Error::Read { what: "", path: path.clone(), source })?;
+            let who = RunIdentity {
+                kind: RunKind::Eval.as_str().into(),
+                name: file.name.clone(),
+                file: shown.clone(),
+                // The file and what changes its scores: a resumed run must not mix cases scored two ways.
+                digest: gm_cache::RequestKey::for_body(
+                    "prompt-file",
+                    &format!(
+                        "judge-mode={};judge-model={:?};repeat={}",
+                        run.judge_mode.name(),
+                        run.judge_model,
+                        run.repeat
+                    ),
+                    "",
+                    &text,
+                    0,
+                    &[],
+                )
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
+                model: run.model.clone().or_else(|| file.model.clone()).unwrap_or_default(),
+                provider: client.provider().to_string(),
+                base_url: client.base_url().to_string(),
+            };
+            let earlier = if run.resume { store.unfinished(&who)? } else { None };
+            let (resume, (run_id, finished)) = match earlier {
+                Some(found) => (Resume::Resumed, found),
+                None if run.resume => (Resume::NothingToResume, (store.begin(&who)?, Finished::new())),
+                None => (Resume::New, (store.begin(&who)?, Finished::new())),
+            };
+            let total = file.test_data.len();
+            observer.run_started(&RunStarted {
+                run_id,
+                kind: RunKind::Eval,
+                suite,
+                name: file.name.clone(),
+                file: shown.clone(),
+                total,
+                done: finished.len(),
+                resume,
+            });
+            let sink = Recorder { store: store.sink(run_id), observer, run_id, at: Position::Suite(suite) };
+            let outcome = tokio::select! {
+                r = runner.run_with(file, Some(&sink), finished) => r,
+                () = cancel.cancelled() => {
+                    let recorded = recorded(&store, run_id);
+                    return Ok(Outcome::Interrupted(Interrupted { run_id, file: shown, recorded, total }));
+                }
+            };
+            let summary = outcome.map_err(|e| Error::SuiteStopped {
+                file: shown.clone(),
+                run_id,
+                recorded: recorded(&store, run_id),
+                source: Box::new(e),
+            })?;
+            store.finish(run_id, &summary)?;
+            observer.suite_finished(&SuiteFinished { run_id, suite, file: &shown, summary: &summary });
+            results.push(SuiteResult { run_id, file: shown, summary });
+        }
+        Ok(Outcome::Finished(results))
+    }
+}
