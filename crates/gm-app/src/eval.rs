@@ -78,19 +78,28 @@ pub(crate) struct Recorder<'a> {
     pub(crate) observer: &'a dyn Observer,
     pub(crate) run_id: i64,
     /// Where its cases belong.
-    pub(crate) at: Position,
+    pub(crate) at: Position<'a>,
 }
 
 /// Where a recorded case belongs.
-pub(crate) enum Position {
+pub(crate) enum Position<'a> {
+    /// Every case is of the suite at this position.
     Suite(usize),
+    /// Each case is of the bench cell its index's offset names (models outer, tasks inner).
+    Cells(&'a [(String, String)]),
 }
 
 impl CaseSink for Recorder<'_> {
     fn record(&self, index: usize, result: &TestResult, figures: &CaseFigures) -> Result<(), BoxError> {
         self.store.record(index, result, figures)?;
-        let (suite, cell, index): (usize, Option<CellRef<'_>>, usize) = match &self.at {
+        let (suite, cell, index) = match &self.at {
             Position::Suite(s) => (*s, None, index),
+            Position::Cells(cells) => {
+                let stride = gm_eval::bench::CELL_STRIDE;
+                let c = index / stride;
+                let cell = cells.get(c).map(|(model, task)| CellRef { model, task });
+                (c, cell, index % stride)
+            }
         };
         self.observer.case_finished(&CaseFinished { run_id: self.run_id, suite, cell, index, result, figures })
     }

@@ -27,6 +27,7 @@
 //! # Crate features
 //! None: the session uses the network transport (hyper), the SQLite state file and Redis, all always built.
 
+mod bench;
 mod cache;
 mod config;
 mod error;
@@ -38,6 +39,7 @@ mod progress;
 mod runs;
 mod session;
 
+pub use bench::{BenchResult, BenchRun};
 pub use cache::{CacheReport, Cleared, Held, MemoryTier};
 pub use config::{CacheSettings, LimitsSettings, SessionConfig, DEFAULT_CACHE_TTL, DEFAULT_MAX_WAIT, STATE_FILE_NAME};
 pub use error::{is_usage_error, Error, Phase};

@@ -1,36 +1,34 @@
-//! Turning the global flags and the environment into a client, its cache and its state file.
+//! Turning the global flags and the environment into the library's configuration: the only place that reads
+//! the environment or runs `gh`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
 use gm_app::{CacheSettings, LimitsSettings, Session, SessionConfig};
-use gm_cache::SqliteCache;
 use gm_http::auth::{self, Resolution};
 use gm_limits::Margin;
-
 
 use crate::cli::Global;
 
 /// Reads an environment variable; the CLI is the only place that does.
-pub fn env_var(name: &str) -> Option<String> {
+fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
 /// Runs `gh auth token`, quietly; `None` when gh is missing or not logged in.
-pub fn gh_auth_token() -> Option<String> {
+fn gh_auth_token() -> Option<String> {
     let out = Command::new("gh").args(["auth", "token"]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// Resolves the provider and credential from the flags and the environment.
-pub fn resolve(global: &Global) -> Resolution {
+fn resolve(global: &Global) -> Resolution {
     auth::resolve(global.provider, &env_var, &gh_auth_token)
 }
 
 /// The folder of the state file: `--data-dir`/`GM_DATA_DIR`, else `$XDG_DATA_HOME/gm`, else
 /// `~/.local/share/gm`.
-pub fn data_dir(global: &Global) -> PathBuf {
+fn data_dir(global: &Global) -> PathBuf {
     if let Some(d) = &global.data_dir {
         return d.clone();
     }
@@ -41,32 +39,6 @@ pub fn data_dir(global: &Global) -> PathBuf {
         Some(h) => PathBuf::from(h).join(".local/share/gm"),
         None => PathBuf::from(".gm"),
     }
-}
-
-/// The state file: one SQLite file for the cache, the shared rate-limit windows and the run history.
-///
-/// The first time a command asks for it, a file that is not a readable SQLite database is moved aside (and
-/// said so) and a new one started, whichever part of the state the command uses first.
-pub fn state_file(global: &Global) -> Result<PathBuf> {
-    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let dir = data_dir(global);
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("could not create the state folder {}; pass --data-dir DIR", dir.display()))?;
-    let path = dir.join("gm.sqlite");
-    CHECKED.get_or_init(|| {
-        if path.exists() {
-            if let Ok(cache) = SqliteCache::builder(&path).move_aside_if_unreadable(true).open() {
-                if let Some(aside) = cache.moved_aside() {
-                    eprintln!(
-                        "warning: {} was unreadable; it was moved to {} and a new one started",
-                        path.display(),
-                        aside.display()
-                    );
-                }
-            }
-        }
-    });
-    Ok(path)
 }
 
 /// The transit-time margin the CLI adds to every window: 100 ms plus 0.1 % of the window.
@@ -108,9 +80,4 @@ pub fn state_config(global: &Global) -> SessionConfig {
 /// A session for `config` whose notices are printed on standard error as they arise.
 pub fn open(config: SessionConfig) -> Session {
     Session::new(config).on_notice(|n| eprintln!("{}: {n}", if n.is_warning() { "warning" } else { "note" }))
-}
-
-/// The session of a command; see [`config`].
-pub fn session(global: &Global, caches: bool) -> Result<Session> {
-    Ok(open(config(global, caches)))
 }

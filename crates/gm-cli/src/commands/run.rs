@@ -83,7 +83,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         (None, None) => return Err(usage("no model given; write `gm run MODEL [PROMPT]` (see `gm models list`)")),
     };
     gm_core::ModelId::parse(&model)?;
-    let session = context::session(global, args.cache)?;
+    let session = context::open(context::config(global, args.cache));
     let client = session.client()?;
     let mut params = Params {
         max_tokens: args.max_tokens,

@@ -8,7 +8,8 @@ use anyhow::Result;
 use gm_app::{RunComparison, StoredRun};
 
 use crate::cli::Global;
-use crate::commands::{print_bench_table, print_json, write_atomically};
+use crate::commands::bench::print_bench_table;
+use crate::commands::{print_json, write_atomically};
 use crate::context;
 
 /// Runs `gm runs list`.

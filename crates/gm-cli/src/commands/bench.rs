@@ -1,0 +1,129 @@
+//! `gm bench`: every model on every task to the run store, as a table, JSON and a page with charts.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use gm_app::{BenchRun, Observer, Outcome, Resume, RunStarted};
+
+use crate::cli::{BenchArgs, Global};
+use crate::commands::runs::cells;
+use crate::commands::{ctrl_c_cancels, print_json, write_atomically};
+use crate::context;
+
+/// Runs `gm bench` (and `gm bench --list-tasks`).
+pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
+    if args.list_tasks {
+        let tasks = context::open(context::state_config(global)).task_catalog(args.tasks_dir.as_deref())?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{:<22}  {:>5}  {:<40}  DESCRIPTION", "TASK", "ITEMS", "SCORERS")?;
+        for info in &tasks {
+            let scorers = info.scorers.join(", ");
+            writeln!(out, "{:<22}  {:>5}  {:<40}  {}", info.name, info.items, scorers, info.description)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = BenchRun {
+        tasks_dir: args.tasks_dir.clone(),
+        metrics: args.metrics.clone(),
+        allow_code_exec: args.allow_code_exec,
+        limit_items: args.limit_items,
+        concurrency: args.concurrency,
+        resume: args.resume,
+        max_requests: args.max_requests,
+        prices: args.prices.clone(),
+        // The baseline is compared only for the page.
+        baseline: args.html.as_ref().and(args.baseline),
+        ..BenchRun::new(args.models.clone(), args.tasks.clone())
+    };
+    let session = context::open(context::config(global, true));
+    let resume_hint = |recorded: usize, total: usize, run_id: i64| {
+        format!(
+            "{recorded} of {total} test cases of bench run {run_id} are recorded; the same command with --resume finishes it"
+        )
+    };
+    let result = match session.run_bench(&run, &Progress, &ctrl_c_cancels()).await {
+        Ok(Outcome::Finished(result)) => result,
+        Ok(Outcome::Interrupted(i)) => {
+            eprintln!("interrupted: {}", resume_hint(i.recorded, i.total, i.run_id));
+            session.finish();
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => {
+            if let gm_app::Error::BenchStopped { run_id, recorded, total, .. } = &e {
+                eprintln!("{}", resume_hint(*recorded, *total, *run_id));
+            }
+            session.finish();
+            return Err(e.into());
+        }
+    };
+    session.finish();
+    if let Some(path) = &args.html {
+        write_atomically(path, |w| gm_eval::report::bench_html(&result.report, &cells(&result.baseline), w))?;
+    }
+    if args.json {
+        print_json(&result.report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_bench_table(&result.report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `gm bench` says as it starts: whether it resumes.
+struct Progress;
+
+impl Observer for Progress {
+    fn run_started(&self, run: &RunStarted) {
+        match run.resume {
+            Resume::Resumed => {
+                eprintln!("resuming bench run {}: {} of {} test cases already done", run.run_id, run.done, run.total)
+            }
+            Resume::NothingToResume => {
+                eprintln!("no unfinished bench run of these models and tasks; starting a new one")
+            }
+            Resume::New => {}
+        }
+    }
+}
+
+/// The human form of a bench report: one line a cell, then the best model and the rule.
+pub(crate) fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let model_w = report.cells.iter().map(|c| c.model.len()).max().unwrap_or(0).max("MODEL".len());
+    let task_w = report.cells.iter().map(|c| c.task.len()).max().unwrap_or(0).max("TASK".len());
+    writeln!(
+        out,
+        "{:<model_w$}  {:<task_w$}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}  {:>6}",
+        "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "TOKENS/S", "COST", "CACHED"
+    )?;
+    for c in &report.cells {
+        let m = &c.metrics;
+        writeln!(
+            out,
+            "{:<model_w$}  {:<task_w$}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}  {:>6}",
+            c.model,
+            c.task,
+            m.quality,
+            format!("[{:.2}, {:.2}]", m.quality_ci95[0], m.quality_ci95[1]),
+            m.latency_p50_ms.map_or("-".into(), |l| format!("{l:.0} ms")),
+            m.tokens_per_second.map_or("-".into(), |t| format!("{t:.0}")),
+            m.cost_usd.map_or("-".into(), |c| format!("${c:.5}")),
+            m.cache_hits,
+        )?;
+    }
+    let s = &report.summary;
+    writeln!(out)?;
+    let cached: u64 = report.cells.iter().map(|c| c.metrics.cache_hits).sum();
+    if cached > 0 {
+        writeln!(
+            out,
+            "{cached} answers came from the response cache (no latency, no cost); --refresh asks the provider again"
+        )?;
+    }
+    writeln!(out, "Best model: {} ({})", s.best_model.as_deref().unwrap_or("-"), s.best_model_reason)?;
+    writeln!(out, "Rule: {}", s.best_model_rule)?;
+    if let Some(id) = report.run_id {
+        writeln!(out, "Run {id}; `gm runs show {id}` shows it again")?;
+    }
+    Ok(())
+}
