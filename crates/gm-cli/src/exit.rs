@@ -17,51 +17,18 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
-/// The exit code for an error: usage errors give 2, everything else 3.
+/// The exit code for an error: the first cause that is the CLI's own usage error, or that gm's crates say is the
+/// caller's to fix ([`gm_app::is_usage_error`]), gives 2; a cause they say is not, and anything else, gives 3.
 pub fn code_for(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<UsageError>() {
             return USAGE;
         }
-        if let Some(e) = cause.downcast_ref::<gm_app::Error>() {
-            return if e.is_usage() { USAGE } else { PROVIDER };
-        }
-        if let Some(r) = cause.downcast_ref::<gm_eval::run::RunError>() {
-            return match (r.root(), r.client_error()) {
-                (gm_eval::run::RunError::Budget { .. }, _) => PROVIDER,
-                (_, Some(h)) if !h.is_usage() => PROVIDER,
-                _ => USAGE,
-            };
-        }
-        if cause.is::<gm_eval::evaluators::EvaluatorError>() {
-            return USAGE;
-        }
-        if let Some(h) = cause.downcast_ref::<gm_http::Error>() {
-            return if h.is_usage() { USAGE } else { PROVIDER };
-        }
-        if cause.is::<gm_eval::prompt::PromptError>() || cause.is::<gm_core::ModelIdError>() {
-            return USAGE;
-        }
-        if let Some(e) = cause.downcast_ref::<gm_eval::Error>() {
-            return match e {
-                gm_eval::Error::Metrics(m) => metrics_code(m),
-                _ => USAGE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<gm_metrics::Error>() {
-            return metrics_code(e);
+        if let Some(usage) = gm_app::is_usage_error(cause) {
+            return if usage { USAGE } else { PROVIDER };
         }
     }
     PROVIDER
-}
-
-/// Bad input to a scorer (an unknown metric, a malformed line) is the user's to fix; a failed read or write is not.
-fn metrics_code(e: &gm_metrics::Error) -> u8 {
-    if matches!(e, gm_metrics::Error::Io(_)) {
-        PROVIDER
-    } else {
-        USAGE
-    }
 }
 
 #[cfg(test)]

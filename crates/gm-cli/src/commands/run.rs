@@ -59,7 +59,7 @@ fn build_request(model: &str, base: &[ChatMessage], history: &[ChatMessage], p: 
 pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     let file = match &args.file {
         Some(path) => {
-            let f = PromptFile::load(path)?;
+            let f = PromptFile::load(path).map_err(gm_app::Error::from)?;
             for w in &f.warnings {
                 eprintln!("warning: {}: {w}", path.display());
             }
@@ -82,7 +82,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         (None, Some(m)) => m,
         (None, None) => return Err(usage("no model given; write `gm run MODEL [PROMPT]` (see `gm models list`)")),
     };
-    gm_core::ModelId::parse(&model)?;
+    gm_core::ModelId::parse(&model).map_err(gm_app::Error::from)?;
     let session = context::open(context::config(global, args.cache));
     let client = session.client()?;
     let mut params = Params {
@@ -139,20 +139,20 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
 async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Result<String> {
     let mut out = std::io::stdout();
     if !stream {
-        let r = client.chat(req).await?;
+        let r = client.chat(req).await.map_err(gm_app::Error::from)?;
         if r.cached {
             eprintln!("(cached answer)");
         }
         writeln!(out, "{}", r.text())?;
         return Ok(r.text().to_string());
     }
-    let mut s = client.chat_stream(req).await?;
+    let mut s = client.chat_stream(req).await.map_err(gm_app::Error::from)?;
     if s.is_cached() {
         eprintln!("(cached answer)");
     }
     let mut text = String::new();
     while let Some(chunk) = s.next_chunk().await {
-        let chunk = chunk?;
+        let chunk = chunk.map_err(gm_app::Error::from)?;
         let piece = chunk.text();
         if !piece.is_empty() {
             out.write_all(piece.as_bytes())?;

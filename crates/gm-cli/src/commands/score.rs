@@ -61,7 +61,7 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
         print_list(&mut io::stdout().lock())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let metrics = Metric::parse_list(&args.metrics)?;
+    let metrics = Metric::parse_list(&args.metrics).map_err(gm_app::Error::from)?;
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(1));
     let options = ScoreFileOptions {
@@ -89,6 +89,7 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
     let (scores_tmp, file) = TempFile::create_beside(&scores_to.scratch_path("gm-score.jsonl"))?;
     let mut writer = BufWriter::with_capacity(1 << 16, file);
     let summary: ScoreSummary = score_jsonl(input, &mut writer, &options)
+        .map_err(gm_app::Error::from)
         .with_context(|| format!("cannot score {input_name}; nothing was written"))?;
     let file = writer
         .into_inner()
