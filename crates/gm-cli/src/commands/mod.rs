@@ -60,23 +60,10 @@ pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-/// Writes a report next to `path` and renames it into place, so a failed write leaves no half file.
+/// Writes a report whole or not at all (see [`gm_eval::report::write_atomically`]).
 pub(crate) fn write_atomically(
     path: &std::path::Path,
     render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        render(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("could not write {}", path.display()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("could not write {}", path.display()))
+    gm_eval::report::write_atomically(path, render).with_context(|| format!("could not write {}", path.display()))
 }

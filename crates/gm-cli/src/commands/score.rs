@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use gm_eval::report::AtomicFile;
 use gm_eval::score_file::{score_jsonl, ScoreFileOptions, ScoreSummary};
 use gm_eval::{Metric, MetricConfig};
 
@@ -86,7 +87,7 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
     // Score into a temporary file beside the target (or in the temporary directory when the
     // scores go to standard output or a device), so that a failed run leaves nothing behind.
     let scores_to = Destination::of(args.output.as_deref());
-    let (scores_tmp, file) = TempFile::create_beside(&scores_to.scratch_path("gm-score.jsonl"))?;
+    let (scores_tmp, file) = create_beside(&scores_to.scratch_path("gm-score.jsonl"))?;
     let mut writer = BufWriter::with_capacity(1 << 16, file);
     let summary: ScoreSummary = score_jsonl(input, &mut writer, &options)
         .map_err(gm_app::Error::from)
@@ -94,19 +95,19 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
     let file = writer
         .into_inner()
         .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", scores_tmp.path.display()))?;
-    file.sync_all().with_context(|| format!("cannot write {}", scores_tmp.path.display()))?;
+        .with_context(|| format!("cannot write {}", scores_tmp.path().display()))?;
+    file.sync_all().with_context(|| format!("cannot write {}", scores_tmp.path().display()))?;
     drop(file);
 
     let corpus = match (&args.corpus, &summary.corpus) {
         (Some(path), Some(corpus)) => {
             let to = Destination::of(Some(path));
-            let (tmp, mut file) = TempFile::create_beside(&to.scratch_path("gm-score-corpus.json"))?;
+            let (tmp, mut file) = create_beside(&to.scratch_path("gm-score-corpus.json"))?;
             let mut text = serde_json::to_vec_pretty(corpus)?;
             text.push(b'\n');
             file.write_all(&text)
                 .and_then(|()| file.sync_all())
-                .with_context(|| format!("cannot write {}", tmp.path.display()))?;
+                .with_context(|| format!("cannot write {}", tmp.path().display()))?;
             Some((tmp, to))
         }
         _ => None,
@@ -174,9 +175,12 @@ impl Destination {
     }
 
     /// Moves or copies the finished temporary file to this destination.
-    fn deliver(&self, tmp: TempFile) -> Result<()> {
+    fn deliver(&self, tmp: AtomicFile) -> Result<()> {
         match self {
-            Destination::Replace(path) => tmp.persist(path),
+            Destination::Replace(path) => {
+                let from = tmp.path().display().to_string();
+                tmp.persist(path).with_context(|| format!("cannot move {from} to {}", path.display()))
+            }
             Destination::Stdout => {
                 let mut stdout = io::stdout().lock();
                 tmp.copy_to(&mut stdout).context("cannot write to standard output")
@@ -193,61 +197,12 @@ impl Destination {
     }
 }
 
-/// A temporary file that is removed on drop unless it has been renamed over its target.
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    /// Creates a new, empty file in the directory of `target`, named after it.
-    fn create_beside(target: &Path) -> Result<(TempFile, File)> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name =
-            target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "gm-score".to_owned());
-        let pid = std::process::id();
-        for attempt in 0..100u32 {
-            let path = dir.join(format!(".{name}.{pid}.{attempt}.tmp"));
-            match File::options().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    let tmp = TempFile { path, persisted: false };
-                    return Ok((tmp, file));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create a temporary file in {}", dir.display()))
-                }
-            }
-        }
-        anyhow::bail!("cannot create a temporary file in {}: too many left over", dir.display())
-    }
-
-    /// Copies the contents to `out`; the file is removed afterwards.
-    fn copy_to(self, out: &mut impl Write) -> Result<()> {
-        let mut file = File::open(&self.path).with_context(|| format!("cannot read back {}", self.path.display()))?;
-        io::copy(&mut file, out)?;
-        out.flush()?;
-        Ok(())
-    }
-
-    /// Renames the file over `target`.
-    fn persist(mut self, target: &Path) -> Result<()> {
-        fs::rename(&self.path, target)
-            .with_context(|| format!("cannot move {} to {}", self.path.display(), target.display()))?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
+/// A new file beside `target` that becomes it only once complete (see [`AtomicFile`]).
+fn create_beside(target: &Path) -> Result<(AtomicFile, File)> {
+    AtomicFile::create_beside(target).with_context(|| {
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        format!("cannot create a temporary file in {}", dir.display())
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`markdown`]: a report fit for a GitHub Actions step summary.
 //! - [`jsonl_line`]: one JSON object per case, for a file written as cases finish.
 //! - [`html`]: one self-contained page (inline CSS and SVG, no scripts, no external assets).
+//! - [`write_atomically`] and [`AtomicFile`]: a report file written whole or not at all.
 //!
 //! Text from the model or the test rows is escaped for each format: XML and HTML entities, Markdown
 //! table cells (`|`, newlines, inline markup). Control characters other than tab, newline and carriage
@@ -53,6 +54,7 @@
 //! ```
 
 mod bench_html;
+mod file;
 mod html;
 mod human;
 mod json;
@@ -63,6 +65,7 @@ mod markdown;
 mod tests;
 
 pub use bench_html::bench_html;
+pub use file::{write_atomically, AtomicFile};
 pub use html::html;
 pub use human::human;
 pub use json::json;
