@@ -1,0 +1,332 @@
+//! Every use case of the session on the demo provider, in process: suites and a bench to the run store, the
+//! run history, the rate limits, the cache and the catalog, each against a state file of its own.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use gm_app::{
+    BenchRun, BoxError, Cancel, CaseFinished, Error, LimitsSettings, Notice, Observer, Outcome, Resume, RunComparison,
+    RunKind, RunStarted, Session, SessionConfig, StoredRun, SuiteFinished, SuiteRun,
+};
+use gm_eval::compare::Verdict;
+
+/// A fresh data folder for one test.
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gm-app-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The demo provider with its state in `dir`.
+fn config(dir: &Path) -> SessionConfig {
+    SessionConfig { data_dir: Some(dir.to_path_buf()), ..SessionConfig::demo() }
+}
+
+/// A suite of `n` sums whose check the demo's plain answers pass (`The answer is …`) and its wordy model
+/// (`openai/gpt-4.1-mini`) fails.
+fn suite(dir: &Path, name: &str, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut yaml = format!(
+        "name: {name}\nmodel: openai/gpt-4.1\nmessages:\n  - role: user\n    content: \"What is {{{{a}}}} + {{{{b}}}}?\"\ntestData:\n"
+    );
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{a: {i}, b: 7}}\n"));
+    }
+    yaml.push_str("evaluators:\n  - name: answers plainly\n    string: {startsWith: \"The answer\"}\n");
+    let path = dir.join(format!("{name}.prompt.yml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A case as an observer hears it: its suite or cell position, its cell's model and task, its index.
+type HeardCase = (usize, Option<(String, String)>, usize);
+
+/// Everything an observer hears, in order.
+#[derive(Default)]
+struct Heard {
+    started: Mutex<Vec<RunStarted>>,
+    cases: Mutex<Vec<HeardCase>>,
+    finished: Mutex<Vec<(i64, String)>>,
+    cancel_after: Option<(usize, Cancel)>,
+}
+
+impl Observer for Heard {
+    fn run_started(&self, run: &RunStarted) {
+        self.started.lock().unwrap().push(run.clone());
+    }
+
+    fn case_finished(&self, case: &CaseFinished<'_>) -> Result<(), BoxError> {
+        let mut cases = self.cases.lock().unwrap();
+        let cell = case.cell.map(|c| (c.model.to_string(), c.task.to_string()));
+        cases.push((case.suite, cell, case.index));
+        if let Some((n, cancel)) = &self.cancel_after {
+            if cases.len() == *n {
+                cancel.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    fn suite_finished(&self, suite: &SuiteFinished<'_>) {
+        self.finished.lock().unwrap().push((suite.run_id, suite.summary.name.clone()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suites_run_to_the_store_and_are_listed_shown_and_compared() {
+    let dir = data_dir("suites");
+    let session = Session::new(config(&dir));
+    let (sums, more) = (suite(&dir, "sums", 6), suite(&dir, "more", 4));
+    let heard = Heard::default();
+    let run = SuiteRun::new(vec![sums.clone(), more.clone()]);
+    let results = session.run_suites(&run, &heard, &Cancel::new()).await.unwrap().finished().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!((results[0].run_id, results[1].run_id), (1, 2));
+    assert_eq!(results[0].summary.summary.passed_tests, 6);
+    assert_eq!(results[1].summary.summary.total_tests, 4);
+    assert!(matches!(session.take_notices()[..], [Notice::DemoProvider { .. }]));
+    // Each suite was announced, each case heard once with its suite, and each end heard.
+    let started = heard.started.lock().unwrap().clone();
+    assert_eq!(
+        started.iter().map(|s| (s.run_id, s.total, s.done, s.resume)).collect::<Vec<_>>(),
+        [(1, 6, 0, Resume::New), (2, 4, 0, Resume::New)]
+    );
+    assert!(started.iter().all(|s| s.kind == RunKind::Eval));
+    let mut cases = heard.cases.lock().unwrap().clone();
+    cases.sort();
+    let expected: Vec<_> = (1..=6).map(|i| (0, None, i)).chain((1..=4).map(|i| (1, None, i))).collect();
+    assert_eq!(cases, expected);
+    assert_eq!(*heard.finished.lock().unwrap(), [(1, "sums".to_string()), (2, "more".to_string())]);
+
+    // The same suite with a model that answers wordily fails every case: a significant regression.
+    let wordy = SuiteRun { model: Some("openai/gpt-4.1-mini".into()), ..SuiteRun::new(vec![sums.clone()]) };
+    let worse = session.run_suites(&wordy, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    assert_eq!(worse[0].summary.summary.failed_tests, 6);
+
+    let rows = session.list_runs().unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.id, r.kind.as_str(), r.cases)).collect::<Vec<_>>(),
+        [(3, "eval", 6), (2, "eval", 4), (1, "eval", 6)]
+    );
+    let StoredRun::Eval(shown) = session.show_run(1).unwrap() else { panic!("run 1 is a suite's") };
+    assert_eq!(shown, results[0].summary);
+    let RunComparison::Eval { comparison, .. } = session.compare_runs(1, 3).unwrap() else { panic!("two suites") };
+    assert_eq!(comparison.verdict, Verdict::Regression);
+    assert_eq!(comparison.newly_failing.len(), 6);
+    let err = session.show_run(99).unwrap_err();
+    assert!(matches!(err, Error::NoSuchRun { id: 99 }) && err.is_usage(), "{err}");
+    session.finish();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_by_two_bench_runs_to_the_store_and_is_shown_and_compared() {
+    let dir = data_dir("bench");
+    let session = Session::new(config(&dir));
+    let (sums, more) = (suite(&dir, "sums", 8), suite(&dir, "more", 8));
+    let models = vec!["openai/gpt-4.1".to_string(), "openai/gpt-4.1-mini".to_string()];
+    let tasks = vec![sums.display().to_string(), more.display().to_string()];
+    let heard = Heard::default();
+    let run = BenchRun::new(models.clone(), tasks.clone());
+    let result = session.run_bench(&run, &heard, &Cancel::new()).await.unwrap().finished().unwrap();
+    let report = &result.report;
+    assert_eq!(report.run_id, Some(1));
+    let cells: Vec<(&str, &str)> = report.cells.iter().map(|c| (c.model.as_str(), c.task.as_str())).collect();
+    assert_eq!(
+        cells,
+        [
+            ("openai/gpt-4.1", "sums"),
+            ("openai/gpt-4.1", "more"),
+            ("openai/gpt-4.1-mini", "sums"),
+            ("openai/gpt-4.1-mini", "more")
+        ]
+    );
+    assert_eq!(report.summary.best_model.as_deref(), Some("openai/gpt-4.1"));
+    assert_eq!(report.summary.best_model_significant, Some(true));
+    // Every case was heard once, with its cell, and the start once for the whole bench.
+    let started = heard.started.lock().unwrap().clone();
+    assert_eq!(started.len(), 1);
+    assert_eq!(
+        (started[0].kind, started[0].total, started[0].name.as_str()),
+        (RunKind::Bench, 32, "2 models x 2 tasks")
+    );
+    let mut cases = heard.cases.lock().unwrap().clone();
+    cases.sort();
+    let mut expected = Vec::new();
+    for (c, (model, task)) in cells.iter().enumerate() {
+        expected.extend((1..=8).map(|i| (c, Some((model.to_string(), task.to_string())), i)));
+    }
+    expected.sort();
+    assert_eq!(cases, expected);
+
+    let StoredRun::Bench(shown) = session.show_run(1).unwrap() else { panic!("run 1 is a bench") };
+    assert_eq!(shown.printed, serde_json::to_value(report).unwrap());
+    assert_eq!(shown.report.summary, report.summary);
+    // The same bench again (from the cache), with the first as its baseline: every cell unchanged.
+    let again = BenchRun { baseline: Some(1), ..run.clone() };
+    let second = session.run_bench(&again, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    assert_eq!(second.baseline.len(), 4);
+    assert!(second.baseline.iter().all(|c| c.comparison.verdict == Verdict::NoSignificantChange));
+    assert!(second.report.cells.iter().all(|c| c.metrics.cache_hits == 8), "answered from the cache");
+    let RunComparison::Bench { cells: compared, .. } = session.compare_runs(1, 2).unwrap() else { panic!("benches") };
+    assert_eq!(compared, second.baseline);
+    // A suite's run and a bench's are not compared.
+    session.run_suites(&SuiteRun::new(vec![sums]), &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    let err = session.compare_runs(1, 3).unwrap_err();
+    assert!(matches!(err, Error::MixedKinds { .. }) && err.is_usage(), "{err}");
+    session.finish();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_suite_keeps_what_it_recorded_and_resumes_from_there() {
+    let dir = data_dir("cancel");
+    let session = Session::new(SessionConfig {
+        cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+        ..config(&dir)
+    });
+    let file = suite(&dir, "long", 12);
+    let run = SuiteRun { concurrency: Some(1), ..SuiteRun::new(vec![file.clone()]) };
+    let cancel = Cancel::new();
+    let heard = Heard { cancel_after: Some((3, cancel.clone())), ..Heard::default() };
+    let Outcome::Interrupted(stop) = session.run_suites(&run, &heard, &cancel).await.unwrap() else {
+        panic!("the run was cancelled")
+    };
+    assert_eq!((stop.run_id, stop.total), (1, 12));
+    assert_eq!(stop.recorded, 3, "the cases recorded before the cancel, and no other");
+    let resumed = Heard::default();
+    let again = SuiteRun { resume: true, ..run };
+    let results = session.run_suites(&again, &resumed, &Cancel::new()).await.unwrap().finished().unwrap();
+    let started = resumed.started.lock().unwrap()[0].clone();
+    assert_eq!((started.run_id, started.done, started.resume), (1, 3, Resume::Resumed));
+    assert_eq!(resumed.cases.lock().unwrap().len(), 9, "only the cases not recorded are run");
+    assert_eq!(results[0].summary.summary.total_tests, 12);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_stops_a_suite_with_what_it_recorded() {
+    let dir = data_dir("budget");
+    let session = Session::new(SessionConfig {
+        cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+        ..config(&dir)
+    });
+    let run = SuiteRun { concurrency: Some(1), max_requests: Some(4), ..SuiteRun::new(vec![suite(&dir, "b", 10)]) };
+    let err = session.run_suites(&run, &(), &Cancel::new()).await.unwrap_err();
+    assert!(err.is_budget() && !err.is_usage(), "{err}");
+    let Error::SuiteStopped { run_id, recorded, .. } = err else { panic!("{err}") };
+    assert_eq!((run_id, recorded), (1, 4));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_counted_in_the_state_file_shown_and_reset() {
+    let dir = data_dir("limits");
+    let limits = LimitsSettings {
+        spec: Some(gm_limits::LimitSpec::parse("100/1m,1000/1d").unwrap()),
+        ..LimitsSettings::default()
+    };
+    let session = Session::new(SessionConfig { limits, ..config(&dir) });
+    session
+        .run_suites(&SuiteRun::new(vec![suite(&dir, "l", 3)]), &(), &Cancel::new())
+        .await
+        .unwrap()
+        .finished()
+        .unwrap();
+    let status = session.limits_status(SystemTime::now()).unwrap();
+    assert_eq!(status.state_file, dir.join("gm.sqlite"));
+    let [key] = &status.keys[..] else { panic!("one key: {status:?}") };
+    assert_eq!((key.provider.as_str(), key.model.as_str(), key.counted), ("demo", "openai/gpt-4.1", 3));
+    assert_eq!(key.requests.last_minute, 3);
+    assert_eq!(
+        key.windows.iter().map(|w| (w.limit, w.used, w.remaining)).collect::<Vec<_>>(),
+        [(100, 3, 97), (1000, 3, 997)]
+    );
+    assert!(key.blocked.is_none());
+    let err = session.reset_limits(Some("demo:no-such-model")).unwrap_err();
+    assert!(matches!(err, Error::NoLimitKey { .. }) && err.is_usage(), "{err}");
+    assert_eq!(session.reset_limits(Some("demo:openai/gpt-4.1")).unwrap(), 1);
+    assert!(session.limits_status(SystemTime::now()).unwrap().keys.is_empty());
+    // Without a state file there is nothing to show.
+    let err = Session::new(SessionConfig::demo()).limits_status(SystemTime::now()).unwrap_err();
+    assert!(matches!(err, Error::NoStateFile { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_statistics_are_kept_once_per_finish_and_the_cache_clears() {
+    let dir = data_dir("cache");
+    let file = suite(&dir, "c", 5);
+    for _ in 0..2 {
+        let session = Session::new(config(&dir));
+        session.run_suites(&SuiteRun::new(vec![file.clone()]), &(), &Cancel::new()).await.unwrap().finished().unwrap();
+        session.finish();
+        // A second finish adds only what happened since the first: nothing.
+        session.finish();
+    }
+    let session = Session::new(config(&dir));
+    let stats = session.cache_stats().unwrap();
+    assert_eq!(stats.path, dir.join("gm.sqlite"));
+    let s = stats.persistent;
+    assert_eq!((s.entries, s.misses, s.hits), (5, 5, 5), "{s:?}");
+    assert_eq!(stats.hit_rate, 0.5);
+    assert!(stats.redis.is_none());
+    let cleared = session.clear_cache().unwrap();
+    assert_eq!((cleared.removed, cleared.from.as_deref()), (5, Some(dir.join("gm.sqlite").as_path())));
+    assert_eq!(session.cache_stats().unwrap().persistent.entries, 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_and_the_credential_need_no_state_file() {
+    let dir = data_dir("catalog");
+    let session = Session::new(SessionConfig {
+        cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+        ..config(&dir)
+    });
+    let catalog = session.models().await.unwrap();
+    assert_eq!(catalog.provider, gm_core::ProviderKind::Demo);
+    let chat = catalog.chat_models();
+    assert!(chat.iter().any(|m| m.id == "openai/gpt-4.1"));
+    assert!(chat.windows(2).all(|w| w[0].id.to_lowercase() <= w[1].id.to_lowercase()));
+    assert_eq!(session.model("OpenAI/GPT-4.1").await.unwrap().id, "openai/gpt-4.1");
+    let err = session.model("openai/gpt-4.1-nano-x").await.unwrap_err();
+    let Error::UnknownModel { ref suggestions, .. } = err else { panic!("{err}") };
+    assert!(err.is_usage() && suggestions.is_empty(), "{err}");
+    let err = session.model("mini").await.unwrap_err();
+    assert!(err.to_string().contains("did you mean") && err.to_string().contains("openai/gpt-4.1-mini"), "{err}");
+    let auth = session.auth_status();
+    assert_eq!(
+        (auth.provider, auth.credential.is_none(), auth.credential_required),
+        (gm_core::ProviderKind::Demo, true, false)
+    );
+    assert!(!dir.exists(), "reading the catalog opened no state");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_a_data_folder_keeps_its_runs_in_memory() {
+    let dir = data_dir("memory");
+    let session = Session::new(SessionConfig::demo());
+    let results = session.run_suites(&SuiteRun::new(vec![suite(&dir, "m", 2)]), &(), &Cancel::new()).await.unwrap();
+    assert_eq!(results.finished().unwrap()[0].summary.summary.passed_tests, 2);
+    assert_eq!(session.list_runs().unwrap().len(), 1);
+    assert!(session.state_file().unwrap().is_none());
+    assert!(matches!(session.cache_stats().unwrap_err(), Error::NoStateFile { .. }));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_unreadable_state_file_is_moved_aside_with_a_notice() {
+    let dir = data_dir("garbage");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gm.sqlite"), "not a database").unwrap();
+    let session = Session::new(config(&dir));
+    assert!(session.list_runs().unwrap().is_empty());
+    let notices = session.take_notices();
+    let [Notice::StateFileMovedAside { path, moved_to }] = &notices[..] else { panic!("{notices:?}") };
+    assert_eq!(path, &dir.join("gm.sqlite"));
+    assert_eq!(std::fs::read_to_string(moved_to).unwrap(), "not a database");
+    std::fs::remove_dir_all(&dir).ok();
+}
