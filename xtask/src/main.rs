@@ -16,7 +16,8 @@ commands:
   test    the test suite (all features), then the tests that reported themselves skipped
   doc     rustdoc with warnings denied
   bench   run the criterion benchmarks (pass a bench name to run one)
-  tidy    check the crate layering of STYLE.md from `cargo metadata`, and what gm-metrics pulls in from `cargo tree`
+  tidy    check the crate layering of STYLE.md from `cargo metadata`, what gm-metrics pulls in from `cargo tree`,
+          and that no library prints or reads the environment
   deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing, unless
           GM_REQUIRE_SERVICES=1, which also makes a missing chromium, redis-server or python3 fail the run)
   check-html
@@ -661,6 +662,12 @@ const RULES: &[Rule] = &[
         gm_allowed: &["gm-core", "gm-metrics", "gm-http", "gm-limits", "gm-cache"],
         never: &["hyper", "hyper-util", "hyper-rustls"],
     },
+    Rule {
+        krate: "gm-app",
+        only_external: None,
+        gm_allowed: &["gm-core", "gm-http", "gm-limits", "gm-cache", "gm-eval"],
+        never: &["clap", "anyhow", "indicatif"],
+    },
     Rule { krate: "gm-emulator", only_external: None, gm_allowed: &["gm-core"], never: &[] },
     Rule { krate: "gm-testkit", only_external: None, gm_allowed: &["gm-core", "gm-emulator"], never: &[] },
     Rule { krate: "xtask", only_external: None, gm_allowed: &[], never: &[] },
@@ -673,6 +680,56 @@ const TESTKIT: &str = "gm-testkit";
 /// `cargo tree -p <crate> -e normal` shows them: a crate meant to be depended on alone stays free of a runtime,
 /// a network stack and a database.
 const CLOSED: &[(&str, &[&str])] = &[("gm-metrics", &["tokio", "hyper", "rusqlite", "gm-http"])];
+
+/// The library crates: only the front ends (gm-cli, and the server to come) print or read the environment.
+const LIBRARIES: &[&str] =
+    &["gm-core", "gm-metrics", "gm-limits", "gm-cache", "gm-http", "gm-eval", "gm-app", "gm-emulator"];
+
+/// What a library must not do: print, or read the environment (a front end passes values in).
+const FRONT_END_ONLY: &[&str] =
+    &["println!(", "eprintln!(", "print!(", "eprint!(", "dbg!(", "env::var(", "env::var_os(", "env::vars("];
+
+/// The lines of a library source file that print or read the environment, with their 1-based numbers.
+/// Comments are skipped, and so is everything from the file's `#[cfg(test)]` on (tests may say they skip).
+fn front_end_only_uses(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, line)| line.trim() != "#[cfg(test)]")
+        .filter(|(_, line)| !line.trim_start().starts_with("//"))
+        .filter(|(_, line)| FRONT_END_ONLY.iter().any(|p| line.contains(p)))
+        .map(|(i, line)| (i + 1, line.trim().to_string()))
+        .collect()
+}
+
+/// Every place in the library crates' sources that prints or reads the environment.
+fn check_front_end_only(root: &Path) -> Vec<String> {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for krate in LIBRARIES {
+        let mut files = Vec::new();
+        rust_files(&root.join("crates").join(krate).join("src"), &mut files);
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for (line, code) in front_end_only_uses(&text) {
+                let shown = file.strip_prefix(root).unwrap_or(&file).display();
+                problems.push(format!(
+                    "{shown}:{line}: `{code}`: only the front ends print or read the environment; return data instead"
+                ));
+            }
+        }
+    }
+    problems
+}
 
 fn tidy() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -696,8 +753,9 @@ fn tidy() -> Result<()> {
         }
         problems.extend(check_tree(krate, &String::from_utf8_lossy(&out.stdout), forbidden));
     }
+    problems.extend(check_front_end_only(&workspace_root()));
     if problems.is_empty() {
-        eprintln!("xtask: tidy: the layering of STYLE.md holds");
+        eprintln!("xtask: tidy: the layering of STYLE.md holds, and only the front ends print or read the environment");
         Ok(())
     } else {
         for p in &problems {
@@ -840,5 +898,27 @@ mod tests {
         assert_eq!(testkit.len(), 2, "{p:?}");
         assert!(testkit[0].starts_with("gm-cli uses gm-testkit outside [dev-dependencies]"), "{p:?}");
         assert!(testkit[1].starts_with("gm-limits uses gm-testkit"), "{p:?}");
+    }
+
+    #[test]
+    fn the_library_layer_may_not_use_the_front_ends_crates() {
+        let meta = json!({"packages": [
+            {"name": "gm-app", "manifest_path": "/nonexistent", "dependencies": [
+                {"name": "gm-eval", "kind": null}, {"name": "gm-cli", "kind": null}, {"name": "clap", "kind": null},
+                {"name": "anyhow", "kind": "dev"}]}
+        ]});
+        let p = check_layering(&meta);
+        assert!(p.iter().any(|s| s.contains("gm-app depends on gm-cli")), "{p:?}");
+        assert!(p.iter().any(|s| s.contains("gm-app depends on clap")), "{p:?}");
+        assert!(!p.iter().any(|s| s.contains("gm-eval") || s.contains("anyhow")), "{p:?}");
+    }
+
+    #[test]
+    fn a_library_that_prints_or_reads_the_environment_is_found() {
+        let text = "//! Docs may say println!(\"x\").\nfn f() {\n    let v = std::env::var(\"HOME\");\n    \
+                    eprintln!(\"{v:?}\");\n}\n#[cfg(test)]\nmod tests { fn t() { println!(\"skipped\"); } }\n";
+        let found = front_end_only_uses(text);
+        assert_eq!(found.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [3, 4], "{found:?}");
+        assert!(check_front_end_only(&workspace_root()).is_empty(), "{:?}", check_front_end_only(&workspace_root()));
     }
 }
