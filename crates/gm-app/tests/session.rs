@@ -330,3 +330,16 @@ fn an_unreadable_state_file_is_moved_aside_with_a_notice() {
     assert_eq!(std::fs::read_to_string(moved_to).unwrap(), "not a database");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A server shares one session between requests and runs suites and benches on spawned tasks.
+#[test]
+fn a_session_and_its_runs_can_move_between_threads() {
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let session = Session::new(SessionConfig::demo());
+    send_and_sync(&session);
+    let (suites, bench, cancel) = (SuiteRun::new(vec![]), BenchRun::new(vec![], vec![]), Cancel::new());
+    send(&session.run_suites(&suites, &(), &cancel));
+    send(&session.run_bench(&bench, &(), &cancel));
+    send(&session.models());
+}

@@ -398,12 +398,15 @@ impl EvalRunner {
         let started = Instant::now();
         let (model_ref, specs_ref) = (&model, &specs);
         let todo: Vec<usize> = (1..=file.test_data.len()).filter(|i| !finished.contains_key(i)).collect();
-        let cases = todo.into_iter().map(|index| (index - 1, &file.test_data[index - 1])).map(|(i, row)| async move {
-            let (result, figures) = self.case(i + 1, file, model_ref, row, specs_ref, budget).await?;
+        // The closure takes the index alone: a closure taking a borrowed row would make the run's future Send
+        // only for one lifetime, and a server could not spawn it.
+        let cases = todo.into_iter().map(|index| async move {
+            let row = &file.test_data[index - 1];
+            let (result, figures) = self.case(index, file, model_ref, row, specs_ref, budget).await?;
             if let Some(sink) = sink {
-                sink.record(i + 1, &result, &figures).map_err(|error| RunError::Record { index: i + 1, error })?;
+                sink.record(index, &result, &figures).map_err(|error| RunError::Record { index, error })?;
             }
-            Ok::<_, RunError>((i + 1, result, figures))
+            Ok::<_, RunError>((index, result, figures))
         });
         let mut ordered = stream::iter(cases).buffered(self.options.concurrency.max(1));
         let mut over_budget = None;
