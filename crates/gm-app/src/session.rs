@@ -1,7 +1,7 @@
 //! The session: one configuration, and the client, limiter, cache and run store built from it when a use case
 //! first needs them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use gm_cache::{Cache, CacheConfig, CacheStats, MemoryCache, PersistentStore, SqliteCache};
@@ -125,14 +125,19 @@ impl Session {
     pub fn state_file(&self) -> Result<Option<PathBuf>, Error> {
         let (Some(dir), Some(path)) = (&self.config.data_dir, self.config.state_file()) else { return Ok(None) };
         std::fs::create_dir_all(dir).map_err(|source| Error::StateFolder { path: dir.clone(), source })?;
-        let mut checked = lock(&self.state_checked);
-        if !*checked {
-            *checked = true;
-            if path.exists() {
-                if let Ok(cache) = SqliteCache::builder(&path).move_aside_if_unreadable(true).open() {
-                    self.moved_aside(&path, &cache);
-                }
+        let moved_to = {
+            // Held while checking, so no other use case opens the file before it is moved aside.
+            let mut checked = lock(&self.state_checked);
+            let first = !std::mem::replace(&mut *checked, true);
+            if first && path.exists() {
+                let opened = SqliteCache::builder(&path).move_aside_if_unreadable(true).open();
+                opened.ok().and_then(|c| c.moved_aside().map(Path::to_path_buf))
+            } else {
+                None
             }
+        };
+        if let Some(moved_to) = moved_to {
+            self.notice(Notice::StateFileMovedAside { path: path.clone(), moved_to });
         }
         Ok(Some(path))
     }
@@ -142,7 +147,7 @@ impl Session {
         self.state_file()?.ok_or(Error::NoStateFile { what })
     }
 
-    fn moved_aside(&self, path: &std::path::Path, cache: &SqliteCache) {
+    fn moved_aside(&self, path: &Path, cache: &SqliteCache) {
         if let Some(aside) = cache.moved_aside() {
             self.notice(Notice::StateFileMovedAside { path: path.to_path_buf(), moved_to: aside.to_path_buf() });
         }
@@ -260,10 +265,12 @@ impl Session {
             *lock(&self.cache) = Some(CacheParts { cache, sqlite });
         }
         let client = b.build()?;
+        *slot = Some(client.clone());
+        // The listener may call back into the session: no lock is held while it runs.
+        drop(slot);
         if c.provider == ProviderKind::Demo {
             self.notice(Notice::DemoProvider { reason: c.provider_reason.clone() });
         }
-        *slot = Some(client.clone());
         Ok(client)
     }
 
