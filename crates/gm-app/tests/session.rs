@@ -10,13 +10,7 @@ use gm_app::{
     RunKind, RunStarted, Session, SessionConfig, StoredRun, SuiteFinished, SuiteRun,
 };
 use gm_eval::compare::Verdict;
-
-/// A fresh data folder for one test.
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gm-app-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use gm_testkit::TempDir;
 
 /// The demo provider with its state in `dir`.
 fn config(dir: &Path) -> SessionConfig {
@@ -75,7 +69,7 @@ impl Observer for Heard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suites_run_to_the_store_and_are_listed_shown_and_compared() {
-    let dir = data_dir("suites");
+    let dir = TempDir::new("app-suites");
     let session = Session::new(config(&dir));
     let (sums, more) = (suite(&dir, "sums", 6), suite(&dir, "more", 4));
     let heard = Heard::default();
@@ -117,12 +111,11 @@ async fn suites_run_to_the_store_and_are_listed_shown_and_compared() {
     let err = session.show_run(99).unwrap_err();
     assert!(matches!(err, Error::NoSuchRun { id: 99 }) && err.is_usage(), "{err}");
     session.finish();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_by_two_bench_runs_to_the_store_and_is_shown_and_compared() {
-    let dir = data_dir("bench");
+    let dir = TempDir::new("app-bench");
     let session = Session::new(config(&dir));
     let (sums, more) = (suite(&dir, "sums", 8), suite(&dir, "more", 8));
     let models = vec!["openai/gpt-4.1".to_string(), "openai/gpt-4.1-mini".to_string()];
@@ -176,12 +169,11 @@ async fn a_two_by_two_bench_runs_to_the_store_and_is_shown_and_compared() {
     let err = session.compare_runs(1, 3).unwrap_err();
     assert!(matches!(err, Error::MixedKinds { .. }) && err.is_usage(), "{err}");
     session.finish();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_suite_keeps_what_it_recorded_and_resumes_from_there() {
-    let dir = data_dir("cancel");
+    let dir = TempDir::new("app-cancel");
     let session = Session::new(SessionConfig {
         cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
         ..config(&dir)
@@ -202,12 +194,11 @@ async fn a_cancelled_suite_keeps_what_it_recorded_and_resumes_from_there() {
     assert_eq!((started.run_id, started.done, started.resume), (1, 3, Resume::Resumed));
     assert_eq!(resumed.cases.lock().unwrap().len(), 9, "only the cases not recorded are run");
     assert_eq!(results[0].summary.summary.total_tests, 12);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_stops_a_suite_with_what_it_recorded() {
-    let dir = data_dir("budget");
+    let dir = TempDir::new("app-budget");
     let session = Session::new(SessionConfig {
         cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
         ..config(&dir)
@@ -217,12 +208,11 @@ async fn a_budget_stops_a_suite_with_what_it_recorded() {
     assert!(err.is_budget() && !err.is_usage(), "{err}");
     let Error::SuiteStopped { run_id, recorded, .. } = err else { panic!("{err}") };
     assert_eq!((run_id, recorded), (1, 4));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_counted_in_the_state_file_shown_and_reset() {
-    let dir = data_dir("limits");
+    let dir = TempDir::new("app-limits");
     let limits = LimitsSettings {
         spec: Some(gm_limits::LimitSpec::parse("100/1m,1000/1d").unwrap()),
         ..LimitsSettings::default()
@@ -251,12 +241,11 @@ async fn limits_are_counted_in_the_state_file_shown_and_reset() {
     // Without a state file there is nothing to show.
     let err = Session::new(SessionConfig::demo()).limits_status(SystemTime::now()).unwrap_err();
     assert!(matches!(err, Error::NoStateFile { .. }), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_statistics_are_kept_once_per_finish_and_the_cache_clears() {
-    let dir = data_dir("cache");
+    let dir = TempDir::new("app-cache");
     let file = suite(&dir, "c", 5);
     for _ in 0..2 {
         let session = Session::new(config(&dir));
@@ -275,12 +264,12 @@ async fn cache_statistics_are_kept_once_per_finish_and_the_cache_clears() {
     let cleared = session.clear_cache().unwrap();
     assert_eq!((cleared.removed, cleared.from.as_deref()), (5, Some(dir.join("gm.sqlite").as_path())));
     assert_eq!(session.cache_stats().unwrap().persistent.entries, 0);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_and_the_credential_need_no_state_file() {
-    let dir = data_dir("catalog");
+    let folder = TempDir::new("app-catalog");
+    let dir = folder.join("state");
     let session = Session::new(SessionConfig {
         cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
         ..config(&dir)
@@ -302,25 +291,22 @@ async fn the_catalog_and_the_credential_need_no_state_file() {
         (gm_core::ProviderKind::Demo, true, false)
     );
     assert!(!dir.exists(), "reading the catalog opened no state");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_without_a_data_folder_keeps_its_runs_in_memory() {
-    let dir = data_dir("memory");
+    let dir = TempDir::new("app-memory");
     let session = Session::new(SessionConfig::demo());
     let results = session.run_suites(&SuiteRun::new(vec![suite(&dir, "m", 2)]), &(), &Cancel::new()).await.unwrap();
     assert_eq!(results.finished().unwrap()[0].summary.summary.passed_tests, 2);
     assert_eq!(session.list_runs().unwrap().len(), 1);
     assert!(session.state_file().unwrap().is_none());
     assert!(matches!(session.cache_stats().unwrap_err(), Error::NoStateFile { .. }));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_unreadable_state_file_is_moved_aside_with_a_notice() {
-    let dir = data_dir("garbage");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("app-garbage");
     std::fs::write(dir.join("gm.sqlite"), "not a database").unwrap();
     let session = Session::new(config(&dir));
     assert!(session.list_runs().unwrap().is_empty());
@@ -328,7 +314,6 @@ fn an_unreadable_state_file_is_moved_aside_with_a_notice() {
     let [Notice::StateFileMovedAside { path, moved_to }] = &notices[..] else { panic!("{notices:?}") };
     assert_eq!(path, &dir.join("gm.sqlite"));
     assert_eq!(std::fs::read_to_string(moved_to).unwrap(), "not a database");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A server shares one session between requests and runs suites and benches on spawned tasks.

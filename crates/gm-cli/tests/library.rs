@@ -5,14 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use gm_app::{BenchRun, Cancel, Session, SessionConfig, StoredRun, SuiteRun};
+use gm_testkit::TempDir;
 use serde_json::Value;
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gm-cli-library-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `gm --data-dir DATA ARGS…` on the demo provider; its standard output as JSON.
 fn gm_json(data: &Path, args: &[&str]) -> Value {
@@ -89,15 +83,15 @@ fn without_times_of_a_list(mut v: Value) -> Value {
 
 #[test]
 fn the_json_of_eval_bench_and_runs_equals_the_library_data() {
-    let files = scratch("files");
+    let files = TempDir::new("cli-library-files");
     let (sums, more) = (suite(&files, "sums", 1), suite(&files, "more", 20));
     let (sums_arg, more_arg) = (sums.to_str().unwrap(), more.to_str().unwrap());
     let models = ["openai/gpt-4.1", "openai/gpt-4.1-mini"];
 
     // The library: a suite, then a 2 x 2 bench, in a state folder of its own.
-    let lib_dir = scratch("lib");
+    let lib_dir = TempDir::new("cli-library-lib");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let session = Session::new(SessionConfig { data_dir: Some(lib_dir.clone()), ..SessionConfig::demo() });
+    let session = Session::new(SessionConfig { data_dir: Some(lib_dir.to_path_buf()), ..SessionConfig::demo() });
     let (suite_result, bench_result) = rt.block_on(async {
         let suites = session.run_suites(&SuiteRun::new(vec![sums.clone()]), &(), &Cancel::new()).await.unwrap();
         let bench = BenchRun::new(
@@ -112,7 +106,7 @@ fn the_json_of_eval_bench_and_runs_equals_the_library_data() {
     let lib_bench = serde_json::to_value(&bench_result.report).unwrap();
 
     // The CLI: the same suite and bench in another fresh folder, so the run ids agree too.
-    let cli_dir = scratch("cli");
+    let cli_dir = TempDir::new("cli-library-cli");
     let cli_suite = gm_json(&cli_dir, &["eval", "--json", sums_arg]);
     let tasks = format!("{sums_arg},{more_arg}");
     let cli_bench = gm_json(&cli_dir, &["bench", "--json", "--models", &models.join(","), "--tasks", &tasks]);
@@ -135,8 +129,4 @@ fn the_json_of_eval_bench_and_runs_equals_the_library_data() {
     // And the CLI's own history lists the same runs.
     let cli_listed = gm_json(&cli_dir, &["runs", "list", "--json"]);
     assert_eq!(without_times_of_a_list(cli_listed), without_times_of_a_list(listed));
-
-    for dir in [files, lib_dir, cli_dir] {
-        std::fs::remove_dir_all(dir).ok();
-    }
 }
