@@ -95,7 +95,8 @@ impl Session {
         self
     }
 
-    /// Times the limiter and the cache's housekeeping by `clock` (default: [`TokioClock`]).
+    /// Times everything the session builds by `clock`: the client's latencies and cache, the limiter, and the
+    /// cache's housekeeping (default: [`TokioClock`], which agrees with tokio's timers, paused ones included).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Session {
         self.clock = clock;
         self
@@ -236,7 +237,7 @@ impl Session {
             return Ok(client.clone());
         }
         let c = &self.config;
-        let mut b = Client::builder().provider(c.provider);
+        let mut b = Client::builder().provider(c.provider).clock(self.clock.clone());
         if let Some(url) = &c.base_url {
             b = b.base_url(url.clone());
         }
