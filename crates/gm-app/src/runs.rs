@@ -46,6 +46,10 @@ pub enum StoredRun {
     Eval(EvaluationSummary),
     /// A finished bench run.
     Bench(StoredBenchRun),
+    /// A bench run that did not finish: a report of the cells it recorded cases of, from those cases (a cell
+    /// is named by its model and its task as given; latencies and costs, which only a whole run has, are
+    /// missing).
+    UnfinishedBench(BenchReport),
 }
 
 /// A finished bench run.
@@ -102,11 +106,14 @@ impl Session {
         Ok(self.run_store()?.list()?)
     }
 
-    /// One run: a suite's summary (what an unfinished run recorded so far), or a finished bench's report.
+    /// One run: a suite's summary or a bench's report; for a run that did not finish, what it recorded so far.
     pub fn show_run(&self, id: i64) -> Result<StoredRun, Error> {
         let store = self.run_store()?;
         let row = store.get(id)?.ok_or(Error::NoSuchRun { id })?;
         if row.kind == RunKind::Bench.as_str() {
+            if row.finished_at.is_none() {
+                return Ok(StoredRun::UnfinishedBench(partial_bench(&row, store.cases(id)?)));
+            }
             let bench = load_bench(&store, id)?;
             let report = bench.report(id);
             return Ok(StoredRun::Bench(StoredBenchRun { printed: bench.report, report }));
@@ -114,7 +121,9 @@ impl Session {
         if let Some(summary) = store.summary(id)? {
             return Ok(StoredRun::Eval(summary));
         }
-        Ok(StoredRun::Eval(partial_summary(row, store.cases(id)?)))
+        let cases = store.cases(id)?;
+        let description = format!("unfinished run {id}: {} test cases recorded", cases.len());
+        Ok(StoredRun::Eval(recorded_summary(row.name, description, row.model, row.provider, cases)))
     }
 
     /// Compares a baseline run with a candidate of the same kind: suites case by case, benches cell by cell.
@@ -163,16 +172,50 @@ pub(crate) fn bench_comparisons(before: &StoredBench, after: &StoredBench) -> Re
     Ok(out)
 }
 
-/// The summary of an unfinished suite run: the cases it recorded, without the figures only a whole run has.
-fn partial_summary(row: RunRow, cases: Finished) -> EvaluationSummary {
-    let id = row.id;
+/// The report of an unfinished bench: each cell it recorded cases of, found from the cases' indices (see
+/// [`gm_eval::bench::CELL_STRIDE`]) and named by the models and tasks the run was started with.
+fn partial_bench(row: &RunRow, cases: Finished) -> BenchReport {
+    let stride = gm_eval::bench::CELL_STRIDE;
+    let models: Vec<&str> = row.model.split(',').collect();
+    let tasks: Vec<&str> = row.file.split(',').collect();
+    let mut by_cell: std::collections::BTreeMap<usize, Finished> = std::collections::BTreeMap::new();
+    for (index, case) in cases {
+        by_cell.entry(index / stride).or_default().insert(index % stride, case);
+    }
+    let cells = by_cell
+        .into_iter()
+        .filter_map(|(c, cases)| {
+            let (model, task) = (*models.get(c / tasks.len())?, *tasks.get(c % tasks.len())?);
+            let description = format!("unfinished bench run {}: {} test cases recorded", row.id, cases.len());
+            let e = recorded_summary(task.into(), description, model.into(), row.provider.clone(), cases);
+            Some(Cell {
+                model: model.into(),
+                task: task.into(),
+                metrics: gm_eval::bench::cell_metrics(&e),
+                evaluation: e,
+            })
+        })
+        .collect();
+    let mut report = gm_eval::bench::report(cells);
+    report.run_id = Some(row.id);
+    report
+}
+
+/// The summary of recorded cases, without the figures only a whole run has.
+fn recorded_summary(
+    name: String,
+    description: String,
+    model: String,
+    provider: String,
+    cases: Finished,
+) -> EvaluationSummary {
     let (results, figures): (Vec<TestResult>, Vec<CaseFigures>) = cases.into_values().unzip();
     let passed = results.iter().filter(|t| t.passed()).count();
     let total = results.len();
     EvaluationSummary {
-        name: row.name,
-        description: format!("unfinished run {id}: {total} test cases recorded"),
-        model: row.model,
+        name,
+        description,
+        model,
         test_results: results,
         summary: Summary {
             total_tests: total,
@@ -181,7 +224,7 @@ fn partial_summary(row: RunRow, cases: Finished) -> EvaluationSummary {
             pass_rate: if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 },
         },
         gm: RunFigures {
-            provider: row.provider,
+            provider,
             latency_p50_ms: None,
             latency_p95_ms: None,
             latency_p99_ms: None,

@@ -328,3 +328,33 @@ fn a_session_and_its_runs_can_move_between_threads() {
     send(&session.run_bench(&bench, &(), &cancel));
     send(&session.models());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_bench_shows_the_cells_it_recorded_and_resumes() {
+    let dir = TempDir::new("app-unfinished");
+    let no_cache = gm_app::CacheSettings { enabled: false, ..Default::default() };
+    let session = Session::new(SessionConfig { cache: no_cache, ..config(&dir) });
+    let models = vec!["openai/gpt-4.1".to_string(), "openai/gpt-4.1-mini".to_string()];
+    let tasks = vec![suite(&dir, "sums", 5).display().to_string(), suite(&dir, "more", 5).display().to_string()];
+    let run = BenchRun { concurrency: 1, max_requests: Some(7), ..BenchRun::new(models.clone(), tasks.clone()) };
+    let err = session.run_bench(&run, &(), &Cancel::new()).await.unwrap_err();
+    assert!(err.is_budget() && !err.is_usage(), "{err}");
+    let Error::BenchStopped { run_id, recorded, total, .. } = err else { panic!("{err}") };
+    assert_eq!(total, 20);
+    assert!((7..20).contains(&recorded), "{recorded}");
+    let StoredRun::UnfinishedBench(partial) = session.show_run(run_id).unwrap() else { panic!("an unfinished bench") };
+    assert_eq!(partial.run_id, Some(run_id));
+    assert_eq!(partial.cells.iter().map(|c| c.evaluation.test_results.len()).sum::<usize>(), recorded);
+    for c in &partial.cells {
+        assert!(models.contains(&c.model) && tasks.contains(&c.task), "{} on {}", c.model, c.task);
+        let plain = c.model == "openai/gpt-4.1";
+        assert_eq!(c.metrics.quality, if plain { 1.0 } else { 0.0 }, "{} on {}", c.model, c.task);
+    }
+    let err = session.compare_benches(run_id, run_id).unwrap_err();
+    assert!(matches!(err, Error::UnfinishedBench { .. }), "{err}");
+
+    let again = BenchRun { resume: true, max_requests: None, ..run };
+    let finished = session.run_bench(&again, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    assert_eq!(finished.report.run_id, Some(run_id));
+    assert!(matches!(session.show_run(run_id).unwrap(), StoredRun::Bench(_)));
+}

@@ -49,6 +49,8 @@ pub fn list(global: &Global, json: bool) -> Result<ExitCode> {
 pub fn show(global: &Global, id: i64, json: bool, html: Option<&Path>, baseline: Option<i64>) -> Result<ExitCode> {
     let session = context::open(context::state_config(global));
     match session.show_run(id)? {
+        // gm runs show has always refused an unfinished bench; `gm bench --resume` finishes it.
+        StoredRun::UnfinishedBench(_) => return Err(gm_app::Error::UnfinishedBench { id }.into()),
         StoredRun::Bench(bench) => {
             if let Some(path) = html {
                 let comparisons = match baseline {
