@@ -665,7 +665,7 @@ const RULES: &[Rule] = &[
     Rule {
         krate: "gm-app",
         only_external: None,
-        gm_allowed: &["gm-core", "gm-http", "gm-limits", "gm-cache", "gm-eval"],
+        gm_allowed: &["gm-core", "gm-metrics", "gm-http", "gm-limits", "gm-cache", "gm-eval"],
         never: &["clap", "anyhow", "indicatif"],
     },
     Rule { krate: "gm-emulator", only_external: None, gm_allowed: &["gm-core"], never: &[] },
