@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use gm_eval::bench::{BenchReport, CodeScoring};
 use gm_eval::evaluators::EvaluatorSpec;
 use gm_eval::prompt::PromptFile;
-use gm_eval::run::{Finished, RunOptions};
+use gm_eval::run::RunOptions;
 use gm_eval::store::RunIdentity;
 use gm_eval::tasks::{CodeExecution, MetricChoice, TaskInfo};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
-use crate::eval::{check_evaluators, price_table, recorded, Position, Recorder};
+use crate::eval::{begin_or_resume, check_evaluators, price_table, recorded, Position, Recorder};
 use crate::notice::Notice;
-use crate::progress::{Cancel, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted};
+use crate::progress::{Cancel, Interrupted, Observer, Outcome, RunKind, RunStarted};
 use crate::runs::{bench_comparisons, load_bench, CellComparison, StoredBench};
 use crate::session::Session;
 
@@ -138,12 +138,7 @@ impl Session {
         };
         let code = sandbox.as_ref().map(|s| CodeScoring { sandbox: s, tasks: code_tasks.clone() });
         let total: usize = run.models.len() * tasks.iter().map(|(_, f)| f.test_data.len()).sum::<usize>();
-        let earlier = if run.resume { store.unfinished(&who)? } else { None };
-        let (resume, (run_id, finished)) = match earlier {
-            Some(found) => (Resume::Resumed, found),
-            None if run.resume => (Resume::NothingToResume, (store.begin(&who)?, Finished::new())),
-            None => (Resume::New, (store.begin(&who)?, Finished::new())),
-        };
+        let (resume, run_id, finished) = begin_or_resume(&store, &who, run.resume)?;
         observer.run_started(&RunStarted {
             run_id,
             kind: RunKind::Bench,

@@ -131,6 +131,20 @@ pub(crate) fn price_table(file: Option<&Path>) -> Result<PriceTable, Error> {
     Ok(prices)
 }
 
+/// A new run of `who` in the store, or with `resume` the latest unfinished one and the cases it recorded.
+pub(crate) fn begin_or_resume(
+    store: &RunStore,
+    who: &RunIdentity,
+    resume: bool,
+) -> Result<(Resume, i64, Finished), Error> {
+    let earlier = if resume { store.unfinished(who)? } else { None };
+    Ok(match earlier {
+        Some((run_id, finished)) => (Resume::Resumed, run_id, finished),
+        None if resume => (Resume::NothingToResume, store.begin(who)?, Finished::new()),
+        None => (Resume::New, store.begin(who)?, Finished::new()),
+    })
+}
+
 /// The recorded cases of a run, or 0 when even that cannot be read.
 pub(crate) fn recorded(store: &RunStore, run_id: i64) -> usize {
     store.cases(run_id).map(|c| c.len()).unwrap_or(0)
@@ -217,12 +231,7 @@ impl Session {
                 provider: client.provider().to_string(),
                 base_url: client.base_url().to_string(),
             };
-            let earlier = if run.resume { store.unfinished(&who)? } else { None };
-            let (resume, (run_id, finished)) = match earlier {
-                Some(found) => (Resume::Resumed, found),
-                None if run.resume => (Resume::NothingToResume, (store.begin(&who)?, Finished::new())),
-                None => (Resume::New, (store.begin(&who)?, Finished::new())),
-            };
+            let (resume, run_id, finished) = begin_or_resume(&store, &who, run.resume)?;
             let total = file.test_data.len();
             observer.run_started(&RunStarted {
                 run_id,
