@@ -66,6 +66,29 @@ pub enum Error {
         source: BoxError,
     },
 
+    // Reading or writing a recorded answers file.
+    /// A recorded answers file could not be read or written.
+    #[error("could not {action} {}: {source}", path.display())]
+    File {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a recorded answers file is not a recorded answer.
+    #[error("{}:{line}: {message}; each line is one recorded answer, as --record and `gm cache export` write it", path.display())]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+
     // Using a store.
     /// One operation on a store failed (the database stayed locked past the busy timeout, the disk is full,
     /// the connection dropped). The cache is unchanged; retry, or go on without the cache.

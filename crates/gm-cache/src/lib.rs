@@ -49,6 +49,7 @@ mod error;
 mod flight;
 mod key;
 mod memory;
+pub mod recording;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]

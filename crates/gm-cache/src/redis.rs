@@ -219,6 +219,31 @@ impl PersistentStore for RedisCache {
         })?;
         Ok(self.counters.snapshot(entries, bytes))
     }
+
+    fn entries(&self, now: SystemTime) -> Result<Vec<(RequestKey, StoredValue)>, Error> {
+        let mut out = Vec::new();
+        let prefix = format!("{}:", self.prefix);
+        self.scan(|conn, keys| {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("GET").arg(k).cmd("PTTL").arg(k);
+            }
+            let values: Vec<redis::Value> = pipe.query(conn)?;
+            let mut values = values.into_iter();
+            for k in &keys {
+                let (Some(value), Some(pttl)) = (values.next(), values.next()) else { break };
+                let value: Option<Vec<u8>> = redis::from_redis_value(value)?;
+                let pttl: i64 = redis::from_redis_value(pttl)?;
+                let Some(value) = value else { continue };
+                let Some(key) = k.strip_prefix(&prefix).and_then(|h| h.parse::<RequestKey>().ok()) else { continue };
+                let expires_at = (pttl >= 0).then(|| now + Duration::from_millis(pttl as u64));
+                out.push((key, StoredValue { value: Bytes::from(value), expires_at }));
+            }
+            Ok(())
+        })?;
+        out.sort_by_key(|(k, _)| *k);
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -482,4 +482,29 @@ impl PersistentStore for SqliteCache {
             .map_err(store_err)?;
         Ok(self.counters.snapshot(entries.max(0) as u64, bytes.max(0) as u64))
     }
+
+    fn entries(&self, now: SystemTime) -> Result<Vec<(RequestKey, StoredValue)>, Error> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT key, value, expires_ms FROM cache_entries
+                 WHERE expires_ms IS NULL OR expires_ms > ?1 ORDER BY key",
+            )
+            .map_err(store_err)?;
+        let rows = st
+            .query_map(params![unix_ms(now)], |r| {
+                let key: Vec<u8> = r.get(0)?;
+                let value = Bytes::copy_from_slice(r.get_ref(1)?.as_blob()?);
+                Ok((key, value, r.get::<_, Option<i64>>(2)?))
+            })
+            .map_err(store_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, value, expires_ms) = row.map_err(store_err)?;
+            // Keys are 16 bytes; a row of another shape is not an entry this version wrote.
+            let Ok(key) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
+            out.push((RequestKey::from_bytes(key), StoredValue { value, expires_at: expires_ms.map(from_unix_ms) }));
+        }
+        Ok(out)
+    }
 }

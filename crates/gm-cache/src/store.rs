@@ -43,6 +43,9 @@ pub trait PersistentStore: Send + Sync + std::fmt::Debug {
 
     /// The statistics: counters of this process, entries and bytes of the whole store.
     fn stats(&self) -> Result<CacheStats, Error>;
+
+    /// Every value not expired at `now`, by key (for exporting a cache), sorted by key. Counts no hit.
+    fn entries(&self, now: SystemTime) -> Result<Vec<(RequestKey, StoredValue)>, Error>;
 }
 
 /// Milliseconds since the Unix epoch (negative before it), the time unit of the stores.

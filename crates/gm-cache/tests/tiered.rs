@@ -41,6 +41,9 @@ impl PersistentStore for Broken {
     fn stats(&self) -> Result<CacheStats, Error> {
         Err(broken())
     }
+    fn entries(&self, _: SystemTime) -> Result<Vec<(RequestKey, gm_cache::StoredValue)>, Error> {
+        Err(broken())
+    }
 }
 
 #[tokio::test]

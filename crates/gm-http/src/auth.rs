@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 pub enum CredentialSource {
     /// An environment variable, by name.
     Env(&'static str),
+    /// An environment variable named by the configuration (`api_key_env`).
+    NamedEnv(String),
     /// The output of `gh auth token`.
     GhCli,
     /// Given directly by the program.
@@ -23,6 +25,7 @@ impl fmt::Display for CredentialSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CredentialSource::Env(name) => write!(f, "the {name} environment variable"),
+            CredentialSource::NamedEnv(name) => write!(f, "the {name} environment variable (api_key_env)"),
             CredentialSource::GhCli => f.write_str("`gh auth token` (the GitHub CLI)"),
             CredentialSource::Explicit => f.write_str("the program"),
         }

@@ -123,6 +123,25 @@ pub enum Error {
         /// Where a credential can come from.
         hint: String,
     },
+    /// Never sent: answers are replayed from a recorded answers file, and it holds none for this request.
+    #[error(
+        "{file} holds no answer for request {key} (model {model}, sample {sample}: {prompt:?}){hint}; record it \
+         with --record-missing (which asks the provider), or record the run again with --record"
+    )]
+    NotRecorded {
+        /// The recorded answers file.
+        file: String,
+        /// The request's key.
+        key: String,
+        /// The model asked.
+        model: String,
+        /// Which sample of a repeated request.
+        sample: u32,
+        /// The start of the last user message.
+        prompt: String,
+        /// Why the file may hold none (recorded from another provider or base URL), or empty.
+        hint: String,
+    },
     /// Never sent: the connection could not be made.
     #[error("could not connect to {url}: {message}")]
     Connect {
@@ -235,9 +254,11 @@ impl Error {
     pub fn phase(&self) -> Phase {
         match self {
             Error::Shared(e) => e.phase(),
-            Error::InvalidRequest(_) | Error::MissingCredentials { .. } | Error::Connect { .. } | Error::Limit(_) => {
-                Phase::NeverSent
-            }
+            Error::InvalidRequest(_)
+            | Error::MissingCredentials { .. }
+            | Error::NotRecorded { .. }
+            | Error::Connect { .. }
+            | Error::Limit(_) => Phase::NeverSent,
             Error::Timeout { .. } | Error::Io { .. } => Phase::MaybeSent,
             _ => Phase::Rejected,
         }

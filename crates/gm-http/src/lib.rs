@@ -41,7 +41,9 @@ pub mod sse;
 mod transport;
 
 pub use auth::{Credential, CredentialSource};
-pub use client::{default_base_url, CachePolicy, ChatResponse, ChatStream, Client, ClientBuilder, ClientStatsSnapshot};
+pub use client::{
+    default_base_url, CachePolicy, ChatResponse, ChatStream, Client, ClientBuilder, ClientStatsSnapshot, RecordMode,
+};
 pub use demo::DemoTransport;
 pub use error::{fmt_duration, ApiError, Error, Phase, GITHUB_MODELS_RETIRED_ON};
 #[cfg(feature = "hyper")]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use gm_core::{Clock, ProviderKind, SystemClock};
 use http::{HeaderMap, HeaderValue};
 
+use super::replay::RecordMode;
 use super::routes::{default_base_url, parse_uri, Route};
 use super::{Client, ClientStats, Inner};
 use crate::auth::{credential_hint, Credential};
@@ -36,6 +37,7 @@ pub struct ClientBuilder {
     limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
+    recorder: Option<super::replay::Recorder>,
     clock: Arc<dyn Clock>,
 }
 
@@ -71,6 +73,7 @@ impl ClientBuilder {
             limiter: None,
             cache: None,
             cache_policy: CachePolicy::default(),
+            recorder: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -144,6 +147,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Records every chat answer in `answers`, or answers from it, as `mode` says (see [`RecordMode`]). With
+    /// [`RecordMode::Replay`] nothing is ever sent, so no credential is needed. Save the answers with
+    /// [`RecordedAnswers::save`](gm_cache::recording::RecordedAnswers::save) when the run ends.
+    pub fn recording(mut self, answers: Arc<gm_cache::recording::RecordedAnswers>, mode: RecordMode) -> Self {
+        self.recorder = Some(super::replay::Recorder { answers, mode });
+        self
+    }
+
     /// The clock the client reads time from (default: [`SystemClock`], the real monotonic clock): the
     /// latency and time to first token it reports, the `now` of every cache lookup and store, and the age of
     /// its copy of the catalog. Waits (backoff, deadlines) run on tokio's timers. A limiter keeps its own
@@ -172,8 +183,10 @@ impl ClientBuilder {
         if self.provider != ProviderKind::Demo && !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::InvalidRequest(format!("the base URL `{base}` must start with http:// or https://")));
         }
+        let sends = self.recorder.as_ref().is_none_or(|r| r.mode != RecordMode::Replay);
         if matches!(self.provider, ProviderKind::Github | ProviderKind::OpenAi | ProviderKind::Azure)
             && self.credential.is_none()
+            && sends
         {
             return Err(Error::MissingCredentials {
                 provider: self.provider,
@@ -214,6 +227,7 @@ impl ClientBuilder {
                 tiered_keys: Mutex::new(Default::default()),
                 cache: self.cache,
                 cache_policy: self.cache_policy,
+                recorder: self.recorder,
                 clock: self.clock,
                 headers: HeaderMap::new(),
                 json_headers: HeaderMap::new(),

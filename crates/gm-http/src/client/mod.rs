@@ -10,6 +10,7 @@
 
 mod attempt;
 mod builder;
+mod replay;
 mod routes;
 mod stream;
 
@@ -36,6 +37,7 @@ use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 
 pub use self::builder::{CachePolicy, ClientBuilder};
+pub use self::replay::RecordMode;
 pub use self::routes::default_base_url;
 pub use self::stream::ChatStream;
 
@@ -76,6 +78,8 @@ struct Inner {
     tiered_keys: Mutex<std::collections::HashSet<String>>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
+    /// The recorded answers file, if answers are recorded or replayed.
+    recorder: Option<replay::Recorder>,
     /// The headers of a request without a body, built once.
     headers: HeaderMap,
     /// The same with `content-type: application/json`.
@@ -255,6 +259,28 @@ impl Client {
             request
         };
         let started = self.inner.clock.now();
+        let Some(rec) = &self.inner.recorder else { return self.chat_answer(req, sample, started).await };
+        let key = self.cache_key(req, sample);
+        if let Some(entry) = self.replayed(&key, req, sample)? {
+            return ChatResponse::from_recorded(self.inner.provider, &entry);
+        }
+        let mut answer = self.chat_answer(req, sample, started).await?;
+        answer.latency = replay::to_micros(answer.latency);
+        let took = replay::Took {
+            latency: answer.latency,
+            time_to_first_token: None,
+            attempts: answer.attempts,
+            rate_limited: answer.rate_limited,
+            cached: answer.cached,
+            streamed: false,
+        };
+        rec.record(key, self.summary(req, sample), &answer.completion, took);
+        Ok(answer)
+    }
+
+    /// The answer to a chat request with the model and delivery fields already set for the wire: from the
+    /// cache, or over the network.
+    async fn chat_answer(&self, req: &ChatRequest, sample: u32, started: Instant) -> Result<ChatResponse, Error> {
         let Some(cache) = &self.inner.cache else {
             let (bytes, meta) = self.fetch_chat(req).await?;
             let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;

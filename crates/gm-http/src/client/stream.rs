@@ -16,10 +16,12 @@ use gm_core::{
 use http::Method;
 
 use super::attempt::Meta;
+use super::replay::{to_micros, Recorder, Took};
 use super::{decode, ChatResponse, Client};
 use crate::error::Error;
 use crate::sse::{SseEvent, SseParser};
 use crate::transport::BodyStream;
+use gm_cache::recording::RequestSummary;
 
 impl Client {
     /// Sends a chat request with `stream: true` and returns the answer as it arrives.
@@ -35,6 +37,21 @@ impl Client {
             req.stream_options = Some(StreamOptions { include_usage: true });
         }
         let started = self.inner.clock.now();
+        let mut record = None;
+        if let Some(rec) = &self.inner.recorder {
+            let key = self.cache_key(&req, 0);
+            if let Some(entry) = self.replayed(&key, &req, 0)? {
+                let answer = ChatResponse::from_recorded(self.inner.provider, &entry)?;
+                let meta = Meta { attempts: answer.attempts, rate_limited: answer.rate_limited, permit: None };
+                let body = replay_as_sse(&answer.completion);
+                let mut s = ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, meta);
+                s.cached = answer.cached;
+                s.first_chunk = Some(entry.time_to_first_token_us.map(Duration::from_micros).unwrap_or(answer.latency));
+                s.recorded_latency = Some(answer.latency);
+                return Ok(s);
+            }
+            record = Some((rec.clone(), key, self.summary(&req, 0)));
+        }
         let mut sink = None;
         if let Some(cache) = &self.inner.cache {
             let key = self.cache_key(&req, 0);
@@ -49,6 +66,7 @@ impl Client {
                     let mut s =
                         ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, Meta::default());
                     s.cached = true;
+                    s.record = record;
                     return Ok(s);
                 }
             }
@@ -63,6 +81,7 @@ impl Client {
                 .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
         let mut s = ChatStream::new(self.inner.provider, resp.body, self.inner.clock.clone(), started, meta);
         s.sink = sink;
+        s.record = record;
         Ok(s)
     }
 }
@@ -82,6 +101,10 @@ pub struct ChatStream {
     assembled: Assembler,
     cached: bool,
     sink: Option<(Arc<gm_cache::Cache>, gm_cache::RequestKey, Option<Duration>)>,
+    /// Where the whole answer is recorded once it ends with `[DONE]`.
+    record: Option<(Recorder, gm_cache::RequestKey, RequestSummary)>,
+    /// The latency reported for a recorded answer (replayed, or just recorded).
+    recorded_latency: Option<Duration>,
 }
 
 impl fmt::Debug for ChatStream {
@@ -184,6 +207,8 @@ impl ChatStream {
             assembled: Assembler::default(),
             cached: false,
             sink: None,
+            record: None,
+            recorded_latency: None,
         }
     }
 
@@ -202,6 +227,7 @@ impl ChatStream {
                             }
                         }
                         self.store();
+                        self.record();
                         return None;
                     }
                     SseEvent::Data(text) => {
@@ -265,6 +291,25 @@ impl ChatStream {
         }
     }
 
+    /// Records a whole answer (one that ended with `[DONE]`), if the client records, with its latency and
+    /// time to first token to the microsecond, as they are then reported.
+    fn record(&mut self) {
+        let Some((recorder, key, summary)) = self.record.take() else { return };
+        let latency = to_micros(self.elapsed());
+        self.first_chunk = self.first_chunk.map(to_micros);
+        self.recorded_latency = Some(latency);
+        let took = Took {
+            latency,
+            time_to_first_token: self.first_chunk,
+            attempts: self.meta.attempts,
+            rate_limited: self.meta.rate_limited,
+            cached: self.cached,
+            streamed: true,
+        };
+        let mut copy = self.assembled.clone();
+        recorder.record(key, summary, &copy.finish(), took);
+    }
+
     /// The time on the client's clock since the request was sent.
     fn elapsed(&self) -> Duration {
         self.clock.now().saturating_duration_since(self.started)
@@ -275,6 +320,7 @@ impl ChatStream {
         self.truncated = false;
         self.pending.clear();
         self.sink = None;
+        self.record = None;
         self.meta.permit = None;
         Error::Stream { provider: self.provider, message }
     }
@@ -300,7 +346,7 @@ impl ChatStream {
             chunk?;
         }
         let completion = self.assembled.finish();
-        let latency = self.elapsed();
+        let latency = self.recorded_latency.unwrap_or_else(|| self.elapsed());
         Ok(ChatResponse::new(completion, latency, self.meta, self.cached))
     }
 }
