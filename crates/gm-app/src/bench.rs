@@ -12,7 +12,7 @@ use gm_eval::tasks::{CodeExecution, MetricChoice, TaskInfo};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
-use crate::eval::{begin_or_resume, check_evaluators, price_table, recorded, Position, Recorder};
+use crate::eval::{begin_or_resume, check_evaluators, recorded, Position, Recorder};
 use crate::notice::Notice;
 use crate::progress::{Cancel, Interrupted, Observer, Outcome, RunKind, RunStarted};
 use crate::runs::{bench_comparisons, load_bench, CellComparison, StoredBench};
@@ -81,8 +81,10 @@ struct Prepared {
 }
 
 impl Session {
-    /// The task catalog: the built-in tasks and those of `tasks_dir`, each validated.
+    /// The task catalog: the built-in tasks and those of `tasks_dir` (else of the configured tasks folder),
+    /// each validated.
     pub fn task_catalog(&self, tasks_dir: Option<&Path>) -> Result<Vec<TaskInfo>, Error> {
+        let tasks_dir = tasks_dir.or(self.config().tasks_dir.as_deref());
         Ok(gm_eval::tasks::catalog(tasks_dir)?.iter().map(|t| t.info()).collect())
     }
 
@@ -94,6 +96,19 @@ impl Session {
     /// (a failed request, a spent budget) is an [`Error::BenchStopped`] that says what it recorded; resuming
     /// continues it without asking a recorded case again.
     pub async fn run_bench(
+        &self,
+        run: &BenchRun,
+        observer: &dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<Outcome<BenchResult>, Error> {
+        // Models are named as the aliases say, in the report and in every request.
+        let models: Vec<String> = run.models.iter().map(|m| self.config().model_for(m).to_string()).collect();
+        let run = &BenchRun { models, ..run.clone() };
+        let result = self.run_bench_to_store(run, observer, cancel).await;
+        self.saving_recording(result)
+    }
+
+    async fn run_bench_to_store(
         &self,
         run: &BenchRun,
         observer: &dyn Observer,
@@ -114,7 +129,7 @@ impl Session {
         let options = RunOptions {
             concurrency: run.concurrency.max(1),
             max_requests: run.max_requests,
-            prices: Some(price_table(run.prices.as_deref())?),
+            prices: Some(self.price_table(run.prices.as_deref())?),
             ..RunOptions::default()
         };
         // One sandbox for every code task, with the strictest limits they ask for.
@@ -190,7 +205,7 @@ impl Session {
     /// Each task as its cells run it: from the catalog or a prompt file, with the chosen scorers and at most
     /// `limit_items` items, checked; and the tasks that score by running code, each allowed.
     fn prepare_bench(&self, run: &BenchRun) -> Result<Prepared, Error> {
-        let catalog = gm_eval::tasks::catalog(run.tasks_dir.as_deref())?;
+        let catalog = gm_eval::tasks::catalog(run.tasks_dir.as_deref().or(self.config().tasks_dir.as_deref()))?;
         let choices = run
             .metrics
             .iter()

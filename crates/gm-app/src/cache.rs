@@ -1,8 +1,10 @@
 //! The response cache's figures over every run that used the state file, and emptying it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use gm_cache::{CacheConfig, CacheStats, PersistentStore};
+use gm_cache::recording::{Recorded, RecordedAnswers};
+use gm_cache::{Cache, CacheConfig, CacheStats, MemoryCache, PersistentStore};
 use serde::Serialize;
 
 use crate::error::Error;
@@ -52,7 +54,61 @@ pub struct Cleared {
     pub from: Option<PathBuf>,
 }
 
+/// What exporting or importing the cache moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Moved {
+    /// Answers written to the file, or stored in the cache.
+    pub answers: usize,
+    /// The file.
+    pub file: PathBuf,
+    /// The cache: the state file, or `None` for the Redis server.
+    pub cache: Option<PathBuf>,
+}
+
 impl Session {
+    /// The persistent cache: the Redis server when one is configured, else the state file; and that file.
+    fn persistent_cache(&self, what: &'static str) -> Result<(Arc<dyn PersistentStore>, Option<PathBuf>), Error> {
+        if let Some(redis) = self.open_redis_cache()? {
+            return Ok((redis, None));
+        }
+        let sqlite = self.open_sqlite_cache()?.ok_or(Error::NoStateFile { what })?;
+        let path = sqlite.path().to_path_buf();
+        Ok((sqlite, Some(path)))
+    }
+
+    /// The wall-clock time the persistent stores keep expiries in, read through the session's clock.
+    fn store_time(&self) -> std::time::SystemTime {
+        Cache::from_parts(MemoryCache::new(CacheConfig::default()), None).wall_time(self.clock().now())
+    }
+
+    /// Writes every fresh cached answer to `file`, in the recorded answers format (JSON Lines sorted by
+    /// key), so another machine can import it, or replay a run from it.
+    pub fn export_cache(&self, file: &Path) -> Result<Moved, Error> {
+        let (store, cache) = self.persistent_cache("exporting the cache")?;
+        let answers = RecordedAnswers::new(file);
+        for (key, stored) in store.entries(self.store_time())? {
+            let mut entry = Recorded::new(key, Recorded::response_of(&stored.value));
+            // An answer from a cache took no time and no request, wherever it is replayed.
+            entry.cached = true;
+            answers.insert(entry);
+        }
+        answers.save().map_err(Error::RecordedAnswers)?;
+        Ok(Moved { answers: answers.len(), file: file.to_path_buf(), cache })
+    }
+
+    /// Stores every answer of `file` (a cache export or a recorded answers file) in the cache, each fresh
+    /// for the configured time to live from now.
+    pub fn import_cache(&self, file: &Path) -> Result<Moved, Error> {
+        let answers = RecordedAnswers::open(file).map_err(Error::RecordedAnswers)?;
+        let (store, cache) = self.persistent_cache("importing into the cache")?;
+        let now = self.store_time();
+        let ttl = Some(self.config().cache.ttl);
+        for entry in answers.entries() {
+            store.set(entry.key, &entry.response_bytes(), ttl, now)?;
+        }
+        Ok(Moved { answers: answers.len(), file: file.to_path_buf(), cache })
+    }
+
     /// The cache's figures: the state file's totals, and with Redis what the server holds.
     pub fn cache_stats(&self) -> Result<CacheReport, Error> {
         let sqlite = self.open_sqlite_cache()?.ok_or(Error::NoStateFile { what: "the cache statistics" })?;

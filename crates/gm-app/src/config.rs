@@ -5,6 +5,7 @@
 //! passes the result in with [`SessionConfig::resolved`]. Everything else deserializes from a project file
 //! (TOML, JSON, …); the credential never does, since a file names a variable, never a secret.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use gm_core::ProviderKind;
 use gm_http::auth::Resolution;
 use gm_http::Credential;
 use gm_limits::presets::Plan;
-use gm_limits::{LimitSpec, Margin};
+use gm_limits::{LimitSpec, LimitsConfig, Margin};
 use serde::{Deserialize, Deserializer};
 
 /// How long one request may wait for quota unless configured: two minutes.
@@ -70,6 +71,64 @@ pub struct SessionConfig {
     /// A Redis server (`redis://HOST:PORT/`) that counts the rate-limit windows and keeps the cached answers
     /// instead of the state file, shared by every machine that uses it. Never shown: it may hold a password.
     pub redis_url: Option<String>,
+    /// Model aliases: a name (a short one, or a retired GitHub id) → the model or deployment it stands for,
+    /// applied wherever a model is named (a prompt file, a suite's or a bench's models, every request).
+    pub aliases: BTreeMap<String, String>,
+    /// The folder of `.prompt.yml` suites run when a suite run names no file.
+    pub suites_dir: Option<PathBuf>,
+    /// The folder of user tasks for a bench that names none.
+    pub tasks_dir: Option<PathBuf>,
+    /// The price table added to the built-in one, when a run names none.
+    pub prices: Option<Prices>,
+    /// Recorded answers: every answer written to a file, or answered from one (see [`Recording`]).
+    #[serde(skip)]
+    pub recording: Option<Recording>,
+}
+
+/// A price table: a TOML file (`[models]` of `{ input, output }` in USD per million tokens), or the same
+/// table inline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Prices {
+    /// A file.
+    File(PathBuf),
+    /// The table itself.
+    Inline(PriceModels),
+}
+
+/// A price table given inline.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceModels {
+    /// USD per million tokens, by model id.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelPrice>,
+}
+
+/// One model's price.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+}
+
+/// How a session uses a recorded answers file (JSON Lines, see [`gm_cache::recording`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether answers are written to it or read from it.
+    pub mode: gm_http::RecordMode,
+}
+
+impl SessionConfig {
+    /// The model `name` stands for under the aliases (itself when it is no alias).
+    pub fn model_for<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
 }
 
 impl Default for SessionConfig {
@@ -85,6 +144,11 @@ impl Default for SessionConfig {
             cache: CacheSettings::default(),
             data_dir: None,
             redis_url: None,
+            aliases: BTreeMap::new(),
+            suites_dir: None,
+            tasks_dir: None,
+            prices: None,
+            recording: None,
         }
     }
 }
@@ -102,6 +166,11 @@ impl fmt::Debug for SessionConfig {
             .field("cache", &self.cache)
             .field("data_dir", &self.data_dir)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "(set, not shown)"))
+            .field("aliases", &self.aliases)
+            .field("suites_dir", &self.suites_dir)
+            .field("tasks_dir", &self.tasks_dir)
+            .field("prices", &self.prices)
+            .field("recording", &self.recording)
             .finish()
     }
 }
@@ -147,6 +216,10 @@ pub struct LimitsSettings {
     /// The transit-time margin added to every window when neither `spec` nor `file` sets one; `None` leaves
     /// gm-limits' own default.
     pub margin: Option<Margin>,
+    /// Limits per provider and model given inline (a project file's `[limits]` in the limits file's format);
+    /// used when neither `spec` nor `file` is set.
+    #[serde(skip)]
+    pub inline: Option<LimitsConfig>,
 }
 
 /// The response cache.

@@ -127,6 +127,68 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A settings file (the project file `gm.toml`, the user file) is not valid TOML or holds a bad value.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    SettingsFile {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// The 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A settings file holds a key gm does not know.
+    #[error(
+        "{}:{line}:{column}: unknown key `{key}`{}; docs/config.md lists every key",
+        path.display(),
+        suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    )]
+    UnknownSetting {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// The 1-based column.
+        column: usize,
+        /// The key, dotted (`cache.tll`).
+        key: String,
+        /// The known key closest to it, when one is close.
+        suggestion: Option<String>,
+    },
+    /// A setting's value is not valid.
+    #[error("{origin}: {message}")]
+    BadSetting {
+        /// Where it came from (`GM_PROVIDER`, `gm.toml:3`).
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A recorded answers file or a cache export could not be read, or written.
+    #[error(transparent)]
+    RecordedAnswers(gm_cache::Error),
+    /// A suite run names no file and no suites folder is configured (or it holds no suite).
+    #[error(
+        "no suite to run; name .prompt.yml files, or set suites_dir in gm.toml to a folder of them (gm init writes \
+         one)"
+    )]
+    NoSuites,
+    /// A file could not be written.
+    #[error("could not write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The project file exists already.
+    #[error("{} exists; pass --force to overwrite it", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
     /// A model is not in the provider's catalog.
     #[error(
         "model `{model}` is not in the {provider} catalog{}; run `gm models list`",
@@ -311,7 +373,15 @@ impl Error {
             | Error::UnfinishedBench { .. }
             | Error::MixedKinds { .. }
             | Error::NoLimitKey { .. }
-            | Error::NoStateFile { .. } => true,
+            | Error::NoStateFile { .. }
+            | Error::SettingsFile { .. }
+            | Error::UnknownSetting { .. }
+            | Error::BadSetting { .. }
+            | Error::NoSuites
+            | Error::Exists { .. } => true,
+            // A recorded answers file that is missing or malformed is the caller's; one that cannot be
+            // written is not.
+            Error::RecordedAnswers(e) => !matches!(e, gm_cache::Error::File { action: "write", .. }),
             // A task folder that cannot be read or parsed counts as the state's failure, as it always has;
             // only a malformed evaluator in it is the caller's.
             Error::Task(t) => matches!(t, TaskError::Evaluator { .. }),

@@ -9,6 +9,7 @@ use gm_eval::run::{CaseFigures, CaseSink, EvalRunner, EvaluationSummary, Finishe
 use gm_eval::store::{RunIdentity, RunSink, RunStore};
 use serde::Serialize;
 
+use crate::config::Prices;
 use crate::error::Error;
 use crate::notice::Notice;
 use crate::progress::{
@@ -117,18 +118,58 @@ pub(crate) fn check_evaluators(path: &Path, f: &PromptFile) -> Result<(), Error>
     Ok(())
 }
 
-/// The built-in price table, with the entries of `file` added or replaced.
-pub(crate) fn price_table(file: Option<&Path>) -> Result<PriceTable, Error> {
-    let mut prices = PriceTable::builtin();
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            what: "the price table",
-            path: path.to_path_buf(),
+impl Session {
+    /// The built-in price table, with the entries of `file` (else of the configured prices) added or
+    /// replaced.
+    pub(crate) fn price_table(&self, file: Option<&Path>) -> Result<PriceTable, Error> {
+        let mut prices = PriceTable::builtin();
+        let configured = match file {
+            Some(path) => Some(Prices::File(path.to_path_buf())),
+            None => self.config().prices.clone(),
+        };
+        match configured {
+            Some(Prices::File(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                    what: "the price table",
+                    path: path.clone(),
+                    source,
+                })?;
+                prices.extend_from_toml(&text).map_err(|message| Error::PriceTable { path, message })?;
+            }
+            Some(Prices::Inline(table)) => {
+                for (id, p) in &table.models {
+                    prices
+                        .set(id, p.input, p.output)
+                        .map_err(|message| Error::BadSetting { origin: "prices".into(), message })?;
+                }
+            }
+            None => {}
+        }
+        Ok(prices)
+    }
+
+    /// The suites a run names, else every `.prompt.yml` (or `.prompt.yaml`) file of the configured suites
+    /// folder, by name; an empty list when there is neither.
+    pub fn suite_files(&self, files: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+        if !files.is_empty() {
+            return Ok(files.to_vec());
+        }
+        let Some(dir) = &self.config().suites_dir else { return Ok(Vec::new()) };
+        let read = std::fs::read_dir(dir).map_err(|source| Error::Read {
+            what: "the suites folder",
+            path: dir.clone(),
             source,
         })?;
-        prices.extend_from_toml(&text).map_err(|message| Error::PriceTable { path: path.to_path_buf(), message })?;
+        let mut found: Vec<PathBuf> = read
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+                p.is_file() && (name.ends_with(".prompt.yml") || name.ends_with(".prompt.yaml"))
+            })
+            .collect();
+        found.sort();
+        Ok(found)
     }
-    Ok(prices)
 }
 
 /// A new run of `who` in the store, or with `resume` the latest unfinished one and the cases it recorded.
@@ -163,16 +204,36 @@ impl Session {
         observer: &dyn Observer,
         cancel: &Cancel,
     ) -> Result<Outcome<Vec<SuiteResult>>, Error> {
+        let run = &SuiteRun {
+            files: self.suite_files(&run.files)?,
+            model: run.model.as_deref().map(|m| self.config().model_for(m).to_string()),
+            ..run.clone()
+        };
+        if run.files.is_empty() {
+            return Err(Error::NoSuites);
+        }
+        let result = self.run_suites_to_store(run, observer, cancel).await;
+        self.saving_recording(result)
+    }
+
+    async fn run_suites_to_store(
+        &self,
+        run: &SuiteRun,
+        observer: &dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<Outcome<Vec<SuiteResult>>, Error> {
         let mut files = Vec::with_capacity(run.files.len());
         for path in &run.files {
-            let f = PromptFile::load(path)?;
+            let mut f = PromptFile::load(path)?;
+            // The file's model is named as the aliases say, in the report and in every request.
+            f.model = f.model.map(|m| self.config().model_for(&m).to_string());
             for w in &f.warnings {
                 self.notice(Notice::PromptFile { file: path.display().to_string(), message: w.clone() });
             }
             check_evaluators(path, &f)?;
             files.push(f);
         }
-        let prices = price_table(run.prices.as_deref())?;
+        let prices = self.price_table(run.prices.as_deref())?;
         let client = self.client()?;
         let mut eval = EvalOptions::default().with_judge_mode(run.judge_mode);
         if let Some(m) = &run.judge_model {

@@ -32,16 +32,21 @@ mod cache;
 mod config;
 mod error;
 mod eval;
+pub mod init;
 mod limits;
 mod models;
 mod notice;
 mod progress;
 mod runs;
 mod session;
+pub mod settings;
 
 pub use bench::{BenchResult, BenchRun};
-pub use cache::{CacheReport, Cleared, Held, MemoryTier};
-pub use config::{CacheSettings, LimitsSettings, SessionConfig, DEFAULT_CACHE_TTL, DEFAULT_MAX_WAIT, STATE_FILE_NAME};
+pub use cache::{CacheReport, Cleared, Held, MemoryTier, Moved};
+pub use config::{
+    CacheSettings, LimitsSettings, ModelPrice, PriceModels, Prices, Recording, SessionConfig, DEFAULT_CACHE_TTL,
+    DEFAULT_MAX_WAIT, STATE_FILE_NAME,
+};
 pub use error::{is_usage_error, Error, Phase};
 pub use eval::{SuiteResult, SuiteRun};
 pub use limits::{Blocked, KeyStatus, LimitsStatus, RecentRequests, WindowUse};

@@ -239,6 +239,7 @@ fn recorded_summary(
             wall_ms: 0.0,
             cases: figures,
             repeat: None,
+            timing: None,
         },
     }
 }

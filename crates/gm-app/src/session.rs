@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use gm_cache::recording::RecordedAnswers;
 use gm_cache::{Cache, CacheConfig, CacheStats, MemoryCache, PersistentStore, SqliteCache};
 use gm_core::{Clock, ProviderKind};
 use gm_eval::store::RunStore;
-use gm_http::{CachePolicy, Client, RetryPolicy};
+use gm_http::{CachePolicy, Client, RecordMode, RetryPolicy};
 use gm_limits::{Limiter, LimitsConfig, SqliteWindows, TokioClock, WindowStore};
 
 use crate::config::SessionConfig;
@@ -100,6 +101,11 @@ impl Session {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Session {
         self.clock = clock;
         self
+    }
+
+    /// The clock everything the session builds is timed by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The configuration.
@@ -195,7 +201,7 @@ impl Session {
                 })?;
                 LimitsConfig::from_toml(&text).map_err(|source| Error::LimitsFile { path: file.clone(), source })?
             }
-            (None, None) => LimitsConfig::default(),
+            (None, None) => settings.inline.clone().unwrap_or_default(),
         };
         if config.margin.is_none() {
             config.margin = settings.margin;
@@ -209,7 +215,7 @@ impl Session {
     /// The limiter, counting in the Redis server or the state file (so every process sharing it shares the
     /// quota), or in memory. The demo provider is limited only when a spec asks for it.
     fn limiter(&self) -> Result<Option<Arc<Limiter>>, Error> {
-        if self.config.provider == ProviderKind::Demo && self.config.limits.spec.is_none() {
+        if self.config.provider == ProviderKind::Demo && self.config.limits.spec.is_none() || self.replays_only() {
             return Ok(None);
         }
         let config = self.limits_config()?;
@@ -247,12 +253,25 @@ impl Session {
         if let Some(credential) = &c.credential {
             b = b.credential(credential.clone());
         }
+        b = b.aliases(c.aliases.clone());
         if let Some(limiter) = self.limiter()? {
             b = b.limiter(limiter, c.max_wait);
         }
         // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
         b = b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() });
-        if c.cache.enabled {
+        if let Some(rec) = &c.recording {
+            let path = rec.path.clone();
+            let answers = match rec.mode {
+                RecordMode::Record => RecordedAnswers::new(path),
+                RecordMode::Replay => RecordedAnswers::open(path).map_err(Error::RecordedAnswers)?,
+                RecordMode::ReplayRecordMissing => {
+                    RecordedAnswers::open_or_new(path).map_err(Error::RecordedAnswers)?
+                }
+            };
+            b = b.recording(Arc::new(answers), rec.mode);
+        }
+        // A strict replay sends nothing: it needs no quota, and answers from nothing but its file.
+        if c.cache.enabled && !self.replays_only() {
             let sqlite = self.open_sqlite_cache()?;
             let config = CacheConfig { default_ttl: Some(c.cache.ttl), ..CacheConfig::default() };
             // The answers live in Redis when it is given (shared by every machine), else in the state file;
@@ -273,6 +292,37 @@ impl Session {
             self.notice(Notice::DemoProvider { reason: c.provider_reason.clone() });
         }
         Ok(client)
+    }
+
+    /// Whether every answer comes from a recorded answers file and nothing is sent.
+    fn replays_only(&self) -> bool {
+        self.config.recording.as_ref().is_some_and(|r| r.mode == RecordMode::Replay)
+    }
+
+    /// Writes the recorded answers file, when the session records answers (sorted by key, whole or not at
+    /// all); returns the file and how many answers it holds. The use cases that run suites and benches call
+    /// it as they end.
+    pub fn save_recording(&self) -> Result<Option<(PathBuf, usize)>, Error> {
+        let Some(client) = lock(&self.client).clone() else { return Ok(None) };
+        let (Some(mode), Some(answers)) = (client.recording(), client.recorded_answers()) else { return Ok(None) };
+        if !mode.records() {
+            return Ok(None);
+        }
+        answers.save().map_err(Error::RecordedAnswers)?;
+        Ok(Some((answers.path().to_path_buf(), answers.len())))
+    }
+
+    /// `result`, once the recorded answers are saved: a failure to save fails a use case that succeeded,
+    /// and is logged for one that failed (its own error matters more).
+    pub(crate) fn saving_recording<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        match (self.save_recording(), result) {
+            (Ok(_), r) => r,
+            (Err(e), Ok(_)) => Err(e),
+            (Err(e), Err(r)) => {
+                tracing::warn!(error = %e, "could not write the recorded answers");
+                Err(r)
+            }
+        }
     }
 
     /// The run store in the state file (in memory for a session without one), opened on first use.

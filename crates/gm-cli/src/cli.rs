@@ -28,20 +28,28 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The provider: github, azure, openai, openai-compatible, demo [default: from the credentials found, else demo]
-    #[arg(long, global = true, env = "GM_PROVIDER", value_parser = parse_provider)]
+    /// The project file, instead of the gm.toml found from the current folder upward (see docs/config.md)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The provider: github, azure, openai, openai-compatible, demo [env: GM_PROVIDER] [default: from the
+    /// credentials found, else demo]
+    #[arg(long, global = true, value_parser = parse_provider)]
     pub provider: Option<ProviderKind>,
-    /// Replace the provider's base URL (github: the host root; others: the URL up to and including /v1)
-    #[arg(long, global = true, env = "GM_BASE_URL", value_name = "URL")]
+    /// Replace the provider's base URL (github: the host root; others: the URL up to and including /v1) [env:
+    /// GM_BASE_URL]
+    #[arg(long, global = true, value_name = "URL")]
     pub base_url: Option<String>,
+    /// The environment variable that holds the provider's key [env: GM_API_KEY_ENV]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub api_key_env: Option<String>,
     /// Attribute GitHub Models requests to an organization
     #[arg(long, global = true, value_name = "ORG")]
     pub org: Option<String>,
     /// More logging on standard error (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Where gm keeps its state file (cache, shared rate-limit windows, run history)
-    #[arg(long, global = true, env = "GM_DATA_DIR", value_name = "DIR")]
+    /// Where gm keeps its state file (cache, shared rate-limit windows, run history) [env: GM_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Never read or write the response cache
     #[arg(long, global = true)]
@@ -50,32 +58,30 @@ pub struct Global {
     #[arg(long, global = true, conflicts_with = "no_cache")]
     pub refresh: bool,
     /// Rate limits for every model: N/DURATION windows and caps, e.g. 15/1m,150/1d,concurrency=5 [default: the
-    /// GitHub tier of each model on github, none elsewhere]
-    #[arg(long, global = true, env = "GM_LIMITS", value_name = "SPEC", value_parser = parse_limits)]
+    /// GitHub tier of each model on github, none elsewhere] [env: GM_LIMITS]
+    #[arg(long, global = true, value_name = "SPEC", value_parser = parse_limits)]
     pub limits: Option<gm_limits::LimitSpec>,
-    /// A TOML file of limits per provider and model (see docs/limits.md)
-    #[arg(long, global = true, env = "GM_LIMITS_CONFIG", value_name = "FILE")]
+    /// A TOML file of limits per provider and model (see docs/limits.md) [env: GM_LIMITS_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
     pub limits_config: Option<PathBuf>,
     /// The GitHub plan whose quotas apply: free, pro, business, enterprise
     #[arg(long, global = true, value_name = "PLAN", value_parser = parse_plan)]
     pub plan: Option<gm_limits::presets::Plan>,
     /// Count rate-limit windows and keep cached answers in this Redis server (redis://HOST:PORT/) instead of the
-    /// state file, so every machine using it shares one quota and one cache
-    #[arg(long, global = true, env = "GM_REDIS_URL", hide_env_values = true, value_name = "URL")]
+    /// state file, so every machine using it shares one quota and one cache [env: GM_REDIS_URL]
+    #[arg(long, global = true, value_name = "URL")]
     pub redis: Option<String>,
     /// The longest one request may wait for quota; past it the request fails at once and says when it frees
-    #[arg(long, global = true, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
-    pub max_wait: std::time::Duration,
-    /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d)
-    #[arg(long, global = true, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    pub cache_ttl: std::time::Duration,
+    /// [default: 2m]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_wait: Option<std::time::Duration>,
+    /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d) [default: 7d]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 fn parse_limits(s: &str) -> Result<gm_limits::LimitSpec, String> {
-    if s.trim().eq_ignore_ascii_case("original") {
-        return Ok(gm_limits::presets::original());
-    }
-    gm_limits::LimitSpec::parse(s).map_err(|e| e.to_string())
+    gm_app::settings::parse_limits(s)
 }
 
 fn parse_plan(s: &str) -> Result<gm_limits::presets::Plan, String> {
@@ -108,7 +114,8 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     /// Run .prompt.yml evaluation suites (gh models eval semantics and JSON) on any provider
     #[command(
         after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \
-gm --provider openai eval --model gpt-4o-mini --concurrency 8 suite.prompt.yml\n\n\
+gm --provider openai eval --model gpt-4o-mini --concurrency 8 suite.prompt.yml\n  \
+gm eval --record answers.jsonl      # then, in CI: gm eval --replay answers.jsonl\n\n\
 Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; \
 3 the run did not complete (a provider failure, a spent quota, a budget reached; `--resume` continues it)."
     )]
@@ -136,6 +143,61 @@ gm score --list\n  cat pairs.jsonl | gm score --metrics chrf --corpus corpus.jso
     /// See where each rate-limit key stands, or forget its counts
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// The settings in effect and where each came from (flag, environment, gm.toml, user file, default)
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Set up gm for this project: find a provider, check it with one catalog call, write gm.toml and a suite
+    #[command(after_help = "Examples:\n  gm init                      # asks, on a terminal\n  \
+gm init --yes                # takes the first provider found (a local server, else a key in the environment)\n  \
+gm --provider openai-compatible --base-url http://localhost:11434/v1 init --model llama3.2 --yes\n\n\
+Nothing secret is written: gm.toml names the environment variable that holds a key (api_key_env).")]
+    Init(InitArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every setting in effect, its value (secrets redacted) and where it came from
+    Show {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The model the starter suite evaluates [default: the first chat model the provider lists]
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// The folder of suites, beside gm.toml
+    #[arg(long, value_name = "DIR", default_value = "evals")]
+    pub suites_dir: String,
+    /// Ask nothing: take the flags, else the first provider found
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Overwrite gm.toml and the starter suite if they exist
+    #[arg(long)]
+    pub force: bool,
+    /// Write the files without checking the provider with a catalog call
+    #[arg(long)]
+    pub no_verify: bool,
+    /// The loopback ports probed for a local server
+    #[arg(long, value_delimiter = ',', value_name = "PORTS", default_value = "11434,1234,8000,8080", hide = true)]
+    pub probe_ports: Vec<u16>,
+}
+
+/// Where a run's answers come from or go: a recorded answers file.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Write every model and judge answer of the run to FILE (JSON Lines, sorted; commit it to replay in CI)
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Answer every request from FILE and send nothing; a request FILE does not hold fails the run (exit 3)
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// With --replay: send the requests FILE does not hold, and add their answers to it
+    #[arg(long, requires = "replay")]
+    pub record_missing: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +259,17 @@ pub enum CacheCommand {
     },
     /// Remove every cached answer
     Clear,
+    /// Write every fresh cached answer to FILE (JSON Lines, the format of --record), to move it to another
+    /// machine
+    Export {
+        /// The file to write
+        file: PathBuf,
+    },
+    /// Add the answers of FILE (a cache export or a --record file) to the cache
+    Import {
+        /// The file to read
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,8 +334,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The .prompt.yml (or .prompt.yaml) files to run
-    #[arg(required = true, value_name = "FILE")]
+    /// The .prompt.yml (or .prompt.yaml) files to run [default: every one in the suites_dir of gm.toml]
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Print gh-models' JSON (one object for one file, an array for several) instead of the human report
     #[arg(long)]
@@ -306,6 +379,8 @@ pub struct EvalArgs {
     /// Stop cleanly (resumable) once this many tokens were used, input and output
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u64>,
+    #[command(flatten)]
+    pub recorded: RecordArgs,
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +429,8 @@ pub struct BenchArgs {
     /// Compare with an earlier bench run in the HTML page (regressions only when significant)
     #[arg(long, value_name = "ID")]
     pub baseline: Option<i64>,
+    #[command(flatten)]
+    pub recorded: RecordArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,79 +1,98 @@
-//! Turning the global flags and the environment into the library's configuration: the only place that reads
-//! the environment or runs `gh`.
+//! Turning the global flags, the environment and the settings files into the library's configuration: the
+//! only place that reads the environment or runs `gh`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use gm_app::{CacheSettings, LimitsSettings, Session, SessionConfig};
-use gm_http::auth::{self, Resolution};
+use anyhow::{Context, Result};
+use gm_app::settings::{self, Effective, Settings, Sources};
+use gm_app::{Session, SessionConfig};
 use gm_limits::Margin;
 
-use crate::cli::Global;
+use crate::cli::{Global, RecordArgs};
 
 /// Reads an environment variable; the CLI is the only place that does.
-fn env_var(name: &str) -> Option<String> {
+pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
 /// Runs `gh auth token`, quietly; `None` when gh is missing or not logged in.
-fn gh_auth_token() -> Option<String> {
+pub fn gh_auth_token() -> Option<String> {
     let out = Command::new("gh").args(["auth", "token"]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|t| !t.is_empty())
-}
-
-/// Resolves the provider and credential from the flags and the environment.
-fn resolve(global: &Global) -> Resolution {
-    auth::resolve(global.provider, &env_var, &gh_auth_token)
-}
-
-/// The folder of the state file: `--data-dir`/`GM_DATA_DIR`, else `$XDG_DATA_HOME/gm`, else
-/// `~/.local/share/gm`.
-fn data_dir(global: &Global) -> PathBuf {
-    if let Some(d) = &global.data_dir {
-        return d.clone();
-    }
-    if let Some(x) = env_var("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("gm");
-    }
-    match env_var("HOME").filter(|h| !h.is_empty()) {
-        Some(h) => PathBuf::from(h).join(".local/share/gm"),
-        None => PathBuf::from(".gm"),
-    }
 }
 
 /// The transit-time margin the CLI adds to every window: 100 ms plus 0.1 % of the window.
 pub const CLI_MARGIN: Margin = Margin { fixed: std::time::Duration::from_millis(100), ppm: 1000 };
 
-/// The configuration of a command: the provider and credential resolved from the flags and the environment,
-/// and the state in the data folder. `caches` says whether the command caches answers (before `--no-cache`).
-pub fn config(global: &Global, caches: bool) -> SessionConfig {
-    SessionConfig {
+/// What the flags set, as the highest layer of the settings (a flag left out sets nothing).
+fn flags(global: &Global) -> Settings {
+    let mut s = Settings {
+        provider: global.provider,
         base_url: global.base_url.clone(),
         org: global.org.clone(),
-        cache: CacheSettings { enabled: caches && !global.no_cache, ttl: global.cache_ttl, refresh: global.refresh },
-        ..state_config(global)
+        api_key_env: global.api_key_env.clone(),
+        data_dir: global.data_dir.clone(),
+        redis_url: global.redis.clone(),
+        max_wait: global.max_wait,
+        ..Settings::default()
+    };
+    s.limits.spec = global.limits.clone();
+    s.limits.file = global.limits_config.clone();
+    s.limits.plan = global.plan;
+    s.cache.ttl = global.cache_ttl;
+    if global.no_cache {
+        s.cache.enabled = Some(false);
     }
-    .resolved(resolve(global))
+    s
+}
+
+/// The settings in effect: flags, environment, the project file (`--config`, else `gm.toml` from the current
+/// folder upward), the user file, and the defaults.
+pub fn settings(global: &Global) -> Result<Effective> {
+    let cwd = std::env::current_dir().context("could not read the current folder")?;
+    let sources = Sources { project_file: global.config.clone(), ..Sources::new(flags(global), &env_var, &cwd) };
+    Ok(settings::load(&sources)?)
+}
+
+/// The CLI's own defaults on top of the library's: the margin below, and `--refresh`.
+fn cli_defaults(global: &Global, mut config: SessionConfig) -> SessionConfig {
+    // Requests from several processes each open their own connection, so the time between admission and
+    // arrival at the server can reach tens of milliseconds on a busy machine; windows are lengthened by this
+    // much so the server's count agrees. A `margin` in the spec, the limits file or gm.toml overrides it.
+    if config.limits.margin.is_none() {
+        config.limits.margin = Some(CLI_MARGIN);
+    }
+    config.cache.refresh = global.refresh;
+    config
+}
+
+/// The configuration of a command: the provider and credential resolved from the settings and the
+/// environment, and the state in the data folder. `caches` says whether the command caches answers (before
+/// `--no-cache` and the settings' `cache.enabled`).
+pub fn config(global: &Global, caches: bool) -> Result<SessionConfig> {
+    let mut config = cli_defaults(global, settings(global)?.session_config(&env_var, &gh_auth_token));
+    config.cache.enabled &= caches;
+    Ok(config)
 }
 
 /// The configuration of a command that only reads the state file: no provider is resolved, so neither the
 /// environment's credentials nor `gh` are consulted.
-pub fn state_config(global: &Global) -> SessionConfig {
-    SessionConfig {
-        limits: LimitsSettings {
-            spec: global.limits.clone(),
-            file: global.limits_config.clone(),
-            plan: global.plan,
-            // Requests from several processes each open their own connection, so the time between admission
-            // and arrival at the server can reach tens of milliseconds on a busy machine; windows are
-            // lengthened by this much so the server's count agrees. A `margin=` in the spec or file overrides it.
-            margin: Some(CLI_MARGIN),
-        },
-        max_wait: global.max_wait,
-        cache: CacheSettings { enabled: false, ..CacheSettings::default() },
-        data_dir: Some(data_dir(global)),
-        redis_url: global.redis.clone(),
-        ..SessionConfig::default()
+pub fn state_config(global: &Global) -> Result<SessionConfig> {
+    let mut config = cli_defaults(global, settings(global)?.state_config());
+    config.cache.enabled = false;
+    Ok(config)
+}
+
+/// The recorded answers file of `--record`, `--replay` and `--record-missing`, if any.
+pub fn recording(args: &RecordArgs) -> Option<gm_app::Recording> {
+    use gm_http::RecordMode;
+    match (&args.record, &args.replay) {
+        (Some(path), _) => Some(gm_app::Recording { path: path.clone(), mode: RecordMode::Record }),
+        (None, Some(path)) => Some(gm_app::Recording {
+            path: path.clone(),
+            mode: if args.record_missing { RecordMode::ReplayRecordMissing } else { RecordMode::Replay },
+        }),
+        (None, None) => None,
     }
 }
 

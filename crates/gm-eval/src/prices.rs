@@ -73,11 +73,17 @@ impl PriceTable {
         let file: PriceFile = toml::from_str(text)
             .map_err(|e| format!("{e}; write `\"model\" = {{ input = 0.4, output = 1.6 }}` under [models]"))?;
         for (id, e) in file.models {
-            if !(e.input.is_finite() && e.output.is_finite() && e.input >= 0.0 && e.output >= 0.0) {
-                return Err(format!("the price of `{id}` must be two non-negative numbers"));
-            }
-            self.models.insert(id.to_lowercase(), Price { input_per_million: e.input, output_per_million: e.output });
+            self.set(&id, e.input, e.output)?;
         }
+        Ok(())
+    }
+
+    /// Adds or replaces the price of `id`, in US dollars per million input and output tokens.
+    pub fn set(&mut self, id: &str, input: f64, output: f64) -> Result<(), String> {
+        if !(input.is_finite() && output.is_finite() && input >= 0.0 && output >= 0.0) {
+            return Err(format!("the price of `{id}` must be two non-negative numbers"));
+        }
+        self.models.insert(id.to_lowercase(), Price { input_per_million: input, output_per_million: output });
         Ok(())
     }
 

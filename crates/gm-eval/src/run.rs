@@ -315,6 +315,20 @@ pub struct RunFigures {
     /// pass@k and pass^k, for a repeated run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<RepeatFigures>,
+    /// `recorded` when the answers went through a recorded answers file (`--record`, `--replay`): every
+    /// latency (and what is computed from one), attempt and 429 is the one recorded with its answer, and
+    /// `wall_ms` is 0, since a replay has no wall time of its own; a recorded run and its replay print the
+    /// same JSON. Absent when the run was measured as it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// How a run's time figures were obtained, when not measured as it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    /// From a recorded answers file: each answer's figures are those recorded with it.
+    Recorded,
 }
 
 /// A suite's result, as `gh models eval --json` prints it, with gm's figures under `gm`.
@@ -428,7 +442,8 @@ impl EvalRunner {
             return Err(RunError::Budget { what, limit, index_done: finished.len() });
         }
         let outcomes: Vec<(TestResult, CaseFigures)> = finished.into_values().collect();
-        let wall = started.elapsed();
+        let recorded = self.client.recording().is_some();
+        let wall = if recorded { Duration::ZERO } else { started.elapsed() };
         let (test_results, cases): (Vec<TestResult>, Vec<CaseFigures>) = outcomes.into_iter().unzip();
         let total = test_results.len();
         let passed = test_results.iter().filter(|t| t.passed()).count();
@@ -461,6 +476,7 @@ impl EvalRunner {
             wall_ms: duration_ms(wall),
             repeat: repeat_figures(&cases),
             cases,
+            timing: recorded.then_some(Timing::Recorded),
         };
         Ok(EvaluationSummary {
             name: file.name.clone(),

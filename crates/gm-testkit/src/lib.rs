@@ -7,7 +7,8 @@
 //! - [`RedisServer`]: a throwaway `redis-server` on a free loopback port.
 //! - [`emulator`]: the gm emulator with faults queued, on the test's runtime or on one of its own.
 //! - [`shared`]: paths into `../shared` (fixtures, reference data) beside the repository.
-//! - [`CountingListener`]: a loopback port that counts the connections made to it (a replayed run makes none).
+//! - [`CountingListener`] and [`CountingProxy`]: loopback ports that count the connections made to them (a
+//!   replayed run makes none).
 //! - [`TempDir`] and [`StateFile`]: temporary folders and state files, removed when dropped.
 //! - [`child_test`]: one test of the running test binary in a child process (several processes sharing a
 //!   state file). Such a child is `#[ignore]`d with the name of its parent, so it never runs alone.
@@ -21,7 +22,7 @@ mod redis;
 pub mod skip;
 mod temp;
 
-pub use listener::CountingListener;
+pub use listener::{CountingListener, CountingProxy};
 pub use redis::RedisServer;
 pub use temp::{StateFile, TempDir};
 

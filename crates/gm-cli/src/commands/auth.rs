@@ -12,7 +12,7 @@ use crate::context;
 
 /// Runs `gm auth status`.
 pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
-    let status = context::open(context::config(global, false)).auth_status();
+    let status = context::open(context::config(global, false)?).auth_status();
     if json {
         print_json(&status)?;
         return Ok(ExitCode::SUCCESS);

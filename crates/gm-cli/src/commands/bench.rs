@@ -14,7 +14,7 @@ use crate::context;
 /// Runs `gm bench` (and `gm bench --list-tasks`).
 pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     if args.list_tasks {
-        let tasks = context::open(context::state_config(global)).task_catalog(args.tasks_dir.as_deref())?;
+        let tasks = context::open(context::state_config(global)?).task_catalog(args.tasks_dir.as_deref())?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{:<22}  {:>5}  {:<40}  DESCRIPTION", "TASK", "ITEMS", "SCORERS")?;
         for info in &tasks {
@@ -36,7 +36,9 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         baseline: args.html.as_ref().and(args.baseline),
         ..BenchRun::new(args.models.clone(), args.tasks.clone())
     };
-    let session = context::open(context::config(global, true));
+    let mut config = context::config(global, true)?;
+    config.recording = context::recording(&args.recorded);
+    let session = context::open(config);
     let resume_hint = |recorded: usize, total: usize, run_id: i64| {
         format!(
             "{recorded} of {total} test cases of bench run {run_id} are recorded; the same command with --resume finishes it"

@@ -11,7 +11,7 @@ use crate::context;
 
 /// Runs `gm cache stats`.
 pub fn stats(global: &Global, json: bool) -> Result<ExitCode> {
-    let report = context::open(context::state_config(global)).cache_stats()?;
+    let report = context::open(context::state_config(global)?).cache_stats()?;
     if json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
@@ -40,10 +40,32 @@ pub fn stats(global: &Global, json: bool) -> Result<ExitCode> {
 
 /// Runs `gm cache clear`.
 pub fn clear(global: &Global) -> Result<ExitCode> {
-    let cleared = context::open(context::state_config(global)).clear_cache()?;
+    let cleared = context::open(context::state_config(global)?).clear_cache()?;
     match &cleared.from {
         Some(path) => eprintln!("removed {} cached answers from {}", cleared.removed, path.display()),
         None => eprintln!("removed {} cached answers from the Redis server of --redis", cleared.removed),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `gm cache export FILE`.
+pub fn export(global: &Global, file: &std::path::Path) -> Result<ExitCode> {
+    let moved = context::open(context::state_config(global)?).export_cache(file)?;
+    eprintln!("wrote {} cached answers from {} to {}", moved.answers, from(&moved), moved.file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `gm cache import FILE`.
+pub fn import(global: &Global, file: &std::path::Path) -> Result<ExitCode> {
+    let moved = context::open(context::state_config(global)?).import_cache(file)?;
+    eprintln!("added {} answers from {} to {}", moved.answers, moved.file.display(), from(&moved));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The cache an export or import used.
+fn from(moved: &gm_app::Moved) -> String {
+    match &moved.cache {
+        Some(path) => path.display().to_string(),
+        None => "the Redis server of --redis".into(),
+    }
 }

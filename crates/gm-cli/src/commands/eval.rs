@@ -23,6 +23,11 @@ pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         ))),
         None => None,
     };
+    let mut config = context::config(global, true)?;
+    config.recording = context::recording(&args.recorded);
+    let session = context::open(config);
+    // The files named, else the suites folder's.
+    let files = session.suite_files(&args.files)?;
     let run = SuiteRun {
         model: args.model.clone(),
         concurrency: args.concurrency.map(usize::from),
@@ -33,16 +38,10 @@ pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         repeat: args.repeat,
         max_requests: args.max_requests,
         max_tokens: args.max_tokens,
-        ..SuiteRun::new(args.files.clone())
+        ..SuiteRun::new(files.clone())
     };
-    let session = context::open(context::config(global, true));
-    let progress = Progress {
-        files: &args.files,
-        human: !args.json,
-        jsonl,
-        bar: Mutex::new(None),
-        print_failed: Mutex::new(None),
-    };
+    let progress =
+        Progress { files: &files, human: !args.json, jsonl, bar: Mutex::new(None), print_failed: Mutex::new(None) };
     let cancel = ctrl_c_cancels();
     let outcome = session.run_suites(&run, &progress, &cancel).await;
     progress.clear_bar();

@@ -11,7 +11,7 @@ use crate::context;
 
 /// Runs `gm limits status`.
 pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
-    let status = context::open(context::state_config(global)).limits_status(std::time::SystemTime::now())?;
+    let status = context::open(context::state_config(global)?).limits_status(std::time::SystemTime::now())?;
     if json {
         print_json(&status.keys)?;
         return Ok(ExitCode::SUCCESS);
@@ -45,7 +45,7 @@ pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
 
 /// Runs `gm limits reset [KEY]`.
 pub fn reset(global: &Global, which: Option<&str>) -> Result<ExitCode> {
-    let n = context::open(context::state_config(global)).reset_limits(which)?;
+    let n = context::open(context::state_config(global)?).reset_limits(which)?;
     eprintln!("reset {n} rate-limit key(s)");
     Ok(ExitCode::SUCCESS)
 }

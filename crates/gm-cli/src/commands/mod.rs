@@ -3,8 +3,10 @@
 pub mod auth;
 pub mod bench;
 pub mod cache;
+pub mod config;
 pub mod emulate;
 pub mod eval;
+pub mod init;
 pub mod limits;
 pub mod models;
 pub mod run;
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{AuthCommand, CacheCommand, Cli, Command, LimitsCommand, ModelsCommand, RunsCommand};
+use crate::cli::{AuthCommand, CacheCommand, Cli, Command, ConfigCommand, LimitsCommand, ModelsCommand, RunsCommand};
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -31,6 +33,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Score(args) => score::run(&args),
         Command::Cache(CacheCommand::Stats { json }) => cache::stats(&cli.global, json),
         Command::Cache(CacheCommand::Clear) => cache::clear(&cli.global),
+        Command::Cache(CacheCommand::Export { file }) => cache::export(&cli.global, &file),
+        Command::Cache(CacheCommand::Import { file }) => cache::import(&cli.global, &file),
+        Command::Config(ConfigCommand::Show { json }) => config::show(&cli.global, json),
+        Command::Init(args) => init::run(&cli.global, args).await,
         Command::Runs(RunsCommand::List { json }) => runs::list(&cli.global, json),
         Command::Runs(RunsCommand::Show { id, json, html, baseline }) => {
             runs::show(&cli.global, id, json, html.as_deref(), baseline)

@@ -11,7 +11,7 @@ use crate::context;
 
 /// Runs `gm models list`: the chat models as a table, or every model as JSON.
 pub async fn list(global: &Global, json: bool) -> Result<ExitCode> {
-    let catalog = context::open(context::config(global, false)).models().await?;
+    let catalog = context::open(context::config(global, false)?).models().await?;
     if json {
         print_json(&*catalog.models)?;
         return Ok(ExitCode::SUCCESS);
@@ -29,7 +29,7 @@ pub async fn list(global: &Global, json: bool) -> Result<ExitCode> {
 
 /// Runs `gm models view MODEL`: one catalog entry, as rows or as JSON.
 pub async fn view(global: &Global, model: &str, json: bool) -> Result<ExitCode> {
-    let m = context::open(context::config(global, false)).model(model).await?;
+    let m = context::open(context::config(global, false)?).model(model).await?;
     if json {
         print_json(&m)?;
         return Ok(ExitCode::SUCCESS);

@@ -82,8 +82,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         (None, Some(m)) => m,
         (None, None) => return Err(usage("no model given; write `gm run MODEL [PROMPT]` (see `gm models list`)")),
     };
+    let session = context::open(context::config(global, args.cache)?);
+    // A model is named as the aliases say.
+    let model = session.config().model_for(&model).to_string();
     gm_core::ModelId::parse(&model).map_err(gm_app::Error::from)?;
-    let session = context::open(context::config(global, args.cache));
     let client = session.client()?;
     let mut params = Params {
         max_tokens: args.max_tokens,

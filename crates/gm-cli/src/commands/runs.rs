@@ -14,7 +14,7 @@ use crate::context;
 
 /// Runs `gm runs list`.
 pub fn list(global: &Global, json: bool) -> Result<ExitCode> {
-    let rows = context::open(context::state_config(global)).list_runs()?;
+    let rows = context::open(context::state_config(global)?).list_runs()?;
     if json {
         print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
@@ -47,7 +47,7 @@ pub fn list(global: &Global, json: bool) -> Result<ExitCode> {
 /// Runs `gm runs show ID`: the run as gm eval or gm bench printed it, and with `--html` as a page (a bench
 /// compared with `--baseline`).
 pub fn show(global: &Global, id: i64, json: bool, html: Option<&Path>, baseline: Option<i64>) -> Result<ExitCode> {
-    let session = context::open(context::state_config(global));
+    let session = context::open(context::state_config(global)?);
     match session.show_run(id)? {
         // gm runs show has always refused an unfinished bench; `gm bench --resume` finishes it.
         StoredRun::UnfinishedBench(_) => return Err(gm_app::Error::UnfinishedBench { id }.into()),
@@ -88,7 +88,7 @@ pub(crate) fn cells(c: &[gm_app::CellComparison]) -> Vec<(String, String, gm_eva
 
 /// Runs `gm runs compare A B`.
 pub fn compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode> {
-    let comparison = context::open(context::state_config(global)).compare_runs(a, b)?;
+    let comparison = context::open(context::state_config(global)?).compare_runs(a, b)?;
     if json {
         print_json(&comparison)?;
         return Ok(ExitCode::SUCCESS);

@@ -44,6 +44,7 @@
 //!         wall_ms: 0.0,
 //!         cases: vec![],
 //!         repeat: None,
+//!         timing: None,
 //!     },
 //! };
 //! let mut out = Vec::new();
@@ -75,7 +76,7 @@ pub use markdown::markdown;
 
 use serde_json::{Map, Value};
 
-use crate::run::{EvaluationSummary, RunFigures};
+use crate::run::{EvaluationSummary, RunFigures, Timing};
 
 /// Characters of a model response shown where a report previews it (as gh-models does on failure).
 pub const RESPONSE_PREVIEW_CHARS: usize = 100;
@@ -173,7 +174,10 @@ pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
         ("Retries", figures.retries.to_string()),
         ("429s", figures.rate_limited.to_string()),
         ("Requests", figures.requests.to_string()),
-        ("Wall time", fmt_ms(figures.wall_ms)),
+        match figures.timing {
+            Some(Timing::Recorded) => ("Wall time", "n/a (recorded answers)".to_string()),
+            None => ("Wall time", fmt_ms(figures.wall_ms)),
+        },
     ];
     if let Some(r) = &figures.repeat {
         let join = |m: &std::collections::BTreeMap<u32, f64>| {

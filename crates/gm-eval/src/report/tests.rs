@@ -65,6 +65,7 @@ fn suite(name: &str, results: Vec<TestResult>, cases: Vec<CaseFigures>) -> Evalu
             wall_ms: 1234.0,
             cases,
             repeat: None,
+            timing: None,
         },
     }
 }

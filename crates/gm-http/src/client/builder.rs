@@ -38,6 +38,7 @@ pub struct ClientBuilder {
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
     recorder: Option<super::replay::Recorder>,
+    aliases: std::collections::BTreeMap<String, String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -74,6 +75,7 @@ impl ClientBuilder {
             cache: None,
             cache_policy: CachePolicy::default(),
             recorder: None,
+            aliases: Default::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -144,6 +146,13 @@ impl ClientBuilder {
     pub fn cache(mut self, cache: Arc<gm_cache::Cache>, policy: CachePolicy) -> Self {
         self.cache = Some(cache);
         self.cache_policy = policy;
+        self
+    }
+
+    /// Sends the model an alias stands for in place of the alias (`"openai/gpt-4o-mini"` → `"llama3.2"`), in
+    /// every chat and embeddings request; the cache keys the model sent.
+    pub fn aliases(mut self, aliases: std::collections::BTreeMap<String, String>) -> Self {
+        self.aliases = aliases;
         self
     }
 
@@ -228,6 +237,7 @@ impl ClientBuilder {
                 cache: self.cache,
                 cache_policy: self.cache_policy,
                 recorder: self.recorder,
+                aliases: self.aliases,
                 clock: self.clock,
                 headers: HeaderMap::new(),
                 json_headers: HeaderMap::new(),

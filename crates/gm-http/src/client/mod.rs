@@ -80,6 +80,8 @@ struct Inner {
     cache_policy: CachePolicy,
     /// The recorded answers file, if answers are recorded or replayed.
     recorder: Option<replay::Recorder>,
+    /// Model aliases: a name → the model sent in its place.
+    aliases: std::collections::BTreeMap<String, String>,
     /// The headers of a request without a body, built once.
     headers: HeaderMap,
     /// The same with `content-type: application/json`.

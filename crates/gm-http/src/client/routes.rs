@@ -86,6 +86,7 @@ impl Client {
 
     /// The model id as this provider's wire wants it (GitHub's canonical `publisher/name`).
     pub(super) fn wire_model(&self, model: &str) -> Result<String, Error> {
+        let model = self.inner.aliases.get(model).map_or(model, String::as_str);
         // Ids already in the form the wire wants need no parse (the common case on the hot path).
         let plain = !model.is_empty()
             && model.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
