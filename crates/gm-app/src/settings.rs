@@ -476,6 +476,9 @@ pub struct Effective {
     default_data_dir: PathBuf,
 }
 
+/// Where each key of one layer came from.
+type OriginOf<'a> = Box<dyn Fn(&str) -> Origin + 'a>;
+
 /// Finds and reads the files and layers every setting: flag > environment > project file > user file >
 /// default.
 pub fn load(sources: &Sources<'_>) -> Result<Effective, Error> {
@@ -492,7 +495,7 @@ pub fn load(sources: &Sources<'_>) -> Result<Effective, Error> {
         KEYS.iter().find(|(k, ..)| *k == key).and_then(|(.., e)| *e).map_or_else(|| key.to_string(), str::to_string)
     };
     // Highest precedence first.
-    let mut layers: Vec<(&Settings, Box<dyn Fn(&str) -> Origin + '_>)> = vec![
+    let mut layers: Vec<(&Settings, OriginOf<'_>)> = vec![
         (&sources.flags, Box::new(|k: &str| Origin::Flag { flag: flag_of(k) })),
         (&env_layer, Box::new(|k: &str| Origin::Env { variable: env_of(k) })),
     ];

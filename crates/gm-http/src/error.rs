@@ -124,24 +124,8 @@ pub enum Error {
         hint: String,
     },
     /// Never sent: answers are replayed from a recorded answers file, and it holds none for this request.
-    #[error(
-        "{file} holds no answer for request {key} (model {model}, sample {sample}: {prompt:?}){hint}; record it \
-         with --record-missing (which asks the provider), or record the run again with --record"
-    )]
-    NotRecorded {
-        /// The recorded answers file.
-        file: String,
-        /// The request's key.
-        key: String,
-        /// The model asked.
-        model: String,
-        /// Which sample of a repeated request.
-        sample: u32,
-        /// The start of the last user message.
-        prompt: String,
-        /// Why the file may hold none (recorded from another provider or base URL), or empty.
-        hint: String,
-    },
+    #[error("{0}")]
+    NotRecorded(Box<NotRecorded>),
     /// Never sent: the connection could not be made.
     #[error("could not connect to {url}: {message}")]
     Connect {
@@ -235,6 +219,27 @@ pub enum Error {
     },
 }
 
+/// A request a recorded answers file holds no answer for, when the client replays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{file} holds no answer for request {key} (model {model}, sample {sample}: {prompt:?}){hint}; record it with \
+     --record-missing (which asks the provider), or record the run again with --record"
+)]
+pub struct NotRecorded {
+    /// The recorded answers file.
+    pub file: String,
+    /// The request's key.
+    pub key: String,
+    /// The model asked.
+    pub model: String,
+    /// Which sample of a repeated request.
+    pub sample: u32,
+    /// The start of the last user message.
+    pub prompt: String,
+    /// Why the file may hold none (recorded from another provider or base URL), or empty.
+    pub hint: String,
+}
+
 /// Formats a duration for people: `850ms`, `46s`, `1m 30s`, `2h 5m`.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -256,7 +261,7 @@ impl Error {
             Error::Shared(e) => e.phase(),
             Error::InvalidRequest(_)
             | Error::MissingCredentials { .. }
-            | Error::NotRecorded { .. }
+            | Error::NotRecorded(_)
             | Error::Connect { .. }
             | Error::Limit(_) => Phase::NeverSent,
             Error::Timeout { .. } | Error::Io { .. } => Phase::MaybeSent,

@@ -45,7 +45,7 @@ pub use client::{
     default_base_url, CachePolicy, ChatResponse, ChatStream, Client, ClientBuilder, ClientStatsSnapshot, RecordMode,
 };
 pub use demo::DemoTransport;
-pub use error::{fmt_duration, ApiError, Error, Phase, GITHUB_MODELS_RETIRED_ON};
+pub use error::{fmt_duration, ApiError, Error, NotRecorded, Phase, GITHUB_MODELS_RETIRED_ON};
 #[cfg(feature = "hyper")]
 pub use hyper_transport::{HyperConfig, HyperTransport};
 pub use retry::RetryPolicy;

@@ -14,7 +14,7 @@ use gm_cache::RequestKey;
 use gm_core::{ChatCompletion, ChatRequest};
 
 use super::{ChatResponse, Client};
-use crate::error::Error;
+use crate::error::{Error, NotRecorded};
 
 /// How a client uses a recorded answers file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,14 +123,14 @@ impl Client {
         } else {
             String::new()
         };
-        Err(Error::NotRecorded {
+        Err(Error::NotRecorded(Box::new(NotRecorded {
             file: rec.answers.path().display().to_string(),
             key: key.to_string(),
             model: summary.model,
             sample,
             prompt: summary.prompt,
             hint,
-        })
+        })))
     }
 }
 
