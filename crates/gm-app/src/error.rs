@@ -139,6 +139,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A settings file (the project file named with `--config`, the user file) could not be read.
+    #[error("could not read the settings file {}", path.display())]
+    ReadSettings {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A settings file holds a key gm does not know.
     #[error(
         "{}:{line}:{column}: unknown key `{key}`{}; docs/config.md lists every key",
@@ -375,6 +384,7 @@ impl Error {
             | Error::NoLimitKey { .. }
             | Error::NoStateFile { .. }
             | Error::SettingsFile { .. }
+            | Error::ReadSettings { .. }
             | Error::UnknownSetting { .. }
             | Error::BadSetting { .. }
             | Error::NoSuites

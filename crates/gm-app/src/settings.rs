@@ -287,14 +287,8 @@ fn walk(
 
 /// Reads one settings file: unknown keys and bad values are errors naming the file and line.
 fn read_file(path: &Path, kind: FileKind) -> Result<FileLayer, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        what: match kind {
-            FileKind::Project => "the project file",
-            FileKind::User => "the user settings file",
-        },
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::ReadSettings { path: path.to_path_buf(), source })?;
     let syntax = |e: toml::de::Error| {
         let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
         Error::SettingsFile { path: path.to_path_buf(), line, column, message: e.message().trim().to_string() }

@@ -176,6 +176,13 @@ b = "project-b"
     write(&home, "org = \"home-org\"\n");
     let s = shown(&gm(elsewhere.path(), &["config", "show", "--json"], &[]));
     assert_eq!(s["org"], (Some("home-org".into()), "user_file".into()));
+    let missing = gm(elsewhere.path(), &["--config", "nowhere.toml", "config", "show"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("could not read the settings file nowhere.toml"),
+        "{}",
+        text(&missing.stderr)
+    );
     let named = elsewhere.path().join("ci.toml");
     write(&named, "org = \"named-org\"\n");
     let s = shown(&gm(elsewhere.path(), &["--config", named.to_str().unwrap(), "config", "show", "--json"], &[]));
@@ -503,4 +510,49 @@ impl Screen {
     fn text(&self) -> String {
         self.shown.0.lock().unwrap().clone()
     }
+}
+
+#[test]
+fn an_alias_names_the_model_wherever_a_model_is_given() {
+    let emu = Background::start(EmulatorConfig::default());
+    let dir = TempDir::new("project-aliases");
+    let p = dir.path();
+    let toml = format!(
+        "provider = \"openai-compatible\"\nbase_url = \"{}\"\n[aliases]\n\"openai/gpt-4o-mini\" = \"openai/gpt-4.1-mini\"\n\
+         small = \"openai/gpt-4.1-mini\"\njudge = \"openai/gpt-4o\"\n",
+        emu.openai_url()
+    );
+    write(&p.join("gm.toml"), &toml);
+    // A suite written for GitHub Models' gpt-4o-mini, which the emulator does not serve.
+    write(&p.join("retired.prompt.yml"), &SUITE.replace("openai/gpt-4.1-mini", "openai/gpt-4o-mini"));
+    let by_model = || emu.stats().answered_by_model;
+
+    // The prompt file's model, and the judge model of the built-in judge.
+    let out = gm(p, &["eval", "--json", "--judge-model", "judge", "retired.prompt.yml"], &[]);
+    assert!(matches!(code(&out), 0 | 1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "openai/gpt-4.1-mini", "the report names the model that answered");
+    assert_eq!(by_model().get("openai/gpt-4.1-mini"), Some(&3));
+    assert_eq!(by_model().get("openai/gpt-4o"), Some(&3));
+    assert_eq!(by_model().get("openai/gpt-4o-mini"), None);
+
+    // --model, gm run and gm bench.
+    let out = gm(p, &["eval", "--json", "--model", "small", "--no-cache", "retired.prompt.yml"], &[]);
+    assert!(matches!(code(&out), 0 | 1), "{}", text(&out.stderr));
+    assert_eq!(by_model().get("openai/gpt-4.1-mini"), Some(&6));
+    let out = gm(p, &["run", "small", "hello"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(by_model().get("openai/gpt-4.1-mini"), Some(&7));
+    let out = gm(p, &["--no-cache", "bench", "--json", "--models", "small", "--tasks", "retired.prompt.yml"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cells"][0]["model"], "openai/gpt-4.1-mini");
+    assert_eq!(by_model().get("openai/gpt-4.1-mini"), Some(&10));
+    assert_eq!(by_model().get("small"), None);
+
+    // An alias of an alias is refused: it would resolve in two steps.
+    write(&p.join("gm.toml"), &format!("{toml}tiny = \"small\"\n"));
+    let out = gm(p, &["config", "show"], &[]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("alias `tiny` names `small`, itself an alias"), "{}", text(&out.stderr));
 }
