@@ -390,6 +390,12 @@ fn a_cache_exported_on_one_machine_answers_on_another() {
     assert!(text(&bad.stderr).contains("bad.jsonl:1: "), "{}", text(&bad.stderr));
 }
 
+/// A loopback port nothing listens on (free when the test asked for it).
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
 /// The port the emulator listens on.
 fn port(emu: &Background) -> String {
     emu.url().rsplit(':').next().unwrap().to_string()
@@ -400,7 +406,7 @@ fn init_without_a_terminal_finds_the_local_server_and_its_gm_toml_works_at_once(
     let emu = Background::start(EmulatorConfig::default());
     let dir = TempDir::new("init-yes");
     let p = dir.path();
-    let ports = format!("1,{}", port(&emu));
+    let ports = format!("{},{}", closed_port(), port(&emu));
     let env = [("OPENAI_API_KEY", "sk-init-secret-abcdef"), ("GITHUB_TOKEN", "ghp_initsecret")];
     let out = gm(p, &["init", "--yes", "--model", "openai/gpt-4.1-mini", "--probe-ports", &ports], &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -430,7 +436,7 @@ fn init_without_a_terminal_finds_the_local_server_and_its_gm_toml_works_at_once(
 
     // With nothing found and nothing given, it says what to pass.
     let empty = TempDir::new("init-nothing");
-    let out = gm(empty.path(), &["init", "--yes", "--probe-ports", "1"], &[]);
+    let out = gm(empty.path(), &["init", "--yes", "--probe-ports", &closed_port()], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("pass --provider"), "{}", text(&out.stderr));
     assert!(!empty.path().join("gm.toml").exists());
