@@ -6,7 +6,7 @@
 //! (the project file from the working directory upward, or the one named with `--config`; the user file in
 //! `$XDG_CONFIG_HOME/gm/config.toml` or `~/.config/gm/config.toml`), refuses an unknown key with its file,
 //! line and the closest known key, and returns the [`Effective`] settings, which build a
-//! [`SessionConfig`](crate::SessionConfig) and say where each value came from (`gm config show`).
+//! [`SessionConfig`] and say where each value came from (`gm config show`).
 //!
 //! ```
 //! use gm_app::settings::{self, Settings, Sources};
