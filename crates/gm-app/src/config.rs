@@ -58,6 +58,9 @@ pub struct SessionConfig {
     /// The credential, already resolved; never deserialized.
     #[serde(skip)]
     pub credential: Option<Credential>,
+    /// The environment variable the credential is read from, when the configuration names one: what an
+    /// error asks the user to set when it is missing.
+    pub api_key_env: Option<String>,
     /// The rate limits requests are planned within.
     pub limits: LimitsSettings,
     /// The longest one request may wait for quota, the limiter's and a 429's alike.
@@ -139,6 +142,7 @@ impl Default for SessionConfig {
             base_url: None,
             org: None,
             credential: None,
+            api_key_env: None,
             limits: LimitsSettings::default(),
             max_wait: DEFAULT_MAX_WAIT,
             cache: CacheSettings::default(),
@@ -161,6 +165,7 @@ impl fmt::Debug for SessionConfig {
             .field("base_url", &self.base_url)
             .field("org", &self.org)
             .field("credential", &self.credential)
+            .field("api_key_env", &self.api_key_env)
             .field("limits", &self.limits)
             .field("max_wait", &self.max_wait)
             .field("cache", &self.cache)
@@ -191,6 +196,15 @@ impl SessionConfig {
             self.base_url = resolution.base_url;
         }
         self
+    }
+
+    /// How to give the provider its credential: set the variable `api_key_env` names, else the provider's
+    /// usual place ([`gm_http::auth::credential_hint`]).
+    pub fn credential_hint(&self) -> String {
+        match &self.api_key_env {
+            Some(name) if self.provider != ProviderKind::Demo => format!("set {name} (named by api_key_env)"),
+            _ => gm_http::auth::credential_hint(self.provider).to_string(),
+        }
     }
 
     /// The state file in [`SessionConfig::data_dir`], when there is one.

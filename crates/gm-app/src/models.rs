@@ -40,6 +40,8 @@ pub struct AuthStatus {
     pub credential: Option<CredentialStatus>,
     /// Whether the provider needs a credential.
     pub credential_required: bool,
+    /// How to give it one: the variable to set.
+    pub credential_hint: String,
 }
 
 /// Where a credential came from, and its redacted form.
@@ -92,6 +94,7 @@ impl Session {
                 c.provider,
                 ProviderKind::Github | ProviderKind::OpenAi | ProviderKind::Azure
             ),
+            credential_hint: c.credential_hint(),
         }
     }
 }

@@ -284,7 +284,12 @@ impl Session {
             b = b.cache(cache.clone(), CachePolicy { ttl: Some(c.cache.ttl), refresh: c.cache.refresh });
             *lock(&self.cache) = Some(CacheParts { cache, sqlite });
         }
-        let client = b.build()?;
+        let client = b.build().map_err(|e| match e {
+            gm_http::Error::MissingCredentials { provider, .. } => {
+                gm_http::Error::MissingCredentials { provider, hint: c.credential_hint() }
+            }
+            e => e,
+        })?;
         *slot = Some(client.clone());
         // The listener may call back into the session: no lock is held while it runs.
         drop(slot);

@@ -666,6 +666,7 @@ impl Effective {
         SessionConfig {
             base_url: s.base_url.clone(),
             org: s.org.clone(),
+            api_key_env: s.api_key_env.clone(),
             limits: LimitsSettings {
                 spec: s.limits.spec.clone(),
                 file: s.limits.file.clone(),

@@ -357,6 +357,41 @@ fn a_bench_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
 }
 
 #[test]
+fn a_project_naming_its_key_variable_replays_in_ci_without_it() {
+    let emu = Background::start(EmulatorConfig::default());
+    let proxy = CountingProxy::start(emu.url().trim_start_matches("http://").parse().unwrap());
+    let dir = TempDir::new("record-keyed");
+    let p = dir.path();
+    let toml = format!("provider = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"TEAM_KEY\"\n", proxy.openai_url());
+    write(&p.join("gm.toml"), &toml);
+    write(&p.join("capitals.prompt.yml"), SUITE);
+    let eval = ["eval", "--json", "capitals.prompt.yml", "--judge-model", "openai/gpt-4.1-mini"];
+    let with = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = eval.to_vec();
+        args.extend_from_slice(extra);
+        gm(p, &args, env)
+    };
+    let recorded = with(&["--record", "answers.jsonl"], &[("TEAM_KEY", "sk-team-key-never-written-0123")]);
+    assert!(matches!(code(&recorded), 0 | 1), "{}", text(&recorded.stderr));
+    assert!(!std::fs::read_to_string(p.join("answers.jsonl")).unwrap().contains("sk-team-key"));
+    let sent = proxy.connections();
+
+    // CI: no key, no network; the same JSON.
+    let replayed = with(&["--replay", "answers.jsonl"], &[]);
+    assert_eq!(code(&replayed), code(&recorded), "{}", text(&replayed.stderr));
+    assert_eq!(text(&replayed.stdout), text(&recorded.stdout));
+    assert_eq!(proxy.connections(), sent);
+
+    // Without the replay, the missing key is asked for by the variable gm.toml names.
+    let live = with(&[], &[]);
+    assert_eq!(code(&live), 2, "{}", text(&live.stderr));
+    assert!(text(&live.stderr).contains("set TEAM_KEY (named by api_key_env)"), "{}", text(&live.stderr));
+    let status = gm(p, &["auth", "status"], &[]);
+    assert!(text(&status.stdout).contains("none found; set TEAM_KEY"), "{}", text(&status.stdout));
+    assert_eq!(proxy.connections(), sent);
+}
+
+#[test]
 fn a_cache_exported_on_one_machine_answers_on_another() {
     let emu = Background::start(EmulatorConfig::default());
     let proxy = CountingProxy::start(emu.url().trim_start_matches("http://").parse().unwrap());

@@ -22,9 +22,7 @@ pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
     writeln!(out, "Base URL:    {}", status.base_url.as_deref().unwrap_or("(none: pass --base-url)"))?;
     match &status.credential {
         Some(c) => writeln!(out, "Credential:  {} from {}", c.token, c.source)?,
-        None if status.credential_required => {
-            writeln!(out, "Credential:  none found; {}", gm_http::auth::credential_hint(status.provider))?
-        }
+        None if status.credential_required => writeln!(out, "Credential:  none found; {}", status.credential_hint)?,
         None => writeln!(out, "Credential:  none needed")?,
     }
     if status.provider == ProviderKind::Github {

@@ -144,6 +144,7 @@ async fn verify(choice: &Candidate) -> Result<Vec<String>> {
         provider_reason: "gm init chose it".into(),
         base_url: choice.base_url.clone(),
         credential,
+        api_key_env: choice.api_key_env.clone(),
         ..SessionConfig::default()
     };
     // In memory, quietly: the check opens no state file and the demo needs no notice here.
