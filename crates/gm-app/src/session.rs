@@ -299,8 +299,9 @@ impl Session {
         Ok(client)
     }
 
-    /// Whether every answer comes from a recorded answers file and nothing is sent.
-    fn replays_only(&self) -> bool {
+    /// Whether every answer comes from a recorded answers file and nothing is sent (a strict replay): a run
+    /// it stops is not resumed by running it again, since the answer it lacks is still missing.
+    pub fn replays_only(&self) -> bool {
         self.config.recording.as_ref().is_some_and(|r| r.mode == RecordMode::Replay)
     }
 

@@ -313,6 +313,18 @@ fn a_suite_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
     assert!(err.contains("What is the capital of France."), "{err}");
     assert_eq!(proxy.connections(), sent, "a failed replay connects nowhere");
 
+    // One case changed: the others replay, and the failure points at the recording, not at --resume.
+    write(
+        &p.join("peru.prompt.yml"),
+        &SUITE.replace("{country: Peru, expected: Lima}", "{country: Chile, expected: Santiago}"),
+    );
+    let args = ["eval", "peru.prompt.yml", "--concurrency", "1", "--replay", "answers.jsonl", judge[0], judge[1]];
+    let out = fresh(p, "e", &args);
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("test case 3 failed") && err.contains("--record-missing"), "{err}");
+    assert!(!err.contains("--resume"), "{err}");
+
     // --record-missing sends only what the file lacks: here, the first answer of the file.
     let lines: Vec<&str> = file.lines().collect();
     std::fs::write(p.join("answers.jsonl"), lines[1..].join("\n") + "\n").unwrap();
@@ -353,6 +365,7 @@ fn a_bench_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
     );
     assert_eq!(code(&out), 3, "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("openai/o1"), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("--resume"), "{}", text(&out.stderr));
     assert_eq!(proxy.connections(), sent);
 }
 

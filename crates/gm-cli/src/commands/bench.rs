@@ -53,7 +53,10 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             if let gm_app::Error::BenchStopped { run_id, recorded, total, .. } = &e {
-                eprintln!("{}", resume_hint(*recorded, *total, *run_id));
+                // A strict replay stopped by a missing answer stops there again: its error says what to do.
+                if !session.replays_only() {
+                    eprintln!("{}", resume_hint(*recorded, *total, *run_id));
+                }
             }
             session.finish();
             return Err(e.into());

@@ -57,7 +57,8 @@ pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             if let gm_app::Error::SuiteStopped { file, run_id, recorded, .. } = &e {
-                if *recorded > 0 {
+                // A strict replay stopped by a missing answer stops there again: its error says what to do.
+                if *recorded > 0 && !session.replays_only() {
                     eprintln!(
                         "{recorded} test cases of run {run_id} are recorded; `gm eval --resume {file}` continues from there"
                     );
