@@ -1,5 +1,6 @@
 //! The error type of gm-app: one enum, its variants grouped by the phase in which they arise, with predicates
-//! a front end maps to its own codes (`gm` exits 2 for [`Error::is_usage`], 3 otherwise).
+//! a front end maps to its own codes (`gm` exits 3 for [`Error::is_provider`], 2 for everything else: the
+//! caller's input and the local state alike).
 
 use std::path::PathBuf;
 
@@ -392,13 +393,24 @@ impl Error {
             // A recorded answers file that is missing or malformed is the caller's; one that cannot be
             // written is not.
             Error::RecordedAnswers(e) => !matches!(e, gm_cache::Error::File { action: "write", .. }),
-            // A task folder that cannot be read or parsed counts as the state's failure, as it always has;
-            // only a malformed evaluator in it is the caller's.
-            Error::Task(t) => matches!(t, TaskError::Evaluator { .. }),
+            // A task folder is the caller's input: missing, unreadable or malformed, the caller fixes it.
+            Error::Task(_) => true,
             Error::Eval(e) => eval_is_usage(e),
             Error::Metrics(e) => metrics_is_usage(e),
             Error::Client(e) => e.is_usage(),
             Error::SuiteStopped { source, .. } | Error::BenchStopped { source, .. } => run_is_usage(source),
+            _ => false,
+        }
+    }
+
+    /// Whether the provider or the network failed (a request, the Redis server), or a run stopped before its
+    /// end because of one or of a spent budget: what waiting, another provider or resuming may fix. Neither
+    /// this nor [`Error::is_usage`] holds for a failure of the local state (the state folder or file).
+    pub fn is_provider(&self) -> bool {
+        match self {
+            Error::Client(e) => http_is_provider(e),
+            Error::RedisCache { .. } | Error::RedisWindows { .. } => true,
+            Error::SuiteStopped { source, .. } | Error::BenchStopped { source, .. } => run_is_provider(source),
             _ => false,
         }
     }
@@ -452,6 +464,51 @@ pub fn is_usage_error(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
         return Some(eval_is_usage(e));
     }
     e.downcast_ref::<gm_metrics::Error>().map(metrics_is_usage)
+}
+
+/// Whether an error that gm's crates make, found anywhere in a chain of causes, is a failure of the provider or
+/// the network, or a run that stopped part-way (see [`Error::is_provider`]); `None` for an error none of them
+/// makes. A front end tells the provider's failures (worth retrying later) from local ones (the caller's input,
+/// a file, the state) with this alone.
+pub fn is_provider_error(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    if let Some(e) = e.downcast_ref::<Error>() {
+        return Some(e.is_provider());
+    }
+    if let Some(r) = e.downcast_ref::<RunError>() {
+        return Some(run_is_provider(r));
+    }
+    if let Some(h) = e.downcast_ref::<gm_http::Error>() {
+        return Some(http_is_provider(h));
+    }
+    let local = e.is::<EvaluatorError>()
+        || e.is::<PromptError>()
+        || e.is::<gm_core::ModelIdError>()
+        || e.is::<gm_eval::Error>()
+        || e.is::<gm_metrics::Error>()
+        || e.is::<TaskError>()
+        || e.is::<StoreError>()
+        || e.is::<gm_cache::Error>()
+        || e.is::<LimitError>();
+    local.then_some(false)
+}
+
+/// A request that failed for the provider or the network; a usage error, and the local store of the rate-limit
+/// windows failing, are not.
+fn http_is_provider(h: &gm_http::Error) -> bool {
+    match h {
+        gm_http::Error::Shared(e) => http_is_provider(e),
+        gm_http::Error::Limit(LimitError::Store(_)) => false,
+        h => !h.is_usage(),
+    }
+}
+
+/// A run stopped by a spent budget, or by a request that failed for the provider or the network.
+fn run_is_provider(r: &RunError) -> bool {
+    match (r.root(), r.client_error()) {
+        (RunError::Budget { .. }, _) => true,
+        (_, Some(h)) => http_is_provider(h),
+        _ => false,
+    }
 }
 
 /// Bad input to a scorer (an unknown metric, a malformed line) is the caller's to fix; a failed read or write
@@ -520,6 +577,29 @@ mod tests {
         assert_eq!(is_usage_error(&gm_metrics::Error::Io(std::io::Error::other("disk full"))), Some(false));
         assert_eq!(is_usage_error(&Error::NoSuchRun { id: 1 }), Some(true));
         assert_eq!(is_usage_error(&std::io::Error::other("stdout closed")), None);
+    }
+
+    #[test]
+    fn only_the_provider_the_network_and_stopped_runs_are_provider_failures() {
+        let timeout = gm_http::Error::Timeout { url: "http://x/v1".into(), message: "no answer in 60s".into() };
+        assert!(Error::Client(timeout).is_provider());
+        let missing =
+            gm_http::Error::MissingCredentials { provider: ProviderKind::OpenAi, hint: "set OPENAI_API_KEY".into() };
+        assert!(!Error::Client(missing).is_provider());
+        let store = gm_http::Error::Limit(LimitError::Store("database is locked".into()));
+        assert!(!Error::Client(store).is_provider(), "the local window store is not the provider");
+        let budget = RunError::Budget { what: "requests", limit: 5, index_done: 5 };
+        let stopped = Error::BenchStopped { run_id: 1, recorded: 5, total: 9, source: Box::new(budget) };
+        assert!(stopped.is_provider());
+        // Local files and state: never the provider's.
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        assert!(!Error::StateFolder { path: "/x".into(), source: io }.is_provider());
+        let unreadable = TaskError::Read { path: "tasks/x".into(), source: std::io::ErrorKind::NotFound.into() };
+        assert!(Error::Task(unreadable).is_usage());
+        let metrics_io = gm_metrics::Error::Io(std::io::Error::other("disk full"));
+        assert_eq!(is_provider_error(&metrics_io), Some(false));
+        assert_eq!(is_provider_error(&gm_http::Error::Timeout { url: "u".into(), message: "m".into() }), Some(true));
+        assert_eq!(is_provider_error(&std::io::Error::other("stdout closed")), None);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub use config::{
     CacheSettings, LimitsSettings, ModelPrice, PriceModels, Prices, Recording, SessionConfig, DEFAULT_CACHE_TTL,
     DEFAULT_MAX_WAIT, STATE_FILE_NAME,
 };
-pub use error::{is_usage_error, Error, Phase};
+pub use error::{is_provider_error, is_usage_error, Error, Phase};
 pub use eval::{SuiteResult, SuiteRun};
 pub use limits::{Blocked, KeyStatus, LimitsStatus, RecentRequests, WindowUse};
 pub use models::{AuthStatus, Catalog, CredentialStatus};

@@ -11,16 +11,15 @@ mod exit;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     init_logging(args.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
-            return ExitCode::from(exit::PROVIDER);
+            return ExitCode::from(exit::USAGE);
         }
     };
     match runtime.block_on(commands::dispatch(args)) {

@@ -49,7 +49,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         Ok(Outcome::Interrupted(i)) => {
             eprintln!("interrupted: {}", resume_hint(i.recorded, i.total, i.run_id));
             session.finish();
-            return Ok(ExitCode::from(130));
+            return Ok(ExitCode::from(crate::exit::INTERRUPTED));
         }
         Err(e) => {
             if let gm_app::Error::BenchStopped { run_id, recorded, total, .. } = &e {

@@ -53,7 +53,7 @@ pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
                 i.recorded, i.run_id, i.file
             );
             session.finish();
-            return Ok(ExitCode::from(130));
+            return Ok(ExitCode::from(crate::exit::INTERRUPTED));
         }
         Err(e) => {
             if let gm_app::Error::SuiteStopped { file, run_id, recorded, .. } = &e {
