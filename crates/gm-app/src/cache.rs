@@ -110,9 +110,17 @@ impl Session {
     }
 
     /// The cache's figures: the state file's totals, and with Redis what the server holds.
+    ///
+    /// Only reads: a state file that does not exist yet reads as an empty cache, and nothing is created.
     pub fn cache_stats(&self) -> Result<CacheReport, Error> {
-        let sqlite = self.open_sqlite_cache()?.ok_or(Error::NoStateFile { what: "the cache statistics" })?;
-        let s = sqlite.lifetime_stats()?;
+        let path = self.config().state_file().ok_or(Error::NoStateFile { what: "the cache statistics" })?;
+        let s = match self.existing_state_file()? {
+            Some(_) => match self.open_sqlite_cache()? {
+                Some(sqlite) => sqlite.lifetime_stats()?,
+                None => CacheStats::default(),
+            },
+            None => CacheStats::default(),
+        };
         let redis = match self.open_redis_cache()? {
             Some(r) => {
                 let r = r.stats()?;
@@ -122,7 +130,7 @@ impl Session {
         };
         let memory = CacheConfig::default();
         Ok(CacheReport {
-            path: sqlite.path().to_path_buf(),
+            path,
             persistent: s,
             hit_rate: s.hit_rate(),
             redis,

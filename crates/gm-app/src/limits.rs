@@ -81,13 +81,17 @@ impl Session {
     /// Every key counted in the state file at `now`, against the limits configured for it.
     ///
     /// With Redis configured the windows are counted there; this still shows the state file's counts (and a
-    /// notice says so).
+    /// notice says so). Only reads: a state file that does not exist yet has no keys, and nothing is created.
     pub fn limits_status(&self, now: SystemTime) -> Result<LimitsStatus, Error> {
         if self.config().redis_url.is_some() {
             self.notice(Notice::WindowsInRedis);
         }
-        let store = self.open_windows("the rate-limit status")?;
         let config = self.limits_config()?;
+        let state_file = self.config().state_file().ok_or(Error::NoStateFile { what: "the rate-limit status" })?;
+        if self.existing_state_file()?.is_none() {
+            return Ok(LimitsStatus { state_file, keys: Vec::new() });
+        }
+        let store = self.open_windows("the rate-limit status")?;
         let mut keys = Vec::new();
         for key in store.keys()? {
             // Without configured limits, a GitHub model's limits come from its catalog tier, which only a
@@ -137,7 +141,7 @@ impl Session {
                 blocked,
             });
         }
-        Ok(LimitsStatus { state_file: self.required_state_file("the rate-limit status")?, keys })
+        Ok(LimitsStatus { state_file, keys })
     }
 
     /// Forgets the counts and server blocks of the keys that `which` names (a key as [`KeyStatus::key`] shows

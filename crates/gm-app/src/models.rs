@@ -58,9 +58,9 @@ fn provider_name<S: serde::Serializer>(p: &ProviderKind, s: S) -> Result<S::Ok, 
 }
 
 impl Session {
-    /// The provider's catalog (the client keeps it for later calls).
+    /// The provider's catalog (the client keeps it for later calls). Opens no state file.
     pub async fn models(&self) -> Result<Catalog, Error> {
-        let client = self.client()?;
+        let client = self.catalog_client()?;
         Ok(Catalog { provider: client.provider(), models: client.models().await? })
     }
 

@@ -103,12 +103,12 @@ fn finished_of(e: &EvaluationSummary) -> Finished {
 impl Session {
     /// Every run, newest first, finished or not.
     pub fn list_runs(&self) -> Result<Vec<RunRow>, Error> {
-        Ok(self.run_store()?.list()?)
+        Ok(self.read_store()?.list()?)
     }
 
     /// One run: a suite's summary or a bench's report; for a run that did not finish, what it recorded so far.
     pub fn show_run(&self, id: i64) -> Result<StoredRun, Error> {
-        let store = self.run_store()?;
+        let store = self.read_store()?;
         let row = store.get(id)?.ok_or(Error::NoSuchRun { id })?;
         if row.kind == RunKind::Bench.as_str() {
             if row.finished_at.is_none() {
@@ -129,7 +129,7 @@ impl Session {
     /// Compares a baseline run with a candidate of the same kind: suites case by case, benches cell by cell.
     /// A change is a regression or an improvement only when it is significant (paired bootstrap, 95%).
     pub fn compare_runs(&self, baseline: i64, candidate: i64) -> Result<RunComparison, Error> {
-        let store = self.run_store()?;
+        let store = self.read_store()?;
         let kind = |id: i64| -> Result<String, Error> { Ok(store.get(id)?.ok_or(Error::NoSuchRun { id })?.kind) };
         let (kind_a, kind_b) = (kind(baseline)?, kind(candidate)?);
         if kind_a == RunKind::Bench.as_str() && kind_b == kind_a {
@@ -145,7 +145,7 @@ impl Session {
 
     /// Each cell of bench run `candidate` compared with the same cell of bench run `baseline` (both finished).
     pub fn compare_benches(&self, baseline: i64, candidate: i64) -> Result<Vec<CellComparison>, Error> {
-        let store = self.run_store()?;
+        let store = self.read_store()?;
         bench_comparisons(&load_bench(&store, baseline)?, &load_bench(&store, candidate)?)
     }
 }

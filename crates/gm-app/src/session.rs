@@ -149,6 +149,15 @@ impl Session {
         Ok(Some(path))
     }
 
+    /// The state file when it exists, for a use case that only reads: nothing is created when it does not (a
+    /// missing file reads as an empty one). `None` for a session kept in memory, or when there is no file yet.
+    pub(crate) fn existing_state_file(&self) -> Result<Option<PathBuf>, Error> {
+        match self.config.state_file() {
+            Some(path) if path.exists() => self.state_file(),
+            _ => Ok(None),
+        }
+    }
+
     /// The state file, for a use case that cannot work without one.
     pub(crate) fn required_state_file(&self, what: &'static str) -> Result<PathBuf, Error> {
         self.state_file()?.ok_or(Error::NoStateFile { what })
@@ -243,22 +252,10 @@ impl Session {
             return Ok(client.clone());
         }
         let c = &self.config;
-        let mut b = Client::builder().provider(c.provider).clock(self.clock.clone());
-        if let Some(url) = &c.base_url {
-            b = b.base_url(url.clone());
-        }
-        if let Some(org) = &c.org {
-            b = b.org(org.clone());
-        }
-        if let Some(credential) = &c.credential {
-            b = b.credential(credential.clone());
-        }
-        b = b.aliases(c.aliases.clone());
+        let mut b = self.client_builder();
         if let Some(limiter) = self.limiter()? {
             b = b.limiter(limiter, c.max_wait);
         }
-        // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
-        b = b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() });
         if let Some(rec) = &c.recording {
             let path = rec.path.clone();
             let answers = match rec.mode {
@@ -284,18 +281,11 @@ impl Session {
             b = b.cache(cache.clone(), CachePolicy { ttl: Some(c.cache.ttl), refresh: c.cache.refresh });
             *lock(&self.cache) = Some(CacheParts { cache, sqlite });
         }
-        let client = b.build().map_err(|e| match e {
-            gm_http::Error::MissingCredentials { provider, .. } => {
-                gm_http::Error::MissingCredentials { provider, hint: c.credential_hint() }
-            }
-            e => e,
-        })?;
+        let client = self.build(b)?;
         *slot = Some(client.clone());
         // The listener may call back into the session: no lock is held while it runs.
         drop(slot);
-        if c.provider == ProviderKind::Demo {
-            self.notice(Notice::DemoProvider { reason: c.provider_reason.clone() });
-        }
+        self.demo_notice();
         Ok(client)
     }
 
@@ -331,6 +321,52 @@ impl Session {
         }
     }
 
+    /// A client for reading the catalog, which neither the limiter nor the cache takes part in: the session's
+    /// client when it is built, else one without them, so reading the catalog opens no state. It is not kept.
+    pub(crate) fn catalog_client(&self) -> Result<Client, Error> {
+        if let Some(client) = &*lock(&self.client) {
+            return Ok(client.clone());
+        }
+        let client = self.build(self.client_builder())?;
+        self.demo_notice();
+        Ok(client)
+    }
+
+    /// Builds a client; missing credentials are named as this session's configuration looks for them.
+    fn build(&self, b: gm_http::ClientBuilder) -> Result<Client, Error> {
+        let client = b.build().map_err(|e| match e {
+            gm_http::Error::MissingCredentials { provider, .. } => {
+                gm_http::Error::MissingCredentials { provider, hint: self.config.credential_hint() }
+            }
+            e => e,
+        })?;
+        Ok(client)
+    }
+
+    /// A builder for the configured provider, base URL, organization, credential, aliases and waits.
+    fn client_builder(&self) -> gm_http::ClientBuilder {
+        let c = &self.config;
+        let mut b = Client::builder().provider(c.provider).clock(self.clock.clone());
+        if let Some(url) = &c.base_url {
+            b = b.base_url(url.clone());
+        }
+        if let Some(org) = &c.org {
+            b = b.org(org.clone());
+        }
+        if let Some(credential) = &c.credential {
+            b = b.credential(credential.clone());
+        }
+        b = b.aliases(self.config.aliases.clone());
+        // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
+        b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() })
+    }
+
+    fn demo_notice(&self) {
+        if self.config.provider == ProviderKind::Demo {
+            self.notice(Notice::DemoProvider { reason: self.config.provider_reason.clone() });
+        }
+    }
+
     /// The run store in the state file (in memory for a session without one), opened on first use.
     pub fn run_store(&self) -> Result<Arc<RunStore>, Error> {
         let mut slot = lock(&self.store);
@@ -341,6 +377,15 @@ impl Session {
         let store = Arc::new(RunStore::open(&path)?);
         *slot = Some(store.clone());
         Ok(store)
+    }
+
+    /// The run store for a use case that only reads it: the state file's when it exists, else an empty one in
+    /// memory (a session with a data folder creates nothing by reading).
+    pub(crate) fn read_store(&self) -> Result<Arc<RunStore>, Error> {
+        if self.config.data_dir.is_none() || self.existing_state_file()?.is_some() {
+            return self.run_store();
+        }
+        Ok(Arc::new(RunStore::open(Path::new(":memory:"))?))
     }
 
     /// Adds the cache statistics gathered since the last call to the totals in the state file, and drops the
