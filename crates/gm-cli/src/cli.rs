@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use gm_core::ProviderKind;
 
 #[derive(Debug, Parser)]
@@ -26,7 +27,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The options every command that reaches a provider or the state shares, shown under their own heading. A
+/// command shows (and accepts after its name) only those it uses: see [`APPLIES`].
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The project file, instead of the gm.toml found from the current folder upward (see docs/config.md)
     #[arg(long, global = true, value_name = "FILE")]
@@ -78,6 +82,83 @@ pub struct Global {
     /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d) [default: 7d]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub cache_ttl: Option<std::time::Duration>,
+}
+
+/// The global options each command uses, by the id clap derives from the field of [`Global`]. Any other global
+/// option is left out of the command's help, and refused after its name (`gm score --redis URL`).
+pub const APPLIES: &[(&str, &[&str])] = &[
+    ("models", &PROVIDER),
+    ("auth", &PROVIDER),
+    ("run", &ALL),
+    ("eval", &ALL),
+    ("bench", &ALL),
+    ("emulate", &[]),
+    ("score", &[]),
+    ("cache", &["data_dir", "redis"]),
+    ("runs", &["data_dir"]),
+    ("limits", &["data_dir", "limits", "limits_config", "plan", "redis"]),
+];
+
+const PROVIDER: [&str; 3] = ["provider", "base_url", "org"];
+const ALL: [&str; 12] = [
+    "provider",
+    "base_url",
+    "org",
+    "data_dir",
+    "no_cache",
+    "refresh",
+    "limits",
+    "limits_config",
+    "plan",
+    "redis",
+    "max_wait",
+    "cache_ttl",
+];
+
+/// The command line: [`Cli`] with each command's global options narrowed to those it uses (see [`APPLIES`]).
+///
+/// clap copies a global option into every subcommand unless the subcommand has an argument of the same id, so
+/// each command gets a hidden, non-global stand-in for every global option it does not use.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> =
+        cmd.get_arguments().filter(|a| a.is_global_set() && a.get_id() != "verbose").cloned().collect();
+    for (name, used) in APPLIES {
+        cmd = cmd.mut_subcommand(*name, |mut sub| {
+            for arg in globals.iter().filter(|a| !used.contains(&a.get_id().as_str())) {
+                sub = sub.arg(arg.clone().global(false).hide(true).env(None::<&str>).default_value(None::<&str>));
+            }
+            sub
+        });
+    }
+    cmd
+}
+
+/// Parses the command line, refusing a global option given after the name of a command that does not use it.
+pub fn parse() -> Cli {
+    let mut cmd = command();
+    let matches = cmd.clone().get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(arg) = unused_global(name, sub) {
+            let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_else(|| arg.get_id().to_string());
+            cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag} does not apply to `gm {name}`; `gm {name} --help` lists what does"),
+            )
+            .exit();
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// The first global option that `name` does not use but was given after it.
+fn unused_global(name: &str, matches: &ArgMatches) -> Option<clap::Arg> {
+    let used = APPLIES.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, u)| *u);
+    Cli::command()
+        .get_arguments()
+        .filter(|a| a.is_global_set() && a.get_id() != "verbose" && !used.contains(&a.get_id().as_str()))
+        .find(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .cloned()
 }
 
 fn parse_limits(s: &str) -> Result<gm_limits::LimitSpec, String> {
