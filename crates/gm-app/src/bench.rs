@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::error::Error;
 use crate::eval::{begin_or_resume, check_evaluators, recorded, Position, Recorder};
 use crate::notice::Notice;
-use crate::progress::{Cancel, Interrupted, Observer, Outcome, RunKind, RunStarted};
+use crate::progress::{Cancel, CellStarted, Interrupted, Observer, Outcome, RunKind, RunStarted};
 use crate::runs::{bench_comparisons, load_bench, CellComparison, StoredBench};
 use crate::session::Session;
 
@@ -154,6 +154,19 @@ impl Session {
         let code = sandbox.as_ref().map(|s| CodeScoring { sandbox: s, tasks: code_tasks.clone() });
         let total: usize = run.models.len() * tasks.iter().map(|(_, f)| f.test_data.len()).sum::<usize>();
         let (resume, run_id, finished) = begin_or_resume(&store, &who, run.resume)?;
+        let cells: Vec<(String, String)> =
+            run.models.iter().flat_map(|m| tasks.iter().map(move |(t, _)| (m.clone(), t.clone()))).collect();
+        let stride = gm_eval::bench::CELL_STRIDE;
+        let cells_started = cells
+            .iter()
+            .enumerate()
+            .map(|(c, (model, task))| CellStarted {
+                model: model.clone(),
+                task: task.clone(),
+                total: tasks[c % tasks.len()].1.test_data.len(),
+                done: finished.range(c * stride..(c + 1) * stride).count(),
+            })
+            .collect();
         observer.run_started(&RunStarted {
             run_id,
             kind: RunKind::Bench,
@@ -163,9 +176,8 @@ impl Session {
             total,
             done: finished.len(),
             resume,
+            cells: cells_started,
         });
-        let cells: Vec<(String, String)> =
-            run.models.iter().flat_map(|m| tasks.iter().map(move |(t, _)| (m.clone(), t.clone()))).collect();
         let sink = Recorder { store: store.sink(run_id), observer, run_id, at: Position::Cells(&cells) };
         let matrix = gm_eval::bench::run_matrix_with(
             &client,

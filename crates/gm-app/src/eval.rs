@@ -303,6 +303,7 @@ impl Session {
                 total,
                 done: finished.len(),
                 resume,
+                cells: Vec::new(),
             });
             let sink = Recorder { store: store.sink(run_id), observer, run_id, at: Position::Suite(suite) };
             let outcome = tokio::select! {

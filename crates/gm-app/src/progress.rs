@@ -63,6 +63,22 @@ pub struct RunStarted {
     pub done: usize,
     /// Whether it continues an earlier run.
     pub resume: Resume,
+    /// For a bench, each cell's share of `total` and `done` (models outer, tasks inner, as
+    /// [`CaseFinished::suite`] numbers them); empty for a suite.
+    pub cells: Vec<CellStarted>,
+}
+
+/// A bench cell as its run starts: its model and task, its test cases, and those already recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CellStarted {
+    /// The model.
+    pub model: String,
+    /// The task.
+    pub task: String,
+    /// Test cases in the cell.
+    pub total: usize,
+    /// Test cases an earlier, interrupted run already recorded.
+    pub done: usize,
 }
 
 /// The model and task of a bench cell.

@@ -144,6 +144,10 @@ async fn a_two_by_two_bench_runs_to_the_store_and_is_shown_and_compared() {
         (started[0].kind, started[0].total, started[0].name.as_str()),
         (RunKind::Bench, 32, "2 models x 2 tasks")
     );
+    let started_cells: Vec<(&str, &str, usize, usize)> =
+        started[0].cells.iter().map(|c| (c.model.as_str(), c.task.as_str(), c.total, c.done)).collect();
+    let expected_cells: Vec<(&str, &str, usize, usize)> = cells.iter().map(|(m, t)| (*m, *t, 8, 0)).collect();
+    assert_eq!(started_cells, expected_cells, "each cell's share of the bench, in the order cases name cells");
     let mut cases = heard.cases.lock().unwrap().clone();
     cases.sort();
     let mut expected = Vec::new();
@@ -354,7 +358,31 @@ async fn an_unfinished_bench_shows_the_cells_it_recorded_and_resumes() {
     assert!(matches!(err, Error::UnfinishedBench { .. }), "{err}");
 
     let again = BenchRun { resume: true, max_requests: None, ..run };
-    let finished = session.run_bench(&again, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    let heard = Heard::default();
+    let finished = session.run_bench(&again, &heard, &Cancel::new()).await.unwrap().finished().unwrap();
+    let started = heard.started.lock().unwrap()[0].clone();
+    assert_eq!((started.total, started.done), (20, recorded));
+    assert_eq!(started.cells.iter().map(|c| c.done).sum::<usize>(), recorded, "the recorded cases, cell by cell");
+    assert!(started.cells.iter().all(|c| c.total == 5 && c.done <= 5));
     assert_eq!(finished.report.run_id, Some(run_id));
     assert!(matches!(session.show_run(run_id).unwrap(), StoredRun::Bench(_)));
+}
+
+#[tokio::test]
+async fn reading_use_cases_leave_a_missing_data_folder_missing() {
+    let dir = TempDir::new("app-read-only");
+    let missing = dir.path().join("not/yet/there");
+    let session = Session::new(config(&missing));
+    assert!(session.list_runs().unwrap().is_empty());
+    assert!(matches!(session.show_run(1), Err(Error::NoSuchRun { id: 1 })));
+    assert!(matches!(session.compare_runs(1, 2), Err(Error::NoSuchRun { id: 1 })));
+    let stats = session.cache_stats().unwrap();
+    assert_eq!((stats.persistent.entries, stats.persistent.hits), (0, 0));
+    assert_eq!(stats.path, missing.join(gm_app::STATE_FILE_NAME));
+    let limits = session.limits_status(SystemTime::now()).unwrap();
+    assert!(limits.keys.is_empty() && limits.state_file == missing.join(gm_app::STATE_FILE_NAME));
+    session.models().await.unwrap();
+    session.auth_status();
+    session.finish();
+    assert!(!dir.path().join("not").exists(), "a reading use case created the data folder");
 }
