@@ -98,5 +98,5 @@ pub fn recording(args: &RecordArgs) -> Option<gm_app::Recording> {
 
 /// A session for `config` whose notices are printed on standard error as they arise.
 pub fn open(config: SessionConfig) -> Session {
-    Session::new(config).on_notice(|n| eprintln!("{}: {n}", if n.is_warning() { "warning" } else { "note" }))
+    Session::new(config).on_notice(|n| if n.is_warning() { crate::style::warning(n) } else { crate::style::note(n) })
 }

@@ -8,6 +8,8 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
+mod progress;
+mod style;
 
 use std::process::ExitCode;
 
@@ -18,7 +20,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
+            style::error(format!("could not start the async runtime: {e}"));
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
+            style::error(error_text(&e));
             ExitCode::from(exit::code_for(&e))
         }
     }

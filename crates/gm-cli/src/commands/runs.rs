@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use gm_app::{RunComparison, StoredRun};
+use gm_eval::report::HumanOptions;
 
 use crate::cli::Global;
 use crate::commands::bench::print_bench_table;
@@ -69,12 +70,13 @@ pub fn show(global: &Global, id: i64, json: bool, html: Option<&Path>, baseline:
             if let Some(path) = html {
                 write_atomically(path, |w| gm_eval::report::html(std::slice::from_ref(&summary), w))?;
             }
-            let mut out = std::io::stdout().lock();
             if json {
+                let mut out = std::io::stdout().lock();
                 gm_eval::report::json(std::slice::from_ref(&summary), &mut out)?;
                 writeln!(out)?;
             } else {
-                gm_eval::report::human(&summary, &mut out)?;
+                let options = HumanOptions { color: true, stored: true };
+                gm_eval::report::human_with(&summary, options, &mut anstream::stdout().lock())?;
             }
         }
     }

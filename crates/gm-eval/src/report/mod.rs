@@ -68,7 +68,7 @@ mod tests;
 pub use bench_html::bench_html;
 pub use file::{write_atomically, AtomicFile};
 pub use html::html;
-pub use human::human;
+pub use human::{human, human_with, HumanOptions};
 pub use json::json;
 pub use jsonl::jsonl_line;
 pub use junit::junit;

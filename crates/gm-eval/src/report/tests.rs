@@ -228,6 +228,33 @@ fn human_keeps_every_table_row_on_one_line() {
 }
 
 #[test]
+fn human_marks_the_cases_answered_from_the_cache() {
+    let text = render(|o| human(&suite("cached", vec![passing(), failing()], vec![case(0.0, true), case(9.0, false)]), o));
+    let results: Vec<&str> = text.lines().filter(|l| l.starts_with("Result")).collect();
+    assert_eq!(results, ["Result  ✓ PASSED (cached)", "Result          ✗ FAILED"]);
+}
+
+#[test]
+fn human_of_a_stored_run_does_not_say_running() {
+    let options = HumanOptions { stored: true, ..HumanOptions::default() };
+    let text = render(|o| human_with(&mixed(), options, o));
+    assert!(text.contains("\nTest case 1/3\n") && !text.contains("Running test case"), "{text}");
+}
+
+#[test]
+fn human_colours_only_the_marks_and_keeps_the_columns() {
+    let plain = render(|o| human(&mixed(), o));
+    let options = HumanOptions { color: true, ..HumanOptions::default() };
+    let coloured = render(|o| human_with(&mixed(), options, o));
+    assert!(coloured.contains("\u{1b}[1m\u{1b}[32m✓ PASSED\u{1b}[0m"), "{coloured}");
+    assert!(coloured.contains("\u{1b}[1m\u{1b}[31m✗ FAILED\u{1b}[0m"), "{coloured}");
+    assert!(!plain.contains('\u{1b}'));
+    // Without its escapes the coloured report is the plain one: no column moved.
+    let stripped = regex::Regex::new("\u{1b}\\[[0-9;]*m").unwrap().replace_all(&coloured, "");
+    assert_eq!(stripped, plain);
+}
+
+#[test]
 fn human_empty_suite_passes_like_gh_models() {
     let text = render(|o| human(&empty(), o));
     assert!(
