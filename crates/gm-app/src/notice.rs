@@ -46,11 +46,12 @@ impl Notice {
     }
 }
 
+/// A notice may take more than one line; a front end that prefixes the first (`note: `) indents the others.
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Notice::DemoProvider { reason } => {
-                write!(f, "demo provider ({reason}); answers are computed offline by gm, not by a model")
+                write!(f, "the demo provider answers: offline, computed by gm, not by a model\n{reason}")
             }
             Notice::StateFileMovedAside { path, moved_to } => write!(
                 f,

@@ -175,8 +175,7 @@ pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn()
         }
         None => (
             ProviderKind::Demo,
-            "no provider was given and no credentials were found in the environment, so the offline demo provider \
-             answers (a `gh` login is used with --provider github)"
+            "no provider was given and no credentials were found; set OPENAI_API_KEY or pass --provider to use a model"
                 .into(),
         ),
     };

@@ -4,12 +4,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use gm_app::{BenchRun, Observer, Outcome, Resume, RunStarted};
+use std::sync::{Mutex, PoisonError};
+
+use gm_app::{BenchRun, BoxError, CaseFinished, Observer, Outcome, Resume, RunStarted};
 
 use crate::cli::{BenchArgs, Global};
 use crate::commands::runs::cells;
 use crate::commands::{ctrl_c_cancels, print_json, write_atomically};
 use crate::context;
+use crate::progress::BenchBars;
 
 /// Runs `gm bench` (and `gm bench --list-tasks`).
 pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
@@ -44,7 +47,10 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
             "{recorded} of {total} test cases of bench run {run_id} are recorded; the same command with --resume finishes it"
         )
     };
-    let result = match session.run_bench(&run, &Progress, &ctrl_c_cancels()).await {
+    let progress = Progress::default();
+    let outcome = session.run_bench(&run, &progress, &ctrl_c_cancels()).await;
+    progress.clear();
+    let result = match outcome {
         Ok(Outcome::Finished(result)) => result,
         Ok(Outcome::Interrupted(i)) => {
             eprintln!("interrupted: {}", resume_hint(i.recorded, i.total, i.run_id));
@@ -74,8 +80,19 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `gm bench` says as it starts: whether it resumes.
-struct Progress;
+/// What `gm bench` shows as it runs: whether it resumes, then a bar for the whole bench and one per cell.
+#[derive(Default)]
+struct Progress {
+    bars: Mutex<Option<BenchBars>>,
+}
+
+impl Progress {
+    fn clear(&self) {
+        if let Some(bars) = self.bars.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            bars.clear();
+        }
+    }
+}
 
 impl Observer for Progress {
     fn run_started(&self, run: &RunStarted) {
@@ -88,6 +105,14 @@ impl Observer for Progress {
             }
             Resume::New => {}
         }
+        *self.bars.lock().unwrap_or_else(PoisonError::into_inner) = BenchBars::new(run);
+    }
+
+    fn case_finished(&self, case: &CaseFinished<'_>) -> Result<(), BoxError> {
+        if let Some(bars) = &*self.bars.lock().unwrap_or_else(PoisonError::into_inner) {
+            bars.inc(case.suite);
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `gm eval`: `.prompt.yml` suites to the run store, with a progress bar, gh-models' output and CI reports.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -114,11 +114,15 @@ impl Progress<'_> {
 
 impl Observer for Progress<'_> {
     fn run_started(&self, run: &RunStarted) {
-        if run.resume == Resume::Resumed {
-            eprintln!(
+        match run.resume {
+            Resume::Resumed => eprintln!(
                 "resuming run {} of {}: {} of {} test cases already done",
                 run.run_id, run.file, run.done, run.total
-            );
+            ),
+            Resume::NothingToResume => {
+                eprintln!("{}: no unfinished run to resume; starting a new one", run.file)
+            }
+            Resume::New => {}
         }
         *self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             progress_bar(run.total, run.done, &run.name);
@@ -140,7 +144,8 @@ impl Observer for Progress<'_> {
     fn suite_finished(&self, suite: &SuiteFinished<'_>) {
         self.clear_bar();
         if self.human {
-            if let Err(e) = gm_eval::report::human(suite.summary, &mut std::io::stdout().lock()) {
+            let options = gm_eval::report::HumanOptions { color: true, stored: false };
+            if let Err(e) = gm_eval::report::human_with(suite.summary, options, &mut anstream::stdout().lock()) {
                 self.print_failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
             }
         }
@@ -149,16 +154,10 @@ impl Observer for Progress<'_> {
 
 /// A progress bar on standard error when it is a terminal.
 fn progress_bar(total: usize, done: usize, name: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || total == 0 {
+    if !crate::progress::drawn() || total == 0 {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    let bar = crate::progress::bar(total, done, "{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})");
     bar.set_message(name.to_string());
-    bar.set_position(done as u64);
     Some(bar)
 }

@@ -8,10 +8,14 @@ use anyhow::Result;
 use crate::cli::Global;
 use crate::commands::print_json;
 use crate::context;
+use crate::progress::AfterASecond;
 
 /// Runs `gm models list`: the chat models as a table, or every model as JSON.
 pub async fn list(global: &Global, json: bool) -> Result<ExitCode> {
-    let catalog = context::open(context::config(global, false)?).models().await?;
+    let session = context::open(context::config(global, false)?);
+    let waiting = AfterASecond::spinner(format!("reading the {} catalog", session.config().provider));
+    let catalog = session.models().await?;
+    drop(waiting);
     if json {
         print_json(&*catalog.models)?;
         return Ok(ExitCode::SUCCESS);
@@ -29,7 +33,10 @@ pub async fn list(global: &Global, json: bool) -> Result<ExitCode> {
 
 /// Runs `gm models view MODEL`: one catalog entry, as rows or as JSON.
 pub async fn view(global: &Global, model: &str, json: bool) -> Result<ExitCode> {
-    let m = context::open(context::config(global, false)?).model(model).await?;
+    let session = context::open(context::config(global, false)?);
+    let waiting = AfterASecond::spinner(format!("reading the {} catalog", session.config().provider));
+    let m = session.model(model).await?;
+    drop(waiting);
     if json {
         print_json(&m)?;
         return Ok(ExitCode::SUCCESS);

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::{Global, RunArgs};
 use crate::context;
+use crate::progress::AfterASecond;
 use crate::exit::usage;
 
 /// Parses `--var KEY=VALUE` as gh-models does: split on the first `=`, value not trimmed, empty entries
@@ -61,7 +62,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         Some(path) => {
             let f = PromptFile::load(path).map_err(gm_app::Error::from)?;
             for w in &f.warnings {
-                eprintln!("warning: {}: {w}", path.display());
+                crate::style::warning(format!("{}: {w}", path.display()));
             }
             Some(f)
         }
@@ -140,8 +141,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
 
 async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Result<String> {
     let mut out = std::io::stdout();
+    let waiting = AfterASecond::spinner(format!("waiting for {}", req.model));
     if !stream {
         let r = client.chat(req).await.map_err(gm_app::Error::from)?;
+        drop(waiting);
         if r.cached {
             eprintln!("(cached answer)");
         }
@@ -149,7 +152,9 @@ async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Res
         return Ok(r.text().to_string());
     }
     let mut s = client.chat_stream(req).await.map_err(gm_app::Error::from)?;
+    let mut waiting = Some(waiting);
     if s.is_cached() {
+        drop(waiting.take());
         eprintln!("(cached answer)");
     }
     let mut text = String::new();
@@ -157,6 +162,8 @@ async fn send_and_print(client: &Client, req: &ChatRequest, stream: bool) -> Res
         let chunk = chunk.map_err(gm_app::Error::from)?;
         let piece = chunk.text();
         if !piece.is_empty() {
+            // The first words end the wait, and the spinner leaves the line to them.
+            drop(waiting.take());
             out.write_all(piece.as_bytes())?;
             out.flush()?;
             text.push_str(piece);
@@ -227,7 +234,7 @@ async fn interactive(client: &Client, model: &str, mut params: Params, stream: b
             Ok(text) => history.push(ChatMessage::assistant(text)),
             Err(e) => {
                 history.pop();
-                eprintln!("error: {e:#}");
+                crate::style::error(format!("{e:#}"));
             }
         }
     }

@@ -6,7 +6,7 @@
 //! once every line has been scored (for standard output, it is copied there after success).
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,6 +15,9 @@ use clap::Args;
 use gm_eval::report::AtomicFile;
 use gm_eval::score_file::{score_jsonl, ScoreFileOptions, ScoreSummary};
 use gm_eval::{Metric, MetricConfig};
+
+use crate::progress::AfterASecond;
+use crate::style::note;
 
 /// The metrics scored when `--metrics` is not given: those of the golden vectors.
 const DEFAULT_METRICS: &str = "bleu,chrf,squad_em,squad_f1,rouge1,rouge2,rougeL,rougeLsum";
@@ -76,12 +79,21 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
         Some(path) if path.as_os_str() != "-" => path.display().to_string(),
         _ => "standard input".to_owned(),
     };
+    let mut progress = None;
     let input: Box<dyn BufRead> = match &args.input {
         Some(path) if path.as_os_str() != "-" => {
             let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            Box::new(BufReader::with_capacity(1 << 16, file))
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = progress.insert(AfterASecond::bytes(size, format!("scoring {}", path.display())));
+            Box::new(BufReader::with_capacity(1 << 16, bar.bar().wrap_read(file)))
         }
-        _ => Box::new(io::stdin().lock()),
+        _ => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                note("reading JSON Lines from the terminal; end with Ctrl-D, or pass --input FILE");
+            }
+            Box::new(stdin.lock())
+        }
     };
 
     // Score into a temporary file beside the target (or in the temporary directory when the
@@ -113,6 +125,7 @@ pub fn run(args: &ScoreArgs) -> Result<ExitCode> {
         _ => None,
     };
 
+    drop(progress);
     scores_to.deliver(scores_tmp)?;
     if let Some((tmp, to)) = corpus {
         to.deliver(tmp)?;
