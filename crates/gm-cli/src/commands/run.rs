@@ -1,6 +1,7 @@
 //! `gm run`: one prompt, a prompt file's messages, or an interactive session, streamed to standard output.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -134,7 +135,8 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     if !std::io::stdin().is_terminal() {
         return Err(usage("no prompt given; pass one as an argument or on standard input"));
     }
-    let code = interactive(&client, &model, params, !args.no_stream).await;
+    let history = session.config().data_dir.as_ref().map(|d| d.join(HISTORY_FILE));
+    let code = interactive(&client, &model, params, !args.no_stream, history).await;
     session.finish();
     code
 }
@@ -177,28 +179,89 @@ const REPL_HELP: &str = "Commands:\n  /bye, /exit, /quit   leave\n  /parameters 
 /reset, /clear       forget the conversation\n  /set max-tokens N | temperature T | top-p P\n  \
 /system-prompt TEXT  set the system prompt\n  /help                this help";
 
-async fn interactive(client: &Client, model: &str, mut params: Params, stream: bool) -> Result<ExitCode> {
-    eprintln!("Chatting with {model} on {}. /help for commands, /bye to leave.", client.provider());
-    let mut history: Vec<ChatMessage> = Vec::new();
-    let stdin = std::io::stdin();
-    loop {
-        eprint!(">>> ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
+/// The interactive session's history, in the data folder; written only once a prompt was entered.
+pub const HISTORY_FILE: &str = "run_history.txt";
+
+/// Where the interactive session reads its lines: rustyline (line editing, and history kept in the data folder)
+/// when standard input and output are terminals, else plain lines.
+enum Lines {
+    Editor { editor: Box<rustyline::DefaultEditor>, history: Option<PathBuf> },
+    Plain,
+}
+
+impl Lines {
+    fn new(history: Option<PathBuf>) -> Lines {
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return Lines::Plain;
         }
+        let Ok(mut editor) = rustyline::DefaultEditor::new() else { return Lines::Plain };
+        if let Some(path) = history.as_deref().filter(|p| p.exists()) {
+            if let Err(e) = editor.load_history(path) {
+                crate::style::warning(format!("could not read the history {}: {e}", path.display()));
+            }
+        }
+        Lines::Editor { editor: Box::new(editor), history }
+    }
+
+    /// The next line; `None` at the end of input (Ctrl-D). Ctrl-C empties the line being edited.
+    fn next(&mut self) -> Result<Option<String>> {
+        match self {
+            Lines::Editor { editor, .. } => {
+                match tokio::task::block_in_place(|| editor.readline(">>> ")) {
+                    Ok(line) => Ok(Some(line)),
+                    Err(rustyline::error::ReadlineError::Interrupted) => Ok(Some(String::new())),
+                    Err(rustyline::error::ReadlineError::Eof) => Ok(None),
+                    Err(e) => Err(e).context("reading the terminal"),
+                }
+            }
+            Lines::Plain => {
+                eprint!(">>> ");
+                std::io::stderr().flush()?;
+                let mut line = String::new();
+                Ok((std::io::stdin().lock().read_line(&mut line)? > 0).then_some(line))
+            }
+        }
+    }
+
+    /// Keeps `line` in the history, and in the history file.
+    fn remember(&mut self, line: &str) {
+        let Lines::Editor { editor, history } = self else { return };
+        if editor.add_history_entry(line).unwrap_or(false) {
+            if let Some(path) = history.as_deref() {
+                let saved = path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(Into::into);
+                if let Err(e) = saved.and_then(|()| editor.append_history(path)) {
+                    crate::style::warning(format!("could not write the history {}: {e}", path.display()));
+                    *history = None;
+                }
+            }
+        }
+    }
+}
+
+async fn interactive(
+    client: &Client,
+    model: &str,
+    mut params: Params,
+    stream: bool,
+    history: Option<PathBuf>,
+) -> Result<ExitCode> {
+    eprintln!("Chatting with {model} on {}. /help for commands, /bye to leave.", client.provider());
+    let mut conversation: Vec<ChatMessage> = Vec::new();
+    let mut lines = Lines::new(history);
+    loop {
+        let Some(line) = lines.next()? else { break };
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
+        lines.remember(line);
         if let Some(cmd) = line.strip_prefix('/') {
             let (name, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
             match name {
                 "bye" | "exit" | "quit" => break,
                 "help" => eprintln!("{REPL_HELP}"),
                 "reset" | "clear" => {
-                    history.clear();
+                    conversation.clear();
                     eprintln!("Conversation cleared.");
                 }
                 "parameters" => {
@@ -228,12 +291,12 @@ async fn interactive(client: &Client, model: &str, mut params: Params, stream: b
             }
             continue;
         }
-        history.push(ChatMessage::user(line));
-        let req = build_request(model, &[], &history, &params);
+        conversation.push(ChatMessage::user(line));
+        let req = build_request(model, &[], &conversation, &params);
         match send_and_print(client, &req, stream).await {
-            Ok(text) => history.push(ChatMessage::assistant(text)),
+            Ok(text) => conversation.push(ChatMessage::assistant(text)),
             Err(e) => {
-                history.pop();
+                conversation.pop();
                 crate::style::error(format!("{e:#}"));
             }
         }

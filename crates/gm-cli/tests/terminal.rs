@@ -1,0 +1,126 @@
+//! `gm` on a terminal, under a pseudo-terminal: progress, line editing and history, colour.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use expectrl::{Eof, Expect, Session};
+use gm_emulator::EmulatorConfig;
+use gm_testkit::emulator::Background;
+use gm_testkit::TempDir;
+
+/// `gm` with `args`, its state in `data`, no credentials from the environment, and `env` set.
+fn command(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(data).args(args);
+    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
+        cmd.env_remove(var);
+    }
+    for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "GM_LIMITS"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PATH", "/nonexistent").env("TERM", "xterm-256color");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs `cmd` on a pseudo-terminal to its end: everything it drew, and its exit code.
+fn on_terminal(cmd: Command) -> (String, i32) {
+    let mut session = Session::spawn(cmd).expect("a pseudo-terminal");
+    session.set_expect_timeout(Some(Duration::from_secs(60)));
+    let drawn = session.expect(Eof).expect("gm ends");
+    let text = String::from_utf8_lossy(drawn.as_bytes()).into_owned();
+    (text, exit_code(&session))
+}
+
+fn exit_code(session: &expectrl::session::OsSession) -> i32 {
+    let status = format!("{:?}", session.get_process().wait().expect("gm's exit status"));
+    // `Exited(Pid(n), code)`
+    let code = status.rsplit(", ").next().and_then(|c| c.trim_end_matches(')').parse().ok());
+    code.unwrap_or_else(|| panic!("gm did not exit: {status}"))
+}
+
+fn quickstart() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml").display().to_string()
+}
+
+#[test]
+fn bench_draws_a_bar_for_the_bench_and_each_cell() {
+    // Answers that take a while, so the bench runs long enough to be drawn.
+    let emu = Background::start(EmulatorConfig { latency: Duration::from_millis(150), ..EmulatorConfig::default() });
+    let data = TempDir::new("terminal-bench");
+    let v1 = emu.openai_url();
+    let args = [
+        "--provider",
+        "openai-compatible",
+        "--base-url",
+        &v1,
+        "bench",
+        "--models",
+        "gpt-4o-mini,gpt-4.1",
+        "--tasks",
+        &quickstart(),
+        "--concurrency",
+        "1",
+    ];
+    let (drawn, code) = on_terminal(command(data.path(), &args, &[]));
+    assert_eq!(code, 0, "{drawn}");
+    assert!(drawn.contains("test cases"), "no bar for the whole bench: {drawn}");
+    for cell in ["gpt-4o-mini on Quickstart", "gpt-4.1 on Quickstart"] {
+        assert!(drawn.contains(cell), "no bar for {cell}: {drawn}");
+    }
+    assert!(drawn.contains("Best model:"), "{drawn}");
+
+    // Not on a terminal: no bar at all on standard error.
+    let out = command(data.path(), &args, &[]).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("test cases") && !stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn interactive_run_recalls_the_last_line_with_up_and_keeps_the_history() {
+    let data = TempDir::new("terminal-run");
+    let mut session = Session::spawn(command(data.path(), &["--provider", "demo", "run", "openai/gpt-4.1"], &[]))
+        .expect("a pseudo-terminal");
+    session.set_expect_timeout(Some(Duration::from_secs(30)));
+    session.expect(">>> ").unwrap();
+    session.send("What is 6 * 7?\r").unwrap();
+    session.expect("42").unwrap();
+    session.expect(">>> ").unwrap();
+    // Up arrow, then Enter: the same question again, answered again.
+    session.send("\u{1b}[A").unwrap();
+    session.expect("What is 6 * 7?").unwrap();
+    session.send("\r").unwrap();
+    session.expect("42").unwrap();
+    session.expect(">>> ").unwrap();
+    session.send("/bye\r").unwrap();
+    session.expect(Eof).unwrap();
+    assert_eq!(exit_code(&session), 0);
+    let history = std::fs::read_to_string(data.path().join("run_history.txt")).expect("the history file");
+    assert!(history.contains("What is 6 * 7?") && history.contains("/bye"), "{history}");
+}
+
+#[test]
+fn colour_on_a_terminal_and_never_with_no_color_or_a_pipe() {
+    let data = TempDir::new("terminal-colour");
+    let args = ["--provider", "demo", "eval", &quickstart()];
+    let (drawn, code) = on_terminal(command(data.path(), &args, &[]));
+    assert_eq!(code, 0, "{drawn}");
+    assert!(drawn.contains("\u{1b}[32m✓ PASSED"), "no green pass mark: {drawn}");
+    assert!(drawn.contains("\u{1b}[36mnote:"), "no coloured note: {drawn}");
+
+    let (drawn, _) = on_terminal(command(data.path(), &args, &[("NO_COLOR", "1")]));
+    assert!(drawn.contains("✓ PASSED") && drawn.contains("note:"), "{drawn}");
+    assert!(!drawn.contains("\u{1b}[32m") && !drawn.contains("\u{1b}[36m"), "coloured despite NO_COLOR: {drawn}");
+
+    // An error: red on a terminal, plain in a pipe.
+    let missing = ["score", "--input", "missing.jsonl"];
+    let (drawn, code) = on_terminal(command(data.path(), &missing, &[]));
+    assert_eq!(code, 2);
+    assert!(drawn.contains("\u{1b}[31merror:"), "no red error: {drawn}");
+    let out = command(data.path(), &args, &[]).stdin(Stdio::null()).output().unwrap();
+    let piped = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(piped.contains("✓ PASSED") && !piped.contains('\u{1b}'), "escapes in a pipe: {piped}");
+}
