@@ -16,7 +16,7 @@ commands:
   test    the test suite (all features), then the tests that reported themselves skipped
   doc     rustdoc with warnings denied
   bench   run the criterion benchmarks (pass a bench name to run one)
-  tidy    check the crate layering of STYLE.md from `cargo metadata`, what gm-metrics pulls in from `cargo tree`,
+  tidy    check the layering of docs/ARCHITECTURE.md (Invariants) from `cargo metadata`, what gm-metrics pulls in from `cargo tree`,
           and that no library prints or reads the environment
   deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing, unless
           GM_REQUIRE_SERVICES=1, which also makes a missing chromium, redis-server or python3 fail the run)
@@ -755,7 +755,7 @@ fn tidy() -> Result<()> {
     }
     problems.extend(check_front_end_only(&workspace_root()));
     if problems.is_empty() {
-        eprintln!("xtask: tidy: the layering of STYLE.md holds, and only the front ends print or read the environment");
+        eprintln!("xtask: tidy: the layering of docs/ARCHITECTURE.md holds, and only the front ends print or read the environment");
         Ok(())
     } else {
         for p in &problems {

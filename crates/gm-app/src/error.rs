@@ -230,9 +230,11 @@ pub enum Error {
         /// The id.
         id: i64,
     },
-    /// Two runs of different kinds cannot be compared.
+    /// Two runs of different kinds (`eval`, `bench`) cannot be compared.
     #[error(
-        "run {a} is a {kind_a} run and run {b} a {kind_b} run; compare runs of one kind (`gm runs list` shows them)"
+        "run {a} is {} and run {b} is {}; compare two runs of one kind (`gm runs list` shows the kinds)",
+        a_run(kind_a),
+        a_run(kind_b)
     )]
     MixedKinds {
         /// The baseline.
@@ -342,6 +344,12 @@ pub enum Error {
         #[source]
         source: Box<RunError>,
     },
+}
+
+/// `an eval run`, `a bench run`.
+fn a_run(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind} run")
 }
 
 impl Error {
@@ -622,5 +630,10 @@ mod tests {
         let e =
             Error::Read { what: "", path: "a.yml".into(), source: std::io::Error::from(std::io::ErrorKind::NotFound) };
         assert_eq!(e.to_string(), "could not read a.yml");
+        let e = Error::MixedKinds { a: 1, kind_a: "eval".into(), b: 2, kind_b: "bench".into() };
+        assert_eq!(
+            e.to_string(),
+            "run 1 is an eval run and run 2 is a bench run; compare two runs of one kind (`gm runs list` shows the kinds)"
+        );
     }
 }

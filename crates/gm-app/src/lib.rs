@@ -53,7 +53,8 @@ pub use limits::{Blocked, KeyStatus, LimitsStatus, RecentRequests, WindowUse};
 pub use models::{AuthStatus, Catalog, CredentialStatus};
 pub use notice::Notice;
 pub use progress::{
-    Cancel, CaseFinished, CellRef, CellStarted, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted, SuiteFinished,
+    Cancel, CaseFinished, CellRef, CellStarted, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted,
+    SuiteFinished,
 };
 pub use runs::{CellComparison, RunComparison, StoredBenchRun, StoredRun};
 pub use session::Session;

@@ -30,8 +30,12 @@ pub struct KeyStatus {
     pub credential: String,
     /// The model.
     pub model: String,
-    /// The limits that apply, as a spec; for a GitHub model without configured limits, its catalog tier's.
+    /// The limits that apply, as a spec (without the margin); for a GitHub model without configured limits,
+    /// its catalog tier's.
     pub limits: String,
+    /// The margin added to every window for the time a request spends in transit (`100ms+0.1%`), when limits
+    /// apply.
+    pub margin: Option<String>,
     /// Admissions the store still keeps (it keeps each as long as the longest window that counts it).
     pub counted: usize,
     /// Requests admitted recently.
@@ -134,7 +138,12 @@ impl Session {
                 provider: key.provider.clone(),
                 credential: key.credential.clone(),
                 model: key.model.clone(),
-                limits: if tier_limits { "the model's GitHub tier".to_string() } else { spec.to_string() },
+                limits: if tier_limits {
+                    "the model's GitHub tier".to_string()
+                } else {
+                    gm_limits::LimitSpec { margin: None, ..spec.clone() }.to_string()
+                },
+                margin: spec.margin.filter(|_| tier_limits || !spec.is_unlimited()).map(|m| m.to_string()),
                 counted: last(86_400 * 366),
                 requests: RecentRequests { last_minute: last(60), last_hour: last(3_600), last_day: last(86_400) },
                 windows,

@@ -13,7 +13,6 @@ mod style;
 
 use std::process::ExitCode;
 
-
 fn main() -> ExitCode {
     let args = cli::parse();
     init_logging(args.global.verbose);

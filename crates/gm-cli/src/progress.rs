@@ -44,8 +44,7 @@ impl AfterASecond {
     pub fn bytes(total: u64, message: impl Into<String>) -> AfterASecond {
         let bar = ProgressBar::hidden();
         bar.set_length(total);
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}, {elapsed} (eta {eta})")
+        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}, {elapsed} (eta {eta})")
         {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -99,11 +98,8 @@ impl BenchBars {
             return None;
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let total = multi.add(bar(
-            run.total,
-            run.done,
-            "{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})",
-        ));
+        let total =
+            multi.add(bar(run.total, run.done, "{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})"));
         total.set_message(run.name.clone());
         let names: Vec<String> = run.cells.iter().map(|c| format!("{} on {}", c.model, c.task)).collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);

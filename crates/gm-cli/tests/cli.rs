@@ -362,3 +362,16 @@ fn machines_with_their_own_state_share_one_quota_through_redis() {
     assert!(text(&out.stderr).contains("--redis"), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("secret-pw"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn list_tasks_keeps_its_columns_aligned() {
+    let out = gm(&["bench", "--list-tasks"], &[]);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    let header = listing.lines().next().unwrap();
+    let column = header.find("DESCRIPTION").unwrap();
+    for line in listing.lines().skip(1) {
+        let before: String = line.chars().take(column).collect();
+        assert!(before.ends_with("  ") && !line.chars().nth(column).unwrap().is_whitespace(), "{line}");
+    }
+}

@@ -86,11 +86,14 @@ impl fmt::Display for ApiError {
         if let Some(code) = self.code() {
             write!(f, " {code}")?;
         }
+        let hint = self.hint();
         let msg = self.message();
+        // The provider's sentence runs on into the hint: its closing period would stand before the semicolon.
+        let msg = if hint.is_some() { msg.trim_end().trim_end_matches('.') } else { msg };
         if !msg.is_empty() {
             write!(f, ": {msg}")?;
         }
-        if let Some(h) = self.hint() {
+        if let Some(h) = hint {
             write!(f, "; {h}")?;
         }
         Ok(())
@@ -356,6 +359,24 @@ mod tests {
         assert_eq!(shared.source().map(ToString::to_string).as_deref(), Some("connection refused"));
         let transport = TransportError::new(TransportErrorKind::Connect, message).with_source(refused());
         assert_eq!(transport.source().map(ToString::to_string).as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn a_provider_sentence_runs_into_the_hint_without_its_period() {
+        let raw = r#"{"error":{"code":"unknown_model","message":"The model `x` does not exist or you do not have access to it."}}"#;
+        let api = ApiError {
+            provider: ProviderKind::OpenAi,
+            status: 404,
+            body: gm_core::ErrorBody::parse(raw.as_bytes()),
+            raw: raw.into(),
+            retry_after: None,
+            rate_limit_type: None,
+        };
+        assert_eq!(
+            api.to_string(),
+            "openai answered 404 unknown_model: The model `x` does not exist or you do not have access to it; run \
+             `gm models list` to see the models this provider offers"
+        );
     }
 
     #[test]

@@ -19,10 +19,13 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     if args.list_tasks {
         let tasks = context::open(context::state_config(global)?).task_catalog(args.tasks_dir.as_deref())?;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{:<22}  {:>5}  {:<40}  DESCRIPTION", "TASK", "ITEMS", "SCORERS")?;
-        for info in &tasks {
-            let scorers = info.scorers.join(", ");
-            writeln!(out, "{:<22}  {:>5}  {:<40}  {}", info.name, info.items, scorers, info.description)?;
+        // Columns as wide as their longest value, so that long task names and scorer lists keep them aligned.
+        let scorers: Vec<String> = tasks.iter().map(|t| t.scorers.join(", ")).collect();
+        let name_w = tasks.iter().map(|t| t.name.chars().count()).chain(["TASK".len()]).max().unwrap_or(0);
+        let scorers_w = scorers.iter().map(|s| s.chars().count()).chain(["SCORERS".len()]).max().unwrap_or(0);
+        writeln!(out, "{:<name_w$}  {:>5}  {:<scorers_w$}  DESCRIPTION", "TASK", "ITEMS", "SCORERS")?;
+        for (info, scorers) in tasks.iter().zip(&scorers) {
+            writeln!(out, "{:<name_w$}  {:>5}  {:<scorers_w$}  {}", info.name, info.items, scorers, info.description)?;
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -18,13 +18,21 @@ pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if status.keys.is_empty() {
-        writeln!(out, "No requests have been counted yet in {}.", status.state_file.display())?;
+        writeln!(
+            out,
+            "No requests counted in {}: requests are counted where rate limits apply, and the demo provider has \
+             none unless --limits gives some.",
+            status.state_file.display()
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let secs = |s: f64| gm_limits::format_duration(std::time::Duration::from_secs_f64(s.ceil()));
     for k in &status.keys {
         writeln!(out, "{}  (credential {})", k.key, k.credential)?;
         writeln!(out, "  limits:   {}", if k.limits.is_empty() { "none configured" } else { &k.limits })?;
+        if let Some(margin) = &k.margin {
+            writeln!(out, "  margin:   each window counted {margin} longer, for the time requests spend in transit")?;
+        }
         let q = &k.requests;
         writeln!(
             out,

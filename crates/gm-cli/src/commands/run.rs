@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::cli::{Global, RunArgs};
 use crate::context;
-use crate::progress::AfterASecond;
 use crate::exit::usage;
+use crate::progress::AfterASecond;
 
 /// Parses `--var KEY=VALUE` as gh-models does: split on the first `=`, value not trimmed, empty entries
 /// skipped, empty or duplicate keys refused.
@@ -206,14 +206,12 @@ impl Lines {
     /// The next line; `None` at the end of input (Ctrl-D). Ctrl-C empties the line being edited.
     fn next(&mut self) -> Result<Option<String>> {
         match self {
-            Lines::Editor { editor, .. } => {
-                match tokio::task::block_in_place(|| editor.readline(">>> ")) {
-                    Ok(line) => Ok(Some(line)),
-                    Err(rustyline::error::ReadlineError::Interrupted) => Ok(Some(String::new())),
-                    Err(rustyline::error::ReadlineError::Eof) => Ok(None),
-                    Err(e) => Err(e).context("reading the terminal"),
-                }
-            }
+            Lines::Editor { editor, .. } => match tokio::task::block_in_place(|| editor.readline(">>> ")) {
+                Ok(line) => Ok(Some(line)),
+                Err(rustyline::error::ReadlineError::Interrupted) => Ok(Some(String::new())),
+                Err(rustyline::error::ReadlineError::Eof) => Ok(None),
+                Err(e) => Err(e).context("reading the terminal"),
+            },
             Lines::Plain => {
                 eprint!(">>> ");
                 std::io::stderr().flush()?;

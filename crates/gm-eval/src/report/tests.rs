@@ -229,7 +229,8 @@ fn human_keeps_every_table_row_on_one_line() {
 
 #[test]
 fn human_marks_the_cases_answered_from_the_cache() {
-    let text = render(|o| human(&suite("cached", vec![passing(), failing()], vec![case(0.0, true), case(9.0, false)]), o));
+    let text =
+        render(|o| human(&suite("cached", vec![passing(), failing()], vec![case(0.0, true), case(9.0, false)]), o));
     let results: Vec<&str> = text.lines().filter(|l| l.starts_with("Result")).collect();
     assert_eq!(results, ["Result  ✓ PASSED (cached)", "Result          ✗ FAILED"]);
 }
