@@ -142,6 +142,8 @@ pub fn bench_html<W: Write + ?Sized>(
             c.metrics.cost_usd.map(|cost| (c.model.as_str(), c.task.as_str(), cost, c.metrics.quality, mi))
         })
         .collect();
+    // A model the price table does not know has no cost: it is left out of the chart, and the page says so.
+    let unpriced: Vec<&str> = models.iter().copied().filter(|m| !priced.iter().any(|p| p.0 == *m)).collect();
     if priced.is_empty() {
         page.push_str("<p>No cell has a price (the price table does not know these models).</p>\n");
     } else {
@@ -185,13 +187,16 @@ pub fn bench_html<W: Write + ?Sized>(
             let color = PALETTE[mi % PALETTE.len()];
             let _ = writeln!(
                 page,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{color}"><title>{} · {}: quality {q:.3}, ${cost:.5}</title></circle>"#,
+                r##"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{color}"><title>{} · {}: quality {q:.3}, ${cost:.5}</title></circle><text x="{:.1}" y="{:.1}" font-size="11" fill="#57606a">{}</text>"##,
                 esc(model),
+                esc(task),
+                x + 9.0,
+                y + 4.0,
                 esc(task)
             );
         }
-        for (i, m) in models.iter().enumerate() {
-            let y = 20.0 + 16.0 * i as f64;
+        for (row, (i, m)) in models.iter().enumerate().filter(|(_, m)| !unpriced.contains(m)).enumerate() {
+            let y = 20.0 + 16.0 * row as f64;
             let _ = writeln!(
                 page,
                 r#"<circle cx="{}" cy="{}" r="5" fill="{}"/><text x="{}" y="{}">{}</text>"#,
@@ -203,7 +208,15 @@ pub fn bench_html<W: Write + ?Sized>(
                 esc(m)
             );
         }
-        page.push_str("</svg>\n");
+        page.push_str("</svg>\n<p><small>Each dot is one task of one model, labelled with its task.</small></p>\n");
+    }
+    if !unpriced.is_empty() {
+        let names: Vec<String> = unpriced.iter().map(|m| format!("<code>{}</code>", esc(m))).collect();
+        let _ = writeln!(
+            page,
+            "<p>Left out for lack of a price: {} (add them to a price table with <code>--prices FILE</code>).</p>",
+            names.join(", ")
+        );
     }
 
     // Regressions against a baseline.

@@ -712,3 +712,27 @@ fn bench_page_draws_the_latency_distribution_and_the_baseline_chart() {
     // Heat map, distribution, cells and baseline; these cells have no price, so no cost chart.
     assert_eq!(page.matches("<svg").count(), 4);
 }
+
+#[test]
+fn bench_page_labels_each_cost_dot_with_its_task_and_names_the_unpriced_models() {
+    let cell = |model: &str, task: &str, cost: Option<f64>| {
+        let e = suite(task, vec![passing()], vec![case(20.0, false)]);
+        let mut metrics = crate::bench::cell_metrics(&e);
+        metrics.cost_usd = cost;
+        crate::bench::Cell { model: model.into(), task: task.into(), metrics, evaluation: e }
+    };
+    let report = crate::bench::report(vec![
+        cell("priced", "arithmetic", Some(0.002)),
+        cell("priced", "summaries", Some(0.001)),
+        cell("local-model", "arithmetic", None),
+        cell("local-model", "summaries", None),
+    ]);
+    let page = render(|o| bench_html(&report, &[], o));
+    let chart = page.split("<h2>Quality against cost</h2>").nth(1).unwrap().split("<h2>").next().unwrap();
+    for task in ["arithmetic", "summaries"] {
+        assert!(chart.contains(&format!(r##"fill="#57606a">{task}</text>"##)), "no label for {task}: {chart}");
+    }
+    assert_eq!(chart.matches("<title>").count(), 2, "one dot a priced cell: {chart}");
+    assert!(!chart.contains(">local-model</text>"), "an unpriced model in the legend: {chart}");
+    assert!(chart.contains("Left out for lack of a price: <code>local-model</code>"), "{chart}");
+}
