@@ -18,7 +18,9 @@ OpenAI (--provider openai), any OpenAI-compatible server such as Ollama, vLLM or
 when no credentials are found).",
     after_help = "Examples:\n  gm models list\n  gm run openai/gpt-4.1-mini \"What is the capital of France?\"\n  \
 gm --provider openai-compatible --base-url http://localhost:11434/v1 run llama3.2 \"hi\"\n  \
-gm auth status\n  gm emulate --port 8080"
+gm auth status\n  gm emulate --port 8080\n\n\
+Exit codes: 0 success; 1 some evaluated test failed; 2 a usage, configuration or local file problem; \
+3 the provider or the network failed, or a run stopped before its end; 130 interrupted by Ctrl-C."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -197,8 +199,9 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
         after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \
 gm --provider openai eval --model gpt-4o-mini --concurrency 8 suite.prompt.yml\n  \
 gm eval --record answers.jsonl      # then, in CI: gm eval --replay answers.jsonl\n\n\
-Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad file or flag; \
-3 the run did not complete (a provider failure, a spent quota, a budget reached; `--resume` continues it)."
+Exit codes: 0 every test passed; 1 some test failed (the JSON is still printed); 2 a bad flag, or a file \
+missing, malformed or not writable; 3 the run did not complete (a provider failure, a spent quota, a budget reached; \
+`--resume` continues it); 130 interrupted by Ctrl-C (`--resume` continues it)."
     )]
     Eval(EvalArgs),
     /// Compare models across tasks: every model x task cell with latency, throughput, quality and cost

@@ -1,8 +1,9 @@
 //! `gm`: evaluate, prototype and monitor language models over GitHub Models and OpenAI-compatible APIs.
 //!
 //! Standard output carries only each command's result; progress, notices and logs go to standard error.
-//! Exit codes: 0 success; 1 an evaluation ran and some tests failed; 2 usage or configuration error;
-//! 3 the provider or network failed (a retired service included).
+//! Exit codes: 0 success; 1 an evaluation ran and some tests failed; 2 a usage, configuration or local file
+//! problem; 3 the provider or network failed (a retired service included), or a run stopped before its end;
+//! 130 interrupted by Ctrl-C.
 
 mod cli;
 mod commands;
