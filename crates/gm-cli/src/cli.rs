@@ -87,7 +87,7 @@ pub struct Global {
 }
 
 /// The global options each command uses, by the id clap derives from the field of [`Global`]. Any other global
-/// option is left out of the command's help, and refused after its name (`gm score --redis URL`).
+/// option is left out of the command's help, and refused on its command line (`gm score --redis URL`).
 pub const APPLIES: &[(&str, &[&str])] = &[
     ("models", &PROVIDER),
     ("auth", &PROVIDER),
@@ -136,12 +136,13 @@ pub fn command() -> clap::Command {
     cmd
 }
 
-/// Parses the command line, refusing a global option given after the name of a command that does not use it.
+/// Parses the command line, refusing a global option given for a command that does not use it (before or after
+/// its name; from the environment it is only ignored).
 pub fn parse() -> Cli {
     let mut cmd = command();
     let matches = cmd.clone().get_matches();
     if let Some((name, sub)) = matches.subcommand() {
-        if let Some(arg) = unused_global(name, sub) {
+        if let Some(arg) = unused_global(name, sub).or_else(|| unused_global(name, &matches)) {
             let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_else(|| arg.get_id().to_string());
             cmd.error(
                 clap::error::ErrorKind::ArgumentConflict,
@@ -153,7 +154,7 @@ pub fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
-/// The first global option that `name` does not use but was given after it.
+/// The first global option that command `name` does not use but was given on the command line in `matches`.
 fn unused_global(name: &str, matches: &ArgMatches) -> Option<clap::Arg> {
     let used = APPLIES.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, u)| *u);
     Cli::command()

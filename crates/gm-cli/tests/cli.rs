@@ -375,3 +375,28 @@ fn list_tasks_keeps_its_columns_aligned() {
         assert!(before.ends_with("  ") && !line.chars().nth(column).unwrap().is_whitespace(), "{line}");
     }
 }
+
+#[test]
+fn help_shows_only_the_global_options_a_command_uses_under_their_own_heading() {
+    let help = |args: &[&str]| text(&gm(args, &[]).stdout);
+    let run = help(&["run", "--help"]);
+    let (own, global) = run.split_once("Global options:").expect("a heading of their own");
+    assert!(own.contains("--system-prompt") && !own.contains("--redis"), "{run}");
+    assert!(global.contains("--redis") && global.contains("--provider") && !global.contains("--system-prompt"));
+    for command in ["score", "emulate"] {
+        let help = help(&[command, "--help"]);
+        for unused in ["--redis", "--plan", "--max-wait", "--limits ", "--provider", "--data-dir"] {
+            assert!(!help.contains(unused), "gm {command} --help shows {unused}: {help}");
+        }
+    }
+    assert!(!help(&["runs", "--help"]).contains("--provider"));
+    assert!(help(&["cache", "--help"]).contains("--redis"));
+    // Given anyway, an option the command does not use is refused, before or after its name.
+    for args in [&["score", "--redis", "redis://x/", "--list"][..], &["--redis", "redis://x/", "score", "--list"]] {
+        let out = gm(args, &[]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("--redis does not apply to `gm score`"), "{}", text(&out.stderr));
+    }
+    let out = gm(&["emulate", "--limits", "5/1s"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
