@@ -142,8 +142,9 @@ fn ci() -> Result<()> {
         eprintln!("xtask: chromium is not installed; skipping check-html (apt-get install chromium)");
     }
     // The benches are compiled in the dev profile the tests already built, not the bench profile: the check is
-    // that they compile, and a second optimised build of the whole dependency tree took most of CI's time.
-    cargo(&["build", "--workspace", "--benches"])?;
+    // that they compile, and a second optimised build of the whole dependency tree took most of CI's time. With
+    // the tests' features too, so that the workspace's crates are not built a second time with other features.
+    cargo(&["build", "--workspace", "--all-features", "--benches"])?;
     deny()?;
     eprintln!("xtask: ci passed");
     Ok(())
