@@ -143,10 +143,22 @@ pub fn parse() -> Cli {
     let matches = cmd.clone().get_matches();
     if let Some((name, sub)) = matches.subcommand() {
         if let Some(arg) = unused_global(name, sub).or_else(|| unused_global(name, &matches)) {
-            let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_else(|| arg.get_id().to_string());
+            let long = arg.get_long().unwrap_or_default();
+            // An option of the command's own that differs by a plural (`gm emulate --limit` against the global
+            // `--limits`) is most likely what was meant.
+            let own = cmd.find_subcommand(name).and_then(|c| {
+                c.get_arguments()
+                    .filter(|a| !a.is_hide_set())
+                    .filter_map(|a| a.get_long())
+                    .find(|l| l.strip_suffix('s') == Some(long) || long.strip_suffix('s') == Some(*l))
+            });
+            let next = match own {
+                Some(own) => format!("did you mean `gm {name} --{own}`?"),
+                None => format!("`gm {name} --help` lists what does"),
+            };
             cmd.error(
                 clap::error::ErrorKind::ArgumentConflict,
-                format!("{flag} does not apply to `gm {name}`; `gm {name} --help` lists what does"),
+                format!("--{long} does not apply to `gm {name}`; {next}"),
             )
             .exit();
         }

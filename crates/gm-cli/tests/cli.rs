@@ -399,4 +399,5 @@ fn help_shows_only_the_global_options_a_command_uses_under_their_own_heading() {
     }
     let out = gm(&["emulate", "--limits", "5/1s"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("did you mean `gm emulate --limit`?"), "{}", text(&out.stderr));
 }
