@@ -84,6 +84,10 @@ impl Drop for AfterASecond {
     }
 }
 
+/// At most this many cells get a bar of their own, so that the bars fit an ordinary terminal; a larger bench
+/// shows only its whole.
+const MOST_CELL_BARS: usize = 20;
+
 /// Bars for a bench: one for the whole run, then one per model × task cell.
 pub struct BenchBars {
     multi: MultiProgress,
@@ -101,11 +105,11 @@ impl BenchBars {
         let total =
             multi.add(bar(run.total, run.done, "{msg} [{bar:30}] {pos}/{len} test cases, {elapsed} (eta {eta})"));
         total.set_message(run.name.clone());
-        let names: Vec<String> = run.cells.iter().map(|c| format!("{} on {}", c.model, c.task)).collect();
+        let shown = if run.cells.len() <= MOST_CELL_BARS { &run.cells[..] } else { &[] };
+        let names: Vec<String> = shown.iter().map(|c| format!("{} on {}", c.model, c.task)).collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
         let template = format!("  {{prefix:<{width}}} [{{bar:20}}] {{pos}}/{{len}}");
-        let cells = run
-            .cells
+        let cells = shown
             .iter()
             .zip(names)
             .map(|(c, name)| {
