@@ -134,6 +134,9 @@ fn ci() -> Result<()> {
     lint()?;
     test()?;
     doc()?;
+    // The benches are compiled in the dev profile the tests already built, not the bench profile: the check is
+    // that they compile, and a second optimised build of the whole dependency tree took most of CI's time.
+    build_like_tests()?;
     if chromium().is_some() {
         check_html()?;
     } else if services_required() {
@@ -141,13 +144,16 @@ fn ci() -> Result<()> {
     } else {
         eprintln!("xtask: chromium is not installed; skipping check-html (apt-get install chromium)");
     }
-    // The benches are compiled in the dev profile the tests already built, not the bench profile: the check is
-    // that they compile, and a second optimised build of the whole dependency tree took most of CI's time. With
-    // the tests' features too, so that the workspace's crates are not built a second time with other features.
-    cargo(&["build", "--workspace", "--all-features", "--benches"])?;
     deny()?;
     eprintln!("xtask: ci passed");
     Ok(())
+}
+
+/// `gm` and the benches, with the features and dev-dependencies `cargo test --workspace --all-features`
+/// resolves, so that after the tests nothing but the benches is compiled: `gm` built with other features (`cargo
+/// build -p gm-cli`) rebuilt five crates of the workspace and two of the TLS stack.
+fn build_like_tests() -> Result<()> {
+    cargo(&["build", "--workspace", "--all-features", "--bin", "gm", "--benches"])
 }
 
 fn deny() -> Result<()> {
@@ -176,7 +182,7 @@ fn chromium() -> Option<PathBuf> {
 /// (no rendered charts or text) or the screenshot is empty.
 fn check_html() -> Result<()> {
     let chrome = chromium().context("chromium is not installed; apt-get install chromium")?;
-    cargo(&["build", "-p", "gm-cli"])?;
+    build_like_tests()?;
     let root = workspace_root();
     let dir = root.join("target/check-html");
     let _ = std::fs::remove_dir_all(&dir);
