@@ -12,6 +12,7 @@ use crate::cli::Global;
 use crate::commands::bench::print_bench_table;
 use crate::commands::{print_json, write_atomically};
 use crate::context;
+use crate::progress::AfterASecond;
 
 /// Runs `gm runs list`.
 pub fn list(global: &Global, json: bool) -> Result<ExitCode> {
@@ -90,7 +91,10 @@ pub(crate) fn cells(c: &[gm_app::CellComparison]) -> Vec<(String, String, gm_eva
 
 /// Runs `gm runs compare A B`.
 pub fn compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode> {
+    // A paired bootstrap per cell: a large bench takes a moment.
+    let waiting = AfterASecond::spinner(format!("comparing run {b} with run {a}"));
     let comparison = context::open(context::state_config(global)?).compare_runs(a, b)?;
+    drop(waiting);
     if json {
         print_json(&comparison)?;
         return Ok(ExitCode::SUCCESS);
