@@ -138,10 +138,16 @@ impl Session {
         })
     }
 
-    /// Removes every cached answer: from the Redis server when one is configured, else from the state file.
+    /// Removes every cached answer: from the Redis server when one is configured, else from the state file
+    /// (a missing one is left missing).
     pub fn clear_cache(&self) -> Result<Cleared, Error> {
         if let Some(redis) = self.open_redis_cache()? {
             return Ok(Cleared { removed: redis.clear()?, from: None });
+        }
+        let path = self.config().state_file().ok_or(Error::NoStateFile { what: "clearing the cache" })?;
+        // Nothing to clear in a state file that does not exist, and no reason to create it.
+        if self.existing_state_file()?.is_none() {
+            return Ok(Cleared { removed: 0, from: Some(path) });
         }
         let sqlite = self.open_sqlite_cache()?.ok_or(Error::NoStateFile { what: "clearing the cache" })?;
         let removed = sqlite.lifetime_stats()?.entries;

@@ -157,6 +157,14 @@ impl Session {
     /// it, `PROVIDER:MODEL`, or `MODEL`; case ignored), or of every key. Returns how many were reset; naming a
     /// key that matches none is an [`Error::NoLimitKey`].
     pub fn reset_limits(&self, which: Option<&str>) -> Result<usize, Error> {
+        if self.existing_state_file()?.is_none() {
+            // No state file counts nothing: there is nothing to reset, and no reason to create it.
+            self.config().state_file().ok_or(Error::NoStateFile { what: "resetting the rate limits" })?;
+            return match which {
+                Some(key) => Err(Error::NoLimitKey { key: key.to_string() }),
+                None => Ok(0),
+            };
+        }
         let store = self.open_windows("resetting the rate limits")?;
         let which_lower = which.map(str::to_lowercase);
         let (provider, model) = match which_lower.as_deref() {

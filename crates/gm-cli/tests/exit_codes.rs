@@ -1,5 +1,5 @@
 //! The exit codes of `gm` as documented (README, `gm --help`): each produced by at least one command, and no
-//! local file problem ever taken for the provider's; and reading commands that create nothing.
+//! local file problem ever taken for the provider's; and reading (or clearing) commands that create nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -158,7 +158,7 @@ fn an_interrupted_run_exits_130_and_says_how_to_resume() {
 }
 
 #[test]
-fn reading_commands_leave_a_missing_data_folder_missing() {
+fn reading_and_clearing_commands_leave_a_missing_data_folder_missing() {
     let scratch = TempDir::new("read-only");
     let data = scratch.path().join("not/there/yet");
     for (args, expected) in [
@@ -172,6 +172,10 @@ fn reading_commands_leave_a_missing_data_folder_missing() {
         (&["models", "list"], 0),
         (&["models", "view", "openai/gpt-4.1"], 0),
         (&["bench", "--list-tasks"], 0),
+        // Clearing what is not there reads as clearing nothing.
+        (&["cache", "clear"], 0),
+        (&["limits", "reset"], 0),
+        (&["limits", "reset", "openai:gpt-4.1"], 2),
     ] {
         let out = gm(&data, args, &[]);
         assert_eq!(code(&out), expected, "gm {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));

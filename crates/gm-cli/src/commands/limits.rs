@@ -54,6 +54,6 @@ pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
 /// Runs `gm limits reset [KEY]`.
 pub fn reset(global: &Global, which: Option<&str>) -> Result<ExitCode> {
     let n = context::open(context::state_config(global)?).reset_limits(which)?;
-    eprintln!("reset {n} rate-limit key(s)");
+    eprintln!("reset {n} rate-limit {}", if n == 1 { "key" } else { "keys" });
     Ok(ExitCode::SUCCESS)
 }
