@@ -383,6 +383,8 @@ fn help_shows_only_the_global_options_a_command_uses_under_their_own_heading() {
     let (own, global) = run.split_once("Global options:").expect("a heading of their own");
     assert!(own.contains("--system-prompt") && !own.contains("--redis"), "{run}");
     assert!(global.contains("--redis") && global.contains("--provider") && !global.contains("--system-prompt"));
+    // An environment variable is named, never shown with a value (an unset one would read `GM_LIMITS=`).
+    assert!(global.contains("[env: GM_LIMITS]") && !global.contains("=]"), "{run}");
     for command in ["score", "emulate"] {
         let help = help(&[command, "--help"]);
         for unused in ["--redis", "--plan", "--max-wait", "--limits ", "--provider", "--data-dir"] {
