@@ -73,7 +73,8 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Coloured as gm's own messages are: on a terminal, unless NO_COLOR (or CLICOLOR=0, TERM=dumb) says not.
+        .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
         .try_init();
 }
 

@@ -124,3 +124,25 @@ fn colour_on_a_terminal_and_never_with_no_color_or_a_pipe() {
     let piped = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     assert!(piped.contains("✓ PASSED") && !piped.contains('\u{1b}'), "escapes in a pipe: {piped}");
 }
+
+#[test]
+fn logs_are_coloured_like_the_rest_and_plain_with_no_color() {
+    let data = TempDir::new("terminal-log-colour");
+    let emu = Background::start(EmulatorConfig::default());
+    let v1 = emu.openai_url();
+    let args = ["--provider", "openai-compatible", "--base-url", &v1, "run", "gpt-4o-mini", "hi"];
+    let (drawn, code) = on_terminal(command(data.path(), &args, &[("GM_LOG", "trace")]));
+    assert_eq!(code, 0, "{drawn}");
+    assert!(drawn.contains("TRACE") && has_sgr(&drawn), "no coloured log lines: {drawn}");
+    let (drawn, code) = on_terminal(command(data.path(), &args, &[("GM_LOG", "trace"), ("NO_COLOR", "1")]));
+    assert_eq!(code, 0, "{drawn}");
+    assert!(drawn.contains("TRACE") && !has_sgr(&drawn), "coloured despite NO_COLOR: {drawn}");
+}
+
+/// Whether `text` holds an SGR escape (`ESC [ digits m`), the kind that colours text.
+fn has_sgr(text: &str) -> bool {
+    text.split("\u{1b}[").skip(1).any(|rest| {
+        let params = rest.find(|c: char| !c.is_ascii_digit() && c != ';').unwrap_or(rest.len());
+        rest[params..].starts_with('m')
+    })
+}
