@@ -96,15 +96,19 @@ pub const APPLIES: &[(&str, &[&str])] = &[
     ("bench", &ALL),
     ("emulate", &[]),
     ("score", &[]),
-    ("cache", &["data_dir", "redis"]),
-    ("runs", &["data_dir"]),
-    ("limits", &["data_dir", "limits", "limits_config", "plan", "redis"]),
+    ("cache", &["config", "data_dir", "redis"]),
+    ("runs", &["config", "data_dir"]),
+    ("limits", &["config", "data_dir", "limits", "limits_config", "plan", "redis"]),
+    ("config", &ALL),
+    ("init", &["provider", "base_url", "api_key_env"]),
 ];
 
-const PROVIDER: [&str; 3] = ["provider", "base_url", "org"];
-const ALL: [&str; 12] = [
+const PROVIDER: [&str; 5] = ["config", "provider", "base_url", "api_key_env", "org"];
+const ALL: [&str; 14] = [
+    "config",
     "provider",
     "base_url",
+    "api_key_env",
     "org",
     "data_dir",
     "no_cache",

@@ -384,7 +384,13 @@ fn help_shows_only_the_global_options_a_command_uses_under_their_own_heading() {
     assert!(own.contains("--system-prompt") && !own.contains("--redis"), "{run}");
     assert!(global.contains("--redis") && global.contains("--provider") && !global.contains("--system-prompt"));
     // An environment variable is named, never shown with a value (an unset one would read `GM_LIMITS=`).
-    assert!(global.contains("[env: GM_LIMITS]") && !global.contains("=]"), "{run}");
+    assert!(global.contains("GM_LIMITS]") && !global.contains("=]"), "{run}");
+    // The options of the settings apply wherever settings are read.
+    for command in ["models", "auth", "eval", "bench", "cache", "runs", "limits", "config"] {
+        let help = help(&[command, "--help"]);
+        assert!(help.contains("--config <FILE>"), "gm {command} --help: {help}");
+    }
+    assert!(help(&["init", "--help"]).contains("--api-key-env"));
     for command in ["score", "emulate"] {
         let help = help(&[command, "--help"]);
         for unused in ["--redis", "--plan", "--max-wait", "--limits ", "--provider", "--data-dir"] {
