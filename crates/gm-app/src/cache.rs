@@ -82,16 +82,22 @@ impl Session {
     }
 
     /// Writes every fresh cached answer to `file`, in the recorded answers format (JSON Lines sorted by
-    /// key), so another machine can import it, or replay a run from it.
+    /// key), so another machine can import it, or replay a run from it. A state file that does not exist
+    /// exports as an empty cache, and is not created.
     pub fn export_cache(&self, file: &Path) -> Result<Moved, Error> {
-        let (store, cache) = self.persistent_cache("exporting the cache")?;
         let answers = RecordedAnswers::new(file);
-        for (key, stored) in store.entries(self.store_time())? {
-            let mut entry = Recorded::new(key, Recorded::response_of(&stored.value));
-            // An answer from a cache took no time and no request, wherever it is replayed.
-            entry.cached = true;
-            answers.insert(entry);
-        }
+        let cache = if self.config().redis_url.is_none() && self.existing_state_file()?.is_none() {
+            Some(self.config().state_file().ok_or(Error::NoStateFile { what: "exporting the cache" })?)
+        } else {
+            let (store, cache) = self.persistent_cache("exporting the cache")?;
+            for (key, stored) in store.entries(self.store_time())? {
+                let mut entry = Recorded::new(key, Recorded::response_of(&stored.value));
+                // An answer from a cache took no time and no request, wherever it is replayed.
+                entry.cached = true;
+                answers.insert(entry);
+            }
+            cache
+        };
         answers.save().map_err(Error::RecordedAnswers)?;
         Ok(Moved { answers: answers.len(), file: file.to_path_buf(), cache })
     }

@@ -161,6 +161,7 @@ fn an_interrupted_run_exits_130_and_says_how_to_resume() {
 fn reading_and_clearing_commands_leave_a_missing_data_folder_missing() {
     let scratch = TempDir::new("read-only");
     let data = scratch.path().join("not/there/yet");
+    let export = scratch.path().join("export.jsonl").display().to_string();
     for (args, expected) in [
         (&["cache", "stats"][..], 0),
         (&["cache", "stats", "--json"], 0),
@@ -172,6 +173,7 @@ fn reading_and_clearing_commands_leave_a_missing_data_folder_missing() {
         (&["models", "list"], 0),
         (&["models", "view", "openai/gpt-4.1"], 0),
         (&["bench", "--list-tasks"], 0),
+        (&["cache", "export", &export], 0),
         // Clearing what is not there reads as clearing nothing.
         (&["cache", "clear"], 0),
         (&["limits", "reset"], 0),
