@@ -16,6 +16,12 @@
 //! bucket, which after an idle spell lets a full burst through on top of the last window's requests and so
 //! admits up to 2N−1 in one window.
 //!
+//! The guarantee holds when a key's limits change (another run or process uses other `--limits` on the same
+//! key): every key keeps a history of its admissions, whatever limits they passed under, so a window that
+//! grows back counts every admission it covers. The history holds the admissions of the last
+//! [`HISTORY_SPAN`] (or of the longest window the key has had, if longer), up to the latest
+//! [`HISTORY_CAP`]; a window counting up to that many admissions is exact after any change.
+//!
 //! Each window is lengthened by a small [`Margin`] (20 ms + 0.1 % by default) so that the server, which sees
 //! each request a little after it was sent, counts no more than N either.
 //!
@@ -61,6 +67,13 @@
 //!   shares the request windows and token budgets (rusqlite with the bundled SQLite; see [`store`]).
 //! - `redis`: `RedisWindows`, a [`WindowStore`] in Redis for many machines sharing one quota; admission is
 //!   one Lua script, which Redis runs atomically.
+
+/// How long a key's admissions are kept at least, for limits with longer windows than the ones in force.
+pub const HISTORY_SPAN: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The most admissions a key's history keeps: windows allowing up to this many are exact whatever limits
+/// the key had before.
+pub const HISTORY_CAP: usize = 65_536;
 
 mod config;
 mod duration;

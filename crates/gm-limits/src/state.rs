@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::{LimitError, LimitSpec, TokenCount, Window};
+use crate::{LimitError, LimitSpec, TokenCount, Window, HISTORY_CAP, HISTORY_SPAN};
 
 /// Windows longer than this are treated as this long, so that `Instant + span` can never overflow.
 const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 86_400);
@@ -234,6 +234,12 @@ pub(crate) struct KeyState {
     next_reservation: u64,
     pub(crate) next_ticket: u64,
     pub(crate) queue: VecDeque<Waiter>,
+    /// Every admission (instant, reservation id, tokens) within `horizon`, oldest first: what a change of
+    /// limits needs to fill its new windows, whichever limits were in force when each was admitted.
+    history: VecDeque<(Instant, u64, u64)>,
+    /// How far back the history reaches: [`HISTORY_SPAN`], or the longest span of any window this key has
+    /// had if longer.
+    horizon: Duration,
 }
 
 /// What an admission reserved, for the permit to give back.
@@ -252,11 +258,31 @@ impl KeyState {
         Self {
             windows: spec.windows.iter().map(|w| RequestLog::new(*w, span_of(w, margin))).collect(),
             tokens: spec.token_windows.iter().map(|w| TokenLog::new(*w, span_of(w, margin))).collect(),
+            horizon: spec
+                .windows
+                .iter()
+                .chain(&spec.token_windows)
+                .map(|w| span_of(w, margin))
+                .fold(HISTORY_SPAN, Duration::max),
             spec,
             blocked: None,
             next_reservation: 0,
             next_ticket: 0,
             queue: VecDeque::new(),
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Records an admission in the history and forgets what fell out of it (older than the horizon, or
+    /// past [`HISTORY_CAP`] entries).
+    fn remember(&mut self, now: Instant, id: u64, tokens: u64) {
+        let at = self.history.back().map_or(now, |&(last, _, _)| last.max(now));
+        self.history.push_back((at, id, tokens));
+        while let Some(&(t, _, _)) = self.history.front() {
+            if t + self.horizon > now && self.history.len() <= HISTORY_CAP {
+                break;
+            }
+            self.history.pop_front();
         }
     }
 
@@ -321,15 +347,13 @@ impl KeyState {
         for w in &mut self.windows {
             w.record(now);
         }
-        let reservation = if self.tokens.is_empty() {
-            None
-        } else {
-            self.next_reservation += 1;
-            for t in &mut self.tokens {
-                t.record(now, self.next_reservation, total);
-            }
-            Some(self.next_reservation)
-        };
+        self.next_reservation += 1;
+        let id = self.next_reservation;
+        for t in &mut self.tokens {
+            t.record(now, id, total);
+        }
+        self.remember(now, id, total);
+        let reservation = (!self.tokens.is_empty()).then_some(id);
         in_flight.fetch_add(1, Ordering::SeqCst);
         let leased = store_id.is_some() && self.spec.concurrency.is_some();
         Ok(Admission { reservation, store_id, leased })
@@ -340,6 +364,9 @@ impl KeyState {
         let mut freed = false;
         for t in &mut self.tokens {
             freed |= t.settle(reservation, actual);
+        }
+        if let Ok(i) = self.history.binary_search_by_key(&reservation, |&(_, id, _)| id) {
+            self.history[i].2 = actual;
         }
         freed
     }
@@ -402,27 +429,22 @@ impl KeyState {
     }
 
     /// Changes the limits, keeping the admissions already counted.
+    ///
+    /// The new windows are filled from the key's history, which holds every admission within the longest
+    /// window any of its limits ever had: limits that shrink and grow again (5/1m, then 2/1s, then 5/1m)
+    /// still count every admission of the last minute.
     pub(crate) fn reconfigure(&mut self, spec: LimitSpec) {
         let mut next = KeyState::new(spec);
-        // Every admission went into every request log, and the log with the most capacity kept the most
-        // of them; the same holds for token logs and their span.
-        if let Some(longest) = self.windows.iter().max_by_key(|w| w.window.limit) {
-            for w in &mut next.windows {
-                let keep = w.cap.min(longest.ring.len());
-                // Entries are expiry instants: move them from the old span to the new one.
-                w.ring = longest
-                    .ring
-                    .iter()
-                    .skip(longest.ring.len() - keep)
-                    .map(|&t| t.checked_sub(longest.span).map_or(t, |admitted| admitted + w.span))
-                    .collect();
-            }
+        next.horizon = next.horizon.max(self.horizon);
+        next.history = std::mem::take(&mut self.history);
+        for w in &mut next.windows {
+            let keep = w.cap.min(next.history.len());
+            // Ring entries are expiry instants.
+            w.ring = next.history.iter().skip(next.history.len() - keep).map(|&(t, _, _)| t + w.span).collect();
         }
-        if let Some(longest) = self.tokens.iter().max_by_key(|t| t.span) {
-            for t in &mut next.tokens {
-                t.entries = longest.entries.clone();
-                t.used = longest.used;
-            }
+        for t in &mut next.tokens {
+            t.entries = next.history.clone();
+            t.used = t.entries.iter().map(|&(_, _, n)| n).sum();
         }
         next.blocked = self.blocked;
         next.next_reservation = self.next_reservation;
@@ -440,6 +462,7 @@ impl KeyState {
             t.entries.clear();
             t.used = 0;
         }
+        self.history.clear();
         self.blocked = None;
     }
 

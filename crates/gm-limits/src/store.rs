@@ -198,7 +198,11 @@ mod sqlite {
                      until_us INTEGER NOT NULL,
                      pid INTEGER NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS limits_inflight_key ON limits_inflight(key, until_us);",
+                 CREATE INDEX IF NOT EXISTS limits_inflight_key ON limits_inflight(key, until_us);
+                 CREATE TABLE IF NOT EXISTS limits_horizons (
+                     key TEXT PRIMARY KEY,
+                     span_us INTEGER NOT NULL
+                 );",
             )
             .map_err(store_err)?;
             Ok(Self { conn: Mutex::new(conn) })
@@ -331,11 +335,28 @@ mod sqlite {
                 tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
                     .execute(params![key, now])?;
             }
-            // Forget what no window of this key counts any more.
+            // Forget what no window counts any more. Processes (or runs) may use different limits on one key,
+            // so the history reaches back as far as the longest window any of them has used (the key's
+            // horizon), and at least a day, keeping the latest `HISTORY_CAP` admissions: a process with a
+            // short window never drops what another's long window still counts.
             let longest = spec.windows.iter().chain(&spec.token_windows).map(|w| span_us(w.per, spec)).max();
-            if let Some(longest) = longest {
-                tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2")?
-                    .execute(params![key, now - longest])?;
+            let floor = i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX);
+            let horizon: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO limits_horizons (key, span_us) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET span_us = MAX(span_us, excluded.span_us)
+                     RETURNING span_us",
+                )?
+                .query_row(params![key, longest.unwrap_or(0).max(floor)], |r| r.get(0))?;
+            tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2")?
+                .execute(params![key, now.saturating_sub(horizon)])?;
+            // Counting the key's rows costs a scan, so the cap is enforced every so often.
+            if id % 1024 == 0 {
+                tx.prepare_cached(
+                    "DELETE FROM limits_admissions WHERE key = ?1 AND at_us < (
+                         SELECT at_us FROM limits_admissions WHERE key = ?1 ORDER BY at_us DESC LIMIT 1 OFFSET ?2)",
+                )?
+                .execute(params![key, i64::try_from(crate::HISTORY_CAP).unwrap_or(i64::MAX)])?;
             }
             Ok(StoreAdmission::Admitted { id })
         }
@@ -393,6 +414,7 @@ mod sqlite {
             conn.execute("DELETE FROM limits_admissions WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_blocks WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_inflight WHERE key = ?1", [&k]).map_err(store_err)?;
+            conn.execute("DELETE FROM limits_horizons WHERE key = ?1", [&k]).map_err(store_err)?;
             Ok(())
         }
 

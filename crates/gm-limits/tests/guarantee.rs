@@ -93,6 +93,44 @@ proptest! {
         }
     }
 
+    /// The guarantee holds for whatever limits are in force at each admission, when a key's limits change
+    /// between admissions (runs and processes with different `--limits` on one key): an admission passes
+    /// exactly when every window of the limits in force has fewer than N admissions within its length,
+    /// counting every earlier admission, whichever limits it passed under.
+    #[test]
+    fn the_guarantee_holds_when_limits_change_between_admissions(
+        specs in prop::collection::vec((windows(), margins()), 2..4),
+        ops in prop::collection::vec((prop_oneof![3 => Just(0u64), 4 => 0u64..300, 1 => 0u64..5000], 0usize..4), 1..150),
+    ) {
+        let specs: Vec<LimitSpec> = specs
+            .into_iter()
+            .map(|(windows, margin)| LimitSpec { windows, margin: Some(margin), ..LimitSpec::default() })
+            .collect();
+        let (l, key) = limiter(&specs[0]);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut admitted: Vec<Instant> = Vec::new();
+        for (gap, pick) in ops {
+            now += Duration::from_millis(gap);
+            let spec = &specs[pick % specs.len()];
+            l.set_limits(&key, spec.clone());
+            let margin = spec.margin();
+            let allowed = spec.windows.iter().all(|w| count_in(&admitted, now, margin.apply(w.per)) < w.limit as usize);
+            match l.try_acquire(&key, TokenCount::ZERO, now) {
+                Ok(permit) => {
+                    prop_assert!(allowed, "admitted at {:?} under {} though a window was full", now - t0, spec);
+                    drop(permit);
+                    admitted.push(now);
+                }
+                Err(Denied::Wait(Wait { until: Some(until), .. })) => {
+                    prop_assert!(!allowed, "delayed at {:?} under {} though every window allowed it", now - t0, spec);
+                    prop_assert!(until > now);
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+
     /// Concurrency never exceeds its cap, a denial for concurrency happens only at the cap, and dropping
     /// a permit frees its slot at once.
     #[test]

@@ -99,3 +99,22 @@ fn token_budgets_are_shared_and_settled() {
     store.settle(&key(), id, 500).unwrap();
     assert!(matches!(other.admit(&key(), &spec, 300, t).unwrap(), StoreAdmission::Admitted { .. }));
 }
+
+/// Five admissions under 6/1m, one under 2/1s, then 6/1m again: the short window's admission must not make
+/// the store forget the minute's history.
+#[test]
+fn a_shorter_spec_never_cuts_the_history_a_longer_one_counts() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = RedisWindows::open(&server.url(), "test").unwrap();
+    let (long, short) = (LimitSpec::parse("6/1m,margin=0s").unwrap(), LimitSpec::parse("2/1s,margin=0s").unwrap());
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for i in 0..5 {
+        let at = t0 + Duration::from_millis(100 * i);
+        assert!(matches!(store.admit(&key(), &long, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
+    }
+    let at = t0 + Duration::from_secs(2);
+    assert!(matches!(store.admit(&key(), &short, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
+    let later = t0 + Duration::from_secs(4);
+    assert!(matches!(store.admit(&key(), &long, 0, later).unwrap(), StoreAdmission::Wait { .. }));
+    assert_eq!(store.count(&key(), Duration::from_secs(60), later).unwrap(), 6);
+}

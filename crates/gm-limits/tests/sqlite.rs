@@ -214,3 +214,78 @@ fn a_killed_process_leaves_no_lease_that_counts() {
     // The child is gone, its lease with it: the slot is free long before the lease would lapse.
     assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
 }
+
+/// Five admissions under 6/1m, one under 2/1s, then 6/1m again: the short window's admission must not make
+/// the store forget the minute's history, so the minute is full and the count says six.
+#[test]
+fn a_shorter_spec_never_cuts_the_history_a_longer_one_counts() {
+    let file = StateFile::new("limits-horizon");
+    let store = SqliteWindows::open(&file).unwrap();
+    let (long, short) = (LimitSpec::parse("6/1m,margin=0s").unwrap(), LimitSpec::parse("2/1s,margin=0s").unwrap());
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for i in 0..5 {
+        let at = t0 + Duration::from_millis(100 * i);
+        assert!(matches!(store.admit(&key(), &long, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
+    }
+    let at = t0 + Duration::from_secs(2);
+    assert!(matches!(store.admit(&key(), &short, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
+    let later = t0 + Duration::from_secs(4);
+    assert!(matches!(store.admit(&key(), &long, 0, later).unwrap(), StoreAdmission::Wait { .. }));
+    assert_eq!(store.count(&key(), Duration::from_secs(60), later).unwrap(), 6);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "proptest-regressions/sqlite.txt",
+        ))),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// The store admits exactly when every window of the spec in force has fewer than N admissions within
+    /// its length, counting every earlier admission of the key whatever spec it passed under.
+    #[test]
+    fn the_store_keeps_the_guarantee_when_specs_change(
+        specs in proptest::collection::vec(
+            proptest::collection::vec((1u64..6, 1u64..4000), 1..4), 2..4),
+        ops in proptest::collection::vec((0u64..1500, 0usize..4), 1..80),
+    ) {
+        use proptest::prelude::*;
+        let specs: Vec<LimitSpec> = specs
+            .into_iter()
+            .map(|ws| {
+                let mut spec = LimitSpec { margin: Some(gm_limits::Margin::ZERO), ..LimitSpec::default() };
+                for (n, ms) in ws {
+                    if !spec.windows.iter().any(|w| w.per == Duration::from_millis(ms)) {
+                        spec.windows.push(gm_limits::Window::new(n, Duration::from_millis(ms)));
+                    }
+                }
+                spec
+            })
+            .collect();
+        let file = StateFile::new("limits-changing");
+        let store = SqliteWindows::open(&file).unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut now = t0;
+        let mut admitted: Vec<SystemTime> = Vec::new();
+        for (gap, pick) in ops {
+            now += Duration::from_millis(gap);
+            let spec = &specs[pick % specs.len()];
+            let allowed = spec.windows.iter().all(|w| {
+                admitted.iter().filter(|&&a| a <= now && a + w.per > now).count() < w.limit as usize
+            });
+            match store.admit(&key(), spec, 0, now).unwrap() {
+                StoreAdmission::Admitted { .. } => {
+                    prop_assert!(allowed, "admitted at {:?} under {} though a window was full", now.duration_since(t0), spec);
+                    admitted.push(now);
+                }
+                StoreAdmission::Wait { until, .. } => {
+                    prop_assert!(!allowed, "delayed at {:?} under {} though every window allowed it", now.duration_since(t0), spec);
+                    prop_assert!(until > now);
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}

@@ -13,9 +13,10 @@ fn store_err(e: ::redis::RedisError) -> LimitError {
 /// Admission as one script, which Redis runs atomically. Times are integer microseconds (exact in Lua's
 /// doubles up to 2^53, i.e. for 285 years after 1970).
 ///
-/// KEYS: admissions (sorted set: id by time), tokens (hash: id → tokens), block (hash), sequence.
+/// KEYS: admissions (sorted set: id by time), tokens (hash: id → tokens), block (hash), sequence, horizon (the
+/// longest window any spec has used on the key, in microseconds).
 /// ARGV: now, tokens, the number of request windows and their (limit, span) pairs, the number of token
-/// windows and their (budget, span) pairs.
+/// windows and their (budget, span) pairs, the shortest history to keep and the most admissions to keep.
 /// Returns `{1, id}` when admitted, `{0, until, kind, index}` otherwise (kind 0: server block with index 1
 /// when daily; 1: request window `index`; 2: token window `index`).
 const ADMIT: &str = r"
@@ -58,6 +59,12 @@ for w = 1, ntok do
   end
 end
 if wait_until then return {0, wait_until, kind, index} end
+-- Keep what the longest window any spec ever used on this key counts (another process may use longer ones),
+-- and at least ARGV[a] (a day), up to the latest ARGV[a + 1] admissions.
+local floor, cap = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+if floor > longest then longest = floor end
+local horizon = tonumber(redis.call('GET', KEYS[5]) or '0')
+if horizon > longest then longest = horizon else redis.call('SET', KEYS[5], longest) end
 local at = now
 local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #last > 0 and tonumber(last[2]) > at then at = tonumber(last[2]) end
@@ -69,8 +76,14 @@ if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
   redis.call('HDEL', KEYS[2], unpack(old))
 end
+local over = redis.call('ZCARD', KEYS[1]) - cap
+if over > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+  redis.call('HDEL', KEYS[2], unpack(oldest))
+end
 local ttl = math.ceil(longest / 1000) + 60000
-for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], ttl) end
+for k = 1, 5 do redis.call('PEXPIRE', KEYS[k], ttl) end
 return {1, id}
 ";
 
@@ -109,9 +122,15 @@ impl RedisWindows {
         Ok(Self { conn: Mutex::new(conn), prefix: prefix.to_string(), admit: ::redis::Script::new(ADMIT) })
     }
 
-    fn keys(&self, key: &LimitKey) -> [String; 4] {
+    fn keys(&self, key: &LimitKey) -> [String; 5] {
         let base = format!("{}:{{{key}}}", self.prefix);
-        [format!("{base}:admissions"), format!("{base}:tokens"), format!("{base}:block"), format!("{base}:seq")]
+        [
+            format!("{base}:admissions"),
+            format!("{base}:tokens"),
+            format!("{base}:block"),
+            format!("{base}:seq"),
+            format!("{base}:horizon"),
+        ]
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, ::redis::Connection> {
@@ -140,6 +159,7 @@ impl WindowStore for RedisWindows {
         for w in &spec.token_windows {
             call.arg(w.limit).arg(span_us(w.per, spec));
         }
+        call.arg(i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX)).arg(crate::HISTORY_CAP);
         let out: Vec<i64> = call.invoke(&mut *self.conn()).map_err(store_err)?;
         let bad = || LimitError::Store(format!("unexpected answer from the admission script: {out:?}").into());
         match out.as_slice() {
@@ -160,7 +180,7 @@ impl WindowStore for RedisWindows {
     }
 
     fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {
-        let [_, tok, _, _] = self.keys(key);
+        let [_, tok, _, _, _] = self.keys(key);
         // Only an admission still counted has an entry to update.
         let script = ::redis::Script::new(
             r"
@@ -172,7 +192,7 @@ impl WindowStore for RedisWindows {
     }
 
     fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError> {
-        let [_, _, block, _] = self.keys(key);
+        let [_, _, block, _, _] = self.keys(key);
         let script = ::redis::Script::new(
             r"
             local cur = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
@@ -196,11 +216,11 @@ impl WindowStore for RedisWindows {
 
     fn reset(&self, key: &LimitKey) -> Result<(), LimitError> {
         let keys = self.keys(key);
-        ::redis::cmd("DEL").arg(&keys[..3]).query::<()>(&mut *self.conn()).map_err(store_err)
+        ::redis::cmd("DEL").arg(&keys[..3]).arg(&keys[4]).query::<()>(&mut *self.conn()).map_err(store_err)
     }
 
     fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError> {
-        let [adm, _, _, _] = self.keys(key);
+        let [adm, _, _, _, _] = self.keys(key);
         let since = micros(now) - i64::try_from(within.as_micros()).unwrap_or(i64::MAX / 4);
         ::redis::cmd("ZCOUNT")
             .arg(&adm)
