@@ -84,6 +84,36 @@ pub enum FaultKind {
     },
     /// Stream the whole answer but end without `data: [DONE]`.
     NoDone,
+    /// Answer with exactly this status, content type and body, and no other header: a 200 whose body is an
+    /// error envelope, an HTML page from a proxy, a 429 that says nothing about how long to wait.
+    Raw {
+        /// The status.
+        status: u16,
+        /// The `content-type` (JSON by default).
+        #[serde(default = "json_type")]
+        content_type: String,
+        /// The body, sent as it is.
+        #[serde(default)]
+        body: String,
+    },
+    /// Read the request and never answer (until the emulator stops): a server that accepts and stalls.
+    Hang,
+    /// Send the head and the first `after_bytes` bytes of the real answer (streamed or not), then drop the
+    /// connection.
+    CutBody {
+        /// Bytes of the body sent before the drop.
+        after_bytes: usize,
+    },
+    /// Answer with about `bytes` bytes of valid content (deltas of a stream, or one long message), made as
+    /// they are sent, so the emulator's memory stays flat.
+    Huge {
+        /// The content's size in bytes.
+        bytes: usize,
+    },
+}
+
+fn json_type() -> String {
+    "application/json".into()
 }
 
 /// A fault to inject into the next matching requests.
@@ -123,6 +153,9 @@ pub struct EmulatorStats {
     /// Chat and embeddings requests answered 200, per model as the request named it.
     #[serde(default)]
     pub answered_by_model: BTreeMap<String, u64>,
+    /// Requests received, counted when they arrive (so those never answered count too), admin paths excluded.
+    #[serde(default)]
+    pub received: u64,
 }
 
 #[derive(Debug)]
@@ -284,6 +317,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     if let Some(admin) = path.strip_prefix("/_emulator/") {
         return admin_route(&st, admin, req).await;
     }
+    lock(&st.stats).received += 1;
     let resp = serve(&st, req, &path).await;
     let mut stats = lock(&st.stats);
     stats.total += 1;
@@ -429,8 +463,20 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         .ok()
         .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default();
-    if let Some(FaultKind::Status { status, retry_after }) = fault {
-        return status_fault(status, retry_after, style, &model);
+    match fault {
+        Some(FaultKind::Status { status, retry_after }) => return status_fault(status, retry_after, style, &model),
+        Some(FaultKind::Raw { status, content_type, body }) => {
+            let mut r = full(status, body);
+            if let Ok(v) = HeaderValue::from_str(&content_type) {
+                r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+            }
+            return r;
+        }
+        Some(FaultKind::Hang) => {
+            // Pending until the connection is dropped (the client gives up, or the emulator stops).
+            return std::future::pending().await;
+        }
+        _ => {}
     }
     let mut in_flight = None;
     let tiered = st.config.catalog_tiers.filter(|_| st.config.limits.is_none()).map(|scale| {
@@ -500,13 +546,20 @@ async fn chat(
     }
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     let id = format!("chatcmpl-emu{:08x}", text.len() as u64 * 2654435761 % 0xffff_ffff);
+    if let Some(FaultKind::Huge { bytes }) = fault {
+        return huge(&req, bytes);
+    }
     if !req.is_stream() {
-        return full(200, json!({
+        let body = json!({
             "id": id, "object": "chat.completion", "created": 1733556142u64, "model": req.model,
             "system_fingerprint": "gm-emulator",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "finish_reason": finish, "logprobs": null}],
             "usage": usage,
-        }).to_string());
+        }).to_string();
+        if let Some(FaultKind::CutBody { after_bytes }) = fault {
+            return cut(Bytes::from(body), after_bytes, "application/json");
+        }
+        return full(200, body);
     }
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     let model = req.model.clone();
@@ -531,6 +584,10 @@ async fn chat(
     events.push(chunk(json!({}), json!(finish)));
     if include_usage {
         events.push(json!({"id": id, "object": "chat.completion.chunk", "created": 1733556142u64, "model": model, "choices": [], "usage": usage}).to_string());
+    }
+    if let Some(FaultKind::CutBody { after_bytes }) = fault {
+        let all: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        return cut(Bytes::from(all + "data: [DONE]\n\n"), after_bytes, "text/event-stream");
     }
     let mut frames: Vec<Result<Bytes, std::io::Error>> =
         events.into_iter().map(|e| Ok(Bytes::from(format!("data: {e}\n\n")))).collect();
@@ -559,6 +616,57 @@ async fn chat(
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// The first `after` bytes of `body` (with a `content-length` for the whole of it), then a dropped connection.
+fn cut(body: Bytes, after: usize, content_type: &'static str) -> Response<Body> {
+    let total = body.len();
+    let head = body.slice(..after.min(total));
+    let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+        Ok(Frame::data(head)),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected: connection dropped mid-body")),
+    ];
+    let stream = futures_util::stream::iter(frames).then(|f| async move {
+        if f.is_err() {
+            // Let what was sent reach the client first.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        f
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
+    r
+}
+
+/// About `bytes` bytes of content: 4 KiB deltas of a stream, or one message of that size, made as sent.
+fn huge(req: &ChatRequest, bytes: usize) -> Response<Body> {
+    const PIECE: usize = 4096;
+    let piece = "y".repeat(PIECE);
+    let n = bytes.div_ceil(PIECE);
+    let model = req.model.clone();
+    if req.is_stream() {
+        let chunk = json!({"id": "chatcmpl-huge", "object": "chat.completion.chunk", "created": 1733556142u64, "model": model,
+            "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+        let frame = Bytes::from(format!("data: {chunk}\n\n"));
+        let frames = std::iter::repeat_n(frame, n)
+            .chain(std::iter::once(Bytes::from_static(b"data: [DONE]\n\n")))
+            .map(|b| Ok::<_, std::io::Error>(Frame::data(b)));
+        let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        return r;
+    }
+    let head = format!(
+        r#"{{"id":"chatcmpl-huge","object":"chat.completion","created":1733556142,"model":{},"choices":[{{"index":0,"finish_reason":"stop","message":{{"role":"assistant","content":""#,
+        Value::String(model)
+    );
+    let frames = std::iter::once(Bytes::from(head))
+        .chain(std::iter::repeat_n(Bytes::from(piece), n))
+        .chain(std::iter::once(Bytes::from_static(b"\"}}]}")))
+        .map(|b| Ok::<_, std::io::Error>(Frame::data(b)));
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 

@@ -77,6 +77,45 @@ impl Credential {
     }
 }
 
+/// The prefixes of the providers' token shapes, longest first.
+const TOKEN_PREFIXES: [&str; 8] = ["github_pat_", "sk-proj-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "sk-"];
+
+/// `text` with every credential taken out: `known` (the client's own, wherever it appears) and anything
+/// shaped like a provider's token (`ghp_…`, `github_pat_…`, `sk-…` and the like, 16 characters or more
+/// after the prefix), each replaced by its prefix and `***`. What a server sends back (an error body that
+/// echoes the request's header, a proxy's page) goes through this before it is shown or stored.
+///
+/// ```
+/// use gm_http::auth::{scrub_secrets, Credential};
+/// let key = Credential::explicit("0123456789abcdef0123456789abcdef");
+/// let echoed = "invalid key 0123456789abcdef0123456789abcdef (also tried ghp_AAAAbbbbCCCCdddd1234)";
+/// assert_eq!(scrub_secrets(echoed, Some(&key)), "invalid key *** (also tried ghp_***)");
+/// ```
+pub fn scrub_secrets(text: &str, known: Option<&Credential>) -> String {
+    let mut out = match known.map(Credential::expose).filter(|k| k.len() >= 8) {
+        Some(k) if text.contains(k) => text.replace(k, "***"),
+        _ => text.to_string(),
+    };
+    let token_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut from = 0;
+    while let Some((at, prefix)) = TOKEN_PREFIXES
+        .iter()
+        .filter_map(|p| out[from..].find(p).map(|i| (from + i, *p)))
+        .min_by_key(|&(i, p)| (i, usize::MAX - p.len()))
+    {
+        let start = at + prefix.len();
+        let len = out[start..].find(|c: char| !token_char(c)).unwrap_or(out.len() - start);
+        let glued = out[..at].chars().next_back().is_some_and(token_char);
+        if len >= 16 && !glued {
+            out.replace_range(start..start + len, "***");
+            from = start + 3;
+        } else {
+            from = start;
+        }
+    }
+    out
+}
+
 /// The outcome of looking for a provider and its credential.
 #[derive(Debug, Clone)]
 pub struct Resolution {

@@ -75,6 +75,11 @@ impl ApiError {
             }
             (_, 413) => Some("shorten the prompt or lower max_tokens; the per-request token cap was exceeded".into()),
             (_, 429) if self.is_daily_limit() => Some("the daily quota for this model is spent".into()),
+            (_, 429) if self.retry_after.is_none() => Some(
+                "the server did not say how long to wait; try again in a minute, or lower --limits so gm spaces \
+                 the requests"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -210,9 +215,21 @@ pub enum Error {
     /// shows and has the causes of the shared error.
     #[error(transparent)]
     Shared(std::sync::Arc<Error>),
+    /// Sent: the server answered with a success status, but its body is an error envelope (`{"error": …}`);
+    /// nothing of it is used or cached.
+    #[error("{provider} answered {status} with an error instead of an answer: {message}; nothing was recorded, try again later")]
+    ErrorAnswer {
+        /// The provider.
+        provider: ProviderKind,
+        /// The (success) status it came with.
+        status: u16,
+        /// The server's message (credentials taken out).
+        message: String,
+    },
     /// The response was larger than the configured cap.
     #[error(
-        "the answer from {url} is larger than the {limit}-byte cap; raise it with ClientBuilder::max_response_bytes"
+        "the answer from {url} is larger than the cap of {limit} bytes; raise the cap (--max-response-bytes) if \
+         answers this large are expected"
     )]
     TooLarge {
         /// The URL.

@@ -289,7 +289,95 @@ async fn an_answer_over_the_size_cap_is_refused() {
         .unwrap();
     let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
     assert!(matches!(e, Error::TooLarge { limit: 64, .. }), "{e:?}");
-    assert!(e.to_string().contains("max_response_bytes"), "{e}");
+    assert!(e.to_string().contains("--max-response-bytes") && !e.to_string().contains("ClientBuilder"), "{e}");
+}
+
+#[tokio::test]
+async fn a_streamed_answer_has_the_same_total_cap_as_a_whole_one() {
+    // 4 MiB of valid deltas against a 256 KiB cap: refused once the cap is passed, not gathered whole.
+    let emu = emulator_with([emulator::fault(FaultKind::Huge { bytes: 4 << 20 }, 2)]).await;
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .max_response_bytes(256 << 10)
+        .build()
+        .unwrap();
+    let e = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap().collect().await.unwrap_err();
+    assert!(matches!(e, Error::Stream { .. }), "{e:?}");
+    assert!(e.to_string().contains("cap of 262144 bytes") && e.to_string().contains("--max-response-bytes"), "{e}");
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_200_whose_body_is_an_error_is_an_error_and_never_cached() {
+    let emu = emulator_with([emulator::error_as_200("model overloaded", 2)]).await;
+    let cache = std::sync::Arc::new(gm_cache::Cache::new(gm_cache::CacheConfig::default()));
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .retry_policy(RetryPolicy::none())
+        .cache(cache, gm_http::CachePolicy::default())
+        .build()
+        .unwrap();
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(matches!(e, Error::ErrorAnswer { status: 200, .. }), "{e:?}");
+    assert!(e.to_string().contains("model overloaded"), "{e}");
+    // The streamed path, answered with the same JSON: the same error.
+    let e = c.chat_stream(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(e.to_string().contains("model overloaded"), "{e}");
+    // Nothing was cached: the next call is sent and answered.
+    let r = c.chat(&hi("openai/gpt-4.1")).await.unwrap();
+    assert!(!r.cached);
+    assert_eq!(r.text(), "say hello to the tests");
+    assert_eq!(emu.stats().received, 3);
+}
+
+#[tokio::test]
+async fn an_html_page_on_a_streamed_request_says_what_came_instead() {
+    let page = "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>";
+    let emu = emulator_with([emulator::raw(200, "text/html; charset=utf-8", page, 1)]).await;
+    let e = github(&emu).chat_stream(&hi("openai/gpt-4.1")).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("text/html") && text.contains("502 Bad Gateway") && !text.contains("[DONE]"), "{text}");
+}
+
+#[tokio::test]
+async fn a_credential_echoed_back_in_an_error_body_is_never_shown() {
+    let key = "sk-proj-Zx9fakeKEYforTESTS0123456789abcdefABCDEF";
+    let body = format!(
+        r#"{{"error":{{"message":"Incorrect API key provided: {key}. You passed ghp_AAAAbbbbCCCCdddd0000 too","code":"invalid_api_key"}}}}"#
+    );
+    let emu = emulator_with([emulator::raw(401, "application/json", &body, 1)]).await;
+    let c = Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url(emu.openai_url())
+        .credential(Credential::explicit(key))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    let shown = format!("{e} {e:?}");
+    assert!(shown.contains("Incorrect API key provided"), "{shown}");
+    assert!(!shown.contains("Zx9fakeKEY") && !shown.contains("AAAAbbbbCCCC"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let emu = emulator_with([emulator::fault(FaultKind::Hang, 1)]).await;
+    let c = Client::builder()
+        .provider(ProviderKind::Github)
+        .base_url(emu.url())
+        .credential(Credential::explicit("t"))
+        .retry_policy(RetryPolicy::none())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let e = c.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    assert_eq!(emu.stats().received, 1);
 }
 
 #[tokio::test]

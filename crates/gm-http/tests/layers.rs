@@ -174,6 +174,29 @@ async fn a_429_blocks_the_key_on_the_limiter_s_own_clock() {
 }
 
 #[tokio::test]
+async fn a_429_without_a_wait_backs_off_briefly_and_says_it_was_not_told() {
+    let emu = emulator::start(EmulatorConfig::default(), [emulator::untold_429(2)]).await;
+    let clock = ManualClock::new();
+    let config = LimitsConfig::uniform(LimitSpec::parse("100/1m").unwrap());
+    let limiter = Arc::new(Limiter::with_clock(config, Arc::new(clock.clone())));
+    let c = builder(&emu).limiter(limiter.clone(), Duration::from_secs(1)).build().unwrap();
+    let key = c.limit_key("openai/gpt-4.1");
+    let e = c.chat(&ask("untold")).await.unwrap_err();
+    assert_eq!(e.status(), Some(429), "{e:?}");
+    assert!(e.to_string().contains("did not say how long to wait"), "{e}");
+    // A short block, not a guessed minute; the next untold 429 in a row doubles it.
+    let status = limiter.key_status(&key, clock.now()).unwrap();
+    assert_eq!(status.blocked_for, Some(Duration::from_secs(1)), "{status:?}");
+    clock.advance(Duration::from_secs(1));
+    c.chat(&ask("untold again")).await.unwrap_err();
+    assert_eq!(limiter.key_status(&key, clock.now()).unwrap().blocked_for, Some(Duration::from_secs(2)));
+    // An answer starts the backoff over.
+    clock.advance(Duration::from_secs(2));
+    c.chat(&ask("answered")).await.unwrap();
+    assert_eq!(limiter.key_status(&key, clock.now()).unwrap().blocked_for, None);
+}
+
+#[tokio::test]
 async fn a_burst_against_a_scaled_github_tier_earns_no_429() {
     // GitHub's low tier on the free plan with a minute lasting a second, on both sides: the emulator counts
     // with its own sliding window, the client plans with gm-limits' preset for the same tier.

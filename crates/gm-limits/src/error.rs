@@ -98,8 +98,9 @@ pub enum LimitError {
     // --- out of patience ---
     /// Waiting for quota would take longer than the caller allows.
     #[error(
-        "rate limit of {key}: {reason}; quota frees in {in_}, longer than the allowed wait of {max}; \
+        "rate limit of {key}: {reason}; {frees} in {in_}, longer than the allowed wait of {max}; \
          try again then, or raise --max-wait",
+        frees = if matches!(reason, WaitReason::Backoff) { "the backoff ends" } else { "quota frees" },
         in_ = human(*wait), max = human(*max_wait)
     )]
     WouldWaitTooLong {

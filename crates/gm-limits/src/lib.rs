@@ -92,7 +92,9 @@ pub use duration::{format_duration, parse_duration};
 pub use error::LimitError;
 pub use key::{fingerprint, LimitKey};
 pub use limiter::{KeyHandle, KeyStatus, Limiter, Permit, TokioClock};
-pub use signal::{Observation, ServerSignal, DEFAULT_DAILY_BLOCK, DEFAULT_MAX_WAIT, DEFAULT_RETRY_AFTER};
+pub use signal::{
+    Observation, ServerSignal, DEFAULT_DAILY_BLOCK, DEFAULT_MAX_WAIT, DEFAULT_RETRY_AFTER, UNTOLD_BACKOFF_FIRST,
+};
 pub use spec::{LimitSpec, Margin, Window};
 pub use state::{Denied, Wait, WaitReason, WindowStatus};
 #[cfg(feature = "redis")]

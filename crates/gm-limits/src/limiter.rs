@@ -291,15 +291,23 @@ impl Limiter {
     }
 
     /// Learns from a response: a 429 blocks the key until the server's wait is over (and marks a spent
-    /// daily quota); remaining-count headers tighten the local counts. Returns what was learned, so the
-    /// caller's retry policy can use the same wait.
+    /// daily quota), or, when it did not say how long, for a backoff that starts at
+    /// [`UNTOLD_BACKOFF_FIRST`](crate::UNTOLD_BACKOFF_FIRST) and doubles with each such 429 in a row;
+    /// remaining-count headers tighten the local counts. Returns what was learned, so the caller's retry
+    /// policy can use the same wait.
     pub fn observe(&self, key: &LimitKey, signal: &ServerSignal, now: Instant) -> Observation {
-        let seen = signal.interpret();
+        let mut seen = signal.interpret();
         let e = self.entry(key);
         let mut st = e.lock();
+        if signal.status == 429 && seen.retry_after.is_none() {
+            st.untold_429s = st.untold_429s.saturating_add(1);
+            seen.retry_after = Some(crate::signal::untold_backoff(st.untold_429s));
+        } else if signal.status != 429 {
+            st.untold_429s = 0;
+        }
         if let Some(wait) = seen.retry_after {
             let until = now.checked_add(wait).unwrap_or(now + crate::signal::DEFAULT_DAILY_BLOCK);
-            st.block(until, seen.daily);
+            st.block(until, seen.daily, seen.told);
             if let Some(link) = &e.store {
                 // The local block holds even if the store cannot record it for the other processes.
                 let _ = link.store.block(key, link.wall(until), seen.daily);

@@ -4,8 +4,18 @@ use std::time::{Duration, SystemTime};
 
 use gm_core::ErrorBody;
 
-/// How long to wait after a 429 that says nothing about it (as gh-models does).
+/// The longest a key is blocked after 429s that never say how long to wait: the backoff that starts at
+/// [`UNTOLD_BACKOFF_FIRST`] and doubles with each such 429 in a row stops growing here.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How long a key is blocked after a first 429 that says nothing about how long to wait; each further one
+/// in a row doubles it, up to [`DEFAULT_RETRY_AFTER`], and any answer that is not a 429 starts it over.
+pub const UNTOLD_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+
+/// The block after the `n`-th untold 429 in a row (counting from 1).
+pub(crate) fn untold_backoff(n: u32) -> Duration {
+    UNTOLD_BACKOFF_FIRST.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(DEFAULT_RETRY_AFTER)
+}
 
 /// The default of `--max-wait`: how long one request may wait for quota before it fails.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
@@ -111,8 +121,9 @@ impl ServerSignal {
 
     /// What the signal means for the limiter.
     ///
-    /// For a 429, the wait is [`ServerSignal::requested_wait`]; with none given,
-    /// [`DEFAULT_RETRY_AFTER`] (or [`DEFAULT_DAILY_BLOCK`] for a spent daily quota). The daily quota is spent
+    /// For a 429, the wait is [`ServerSignal::requested_wait`]; with none given, [`DEFAULT_DAILY_BLOCK`] for a
+    /// spent daily quota and otherwise nothing (`told` is false): the limiter then blocks the key for a short,
+    /// growing backoff (see [`UNTOLD_BACKOFF_FIRST`]) rather than guess a long wait. The daily quota is spent
     /// when `x-ratelimit-type` names a day (`UserByModelByDay`) or the body speaks of `per 86400s` or `ByDay`.
     /// Other statuses only carry the remaining counts.
     pub fn interpret(&self) -> Observation {
@@ -122,6 +133,7 @@ impl ServerSignal {
         let limit_tokens = parse_count(self.limit_tokens.as_deref());
         let mut out = Observation {
             retry_after: None,
+            told: false,
             daily: false,
             remaining_requests,
             limit_requests,
@@ -141,11 +153,12 @@ impl ServerSignal {
             || body_text.contains("per 86400s")
             || body_text.contains("byday")
             || body_text.contains("per day");
-        out.retry_after = Some(match self.requested_wait() {
-            Some(wait) => wait,
-            None if out.daily => DEFAULT_DAILY_BLOCK,
-            None => DEFAULT_RETRY_AFTER,
-        });
+        out.retry_after = match self.requested_wait() {
+            Some(wait) => Some(wait),
+            None if out.daily => Some(DEFAULT_DAILY_BLOCK),
+            None => None,
+        };
+        out.told = out.retry_after.is_some();
         out
     }
 
@@ -189,8 +202,13 @@ fn parse_count(v: Option<&str>) -> Option<u64> {
 /// What the limiter learned from a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Observation {
-    /// For a 429: how long the key is blocked (also how long a retry should wait).
+    /// For a 429: how long the key is blocked (also how long a retry should wait). From
+    /// [`Limiter::observe`](crate::Limiter::observe) always set for a 429: the server's wait, or the backoff
+    /// when it gave none.
     pub retry_after: Option<Duration>,
+    /// For a 429: whether the server said how long to wait (or that the day's quota is spent); when false,
+    /// `retry_after` is the limiter's own backoff.
+    pub told: bool,
     /// For a 429: whether the server said the daily quota is spent.
     pub daily: bool,
     /// `x-ratelimit-remaining-requests`.
@@ -242,7 +260,7 @@ mod tests {
         assert_eq!(w("retry-after", "30"), Some(Duration::from_secs(30)));
         assert_eq!(w("retry-after-ms", "1500"), Some(Duration::from_millis(1500)));
         assert_eq!(w("x-ratelimit-timeremaining", "12"), Some(Duration::from_secs(12)));
-        assert_eq!(w("x-unrelated", "12"), Some(DEFAULT_RETRY_AFTER));
+        assert_eq!(w("x-unrelated", "12"), None);
         let both = ServerSignal::new(429).header("retry-after", "2").header("retry-after-ms", "2500").interpret();
         assert_eq!(both.retry_after, Some(Duration::from_millis(2500)));
     }

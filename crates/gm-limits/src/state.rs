@@ -30,6 +30,9 @@ pub enum WaitReason {
         /// Whether the server said the daily quota is spent.
         daily: bool,
     },
+    /// The server answered 429 without saying how long to wait: the key backs off for a short, growing
+    /// time (see [`UNTOLD_BACKOFF_FIRST`](crate::UNTOLD_BACKOFF_FIRST)).
+    Backoff,
     /// Other requests for the same key wait ahead of this one (admission is first come, first served).
     Queue(usize),
 }
@@ -42,6 +45,9 @@ impl fmt::Display for WaitReason {
             WaitReason::Concurrency(n) => write!(f, "{n} requests are in flight, the most allowed at once"),
             WaitReason::Server { daily: true } => f.write_str("the server said the daily quota is spent"),
             WaitReason::Server { daily: false } => f.write_str("the server answered 429 and asked to wait"),
+            WaitReason::Backoff => {
+                f.write_str("the server answered 429 without saying how long to wait, so gm backs off")
+            }
             WaitReason::Queue(n) => write!(f, "{n} requests wait ahead of this one"),
         }
     }
@@ -231,6 +237,10 @@ pub(crate) struct KeyState {
     windows: Vec<RequestLog>,
     tokens: Vec<TokenLog>,
     blocked: Option<(Instant, bool)>,
+    /// Whether the block in force is gm's own backoff after a 429 that said nothing about waiting.
+    backing_off: bool,
+    /// 429s in a row that said nothing about how long to wait.
+    pub(crate) untold_429s: u32,
     next_reservation: u64,
     pub(crate) next_ticket: u64,
     pub(crate) queue: VecDeque<Waiter>,
@@ -266,6 +276,8 @@ impl KeyState {
                 .fold(HISTORY_SPAN, Duration::max),
             spec,
             blocked: None,
+            backing_off: false,
+            untold_429s: 0,
             next_reservation: 0,
             next_ticket: 0,
             queue: VecDeque::new(),
@@ -319,7 +331,7 @@ impl KeyState {
             }
         };
         match self.blocked {
-            Some((until, daily)) if until > now => later(until, WaitReason::Server { daily }),
+            Some((until, daily)) if until > now => later(until, self.block_reason(daily)),
             Some(_) => self.blocked = None,
             None => {}
         }
@@ -376,7 +388,7 @@ impl KeyState {
         let mut best: Option<(Instant, WaitReason)> = None;
         if let Some((until, daily)) = self.blocked {
             if until > now {
-                best = Some((until, WaitReason::Server { daily }));
+                best = Some((until, self.block_reason(daily)));
             }
         }
         for w in &self.windows {
@@ -389,11 +401,23 @@ impl KeyState {
         best
     }
 
-    /// Blocks the key until `until` (a 429); never shortens an existing block.
-    pub(crate) fn block(&mut self, until: Instant, daily: bool) {
+    /// Blocks the key until `until` (a 429; `told` when the server said how long); never shortens an
+    /// existing block.
+    pub(crate) fn block(&mut self, until: Instant, daily: bool, told: bool) {
         match &mut self.blocked {
             Some((u, d)) if *u >= until => *d |= daily,
-            slot => *slot = Some((until, daily)),
+            slot => {
+                *slot = Some((until, daily));
+                self.backing_off = !told;
+            }
+        }
+    }
+
+    fn block_reason(&self, daily: bool) -> WaitReason {
+        if self.backing_off && !daily {
+            WaitReason::Backoff
+        } else {
+            WaitReason::Server { daily }
         }
     }
 
@@ -447,6 +471,8 @@ impl KeyState {
             t.used = t.entries.iter().map(|&(_, _, n)| n).sum();
         }
         next.blocked = self.blocked;
+        next.backing_off = self.backing_off;
+        next.untold_429s = self.untold_429s;
         next.next_reservation = self.next_reservation;
         next.next_ticket = self.next_ticket;
         next.queue = std::mem::take(&mut self.queue);
@@ -464,6 +490,7 @@ impl KeyState {
         }
         self.history.clear();
         self.blocked = None;
+        self.untold_429s = 0;
     }
 
     pub(crate) fn status(&mut self, now: Instant, in_flight: u32) -> StatusParts {

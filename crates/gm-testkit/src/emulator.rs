@@ -26,6 +26,27 @@ pub fn rate_limited(retry_after: u64, times: usize) -> Fault {
     Fault { kind: FaultKind::Status { status: 429, retry_after: Some(retry_after) }, times, path: None }
 }
 
+/// Exactly this answer (status, content type, body, no other header) for the next `times` requests.
+pub fn raw(status: u16, content_type: &str, body: &str, times: usize) -> Fault {
+    Fault { kind: FaultKind::Raw { status, content_type: content_type.into(), body: body.into() }, times, path: None }
+}
+
+/// A 200 whose body is an error envelope (`{"error": {"message": …}}`), for the next `times` requests.
+pub fn error_as_200(message: &str, times: usize) -> Fault {
+    let body = serde_json::json!({"error": {"message": message}}).to_string();
+    raw(200, "application/json", &body, times)
+}
+
+/// A 429 with no `retry-after` or rate-limit header and nothing in the body about waiting.
+pub fn untold_429(times: usize) -> Fault {
+    raw(429, "application/json", r#"{"error":{"code":"too_many_requests","message":"Too many requests"}}"#, times)
+}
+
+/// `kind` for the next `times` requests.
+pub fn fault(kind: FaultKind, times: usize) -> Fault {
+    Fault { kind, times, path: None }
+}
+
 /// An emulator serving from a runtime of its own, for tests that are not async (e.g. a test that runs the
 /// `gm` binary as a process). It dereferences to the [`Emulator`]; dropping it stops both.
 ///

@@ -124,19 +124,24 @@ impl Client {
             };
             if resp.status < 400 {
                 if let Some((limiter, _, key, _)) = &limit {
-                    observe(limiter, key, resp.status, &resp.headers, None);
+                    let _ = observe(limiter, key, resp.status, &resp.headers, None);
                 }
                 return Ok((resp, meta));
             }
             let status = resp.status;
             let resp_headers = resp.headers.clone();
             let raw = resp.collect(64 << 10).await.unwrap_or_default();
+            // A server may echo the request's credential back (an error naming the key it refused): it is taken
+            // out before anything of the answer is kept, shown or logged.
+            let raw = Bytes::from(self.scrub(&String::from_utf8_lossy(&raw)));
             let parsed = ErrorBody::parse(&raw);
-            if let Some((limiter, _, key, _)) = &limit {
-                observe(limiter, key, status, &resp_headers, Some(&raw));
-            }
+            let seen =
+                limit.as_ref().map(|(limiter, _, key, _)| observe(limiter, key, status, &resp_headers, Some(&raw)));
             // A `retry-after` HTTP date is wall-clock time, which no monotonic `Clock` can tell.
             let wait = server_wait(&resp_headers, parsed.as_ref(), SystemTime::now());
+            // A 429 that says nothing about waiting blocked the key for the limiter's short, growing backoff:
+            // the retry waits just as long (the limiter would hold it back until then anyway).
+            let backoff = seen.filter(|s| status == 429 && !s.told).and_then(|s| s.retry_after);
             let mut raw_text = String::from_utf8_lossy(&raw).into_owned();
             if raw_text.len() > 4096 {
                 let cut = (0..=4096).rev().find(|&i| raw_text.is_char_boundary(i)).unwrap_or(0);
@@ -169,9 +174,15 @@ impl Client {
                     return Err(Error::WaitTooLong { wait: w, cap: policy.max_wait, api: Box::new(api) });
                 }
                 Some(w) => w,
-                None => policy.backoff(meta.attempts).min(policy.max_wait),
+                None => policy.backoff(meta.attempts).max(backoff.unwrap_or_default()).min(policy.max_wait),
             };
-            tracing::info!(status, attempt = meta.attempts, wait_ms = delay.as_millis() as u64, "retrying");
+            tracing::info!(
+                status,
+                attempt = meta.attempts,
+                wait_ms = delay.as_millis() as u64,
+                told = wait.is_some(),
+                "retrying"
+            );
             self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             meta.permit = None;
             tokio::time::sleep(delay).await;
@@ -195,7 +206,7 @@ fn observe(
     status: u16,
     headers: &HeaderMap,
     body: Option<&[u8]>,
-) {
+) -> gm_limits::Observation {
     let mut signal = gm_limits::ServerSignal::new(status);
     for (name, value) in headers {
         if let Ok(v) = value.to_str() {
@@ -205,7 +216,7 @@ fn observe(
     if let Some(b) = body {
         signal = signal.body(b);
     }
-    limiter.observe(key, &signal, limiter.clock().now());
+    limiter.observe(key, &signal, limiter.clock().now())
 }
 
 fn map_transport(e: TransportError, url: &http::Uri) -> Error {

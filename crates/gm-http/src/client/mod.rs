@@ -210,6 +210,16 @@ impl Client {
         &self.inner.clock
     }
 
+    /// Reads a success answer (see [`decode`]).
+    fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, Error> {
+        decode(self.inner.provider, self.inner.credential.as_ref(), body)
+    }
+
+    /// `text` from a server with every credential taken out (see [`crate::auth::scrub_secrets`]).
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        crate::auth::scrub_secrets(text, self.inner.credential.as_ref())
+    }
+
     /// The time on the client's clock since `started`.
     fn since(&self, started: Instant) -> Duration {
         self.inner.clock.now().saturating_duration_since(started)
@@ -226,9 +236,9 @@ impl Client {
         let (resp, _) = self.attempts(Method::GET, url.clone(), Bytes::new(), None).await?;
         let body = self.collect(resp, &url).await?;
         let list: Vec<CatalogEntry> = if matches!(self.inner.provider, ProviderKind::Github | ProviderKind::Demo) {
-            decode(self.inner.provider, &body)?
+            self.decode(&body)?
         } else {
-            let l: OpenAiModelList = decode(self.inner.provider, &body)?;
+            let l: OpenAiModelList = self.decode(&body)?;
             l.data.into_iter().map(CatalogEntry::from).collect()
         };
         let list = Arc::new(list);
@@ -285,13 +295,13 @@ impl Client {
     async fn chat_answer(&self, req: &ChatRequest, sample: u32, started: Instant) -> Result<ChatResponse, Error> {
         let Some(cache) = &self.inner.cache else {
             let (bytes, meta) = self.fetch_chat(req).await?;
-            let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
+            let completion: ChatCompletion = self.decode(&bytes)?;
             return Ok(ChatResponse::new(completion, self.since(started), meta, false));
         };
         let key = self.cache_key(req, sample);
         if self.inner.cache_policy.refresh {
             let (bytes, meta) = self.fetch_chat(req).await?;
-            let completion: ChatCompletion = decode(self.inner.provider, &bytes)?;
+            let completion: ChatCompletion = self.decode(&bytes)?;
             if let Err(e) = cache.set(key, bytes, self.inner.cache_policy.ttl, started) {
                 tracing::warn!(error = %e, "could not store the answer in the cache");
             }
@@ -302,13 +312,13 @@ impl Client {
             .get_or_fetch(key, self.inner.cache_policy.ttl, started, async {
                 let (bytes, m) = self.fetch_chat(req).await?;
                 // Only a readable answer is cached.
-                decode::<ChatCompletion>(self.inner.provider, &bytes)?;
+                self.decode::<ChatCompletion>(&bytes)?;
                 *meta.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
                 Ok::<_, Error>(bytes)
             })
             .await
             .map_err(Error::from_shared)?;
-        let completion: ChatCompletion = decode(self.inner.provider, &fetched.value)?;
+        let completion: ChatCompletion = self.decode(&fetched.value)?;
         let cached = fetched.origin.is_cached();
         let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default();
         Ok(ChatResponse::new(completion, self.since(started), meta, cached))
@@ -350,7 +360,7 @@ impl Client {
             ChatRequest::new(req.model.clone(), vec![gm_core::ChatMessage::user(req.input.as_vec().join("\n"))]);
         let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), Some(&counted)).await?;
         let bytes = self.collect(resp, &url).await?;
-        decode(self.inner.provider, &bytes)
+        self.decode(&bytes)
     }
 }
 
@@ -358,9 +368,29 @@ fn poisoned() -> Error {
     Error::InvalidRequest("an internal lock was poisoned by an earlier panic".into())
 }
 
-fn decode<T: DeserializeOwned>(provider: ProviderKind, body: &[u8]) -> Result<T, Error> {
+/// Reads a success answer. A body that is an error envelope (`{"error": {"message": "model overloaded"}}`, sent
+/// by some servers with a 200) is an error, never an empty answer: every field of a completion is optional,
+/// so it would otherwise read as one, and be cached.
+fn decode<T: DeserializeOwned>(provider: ProviderKind, known: Option<&Credential>, body: &[u8]) -> Result<T, Error> {
+    if let Some(err) = error_in_answer(body) {
+        let message = crate::auth::scrub_secrets(&err.message, known);
+        return Err(Error::ErrorAnswer { provider, status: 200, message });
+    }
     serde_json::from_slice(body).map_err(|e| {
-        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let start = crate::auth::scrub_secrets(&String::from_utf8_lossy(&body[..body.len().min(200)]), known);
         Error::Decode { provider, message: format!("{e}; the answer began: {start:?}") }
     })
+}
+
+/// The error a success answer carries instead of its content, if it is an error envelope: a JSON object with
+/// a non-null top-level `error`.
+pub(crate) fn error_in_answer(body: &[u8]) -> Option<gm_core::ErrorBody> {
+    // An answer's text holds `"error"` only escaped (`\"error\"`), so most answers are told apart unparsed.
+    if !body.windows(7).any(|w| w == b"\"error\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("error").filter(|e| !e.is_null())?;
+    gm_core::ErrorBody::from_value(&value)
+        .or_else(|| Some(gm_core::ErrorBody { message: value["error"].to_string(), ..Default::default() }))
 }

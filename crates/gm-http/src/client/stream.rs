@@ -17,7 +17,7 @@ use http::Method;
 
 use super::attempt::Meta;
 use super::replay::{to_micros, Recorder, Took};
-use super::{decode, ChatResponse, Client};
+use super::{ChatResponse, Client};
 use crate::error::Error;
 use crate::sse::{SseEvent, SseParser};
 use crate::transport::BodyStream;
@@ -44,7 +44,7 @@ impl Client {
                 let answer = ChatResponse::from_recorded(self.inner.provider, &entry)?;
                 let meta = Meta { attempts: answer.attempts, rate_limited: answer.rate_limited, permit: None };
                 let body = replay_as_sse(&answer.completion);
-                let mut s = ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, meta);
+                let mut s = self.stream_of(body, started, meta);
                 s.cached = answer.cached;
                 s.first_chunk = Some(entry.time_to_first_token_us.map(Duration::from_micros).unwrap_or(answer.latency));
                 s.recorded_latency = Some(answer.latency);
@@ -61,10 +61,9 @@ impl Client {
                     None
                 });
                 if let Some(hit) = hit {
-                    let completion: ChatCompletion = decode(self.inner.provider, &hit.value)?;
+                    let completion: ChatCompletion = self.decode(&hit.value)?;
                     let body = replay_as_sse(&completion);
-                    let mut s =
-                        ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, Meta::default());
+                    let mut s = self.stream_of(body, started, Meta::default());
                     s.cached = true;
                     s.record = record;
                     return Ok(s);
@@ -79,10 +78,53 @@ impl Client {
             tokio::time::timeout(self.inner.timeout, self.execute(Method::POST, url.clone(), body.into(), Some(&req)))
                 .await
                 .map_err(|_| Error::Timeout { url: url.to_string(), message: "no answer headers in time".into() })??;
-        let mut s = ChatStream::new(self.inner.provider, resp.body, self.inner.clock.clone(), started, meta);
+        // An event stream is what was asked for. A whole JSON answer (a server that ignores `stream`) is
+        // read as one, and replayed as its stream; anything else (a proxy's HTML page) is an error that
+        // says what came instead.
+        let content_type = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/json") {
+            let bytes = self.collect(resp, &url).await?;
+            let completion: ChatCompletion = self.decode(&bytes)?;
+            let mut s = self.stream_of(replay_as_sse(&completion), started, meta);
+            s.sink = sink;
+            return Ok(s);
+        }
+        if !content_type.is_empty() && !content_type.starts_with("text/event-stream") {
+            let mut first = Vec::new();
+            let mut body = resp.body;
+            while first.len() < 200 {
+                match body.next().await {
+                    Some(Ok(b)) => first.extend_from_slice(&b),
+                    _ => break,
+                }
+            }
+            first.truncate(200);
+            let start = self.scrub(&String::from_utf8_lossy(&first));
+            return Err(Error::Stream {
+                provider: self.inner.provider,
+                message: format!(
+                    "the server answered {} with `{content_type}` instead of an event stream; the answer began: \
+                     {start:?}; check the base URL",
+                    resp.status
+                ),
+            });
+        }
+        let mut s = self.stream_of(resp.body, started, meta);
         s.sink = sink;
         s.record = record;
         Ok(s)
+    }
+
+    fn stream_of(&self, body: BodyStream, started: Instant, meta: Meta) -> ChatStream {
+        let mut s = ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, meta);
+        s.limit = self.inner.max_response_bytes;
+        s.known = self.inner.credential.clone();
+        s
     }
 }
 
@@ -105,6 +147,12 @@ pub struct ChatStream {
     record: Option<(Recorder, gm_cache::RequestKey, RequestSummary)>,
     /// The latency reported for a recorded answer (replayed, or just recorded).
     recorded_latency: Option<Duration>,
+    /// The most bytes the whole stream may bring, as for a whole answer.
+    limit: usize,
+    /// Bytes read so far.
+    read: usize,
+    /// The credential, to take out of whatever the server sends back.
+    known: Option<crate::auth::Credential>,
 }
 
 impl fmt::Debug for ChatStream {
@@ -209,6 +257,9 @@ impl ChatStream {
             sink: None,
             record: None,
             recorded_latency: None,
+            limit: usize::MAX,
+            read: 0,
+            known: None,
         }
     }
 
@@ -236,7 +287,8 @@ impl ChatStream {
                             Err(e) => return Some(Err(self.fail(format!("an event is not JSON ({e}): {text:.200}")))),
                         };
                         if let Some(err) = value.get("error").and_then(|_| ErrorBody::from_value(&value)) {
-                            return Some(Err(self.fail(format!("the server sent an error: {}", err.message))));
+                            let message = crate::auth::scrub_secrets(&err.message, self.known.as_ref());
+                            return Some(Err(self.fail(format!("the server sent an error: {message}"))));
                         }
                         return match serde_json::from_value::<ChatCompletionChunk>(value) {
                             Ok(chunk) => {
@@ -260,6 +312,15 @@ impl ChatStream {
             let mut events = Vec::new();
             match self.body.next().await {
                 Some(Ok(bytes)) => {
+                    self.read = self.read.saturating_add(bytes.len());
+                    if self.read > self.limit {
+                        let limit = self.limit;
+                        let message = format!(
+                            "the answer is larger than the cap of {limit} bytes; raise the cap (--max-response-bytes) \
+                             if answers this large are expected"
+                        );
+                        return Some(Err(self.fail(message)));
+                    }
                     if let Err(e) = self.parser.feed(&bytes, &mut events) {
                         return Some(Err(self.fail(e.to_string())));
                     }
