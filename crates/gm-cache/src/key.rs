@@ -1,15 +1,14 @@
 //! Request keys: a 128-bit hash of the canonical form of a request.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
-use gm_core::{ChatRequest, ModelId};
+use gm_core::ChatRequest;
 use serde::ser::{self, Serialize};
 
 /// Bumped whenever the canonical encoding changes, so keys written by an older version never match.
-const KEY_DOMAIN: &[u8] = b"gm-cache/request-key/v1";
+const KEY_DOMAIN: &[u8] = b"gm-cache/request-key/v2";
 
 /// Fields of a chat request that do not change the answer, only how it is delivered.
 const DELIVERY_FIELDS: [&str; 2] = ["stream", "stream_options"];
@@ -17,7 +16,7 @@ const DELIVERY_FIELDS: [&str; 2] = ["stream", "stream_options"];
 /// The identity of a request for caching: a 128-bit hash of everything that changes the answer.
 ///
 /// Two requests get the same key when they would get the same answer from the same endpoint. For chat,
-/// [`RequestKey::for_chat`] covers the provider, the base URL, the model (canonical form), every message,
+/// [`RequestKey::for_chat`] covers the provider, the base URL, the model (as sent, case kept), every message,
 /// every generation parameter, the response format, the tools, fields kept in `extra`, and a sample index
 /// that tells repeated samples of one prompt apart. It ignores `stream` and `stream_options`, so a cached
 /// answer can be replayed as a stream.
@@ -48,12 +47,12 @@ impl RequestKey {
     ///
     /// The provider name is compared case-insensitively and trailing slashes of the base URL are ignored.
     pub fn for_chat(provider: &str, base_url: &str, req: &ChatRequest, sample: u32) -> RequestKey {
-        let model = canonical_model(&req.model);
+        let model = wire_model(&req.model);
         Self::compute(
             b"chat",
             provider,
             base_url,
-            &model,
+            model,
             sample,
             req,
             &["model", DELIVERY_FIELDS[0], DELIVERY_FIELDS[1]],
@@ -150,17 +149,11 @@ impl FromStr for RequestKey {
     }
 }
 
-/// The canonical form of a model id, as [`ModelId::canonical`] gives it (trimmed, lower-case, spaces as
-/// `-`), without parsing or allocating when the id is already canonical, as it nearly always is.
-fn canonical_model(model: &str) -> Cow<'_, str> {
-    let trimmed = model.trim();
-    if trimmed.bytes().all(|b| b.is_ascii() && b != b' ' && !b.is_ascii_uppercase()) {
-        return Cow::Borrowed(trimmed);
-    }
-    match ModelId::parse(trimmed) {
-        Ok(id) => Cow::Owned(id.canonical().to_owned()),
-        Err(_) => Cow::Owned(trimmed.to_lowercase().replace(' ', "-")),
-    }
+/// The model id as the request sends it, trimmed. Its case is kept: a server may treat `Org/Model-A` and
+/// `org/model-a` as two models, so they are two keys. (A client that normalises ids for its provider, as
+/// gm-http does for GitHub's case-insensitive catalog, hands the normalised id here.)
+fn wire_model(model: &str) -> &str {
+    model.trim()
 }
 
 fn xxh3_128(bytes: &[u8]) -> u128 {
