@@ -287,7 +287,7 @@ pub fn score_jsonl<R: BufRead, W: Write>(
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut first_line: u64 = 1;
     loop {
-        let filled = read_batch(&mut input, &mut batch)?;
+        let filled = read_batch(&mut input, &mut batch, first_line)?;
         if filled == 0 {
             break;
         }
@@ -351,9 +351,13 @@ pub fn score_jsonl<R: BufRead, W: Write>(
     Ok(ScoreSummary { cases, corpus })
 }
 
+/// The longest input line scored, in bytes: scoring a line takes memory in proportion to its
+/// length (several times it for the tokenizers), so a longer one is refused rather than read.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Reads up to one batch of lines (without their line endings) into `batch`, reusing its
-/// buffers, and returns how many were read.
-fn read_batch<R: BufRead>(input: &mut R, batch: &mut Vec<Vec<u8>>) -> Result<usize, Error> {
+/// buffers, and returns how many were read. `first_line` numbers the first for errors.
+fn read_batch<R: BufRead>(input: &mut R, batch: &mut Vec<Vec<u8>>, first_line: u64) -> Result<usize, Error> {
     let mut filled = 0;
     let mut bytes = 0;
     while filled < BATCH_LINES && bytes < BATCH_BYTES {
@@ -362,9 +366,20 @@ fn read_batch<R: BufRead>(input: &mut R, batch: &mut Vec<Vec<u8>>) -> Result<usi
         }
         let buf = &mut batch[filled];
         buf.clear();
-        let n = input.read_until(b'\n', buf)?;
+        // Never more than the cap (and its line ending) of one line in memory.
+        let n = std::io::Read::take(&mut *input, MAX_LINE_BYTES as u64 + 2).read_until(b'\n', buf)?;
         if n == 0 {
             break;
+        }
+        let content = buf.len() - usize::from(buf.ends_with(b"\n")) - usize::from(buf.ends_with(b"\r\n"));
+        if content > MAX_LINE_BYTES {
+            return Err(Error::MalformedLine {
+                line: first_line + filled as u64,
+                reason: format!(
+                    "the line is longer than {} MiB, the most one case may take; shorten its prediction or references",
+                    MAX_LINE_BYTES >> 20
+                ),
+            });
         }
         if buf.last() == Some(&b'\n') {
             buf.pop();

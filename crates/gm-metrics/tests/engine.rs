@@ -202,3 +202,31 @@ fn corpus_scores_cover_every_line() {
     assert_eq!(empty.cases, 0);
     assert_eq!(empty.corpus.unwrap().bleu, 0.0);
 }
+
+#[test]
+fn a_line_over_the_cap_is_refused_without_being_read_whole() {
+    use gm_metrics::score_file::MAX_LINE_BYTES;
+    // A reader that yields an endless line: the engine must stop at the cap rather than gather it.
+    struct Endless(u64);
+    impl std::io::Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            buf.fill(b'x');
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+    }
+    let mut input = many_lines(2).into_bytes();
+    input.extend_from_slice(b"{\"id\": 3, \"prediction\": \"");
+    let mut reader = std::io::BufReader::new(std::io::Read::chain(&input[..], Endless(0)));
+    let options = ScoreFileOptions::new(vec![Metric::Bleu]);
+    match score_jsonl(&mut reader, &mut Vec::new(), &options) {
+        Err(Error::MalformedLine { line: 3, reason }) => assert!(reason.contains("longer than 4 MiB"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let read = reader.into_inner().into_inner().1 .0;
+    assert!(read <= MAX_LINE_BYTES as u64 + (64 << 10), "read {read} bytes of the line");
+    // A line at the cap is scored.
+    let at_cap = format!("{{\"id\": 1, \"prediction\": \"{}\", \"references\": [\"a\"]}}\n", "a ".repeat(1 << 20));
+    assert!(at_cap.len() <= MAX_LINE_BYTES);
+    run(&at_cap, "equals", 1).unwrap();
+}
