@@ -44,6 +44,76 @@ pub enum PromptError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The file is larger, or nests deeper, than a prompt file may; refused before it is parsed.
+    #[error("{path}: {what}")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Which limit, and by how much.
+        what: String,
+    },
+}
+
+/// The largest prompt file read, in bytes. Parsing holds several times the text in memory (a 10 MB file of
+/// short rows took 645 MB), so a larger file is refused before it is read whole.
+pub const MAX_PROMPT_FILE_BYTES: u64 = 4 << 20;
+
+/// The deepest nesting of lists and mappings a prompt file may have (a prompt file needs about six). The YAML
+/// parser takes super-linear time on deep nesting, so deeper text is refused before it sees it.
+pub const MAX_PROMPT_FILE_DEPTH: usize = 64;
+
+/// What a look at the text before parsing finds: how deep it nests, and what its first content is.
+struct Shape {
+    depth: usize,
+    /// The first character of the first line with content, outside comments and a document marker.
+    first: Option<char>,
+}
+
+/// Measures nesting without parsing: block nesting by indentation (each deeper indent of a line opens a
+/// level) plus flow nesting (`[` and `{` outside quotes and comments). Brackets inside plain text count
+/// too, which can only overstate the depth of text that opens many brackets and never closes them.
+fn shape(text: &str) -> Shape {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut depth = 0usize;
+    let mut first = None;
+    for line in text.lines() {
+        let body = line.trim_start_matches([' ', '\t']);
+        if body.is_empty() || body.starts_with('#') || (flow == 0 && (body == "---" || body == "...")) {
+            continue;
+        }
+        if first.is_none() {
+            first = body.chars().next();
+        }
+        if flow == 0 {
+            let indent = line.len() - body.len();
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            // A list item's dash opens a level of its own, as does each dash on the same line (`- - x`).
+            let dashes = body.split_inclusive(' ').take_while(|w| w.trim() == "-").count();
+            depth = depth.max(indents.len() + dashes);
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in body.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if prev == ' ' || prev == '\t' => break,
+                (None, '\'' | '"') if matches!(prev, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
+                (None, '[' | '{') => {
+                    flow += 1;
+                    depth = depth.max(indents.len() + flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    Shape { depth, first }
 }
 
 /// `modelParameters`.
@@ -268,23 +338,75 @@ pub fn template(text: &str, vars: &Map<String, Value>) -> String {
     out
 }
 
+fn too_large(origin: &str, depth: Option<usize>) -> PromptError {
+    let what = match depth {
+        None => format!(
+            "the file is larger than {} MiB, the most a prompt file may be; split its test data over several files",
+            MAX_PROMPT_FILE_BYTES >> 20
+        ),
+        Some(d) => format!(
+            "the file nests {d} levels deep, more than the {MAX_PROMPT_FILE_DEPTH} a prompt file may; flatten its data"
+        ),
+    };
+    PromptError::TooLarge { path: origin.to_string(), what }
+}
+
 impl PromptFile {
     /// Reads and parses a file.
+    ///
+    /// A file over [`MAX_PROMPT_FILE_BYTES`] is refused without being read whole.
     pub fn load(path: &Path) -> Result<PromptFile, PromptError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PromptError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&text, &path.display().to_string())
+        use std::io::Read;
+        let origin = path.display().to_string();
+        let read_err = |source| PromptError::Read { path: origin.clone(), source };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_PROMPT_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
+        if bytes.len() as u64 > MAX_PROMPT_FILE_BYTES {
+            return Err(too_large(&origin, None));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error())))?;
+        Self::parse(&text, &origin)
     }
 
     /// Parses the text of a file; `origin` names it in errors.
+    ///
+    /// Text over [`MAX_PROMPT_FILE_BYTES`], or nesting deeper than [`MAX_PROMPT_FILE_DEPTH`], is refused
+    /// before the YAML parser sees it; so are an empty file and a file that is not a mapping of keys.
     pub fn parse(text: &str, origin: &str) -> Result<PromptFile, PromptError> {
+        if text.len() as u64 > MAX_PROMPT_FILE_BYTES {
+            return Err(too_large(origin, None));
+        }
+        let shape = shape(text);
+        if shape.depth > MAX_PROMPT_FILE_DEPTH {
+            return Err(too_large(origin, Some(shape.depth)));
+        }
+        let keys = "a prompt file is a mapping of keys (name, model, messages, testData, evaluators); see the \
+                    .prompt.yml format in docs";
+        match shape.first {
+            None => {
+                return Err(PromptError::Invalid {
+                    path: origin.to_string(),
+                    message: format!("the file is empty; {keys}"),
+                })
+            }
+            Some('-' | '[') => {
+                return Err(PromptError::Invalid {
+                    path: origin.to_string(),
+                    message: format!("the file is a list, not a mapping; {keys}"),
+                })
+            }
+            _ => {}
+        }
         let raw: RawPromptFile = serde_yaml_ng::from_str(text).map_err(|e| {
             let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
             PromptError::Syntax {
                 path: origin.to_string(),
                 line,
                 column,
-                message: format!("{e}; see the .prompt.yml format in docs"),
+                message: format!("{e}; see the .prompt.yml format in docs")
+                    .replace("struct RawPromptFile", "a mapping of keys (name, model, messages, testData, evaluators)"),
             }
         })?;
         // A semantic error names the place too, where the key or list item can be found in the text.
