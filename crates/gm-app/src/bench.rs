@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use gm_eval::bench::{BenchReport, CodeScoring};
 use gm_eval::evaluators::EvaluatorSpec;
 use gm_eval::prompt::PromptFile;
-use gm_eval::run::RunOptions;
+use gm_eval::run::{RunError, RunOptions};
 use gm_eval::store::RunIdentity;
 use gm_eval::tasks::{CodeExecution, MetricChoice, TaskInfo};
 use serde_json::{json, Map, Value};
@@ -130,6 +130,7 @@ impl Session {
             concurrency: run.concurrency.max(1),
             max_requests: run.max_requests,
             prices: Some(self.price_table(run.prices.as_deref())?),
+            stop: cancel.drain_signal(),
             ..RunOptions::default()
         };
         // One sandbox for every code task, with the strictest limits they ask for.
@@ -195,6 +196,12 @@ impl Session {
                 return Ok(Outcome::Interrupted(Interrupted { run_id, file: who.file, recorded, total }));
             }
         };
+        if let Err(e) = &outcome {
+            if matches!(e.root(), RunError::Stopped { .. }) {
+                let recorded = recorded(&store, run_id);
+                return Ok(Outcome::Interrupted(Interrupted { run_id, file: who.file, recorded, total }));
+            }
+        }
         let mut report = outcome.map_err(|e| Error::BenchStopped {
             run_id,
             recorded: recorded(&store, run_id),

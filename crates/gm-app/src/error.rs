@@ -538,7 +538,7 @@ fn eval_is_usage(e: &gm_eval::Error) -> bool {
 /// run (no model, a malformed evaluator, an output that cannot be written, a rejected request) is the caller's.
 fn run_is_usage(r: &RunError) -> bool {
     match (r.root(), r.client_error()) {
-        (RunError::Budget { .. }, _) => false,
+        (RunError::Budget { .. } | RunError::Stopped { .. }, _) => false,
         (_, Some(h)) => h.is_usage(),
         _ => true,
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use gm_eval::evaluators::{BoxError, EvalOptions, EvaluatorSpec, JudgeMode};
 use gm_eval::prices::PriceTable;
 use gm_eval::prompt::PromptFile;
-use gm_eval::run::{CaseFigures, CaseSink, EvalRunner, EvaluationSummary, Finished, RunOptions, TestResult};
+use gm_eval::run::{CaseFigures, CaseSink, EvalRunner, EvaluationSummary, Finished, RunError, RunOptions, TestResult};
 use gm_eval::store::{RunIdentity, RunSink, RunStore};
 use serde::Serialize;
 
@@ -261,6 +261,7 @@ impl Session {
                 repeat: run.repeat,
                 prices: Some(prices),
                 requests_baseline: None,
+                stop: cancel.drain_signal(),
             },
         );
         let store = self.run_store()?;
@@ -313,6 +314,10 @@ impl Session {
                     return Ok(Outcome::Interrupted(Interrupted { run_id, file: shown, recorded, total }));
                 }
             };
+            if let Err(RunError::Stopped { .. }) = outcome {
+                let recorded = recorded(&store, run_id);
+                return Ok(Outcome::Interrupted(Interrupted { run_id, file: shown, recorded, total }));
+            }
             let summary = outcome.map_err(|e| Error::SuiteStopped {
                 file: shown.clone(),
                 run_id,

@@ -54,7 +54,7 @@ pub use models::{AuthStatus, Catalog, CredentialStatus};
 pub use notice::Notice;
 pub use progress::{
     Cancel, CaseFinished, CellRef, CellStarted, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted,
-    SuiteFinished,
+    SuiteFinished, STOP_GRACE,
 };
 pub use runs::{CellComparison, RunComparison, StoredBenchRun, StoredRun};
 pub use session::Session;

@@ -7,6 +7,7 @@
 //! it recorded, and resuming continues from there.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gm_eval::evaluators::BoxError;
 use gm_eval::run::{CaseFigures, EvaluationSummary, TestResult};
@@ -144,17 +145,34 @@ pub trait Observer: Send + Sync {
 
 impl Observer for () {}
 
-/// Stops a run from outside: [`Cancel::cancel`] makes the run return [`Outcome::Interrupted`] at once.
+/// How long a gentle stop ([`Cancel::stop`]) waits for the cases in flight by default: a front end's first
+/// Ctrl-C.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Stops a run from outside, gently or at once.
 ///
-/// Cases in flight are dropped (their answers are lost and asked again on resume); every case recorded
-/// before stays, so the run resumes from there. Clones share one state, so a signal handler, a timer or a
-/// request handler can each hold one.
-///
-/// A gentler stop (let the cases in flight finish and be recorded, then stop) would be a second method
-/// beside `cancel`, with the runner told to start no new case; the outcome and the resume path stay as they are.
+/// [`Cancel::stop`] is the gentle stop (a first Ctrl-C): the run starts no new test case, the cases in flight
+/// finish and are recorded (they were paid for), and the run returns [`Outcome::Interrupted`]; if they have not
+/// finished within the grace given, the stop becomes a [`Cancel::cancel`]. [`Cancel::cancel`] (a second Ctrl-C)
+/// stops at once: cases in flight are dropped and asked again on resume. Either way every case recorded stays,
+/// and the run resumes from there. Clones share one state, so a signal handler, a timer or a request handler
+/// can each hold one.
 #[derive(Debug, Clone)]
 pub struct Cancel {
-    state: Arc<tokio::sync::watch::Sender<bool>>,
+    state: Arc<tokio::sync::watch::Sender<Stopping>>,
+    /// What the runners read to start no new case.
+    drain: gm_eval::run::StopSignal,
+}
+
+/// Where a [`Cancel`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    Running,
+    /// Asked to stop gently: the cases in flight have until `deadline`.
+    Draining {
+        deadline: tokio::time::Instant,
+    },
+    Cancelled,
 }
 
 impl Default for Cancel {
@@ -164,26 +182,66 @@ impl Default for Cancel {
 }
 
 impl Cancel {
-    /// A token that nothing has cancelled yet.
+    /// A token that nothing has stopped yet.
     pub fn new() -> Self {
-        Self { state: Arc::new(tokio::sync::watch::Sender::new(false)) }
+        Self { state: Arc::new(tokio::sync::watch::Sender::new(Stopping::Running)), drain: Default::default() }
+    }
+
+    /// Stops every run holding this token gently: no new test case starts, those in flight have `grace` to
+    /// finish and be recorded, and then the runs return [`Outcome::Interrupted`]. A second call changes nothing
+    /// (call [`Cancel::cancel`] to stop at once).
+    pub fn stop(&self, grace: Duration) {
+        self.drain.stop();
+        self.state.send_if_modified(|s| match s {
+            Stopping::Running => {
+                let now = tokio::time::Instant::now();
+                *s = Stopping::Draining { deadline: now.checked_add(grace).unwrap_or(now) };
+                true
+            }
+            _ => false,
+        });
     }
 
     /// Stops every run holding this token (or a clone), now.
     pub fn cancel(&self) {
-        self.state.send_replace(true);
+        self.drain.stop();
+        self.state.send_replace(Stopping::Cancelled);
     }
 
     /// Whether [`Cancel::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
-        *self.state.borrow()
+        *self.state.borrow() == Stopping::Cancelled
     }
 
-    /// Completes once the token is cancelled.
+    /// Whether [`Cancel::stop`] or [`Cancel::cancel`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.state.borrow() != Stopping::Running
+    }
+
+    /// The flag a runner reads to start no new case ([`gm_eval::run::RunOptions::stop`]).
+    pub(crate) fn drain_signal(&self) -> gm_eval::run::StopSignal {
+        self.drain.clone()
+    }
+
+    /// Completes once the token is cancelled, or once a gentle stop's grace has run out.
     pub async fn cancelled(&self) {
         let mut rx = self.state.subscribe();
-        // The sender lives as long as `self`, so waiting cannot fail.
-        let _ = rx.wait_for(|cancelled| *cancelled).await;
+        loop {
+            let state = *rx.borrow_and_update();
+            match state {
+                Stopping::Cancelled => return,
+                Stopping::Running => {
+                    // The sender lives as long as `self`, so a change always comes or the wait lasts forever.
+                    let _ = rx.changed().await;
+                }
+                Stopping::Draining { deadline } => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => return,
+                        _ = rx.changed() => {}
+                    }
+                }
+            }
+        }
     }
 }
 

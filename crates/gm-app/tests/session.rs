@@ -43,6 +43,7 @@ struct Heard {
     cases: Mutex<Vec<HeardCase>>,
     finished: Mutex<Vec<(i64, String)>>,
     cancel_after: Option<(usize, Cancel)>,
+    stop_after: Option<(usize, Cancel)>,
 }
 
 impl Observer for Heard {
@@ -57,6 +58,11 @@ impl Observer for Heard {
         if let Some((n, cancel)) = &self.cancel_after {
             if cases.len() == *n {
                 cancel.cancel();
+            }
+        }
+        if let Some((n, cancel)) = &self.stop_after {
+            if cases.len() == *n {
+                cancel.stop(std::time::Duration::from_secs(60));
             }
         }
         Ok(())
@@ -198,6 +204,38 @@ async fn a_cancelled_suite_keeps_what_it_recorded_and_resumes_from_there() {
     assert_eq!((started.run_id, started.done, started.resume), (1, 3, Resume::Resumed));
     assert_eq!(resumed.cases.lock().unwrap().len(), 9, "only the cases not recorded are run");
     assert_eq!(results[0].summary.summary.total_tests, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gentle_stop_records_the_cases_in_flight_and_the_resume_sends_none_twice() {
+    // Answers take 200 ms, four at a time: when the first is recorded, three more are in flight and paid for.
+    let emu = gm_testkit::emulator::start(
+        gm_testkit::emulator::EmulatorConfig { latency: std::time::Duration::from_millis(200), ..Default::default() },
+        [],
+    )
+    .await;
+    let dir = TempDir::new("app-stop");
+    let session = Session::new(SessionConfig {
+        provider: gm_core::ProviderKind::OpenAiCompatible,
+        base_url: Some(emu.openai_url()),
+        cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+        ..config(&dir)
+    });
+    let file = suite(&dir, "paid", 20);
+    let run = SuiteRun { concurrency: Some(4), ..SuiteRun::new(vec![file]) };
+    let cancel = Cancel::new();
+    let heard = Heard { stop_after: Some((1, cancel.clone())), ..Heard::default() };
+    let Outcome::Interrupted(stop) = session.run_suites(&run, &heard, &cancel).await.unwrap() else {
+        panic!("the run was stopped")
+    };
+    let sent = emu.stats().received as usize;
+    assert!(stop.recorded > 1, "the cases in flight were recorded: {stop:?}");
+    assert_eq!(stop.recorded, sent, "every answer paid for is recorded");
+    assert!(sent < 20, "no case started after the stop");
+    let again = SuiteRun { resume: true, ..run };
+    let results = session.run_suites(&again, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    assert_eq!(results[0].summary.summary.total_tests, 20);
+    assert_eq!(emu.stats().received, 20, "no case was sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

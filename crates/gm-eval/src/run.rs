@@ -67,6 +67,25 @@ pub struct RunOptions {
     /// The client's request count from which `max_requests` is counted (`None`: the count when the run
     /// starts). Runs that share one budget, as the cells of a matrix do, start from the same count.
     pub requests_baseline: Option<u64>,
+    /// Once raised, the run starts no new test case: the cases in flight finish and are recorded, and the run
+    /// ends with [`RunError::Stopped`] if cases were left (a gentle stop, for a first Ctrl-C).
+    pub stop: StopSignal,
+}
+
+/// A flag that tells runs to start no new test case; clones share it. See [`RunOptions::stop`].
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopSignal {
+    /// Raises the flag: every run holding it starts no new case.
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the flag was raised.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Default for RunOptions {
@@ -80,6 +99,7 @@ impl Default for RunOptions {
             repeat: 1,
             prices: Some(crate::prices::PriceTable::builtin()),
             requests_baseline: None,
+            stop: StopSignal::default(),
         }
     }
 }
@@ -160,6 +180,13 @@ pub enum RunError {
         /// Why it stopped.
         #[source]
         source: Box<RunError>,
+    },
+    /// The run was stopped gently ([`RunOptions::stop`]): it started no new case, and those in flight
+    /// finished and were recorded.
+    #[error("the run was stopped after {index_done} finished test cases; resume it to run the rest")]
+    Stopped {
+        /// Test cases finished (recorded) when it stopped.
+        index_done: usize,
     },
     /// A task of a matrix has more items than a recorded run can index.
     #[error("task {task} has more than {max} items; split it into smaller tasks")]
@@ -414,7 +441,13 @@ impl EvalRunner {
         let todo: Vec<usize> = (1..=file.test_data.len()).filter(|i| !finished.contains_key(i)).collect();
         // The closure takes the index alone: a closure taking a borrowed row would make the run's future Send
         // only for one lifetime, and a server could not spawn it.
-        let cases = todo.into_iter().map(|index| async move {
+        let left = todo.len();
+        let stop = &self.options.stop;
+        let started_cases = std::sync::atomic::AtomicUsize::new(0);
+        let started_ref = &started_cases;
+        // A case is taken only when a slot frees, so a stop raised meanwhile keeps it (and all after it) unsent.
+        let cases = todo.into_iter().take_while(move |_| !stop.is_stopped()).map(move |index| async move {
+            started_ref.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let row = &file.test_data[index - 1];
             let (result, figures) = self.case(index, file, model_ref, row, specs_ref, budget).await?;
             if let Some(sink) = sink {
@@ -440,6 +473,9 @@ impl EvalRunner {
         drop(ordered);
         if let Some((what, limit)) = over_budget {
             return Err(RunError::Budget { what, limit, index_done: finished.len() });
+        }
+        if started_cases.load(std::sync::atomic::Ordering::SeqCst) < left {
+            return Err(RunError::Stopped { index_done: finished.len() });
         }
         let outcomes: Vec<(TestResult, CaseFigures)> = finished.into_values().collect();
         let recorded = self.client.recording().is_some();

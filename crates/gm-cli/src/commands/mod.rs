@@ -47,12 +47,23 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// A token that Ctrl-C cancels, for a run to stop at.
+/// A token that Ctrl-C stops, for a run to stop at: the first Ctrl-C stops gently (no new case starts; the
+/// cases in flight finish and are recorded, within [`gm_app::STOP_GRACE`]), a second one at once.
 pub(crate) fn ctrl_c_cancels() -> gm_app::Cancel {
     let cancel = gm_app::Cancel::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "\nstopping: no new test case starts; the cases in flight finish and are recorded (at most {}s). \
+             Press Ctrl-C again to stop at once",
+            gm_app::STOP_GRACE.as_secs()
+        );
+        on_signal.stop(gm_app::STOP_GRACE);
         if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping now; the cases in flight are dropped and run again on resume");
             on_signal.cancel();
         }
     });
