@@ -80,6 +80,24 @@ struct Prepared {
     code: BTreeMap<String, CodeExecution>,
 }
 
+/// Refuses a bench whose options leave nothing to measure, before anything is opened or recorded.
+fn check_bench(run: &BenchRun) -> Result<(), Error> {
+    let invalid = |option, message: &str| Err(Error::InvalidOption { option, message: message.to_string() });
+    if run.models.is_empty() || run.models.iter().any(|m| m.trim().is_empty()) {
+        return invalid("--models", "give one or more model ids, comma-separated, none of them empty");
+    }
+    if run.tasks.is_empty() || run.tasks.iter().any(|t| t.trim().is_empty()) {
+        return invalid("--tasks", "give one or more tasks, comma-separated, none of them empty");
+    }
+    if run.concurrency == 0 {
+        return invalid("--concurrency", "give at least 1 test case in flight at once");
+    }
+    if run.limit_items == Some(0) {
+        return invalid("--limit-items", "give at least 1 item per task, or leave the option out for all of them");
+    }
+    Ok(())
+}
+
 impl Session {
     /// The task catalog: the built-in tasks and those of `tasks_dir` (else of the configured tasks folder),
     /// each validated.
@@ -101,6 +119,7 @@ impl Session {
         observer: &dyn Observer,
         cancel: &Cancel,
     ) -> Result<Outcome<BenchResult>, Error> {
+        check_bench(run)?;
         // Models are named as the aliases say, in the report and in every request.
         let models: Vec<String> = run.models.iter().map(|m| self.config().model_for(m).to_string()).collect();
         let run = &BenchRun { models, ..run.clone() };
@@ -127,7 +146,7 @@ impl Session {
             base_url: client.base_url().to_string(),
         };
         let options = RunOptions {
-            concurrency: run.concurrency.max(1),
+            concurrency: run.concurrency,
             max_requests: run.max_requests,
             prices: Some(self.price_table(run.prices.as_deref())?),
             stop: cancel.drain_signal(),

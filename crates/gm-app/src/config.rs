@@ -74,6 +74,8 @@ pub struct SessionConfig {
     /// A Redis server (`redis://HOST:PORT/`) that counts the rate-limit windows and keeps the cached answers
     /// instead of the state file, shared by every machine that uses it. Never shown: it may hold a password.
     pub redis_url: Option<String>,
+    /// The most bytes one answer may bring, whole or streamed; a larger one fails (nothing is recorded).
+    pub max_response_bytes: usize,
     /// Model aliases: a name (a short one, or a retired GitHub id) → the model or deployment it stands for,
     /// applied wherever a model is named (a prompt file, a suite's or a bench's models, every request).
     pub aliases: BTreeMap<String, String>,
@@ -148,6 +150,7 @@ impl Default for SessionConfig {
             cache: CacheSettings::default(),
             data_dir: None,
             redis_url: None,
+            max_response_bytes: gm_http::DEFAULT_MAX_RESPONSE_BYTES,
             aliases: BTreeMap::new(),
             suites_dir: None,
             tasks_dir: None,
@@ -171,6 +174,7 @@ impl fmt::Debug for SessionConfig {
             .field("cache", &self.cache)
             .field("data_dir", &self.data_dir)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "(set, not shown)"))
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("aliases", &self.aliases)
             .field("suites_dir", &self.suites_dir)
             .field("tasks_dir", &self.tasks_dir)

@@ -252,6 +252,15 @@ pub enum Error {
         /// What was asked for.
         key: String,
     },
+    /// An option of a run is out of its range (a concurrency of 0, an empty model list, …); nothing was
+    /// started or recorded.
+    #[error("{option}: {message}")]
+    InvalidOption {
+        /// The option, as a front end names it (`--concurrency`).
+        option: &'static str,
+        /// What is wrong and what to give instead.
+        message: String,
+    },
     /// A use case reads the state file, and the session has none.
     #[error("{what} needs a state file; give the session a data folder (--data-dir)")]
     NoStateFile {
@@ -391,6 +400,7 @@ impl Error {
             | Error::UnfinishedBench { .. }
             | Error::MixedKinds { .. }
             | Error::NoLimitKey { .. }
+            | Error::InvalidOption { .. }
             | Error::NoStateFile { .. }
             | Error::SettingsFile { .. }
             | Error::ReadSettings { .. }

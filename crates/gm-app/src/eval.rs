@@ -204,6 +204,10 @@ impl Session {
         observer: &dyn Observer,
         cancel: &Cancel,
     ) -> Result<Outcome<Vec<SuiteResult>>, Error> {
+        if run.concurrency == Some(0) {
+            let message = "give at least 1 test case in flight at once".into();
+            return Err(Error::InvalidOption { option: "--concurrency", message });
+        }
         let run = &SuiteRun {
             files: self.suite_files(&run.files)?,
             model: run.model.as_deref().map(|m| self.config().model_for(m).to_string()),

@@ -343,7 +343,7 @@ impl Session {
         Ok(client)
     }
 
-    /// A builder for the configured provider, base URL, organization, credential, aliases and waits.
+    /// A builder for the configured provider, base URL, organization, credential, aliases, waits and answer cap.
     fn client_builder(&self) -> gm_http::ClientBuilder {
         let c = &self.config;
         let mut b = Client::builder().provider(c.provider).clock(self.clock.clone());
@@ -356,7 +356,7 @@ impl Session {
         if let Some(credential) = &c.credential {
             b = b.credential(credential.clone());
         }
-        b = b.aliases(self.config.aliases.clone());
+        b = b.aliases(self.config.aliases.clone()).max_response_bytes(c.max_response_bytes);
         // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
         b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() })
     }

@@ -239,6 +239,27 @@ async fn a_gentle_stop_records_the_cases_in_flight_and_the_resume_sends_none_twi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_with_nothing_to_measure_is_refused_and_records_nothing() {
+    let dir = TempDir::new("app-bench-options");
+    let session = Session::new(config(&dir));
+    let base = BenchRun::new(vec!["openai/gpt-4.1".into()], vec!["arithmetic".into()]);
+    let cases = [
+        ("--models", BenchRun { models: vec![String::new()], ..base.clone() }),
+        ("--concurrency", BenchRun { concurrency: 0, ..base.clone() }),
+        ("--limit-items", BenchRun { limit_items: Some(0), ..base.clone() }),
+    ];
+    for (option, run) in cases {
+        let err = session.run_bench(&run, &(), &Cancel::new()).await.unwrap_err();
+        assert!(matches!(&err, Error::InvalidOption { option: o, .. } if *o == option), "{err:?}");
+        assert!(err.is_usage() && err.to_string().starts_with(option), "{err}");
+    }
+    let suite_run = SuiteRun { concurrency: Some(0), ..SuiteRun::new(vec![suite(&dir, "c0", 2)]) };
+    let err = session.run_suites(&suite_run, &(), &Cancel::new()).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { option: "--concurrency", .. }), "{err:?}");
+    assert!(session.list_runs().unwrap().is_empty(), "no unfinished run was left in the store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_stops_a_suite_with_what_it_recorded() {
     let dir = TempDir::new("app-budget");
     let session = Session::new(SessionConfig {

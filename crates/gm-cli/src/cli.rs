@@ -84,6 +84,9 @@ pub struct Global {
     /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d) [default: 7d]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub cache_ttl: Option<std::time::Duration>,
+    /// The most one answer may bring, whole or streamed (bytes, or with KiB, MiB or GiB)
+    #[arg(long, global = true, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub max_response_bytes: usize,
 }
 
 /// The global options each command uses, by the id clap derives from the field of [`Global`]. Any other global
@@ -182,6 +185,25 @@ fn unused_global(name: &str, matches: &ArgMatches) -> Option<clap::Arg> {
 
 fn parse_limits(s: &str) -> Result<gm_limits::LimitSpec, String> {
     gm_app::settings::parse_limits(s)
+}
+
+/// A size in bytes: `4096`, `64KiB`, `32MiB`, `1GiB`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.chars().take_while(char::is_ascii_digit).count();
+    let unit = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1usize,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("`{other}` is not a size unit; write e.g. 4096, 64KiB, 32MiB or 1GiB")),
+    };
+    let n: usize = t[..digits].parse().map_err(|_| format!("`{t}` is not a size; write e.g. 32MiB"))?;
+    match n.checked_mul(unit) {
+        Some(0) => Err("the size must be at least 1 byte".into()),
+        Some(size) => Ok(size),
+        None => Err(format!("`{t}` is too large")),
+    }
 }
 
 fn parse_plan(s: &str) -> Result<gm_limits::presets::Plan, String> {

@@ -63,6 +63,7 @@ fn cli_defaults(global: &Global, mut config: SessionConfig) -> SessionConfig {
         config.limits.margin = Some(CLI_MARGIN);
     }
     config.cache.refresh = global.refresh;
+    config.max_response_bytes = global.max_response_bytes;
     config
 }
 

@@ -419,3 +419,16 @@ async fn usage_is_the_one_estimate_and_max_tokens_cuts_the_answer_to_it() {
     let cut = c.chat(&hi("openai/gpt-4.1").with_max_tokens(2)).await.unwrap();
     assert_eq!((cut.text(), cut.usage().completion_tokens), ("say he", 2));
 }
+
+#[tokio::test]
+async fn sampling_numbers_json_cannot_carry_are_refused_before_sending() {
+    let emu = emulator().await;
+    let c = github(&emu);
+    for t in [f64::NAN, f64::INFINITY, "1e309".parse::<f64>().unwrap()] {
+        let e = c.chat(&hi("openai/gpt-4.1").with_temperature(t)).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidRequest(_)) && e.is_usage(), "{e:?}");
+        assert!(e.to_string().contains("temperature is") && e.to_string().contains("not a finite number"), "{e}");
+        assert!(c.chat_stream(&hi("openai/gpt-4.1").with_temperature(t)).await.is_err());
+    }
+    assert_eq!(emu.stats().received, 0);
+}

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::LimitError;
 
-/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m`, `h` or `d`
-/// (`sec`, `min`, `hour`, `day` and their plurals are accepted too). Several parts may follow each
+/// Parses a duration written as a number and a unit: `ms`, `s`, `m`, `h` or `d` (`sec`, `min`, `hour`, `day`
+/// and their plurals are accepted too); the number may have a decimal fraction (`0.5s`, `1.5m`). Several parts may follow each
 /// other (`1h30m`); a bare `0` is zero.
 ///
 /// ```
@@ -13,6 +13,7 @@ use crate::LimitError;
 /// use gm_limits::parse_duration;
 /// assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
 /// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+/// assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
 /// assert!(parse_duration("5 parsecs").unwrap_err().to_string().contains("500ms"));
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
@@ -33,6 +34,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad("the number is too large"))?;
         rest = &rest[digits..];
+        // A decimal fraction (`0.5s`, `1.25m`), exact to the nanosecond.
+        let mut fraction = (0u64, 1u64);
+        if let Some(after) = rest.strip_prefix('.') {
+            let k = after.chars().take_while(char::is_ascii_digit).count();
+            if k == 0 || k > 9 {
+                return Err(bad("write a fraction with 1 to 9 digits after the point, e.g. 0.5s"));
+            }
+            fraction = (after[..k].parse().map_err(|_| bad("the number is too large"))?, 10u64.pow(k as u32));
+            rest = &after[k..];
+        }
         let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
         if unit_len == 0 {
             return Err(bad("a unit is missing after the number"));
@@ -48,7 +59,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
             _ => return Err(bad(&format!("`{unit}` is not a unit"))),
         };
         let n32 = u32::try_from(n).map_err(|_| bad("the number is too large"))?;
-        let part = per_unit.checked_mul(n32).ok_or_else(|| bad("the number is too large"))?;
+        let whole = per_unit.checked_mul(n32).ok_or_else(|| bad("the number is too large"))?;
+        let frac_nanos = per_unit.as_nanos() * u128::from(fraction.0) / u128::from(fraction.1);
+        let part = whole
+            .checked_add(Duration::from_nanos(u64::try_from(frac_nanos).map_err(|_| bad("the number is too large"))?))
+            .ok_or_else(|| bad("the number is too large"))?;
         total = total.checked_add(part).ok_or_else(|| bad("the number is too large"))?;
     }
     Ok(total)

@@ -166,6 +166,9 @@ const FIX_ALL: &str = "write windows as N/DURATION (e.g. 15/1m) and settings as 
                        tokens_out=N, tpm=N, tokens=N/DURATION or margin=DURATION";
 
 impl LimitSpec {
+    /// The longest spec text [`LimitSpec::parse`] reads, in bytes.
+    pub const MAX_LEN: usize = 1024;
+
     /// No limits at all.
     pub fn unlimited() -> Self {
         Self::default()
@@ -180,8 +183,17 @@ impl LimitSpec {
             && self.token_windows.is_empty()
     }
 
-    /// Parses a spec; see the type docs for the syntax.
+    /// Parses a spec; see the type docs for the syntax. A spec longer than [`LimitSpec::MAX_LEN`] bytes is
+    /// refused unread.
     pub fn parse(spec: &str) -> Result<Self, LimitError> {
+        if spec.len() > Self::MAX_LEN {
+            return Err(LimitError::InvalidSpec {
+                spec: format!("{}…", &spec[..(0..=40).rev().find(|&i| spec.is_char_boundary(i)).unwrap_or(0)]),
+                part: String::new(),
+                why: format!("the spec is {} bytes long, more than the {} a spec may be", spec.len(), Self::MAX_LEN),
+                fix: "give a few windows and settings, e.g. 15/1m,150/1d,concurrency=5".into(),
+            });
+        }
         let mut out = LimitSpec::default();
         let trimmed = spec.trim();
         if trimmed.is_empty() || ["none", "off", "unlimited"].contains(&trimmed.to_ascii_lowercase().as_str()) {
@@ -438,6 +450,17 @@ mod tests {
             assert!(LimitSpec::parse(s).unwrap().is_unlimited(), "{s}");
         }
         assert_eq!(LimitSpec::unlimited().to_string(), "none");
+    }
+
+    #[test]
+    fn decimal_durations_and_overlong_specs() {
+        // `1/0.5s` said "a unit is missing".
+        assert_eq!(LimitSpec::parse("1/0.5s").unwrap().windows[0].per, Duration::from_millis(500));
+        assert_eq!(LimitSpec::parse("3/1.5m").unwrap().windows[0].per, Duration::from_secs(90));
+        let long = format!("15/1m{}", ",concurrency=5".repeat(200));
+        let e = err(&long);
+        assert!(e.contains("more than the 1024 a spec may be"), "{e}");
+        assert!(e.len() < 400, "the error does not repeat the whole spec: {e}");
     }
 
     #[test]

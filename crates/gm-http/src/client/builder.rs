@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 
+/// The default cap on one answer, whole or streamed: 32 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
+
 /// Builds a [`Client`].
 ///
 /// ```
@@ -67,7 +70,7 @@ impl ClientBuilder {
             credential: None,
             transport: None,
             retry: RetryPolicy::default(),
-            max_response_bytes: 32 << 20,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timeout: Duration::from_secs(300),
             api_version: None,
             user_agent: concat!("gm/", env!("CARGO_PKG_VERSION")).to_string(),

@@ -36,7 +36,7 @@ use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 
-pub use self::builder::{CachePolicy, ClientBuilder};
+pub use self::builder::{CachePolicy, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES};
 pub use self::replay::RecordMode;
 pub use self::routes::default_base_url;
 pub use self::stream::ChatStream;
@@ -257,6 +257,7 @@ impl Client {
     /// [`Client::chat`] for the `sample`-th of several samples of the same request: each sample index is
     /// cached apart, so repeated sampling gets distinct answers.
     pub async fn chat_sample(&self, request: &ChatRequest, sample: u32) -> Result<ChatResponse, Error> {
+        check_numbers(request)?;
         let model = self.wire_model(&request.model)?;
         // The request is copied only when what goes on the wire differs from it.
         let owned;
@@ -361,6 +362,23 @@ impl Client {
         let (resp, _) = self.execute(Method::POST, url.clone(), body.into(), Some(&counted)).await?;
         let bytes = self.collect(resp, &url).await?;
         self.decode(&bytes)
+    }
+}
+
+/// Refuses a request whose sampling numbers JSON cannot carry: `NaN` or an infinity (`1e309` reads as one)
+/// would go out as `null` and the server would use its default in silence.
+pub(crate) fn check_numbers(req: &ChatRequest) -> Result<(), Error> {
+    let numbers = [
+        ("temperature", req.temperature),
+        ("top_p", req.top_p),
+        ("presence_penalty", req.presence_penalty),
+        ("frequency_penalty", req.frequency_penalty),
+    ];
+    match numbers.into_iter().find(|(_, v)| v.is_some_and(|v| !v.is_finite())) {
+        Some((name, Some(v))) => Err(Error::InvalidRequest(format!(
+            "{name} is {v}, which is not a finite number; give a value such as 0.7 (temperature lies in 0 to 2)"
+        ))),
+        _ => Ok(()),
     }
 }
 

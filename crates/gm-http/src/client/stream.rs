@@ -30,6 +30,7 @@ impl Client {
     /// With a cache configured, a cached answer is replayed as a stream, and a streamed answer that ends with
     /// `[DONE]` is stored.
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
+        super::check_numbers(request)?;
         let mut req = request.clone();
         req.model = self.wire_model(&req.model)?;
         req.stream = Some(true);
