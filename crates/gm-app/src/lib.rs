@@ -51,7 +51,7 @@ pub use error::{is_provider_error, is_usage_error, Error, Phase};
 pub use eval::{SuiteResult, SuiteRun};
 pub use limits::{Blocked, KeyStatus, LimitsStatus, RecentRequests, WindowUse};
 pub use models::{AuthStatus, Catalog, CredentialStatus};
-pub use notice::Notice;
+pub use notice::{HistoryKept, Notice};
 pub use progress::{
     Cancel, CaseFinished, CellRef, CellStarted, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted,
     SuiteFinished, STOP_GRACE,

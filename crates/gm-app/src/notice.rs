@@ -16,12 +16,16 @@ pub enum Notice {
         /// Why the demo provider was chosen.
         reason: String,
     },
-    /// The state file was not a readable SQLite database; it was moved aside and a new one started.
+    /// The state file was not a readable SQLite database, or SQLite's integrity check found it damaged; it was
+    /// moved aside and a new one started. The cached answers and the rate-limit counts are lost; the run
+    /// history is copied into the new file when it can be read.
     StateFileMovedAside {
         /// The state file.
         path: PathBuf,
         /// Where the unreadable file is now.
         moved_to: PathBuf,
+        /// The run history kept from it, or `None` when it could not be read (it stays in `moved_to`).
+        kept: Option<HistoryKept>,
     },
     /// A prompt file has something accepted but worth a warning (an object `jsonSchema`, …).
     PromptFile {
@@ -39,6 +43,17 @@ pub enum Notice {
     WindowsInRedis,
 }
 
+/// What a damaged state file's run history gave the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HistoryKept {
+    /// Runs copied, each with all its recorded cases.
+    pub runs: usize,
+    /// Test cases copied, across those runs.
+    pub cases: usize,
+    /// Runs that could not be read whole, and are lost.
+    pub lost: usize,
+}
+
 impl Notice {
     /// Whether this is a warning (something may be wrong) rather than a note (for information).
     pub fn is_warning(&self) -> bool {
@@ -53,12 +68,30 @@ impl fmt::Display for Notice {
             Notice::DemoProvider { reason } => {
                 write!(f, "the demo provider answers: offline, computed by gm, not by a model\n{reason}")
             }
-            Notice::StateFileMovedAside { path, moved_to } => write!(
-                f,
-                "{} was unreadable; it was moved to {} and a new one started",
-                path.display(),
-                moved_to.display()
-            ),
+            Notice::StateFileMovedAside { path, moved_to, kept } => {
+                write!(
+                    f,
+                    "{} was unreadable or damaged; it was moved to {} and a new one started. ",
+                    path.display(),
+                    moved_to.display()
+                )?;
+                match kept {
+                    Some(k) => {
+                        write!(f, "Kept: the run history ({} runs, {} test cases). Lost: ", k.runs, k.cases)?;
+                        if k.lost > 0 {
+                            write!(f, "{} runs that could not be read, ", k.lost)?;
+                        }
+                        f.write_str(
+                            "the cached answers and the rate-limit counts of the last day, so the next requests are \
+                             planned without them",
+                        )
+                    }
+                    None => f.write_str(
+                        "Lost: the cached answers, the rate-limit counts of the last day and the run history, which \
+                         could not be read (the old file keeps whatever is left of it)",
+                    ),
+                }
+            }
             Notice::PromptFile { file, message } => write!(f, "{file}: {message}"),
             Notice::TaskRunsCode { task } => write!(
                 f,

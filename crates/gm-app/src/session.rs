@@ -137,14 +137,23 @@ impl Session {
             let mut checked = lock(&self.state_checked);
             let first = !std::mem::replace(&mut *checked, true);
             if first && path.exists() {
-                let opened = SqliteCache::builder(&path).move_aside_if_unreadable(true).open();
-                opened.ok().and_then(|c| c.moved_aside().map(Path::to_path_buf))
+                // The whole file is checked, so a damaged page is found here rather than by a later read that
+                // would fail the command; what can be read of the run history goes into the new file.
+                let opened = SqliteCache::builder(&path).move_aside_if_unreadable(true).check_integrity(true).open();
+                opened.ok().and_then(|c| c.moved_aside().map(Path::to_path_buf)).map(|aside| {
+                    let kept = RunStore::open(&path)
+                        .and_then(|store| store.salvage_from(&aside))
+                        .map_err(|e| tracing::warn!(error = %e, "the run history of the damaged state file was lost"))
+                        .ok()
+                        .map(|s| crate::notice::HistoryKept { runs: s.runs, cases: s.cases, lost: s.lost });
+                    (aside, kept)
+                })
             } else {
                 None
             }
         };
-        if let Some(moved_to) = moved_to {
-            self.notice(Notice::StateFileMovedAside { path: path.clone(), moved_to });
+        if let Some((moved_to, kept)) = moved_to {
+            self.notice(Notice::StateFileMovedAside { path: path.clone(), moved_to, kept });
         }
         Ok(Some(path))
     }
@@ -165,7 +174,10 @@ impl Session {
 
     fn moved_aside(&self, path: &Path, cache: &SqliteCache) {
         if let Some(aside) = cache.moved_aside() {
-            self.notice(Notice::StateFileMovedAside { path: path.to_path_buf(), moved_to: aside.to_path_buf() });
+            // Found damaged only now (after the first check): nothing of it was copied.
+            let notice =
+                Notice::StateFileMovedAside { path: path.to_path_buf(), moved_to: aside.to_path_buf(), kept: None };
+            self.notice(notice);
         }
     }
 

@@ -374,9 +374,64 @@ fn an_unreadable_state_file_is_moved_aside_with_a_notice() {
     let session = Session::new(config(&dir));
     assert!(session.list_runs().unwrap().is_empty());
     let notices = session.take_notices();
-    let [Notice::StateFileMovedAside { path, moved_to }] = &notices[..] else { panic!("{notices:?}") };
+    let [Notice::StateFileMovedAside { path, moved_to, kept: None }] = &notices[..] else { panic!("{notices:?}") };
     assert_eq!(path, &dir.join("gm.sqlite"));
     assert_eq!(std::fs::read_to_string(moved_to).unwrap(), "not a database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_with_a_damaged_page_is_moved_aside_keeping_the_run_history() {
+    let dir = TempDir::new("app-damaged");
+    let session = Session::new(config(&dir));
+    let file = suite(&dir, "kept", 3);
+    session.run_suites(&SuiteRun::new(vec![file.clone()]), &(), &Cancel::new()).await.unwrap();
+    // Fill the cache with answers large enough to take pages of their own, then damage one of them.
+    let big = suite(&dir, "cached", 40);
+    session.run_suites(&SuiteRun::new(vec![big]), &(), &Cancel::new()).await.unwrap();
+    session.finish();
+    drop(session);
+    let path = dir.join("gm.sqlite");
+    let checkpoint = rusqlite_free_checkpoint(&path);
+    assert!(checkpoint, "the state file has its pages in the main file");
+    damage_a_cache_page(&path);
+    // Every command works again: the file is checked, moved aside, and the history copied.
+    let session = Session::new(config(&dir));
+    let runs = session.list_runs().unwrap();
+    let notices = session.take_notices();
+    assert_eq!(runs.len(), 2, "{runs:?} {notices:?}");
+    let [Notice::StateFileMovedAside { kept: Some(kept), moved_to, .. }] = &notices[..] else { panic!("{notices:?}") };
+    assert_eq!((kept.runs, kept.cases, kept.lost), (2, 43, 0));
+    assert!(moved_to.exists());
+    let text = notices[0].to_string();
+    assert!(
+        text.contains("Kept: the run history (2 runs, 43 test cases)") && text.contains("Lost: the cached answers"),
+        "{text}"
+    );
+    let again = session.run_suites(&SuiteRun::new(vec![file]), &(), &Cancel::new()).await.unwrap();
+    assert_eq!(again.finished().unwrap()[0].summary.summary.total_tests, 3);
+}
+
+/// Folds the write-ahead log into the main file (opening and closing it does), and says whether it is gone.
+fn rusqlite_free_checkpoint(path: &Path) -> bool {
+    let store = gm_eval::store::RunStore::open(path).unwrap();
+    drop(store);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    !Path::new(&wal).exists() || std::fs::metadata(&wal).unwrap().len() == 0
+}
+
+/// Overwrites the root page of the cache's table with garbage: the run history stays readable.
+fn damage_a_cache_page(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let root: usize =
+        conn.query_row("SELECT rootpage FROM sqlite_master WHERE name = 'cache_entries'", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(path).unwrap();
+    let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    let page = if page == 1 { 65_536 } else { page };
+    let start = (root - 1) * page;
+    bytes[start..start + page].fill(0xA5);
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// A server shares one session between requests and runs suites and benches on spawned tasks.

@@ -64,6 +64,7 @@ pub struct SqliteCacheBuilder {
     busy_timeout: Duration,
     touch_interval: Duration,
     move_aside_if_unreadable: bool,
+    check_integrity: bool,
 }
 
 impl SqliteCacheBuilder {
@@ -96,9 +97,24 @@ impl SqliteCacheBuilder {
         self
     }
 
+    /// Also run SQLite's `PRAGMA quick_check` on a file that opens, so a damaged page anywhere in it (not only
+    /// in its header) is found now, as [`Error::Corrupt`], rather than by whichever later read meets it. The
+    /// check reads the whole file once.
+    pub fn check_integrity(mut self, yes: bool) -> Self {
+        self.check_integrity = yes;
+        self
+    }
+
     /// Opens (or creates) the file and the cache tables.
     pub fn open(self) -> Result<SqliteCache, Error> {
-        match open_connection(&self.path, self.busy_timeout) {
+        let opened = open_connection(&self.path, self.busy_timeout).and_then(|conn| {
+            if self.check_integrity {
+                quick_check(&conn, &self.path).map(|()| conn)
+            } else {
+                Ok(conn)
+            }
+        });
+        match opened {
             Ok(conn) => Ok(self.finish(conn, None)),
             Err(e @ (Error::NotADatabase { .. } | Error::Corrupt { .. })) if self.move_aside_if_unreadable => {
                 let aside = move_aside(&self.path).map_err(|_| e)?;
@@ -255,6 +271,20 @@ fn classify(conn: &Connection, path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
+/// `PRAGMA quick_check`: `Ok` when SQLite finds the file sound.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), Error> {
+    let check: Result<Vec<String>, rusqlite::Error> =
+        conn.prepare("PRAGMA quick_check").and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect());
+    match check {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(()),
+        Ok(lines) => Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: lines.into_iter().take(3).collect::<Vec<_>>().join("; "),
+        }),
+        Err(e) => Err(Error::Corrupt { path: path.to_path_buf(), detail: e.to_string() }),
+    }
+}
+
 fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // A name no earlier file took: a rename would replace it, and the file may hold a run history.
@@ -293,6 +323,7 @@ impl SqliteCache {
             busy_timeout: Duration::from_secs(5),
             touch_interval: Duration::from_secs(60),
             move_aside_if_unreadable: false,
+            check_integrity: false,
         }
     }
 

@@ -33,6 +33,52 @@ pub enum StoreError {
     Decode(#[from] serde_json::Error),
 }
 
+/// What [`RunStore::salvage_from`] kept of a damaged file's run history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Salvaged {
+    /// Runs copied, each with all its recorded cases.
+    pub runs: usize,
+    /// Test cases copied.
+    pub cases: usize,
+    /// Runs that could not be read whole, and were left out.
+    pub lost: usize,
+}
+
+fn salvage(conn: &mut Connection) -> Result<Salvaged, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM salvaged.runs ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Salvaged::default();
+    for id in ids {
+        let copied = (|| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO runs (id, kind, name, file, digest, model, provider, base_url, started_at,
+                                             finished_at, summary)
+                 SELECT id, kind, name, file, digest, model, provider, base_url, started_at, finished_at, summary
+                 FROM salvaged.runs WHERE id = ?1",
+                params![id],
+            )?;
+            let cases = tx.execute(
+                "INSERT OR IGNORE INTO run_cases (run_id, idx, result, figures)
+                 SELECT run_id, idx, result, figures FROM salvaged.run_cases WHERE run_id = ?1",
+                params![id],
+            )?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(cases)
+        })();
+        match copied {
+            Ok(cases) => {
+                out.runs += 1;
+                out.cases += cases;
+            }
+            Err(_) => out.lost += 1,
+        }
+    }
+    Ok(out)
+}
+
 /// What identifies a run for resuming: the same file content, model, provider and base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunIdentity {
@@ -111,6 +157,19 @@ impl RunStore {
         };
         let conn = open().map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Ok(RunStore { conn: Mutex::new(conn) })
+    }
+
+    /// Copies the run history (every run and its recorded cases) from the SQLite file at `from`, a damaged
+    /// state file moved aside, into this store, as far as it can be read: each run goes with all its recorded
+    /// cases or not at all (a run without them would send them again on resume). Ids are kept, so a resume
+    /// hint printed before still names the run. Returns the runs and cases kept, and the runs lost; an error
+    /// when not even the list of runs can be read.
+    pub fn salvage_from(&self, from: &Path) -> Result<Salvaged, StoreError> {
+        let mut conn = self.conn();
+        conn.execute("ATTACH DATABASE ?1 AS salvaged", params![from.display().to_string()])?;
+        let copied = salvage(&mut conn);
+        let _ = conn.execute("DETACH DATABASE salvaged", []);
+        copied
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

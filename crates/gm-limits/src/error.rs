@@ -141,8 +141,11 @@ pub enum LimitError {
     },
 
     // --- shared state ---
-    /// The shared store (SQLite) failed.
-    #[error("the shared limits store failed: {0}; check that the state file is writable, or run without it")]
+    /// The shared store (the state file, or a Redis server) failed.
+    #[error(
+        "the shared rate-limit store failed: {0}; check that the state file's folder is writable (--data-dir), or \
+         with --redis that the Redis server answers"
+    )]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
