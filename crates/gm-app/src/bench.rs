@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::error::Error;
 use crate::eval::{begin_or_resume, check_evaluators, recorded, Position, Recorder};
 use crate::notice::Notice;
-use crate::progress::{Cancel, CellStarted, Interrupted, Observer, Outcome, RunKind, RunStarted};
+use crate::progress::{Cancel, CellStarted, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted};
 use crate::runs::{bench_comparisons, load_bench, CellComparison, StoredBench};
 use crate::session::Session;
 
@@ -174,6 +174,9 @@ impl Session {
         let code = sandbox.as_ref().map(|s| CodeScoring { sandbox: s, tasks: code_tasks.clone() });
         let total: usize = run.models.len() * tasks.iter().map(|(_, f)| f.test_data.len()).sum::<usize>();
         let (resume, run_id, finished) = begin_or_resume(&store, &who, run.resume)?;
+        // One worker per run: a second `--resume` of it at the same time is refused, not run twice.
+        let _claim = store.claim(run_id)?;
+        let finished = if resume == Resume::Resumed { store.cases(run_id)? } else { finished };
         let cells: Vec<(String, String)> =
             run.models.iter().flat_map(|m| tasks.iter().map(move |(t, _)| (m.clone(), t.clone()))).collect();
         let stride = gm_eval::bench::CELL_STRIDE;

@@ -413,6 +413,8 @@ impl Error {
             Error::RecordedAnswers(e) => !matches!(e, gm_cache::Error::File { action: "write", .. }),
             // A task folder is the caller's input: missing, unreadable or malformed, the caller fixes it.
             Error::Task(_) => true,
+            // Another worker runs the run: refused, for the caller to wait or stop it.
+            Error::Store(s) => matches!(s, StoreError::Busy { .. }),
             Error::Eval(e) => eval_is_usage(e),
             Error::Metrics(e) => metrics_is_usage(e),
             Error::Client(e) => e.is_usage(),

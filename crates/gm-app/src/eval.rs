@@ -298,6 +298,9 @@ impl Session {
                 base_url: client.base_url().to_string(),
             };
             let (resume, run_id, finished) = begin_or_resume(&store, &who, run.resume)?;
+            // One worker per run: a second `--resume` of it at the same time is refused, not run twice.
+            let _claim = store.claim(run_id)?;
+            let finished = if resume == Resume::Resumed { store.cases(run_id)? } else { finished };
             let total = file.test_data.len();
             observer.run_started(&RunStarted {
                 run_id,

@@ -260,6 +260,40 @@ async fn a_bench_with_nothing_to_measure_is_refused_and_records_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_resumes_of_one_run_at_once_never_both_run_its_cases() {
+    let emu = gm_testkit::emulator::start(
+        gm_testkit::emulator::EmulatorConfig { latency: std::time::Duration::from_millis(50), ..Default::default() },
+        [],
+    )
+    .await;
+    let dir = TempDir::new("app-two-workers");
+    let session = || {
+        Session::new(SessionConfig {
+            provider: gm_core::ProviderKind::OpenAiCompatible,
+            base_url: Some(emu.openai_url()),
+            cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+            ..config(&dir)
+        })
+    };
+    let run = SuiteRun { concurrency: Some(2), ..SuiteRun::new(vec![suite(&dir, "shared", 24)]) };
+    let cancel = Cancel::new();
+    let heard = Heard { stop_after: Some((2, cancel.clone())), ..Heard::default() };
+    let first = session().run_suites(&run, &heard, &cancel).await.unwrap();
+    assert!(matches!(first, Outcome::Interrupted(_)));
+    let resume = SuiteRun { resume: true, ..run };
+    let (a, b, never) = (session(), session(), Cancel::new());
+    let (ra, rb) = tokio::join!(a.run_suites(&resume, &(), &never), b.run_suites(&resume, &(), &never));
+    let (done, refused) = match (ra, rb) {
+        (Ok(done), Err(refused)) | (Err(refused), Ok(done)) => (done, refused),
+        other => panic!("one resume runs the run and the other is refused: {other:?}"),
+    };
+    assert_eq!(done.finished().unwrap()[0].summary.summary.total_tests, 24);
+    assert!(refused.is_usage() && refused.to_string().contains("is being run by another gm process"), "{refused}");
+    // The first run's answers in flight were recorded when it stopped, so each case was asked once in all.
+    assert_eq!(emu.stats().received, 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_stops_a_suite_with_what_it_recorded() {
     let dir = TempDir::new("app-budget");
     let session = Session::new(SessionConfig {

@@ -31,6 +31,40 @@ pub enum StoreError {
     /// A stored row could not be decoded.
     #[error("a stored run could not be read: {0}")]
     Decode(#[from] serde_json::Error),
+    /// Another worker (a `gm` process, or another run in this one) is running this run; two workers would
+    /// both send its remaining cases.
+    #[error(
+        "run {run} is being run by another gm process (pid {pid}); wait for it to finish, or stop it and resume \
+         the run then"
+    )]
+    Busy {
+        /// The run.
+        run: i64,
+        /// The process that holds it.
+        pid: i64,
+    },
+}
+
+/// How long a worker's hold on a run lasts without a case being recorded (a killed process's hold lapses at
+/// once where `/proc` tells that it is gone).
+pub const RUN_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A worker's hold on a run ([`RunStore::claim`]); dropping it lets another worker take the run.
+#[derive(Debug)]
+#[must_use = "the run is held only while the claim lives"]
+pub struct RunClaim<'a> {
+    store: &'a RunStore,
+    run: i64,
+    token: i64,
+}
+
+impl Drop for RunClaim<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .store
+            .conn()
+            .execute("DELETE FROM run_workers WHERE run_id = ?1 AND token = ?2", params![self.run, self.token]);
+    }
 }
 
 /// What [`RunStore::salvage_from`] kept of a damaged file's run history.
@@ -151,7 +185,10 @@ impl RunStore {
                  CREATE TABLE IF NOT EXISTS run_cases (
                      run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
                      idx INTEGER NOT NULL, result TEXT NOT NULL, figures TEXT NOT NULL,
-                     PRIMARY KEY (run_id, idx));",
+                     PRIMARY KEY (run_id, idx));
+                 CREATE TABLE IF NOT EXISTS run_workers (
+                     run_id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, token INTEGER NOT NULL,
+                     until INTEGER NOT NULL);",
             )?;
             Ok(conn)
         };
@@ -185,6 +222,34 @@ impl RunStore {
             params![who.kind, who.name, who.file, who.digest, who.model, who.provider, who.base_url, unix_now()],
         )?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Takes run `run` for this worker, so no other worker (another process, or another claim in this one)
+    /// runs its cases at the same time: [`StoreError::Busy`] when one holds it. The hold ends when the
+    /// [`RunClaim`] is dropped, when its process dies, or [`RUN_LEASE`] after the last case it recorded.
+    pub fn claim(&self, run: i64) -> Result<RunClaim<'_>, StoreError> {
+        static TOKENS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+        let token = TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = i64::from(std::process::id());
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let holder: Option<(i64, i64, i64)> = tx
+            .query_row("SELECT pid, token, until FROM run_workers WHERE run_id = ?1", params![run], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if let Some((other, _, until)) = holder {
+            // This process's own claims end when dropped, so one still recorded is live.
+            if until > unix_now() && gm_limits::store::process_alive(other) {
+                return Err(StoreError::Busy { run, pid: other });
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO run_workers (run_id, pid, token, until) VALUES (?1, ?2, ?3, ?4)",
+            params![run, pid, token, unix_now() + RUN_LEASE.as_secs() as i64],
+        )?;
+        tx.commit()?;
+        Ok(RunClaim { store: self, run, token })
     }
 
     /// The latest unfinished run with the same identity, and the cases it recorded.
@@ -230,6 +295,10 @@ impl RunStore {
         self.conn()
             .prepare_cached("INSERT OR IGNORE INTO run_cases (run_id, idx, result, figures) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![run, index as i64, serde_json::to_string(result)?, serde_json::to_string(figures)?])?;
+        // A worker that records is alive: its hold on the run lasts another lease.
+        self.conn()
+            .prepare_cached("UPDATE run_workers SET until = ?2 WHERE run_id = ?1 AND pid = ?3")?
+            .execute(params![run, unix_now() + RUN_LEASE.as_secs() as i64, i64::from(std::process::id())])?;
         Ok(())
     }
 

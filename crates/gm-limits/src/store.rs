@@ -71,6 +71,16 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// Whether process `pid` of this machine still runs (this process does). Where that cannot be told (no
+/// `/proc`), it is taken to run, and a lease it holds lapses only when its time is up.
+pub fn process_alive(pid: i64) -> bool {
+    if pid == i64::from(std::process::id()) {
+        return true;
+    }
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
 /// How long a concurrency lease holds when its request never ends it (its process was killed).
 pub const LEASE: Duration = Duration::from_secs(600);
 
@@ -143,7 +153,7 @@ pub use self::redis_windows::RedisWindows;
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use super::{LEASE, LEASE_POLL};
+    use super::{process_alive, LEASE, LEASE_POLL};
     use std::path::Path;
     use std::sync::{Mutex, PoisonError};
     use std::time::{Duration, SystemTime};
@@ -360,16 +370,6 @@ mod sqlite {
             }
             Ok(StoreAdmission::Admitted { id })
         }
-    }
-
-    /// Whether process `pid` of this machine still runs. Where that cannot be told (no `/proc`), it is taken
-    /// to run, and its lease lapses after [`LEASE`].
-    fn process_alive(pid: i64) -> bool {
-        if pid == i64::from(std::process::id()) {
-            return true;
-        }
-        let proc = Path::new("/proc");
-        !proc.join("self").exists() || proc.join(pid.to_string()).exists()
     }
 
     impl WindowStore for SqliteWindows {
