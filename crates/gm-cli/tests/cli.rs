@@ -137,7 +137,7 @@ fn an_unreadable_state_file_is_moved_aside_whatever_opens_it_first() {
         let args = ["--data-dir", data, "--provider", "github", "--base-url", &url, "run", "openai/gpt-4.1", "hi"];
         let out = gm(&args, &[("GITHUB_TOKEN", SECRET)]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("was unreadable; it was moved to"), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("was unreadable or damaged; it was moved to"), "{}", text(&out.stderr));
     }
     let mut kept: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
