@@ -76,6 +76,10 @@ pub struct SessionConfig {
     pub redis_url: Option<String>,
     /// The most bytes one answer may bring, whole or streamed; a larger one fails (nothing is recorded).
     pub max_response_bytes: usize,
+    /// The longest one request may take to bring its whole answer (a streamed one: its first bytes);
+    /// a server that accepts and never answers fails the request then.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
     /// Model aliases: a name (a short one, or a retired GitHub id) → the model or deployment it stands for,
     /// applied wherever a model is named (a prompt file, a suite's or a bench's models, every request).
     pub aliases: BTreeMap<String, String>,
@@ -136,6 +140,9 @@ impl SessionConfig {
     }
 }
 
+/// The default of [`SessionConfig::timeout`]: five minutes, room for a long answer of a slow model.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
@@ -151,6 +158,7 @@ impl Default for SessionConfig {
             data_dir: None,
             redis_url: None,
             max_response_bytes: gm_http::DEFAULT_MAX_RESPONSE_BYTES,
+            timeout: DEFAULT_TIMEOUT,
             aliases: BTreeMap::new(),
             suites_dir: None,
             tasks_dir: None,
@@ -175,6 +183,7 @@ impl fmt::Debug for SessionConfig {
             .field("data_dir", &self.data_dir)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "(set, not shown)"))
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("timeout", &self.timeout)
             .field("aliases", &self.aliases)
             .field("suites_dir", &self.suites_dir)
             .field("tasks_dir", &self.tasks_dir)

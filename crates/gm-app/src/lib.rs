@@ -45,7 +45,7 @@ pub use bench::{BenchResult, BenchRun};
 pub use cache::{CacheReport, Cleared, Held, MemoryTier, Moved};
 pub use config::{
     CacheSettings, LimitsSettings, ModelPrice, PriceModels, Prices, Recording, SessionConfig, DEFAULT_CACHE_TTL,
-    DEFAULT_MAX_WAIT, STATE_FILE_NAME,
+    DEFAULT_MAX_WAIT, DEFAULT_TIMEOUT, STATE_FILE_NAME,
 };
 pub use error::{is_provider_error, is_usage_error, Error, Phase};
 pub use eval::{SuiteResult, SuiteRun};

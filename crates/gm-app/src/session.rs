@@ -368,7 +368,7 @@ impl Session {
         if let Some(credential) = &c.credential {
             b = b.credential(credential.clone());
         }
-        b = b.aliases(self.config.aliases.clone()).max_response_bytes(c.max_response_bytes);
+        b = b.aliases(self.config.aliases.clone()).max_response_bytes(c.max_response_bytes).timeout(c.timeout);
         // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
         b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() })
     }

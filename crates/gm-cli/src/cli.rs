@@ -84,6 +84,9 @@ pub struct Global {
     /// How long a cached answer stays fresh (500ms, 2s, 1m, 1h, 7d) [default: 7d]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub cache_ttl: Option<std::time::Duration>,
+    /// The longest one request may take to bring its answer; a server that never answers fails it then
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// The most one answer may bring, whole or streamed (bytes, or with KiB, MiB or GiB)
     #[arg(long, global = true, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
     pub max_response_bytes: usize,

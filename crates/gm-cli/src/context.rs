@@ -64,6 +64,7 @@ fn cli_defaults(global: &Global, mut config: SessionConfig) -> SessionConfig {
     }
     config.cache.refresh = global.refresh;
     config.max_response_bytes = global.max_response_bytes;
+    config.timeout = global.timeout;
     config
 }
 
