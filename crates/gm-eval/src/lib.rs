@@ -58,6 +58,8 @@ pub mod sandbox;
 #[cfg(feature = "sqlite")]
 pub mod store;
 pub mod tasks;
+#[doc(hidden)]
+pub mod untrusted;
 
 pub use error::Error;
 pub use gm_metrics::{metrics, score_file, stats, Metric, MetricConfig, MetricInfo, Scorer};

@@ -129,6 +129,11 @@ impl Budget {
     }
 }
 
+/// A recorded case read back from its stored form: the `result` and `figures` columns of the run store.
+pub fn decode_case(result: &str, figures: &str) -> Result<(TestResult, CaseFigures), serde_json::Error> {
+    Ok((serde_json::from_str(result)?, serde_json::from_str(figures)?))
+}
+
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

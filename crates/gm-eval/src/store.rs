@@ -276,9 +276,7 @@ impl RunStore {
         let mut out = Finished::new();
         for row in rows {
             let (idx, result, figures) = row?;
-            let result: TestResult = serde_json::from_str(&result)?;
-            let figures: CaseFigures = serde_json::from_str(&figures)?;
-            out.insert(idx as usize, (result, figures));
+            out.insert(idx as usize, crate::run::decode_case(&result, &figures)?);
         }
         Ok(out)
     }

@@ -98,19 +98,21 @@ pub fn scrub_secrets(text: &str, known: Option<&Credential>) -> String {
     };
     let token_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     let mut from = 0;
-    while let Some((at, prefix)) = TOKEN_PREFIXES
-        .iter()
-        .filter_map(|p| out[from..].find(p).map(|i| (from + i, *p)))
-        .min_by_key(|&(i, p)| (i, usize::MAX - p.len()))
-    {
-        let start = at + prefix.len();
-        let len = out[start..].find(|c: char| !token_char(c)).unwrap_or(out.len() - start);
+    while let Some(at) = TOKEN_PREFIXES.iter().filter_map(|p| out[from..].find(p).map(|i| from + i)).min() {
         let glued = out[..at].chars().next_back().is_some_and(token_char);
-        if len >= 16 && !glued {
-            out.replace_range(start..start + len, "***");
-            from = start + 3;
-        } else {
-            from = start;
+        // The longest prefix that starts here and is followed by a token's length of token characters.
+        let hit = TOKEN_PREFIXES.iter().filter(|p| out[at..].starts_with(*p)).find_map(|p| {
+            let start = at + p.len();
+            let len = out[start..].find(|c: char| !token_char(c)).unwrap_or(out.len() - start);
+            (len >= 16).then_some((start, len))
+        });
+        match hit {
+            Some((start, len)) if !glued => {
+                out.replace_range(start..start + len, "***");
+                from = start + 3;
+            }
+            // Prefixes are ASCII, so one byte on is a character boundary.
+            _ => from = at + 1,
         }
     }
     out

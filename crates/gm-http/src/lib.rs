@@ -39,6 +39,8 @@ mod hyper_transport;
 pub mod retry;
 pub mod sse;
 mod transport;
+#[doc(hidden)]
+pub mod untrusted;
 
 pub use auth::{Credential, CredentialSource};
 pub use client::{

@@ -25,7 +25,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut total = Duration::ZERO;
+    let mut total_ns: u128 = 0;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
@@ -58,13 +58,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
             "d" | "day" | "days" => Duration::from_secs(86_400),
             _ => return Err(bad(&format!("`{unit}` is not a unit"))),
         };
-        let n32 = u32::try_from(n).map_err(|_| bad("the number is too large"))?;
-        let whole = per_unit.checked_mul(n32).ok_or_else(|| bad("the number is too large"))?;
-        let frac_nanos = per_unit.as_nanos() * u128::from(fraction.0) / u128::from(fraction.1);
-        let part = whole
-            .checked_add(Duration::from_nanos(u64::try_from(frac_nanos).map_err(|_| bad("the number is too large"))?))
-            .ok_or_else(|| bad("the number is too large"))?;
-        total = total.checked_add(part).ok_or_else(|| bad("the number is too large"))?;
+        let unit_ns = per_unit.as_nanos();
+        let part = unit_ns * u128::from(n) + unit_ns * u128::from(fraction.0) / u128::from(fraction.1);
+        total_ns = total_ns.checked_add(part).ok_or_else(|| bad("the number is too large"))?;
+    }
+    let secs = u64::try_from(total_ns / 1_000_000_000).map_err(|_| bad("the number is too large"))?;
+    let total = Duration::new(secs, (total_ns % 1_000_000_000) as u32);
+    // Durations are kept and shown to the millisecond, so a finer one could not be written back as given.
+    if !total.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(bad("it is finer than a millisecond; round it to whole milliseconds"));
     }
     Ok(total)
 }

@@ -86,6 +86,8 @@ mod spec;
 mod state;
 pub mod store;
 mod tokens;
+#[doc(hidden)]
+pub mod untrusted;
 
 pub use config::{LimitsConfig, ProviderLimits};
 pub use duration::{format_duration, parse_duration};

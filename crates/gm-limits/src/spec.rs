@@ -372,6 +372,9 @@ impl fmt::Display for LimitSpec {
         for w in &self.token_windows {
             if w.per == Duration::from_secs(60) {
                 parts.push(format!("tpm={}", w.limit));
+            } else if w.per == Duration::from_secs(86_400) {
+                // `tpd=` takes any count; `tokens=N/1d` only those below 2^32.
+                parts.push(format!("tpd={}", w.limit));
             } else {
                 parts.push(format!("tokens={w}"));
             }

@@ -46,6 +46,8 @@ mod registry;
 pub mod score_file;
 pub mod stats;
 mod text;
+#[doc(hidden)]
+pub mod untrusted;
 
 pub use error::Error;
 pub use registry::{Metric, MetricConfig, MetricInfo, Scorer};
