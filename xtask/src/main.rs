@@ -20,6 +20,8 @@ commands:
           and that no library prints or reads the environment
   deny    cargo-deny licences, bans and sources (skipped with a note when cargo-deny is missing, unless
           GM_REQUIRE_SERVICES=1, which also makes a missing chromium, redis-server or python3 fail the run)
+  faults  the fault matrix (crates/gm-cli/tests/faults.rs, also part of `test`), one scenario at a time, with
+          each scenario's figures printed (docs/RELIABILITY.md)
   check-html
           renders a gm bench page in headless Chromium (apt-get install chromium) and fails on a blank page
   bench-eval [--cases N] [--promptfoo DIR]
@@ -63,6 +65,10 @@ fn run() -> Result<()> {
         Some("bench-matrix") => bench_matrix(&args[1..]),
         Some("bench-score") => bench_score(&args[1..]),
         Some("check-html") => check_html(),
+        Some("faults") => cargo_env(
+            &["test", "-p", "gm-cli", "--test", "faults", "--", "--nocapture", "--test-threads", "1"],
+            &[("GM_FAULTS_REPORT", "1")],
+        ),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
