@@ -20,6 +20,13 @@ struct Case {
 }
 
 const CASES: [Case; 5] = [
+    // The first goes through every command; the others through those that send.
+    Case {
+        provider: "openai-compatible",
+        env: "GM_API_KEY",
+        token: "sk-FAKEcompatKEYforLEAKtests0123456789abcdefgh",
+        path: "/v1",
+    },
     Case { provider: "github", env: "GITHUB_TOKEN", token: "ghp_FAKEgithubTOKENforLEAKtests0123456789", path: "" },
     Case {
         provider: "github",
@@ -33,18 +40,7 @@ const CASES: [Case; 5] = [
         token: "sk-proj-FAKEopenAIkeyForLeakTests0123456789abcdefghijklmnopqrstuvwxyzT3BlbkFJ",
         path: "/v1",
     },
-    Case {
-        provider: "openai-compatible",
-        env: "GM_API_KEY",
-        token: "sk-FAKEcompatKEYforLEAKtests0123456789abcdefgh",
-        path: "/v1",
-    },
-    Case {
-        provider: "azure",
-        env: "AZURE_OPENAI_API_KEY",
-        token: "a1b2c3d4e5f60718293a4b5c6d7e8f90",
-        path: "/openai/v1",
-    },
+    Case { provider: "azure", env: "AZURE_OPENAI_API_KEY", token: "a1b2c3d4e5f60718293a4b5c6d7e8f90", path: "/openai/v1" },
 ];
 
 fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -182,7 +178,7 @@ fn redis_holds_no_credential() {
     let Some(redis) = RedisServer::start() else { return };
     let emu = Background::start(EmulatorConfig::default());
     let dir = TempDir::new("secrets-redis");
-    let case = &CASES[0];
+    let case = &CASES[1];
     let env = [(case.env, case.token)];
     let url = redis.url();
     let common = ["--provider", case.provider, "--base-url", &emu.url(), "--redis", &url];
