@@ -418,10 +418,15 @@ async fn a_state_file_with_a_damaged_page_is_moved_aside_keeping_the_run_history
     let dir = TempDir::new("app-damaged");
     let session = Session::new(config(&dir));
     let file = suite(&dir, "kept", 3);
-    session.run_suites(&SuiteRun::new(vec![file.clone()]), &(), &Cancel::new()).await.unwrap();
+    assert!(session
+        .run_suites(&SuiteRun::new(vec![file.clone()]), &(), &Cancel::new())
+        .await
+        .unwrap()
+        .finished()
+        .is_some());
     // Fill the cache with answers large enough to take pages of their own, then damage one of them.
     let big = suite(&dir, "cached", 40);
-    session.run_suites(&SuiteRun::new(vec![big]), &(), &Cancel::new()).await.unwrap();
+    assert!(session.run_suites(&SuiteRun::new(vec![big]), &(), &Cancel::new()).await.unwrap().finished().is_some());
     session.finish();
     drop(session);
     let path = dir.join("gm.sqlite");

@@ -40,7 +40,12 @@ const CASES: [Case; 5] = [
         token: "sk-proj-FAKEopenAIkeyForLeakTests0123456789abcdefghijklmnopqrstuvwxyzT3BlbkFJ",
         path: "/v1",
     },
-    Case { provider: "azure", env: "AZURE_OPENAI_API_KEY", token: "a1b2c3d4e5f60718293a4b5c6d7e8f90", path: "/openai/v1" },
+    Case {
+        provider: "azure",
+        env: "AZURE_OPENAI_API_KEY",
+        token: "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        path: "/openai/v1",
+    },
 ];
 
 fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
