@@ -17,6 +17,7 @@ use crate::LimitError;
 /// assert!(parse_duration("5 parsecs").unwrap_err().to_string().contains("500ms"));
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
+    const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
     let bad = |why: &str| LimitError::InvalidDuration { input: s.to_string(), why: why.to_string() };
     let text = s.trim();
     if text.is_empty() {
@@ -61,6 +62,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, LimitError> {
         let unit_ns = per_unit.as_nanos();
         let part = unit_ns * u128::from(n) + unit_ns * u128::from(fraction.0) / u128::from(fraction.1);
         total_ns = total_ns.checked_add(part).ok_or_else(|| bad("the number is too large"))?;
+    }
+    // Past a century nothing is meant, and the printed form would no longer read back.
+    if total_ns > LONGEST.as_nanos() {
+        return Err(bad("it is longer than 100 years"));
     }
     let secs = u64::try_from(total_ns / 1_000_000_000).map_err(|_| bad("the number is too large"))?;
     let total = Duration::new(secs, (total_ns % 1_000_000_000) as u32);

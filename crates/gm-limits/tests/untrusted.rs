@@ -39,5 +39,7 @@ fn regression_cases() {
     limits_spec(b"tpd=63075314663914434");
     // Found by spec_shaped_text: a window of more than 2^32 ms printed in a form that did not parse back.
     limits_spec(b"7156/47848213824ms");
+    // Found by `cargo fuzz run limits_spec`: durations adding up past u64 milliseconds did not print back.
+    limits_spec(b"909996m690.04m960917999696996m0.04m964m94m");
     limits_spec(b"4294967295/1d,concurrency=4294967295");
 }
