@@ -118,6 +118,23 @@ pub(crate) fn check_evaluators(path: &Path, f: &PromptFile) -> Result<(), Error>
     Ok(())
 }
 
+/// The most a configuration file (limits, prices) may hold: they are a few hundred lines at most.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a configuration file of at most [`MAX_CONFIG_BYTES`], without reading a larger one whole.
+pub(crate) fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("it is larger than {} MiB, more than a configuration file may be", MAX_CONFIG_BYTES >> 20),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| Error::new(ErrorKind::InvalidData, e.utf8_error()))
+}
+
 impl Session {
     /// The built-in price table, with the entries of `file` (else of the configured prices) added or
     /// replaced.
@@ -129,7 +146,7 @@ impl Session {
         };
         match configured {
             Some(Prices::File(path)) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                let text = read_small(&path).map_err(|source| Error::Read {
                     what: "the price table",
                     path: path.clone(),
                     source,

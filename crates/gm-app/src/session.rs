@@ -215,7 +215,7 @@ impl Session {
         let mut config = match (&settings.spec, &settings.file) {
             (Some(spec), _) => LimitsConfig::uniform(spec.clone()),
             (None, Some(file)) => {
-                let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+                let text = crate::eval::read_small(file).map_err(|source| Error::Read {
                     what: "the limits file",
                     path: file.clone(),
                     source,

@@ -539,3 +539,19 @@ async fn reading_use_cases_leave_a_missing_data_folder_missing() {
     session.finish();
     assert!(!dir.path().join("not").exists(), "a reading use case created the data folder");
 }
+
+#[test]
+fn an_oversized_limits_file_is_refused_unread() {
+    let dir = TempDir::new("app-big-limits");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let file = dir.join("limits.toml");
+    std::fs::write(&file, "# padding\n".repeat(200_000)).unwrap();
+    let session = Session::new(SessionConfig {
+        limits: LimitsSettings { file: Some(file), ..LimitsSettings::default() },
+        ..config(&dir)
+    });
+    let err = session.limits_config().unwrap_err();
+    let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(matches!(err, Error::Read { what: "the limits file", .. }), "{err:?}");
+    assert!(source.contains("larger than 1 MiB"), "{source}");
+}
