@@ -338,6 +338,11 @@ pub fn template(text: &str, vars: &Map<String, Value>) -> String {
     out
 }
 
+/// How deep `text` nests, measured without parsing it (see [`MAX_PROMPT_FILE_DEPTH`]).
+pub(crate) fn nesting_depth(text: &str) -> usize {
+    shape(text).depth
+}
+
 fn too_large(origin: &str, depth: Option<usize>) -> PromptError {
     let what = match depth {
         None => format!(

@@ -38,12 +38,26 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::evaluators::{EvaluatorError, EvaluatorKind, EvaluatorSpec, ReferenceSource, StringCheck};
-use crate::prompt::{format_value, ModelParameters, PromptFile, PromptMessage};
+use crate::prompt::{
+    format_value, ModelParameters, PromptFile, PromptMessage, MAX_PROMPT_FILE_BYTES, MAX_PROMPT_FILE_DEPTH,
+};
 
 /// The file that defines a task, inside its folder.
 pub const TASK_FILE: &str = "task.yaml";
 /// The file that holds a task's items, inside its folder.
 pub const DATA_FILE: &str = "data.jsonl";
+
+/// The largest `data.jsonl` read, in bytes: parsing holds several times the text in memory, so a larger
+/// file is refused before it is read whole.
+pub const MAX_TASK_DATA_BYTES: u64 = 16 << 20;
+
+/// A task file over `cap` bytes.
+fn too_large(origin: &str, cap: u64) -> TaskError {
+    TaskError::Invalid {
+        path: origin.to_string(),
+        message: format!("the file is larger than {} MiB, the most it may be; split the task", cap >> 20),
+    }
+}
 
 /// The built-in tasks: name, `task.yaml`, `data.jsonl`.
 const BUILTINS: [(&str, &str, &str); 5] = [
@@ -332,19 +346,33 @@ impl Task {
     }
 
     /// Reads one task folder (`task.yaml` and `data.jsonl`).
+    ///
+    /// A file over its limit ([`MAX_PROMPT_FILE_BYTES`] for `task.yaml`, [`MAX_TASK_DATA_BYTES`] for
+    /// `data.jsonl`) is refused without being read whole.
     pub fn load(folder: &Path) -> Result<Task, TaskError> {
-        let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| TaskError::Read { path: path.display().to_string(), source })
+        let read = |path: &Path, cap: u64| {
+            use std::io::{Error, ErrorKind, Read};
+            let origin = path.display().to_string();
+            let read_err = |source| TaskError::Read { path: origin.clone(), source };
+            let mut bytes = Vec::new();
+            std::fs::File::open(path).and_then(|f| f.take(cap + 1).read_to_end(&mut bytes)).map_err(read_err)?;
+            if bytes.len() as u64 > cap {
+                return Err(too_large(&origin, cap));
+            }
+            String::from_utf8(bytes).map_err(|e| read_err(Error::new(ErrorKind::InvalidData, e.utf8_error())))
         };
         let (yaml_path, data_path) = (folder.join(TASK_FILE), folder.join(DATA_FILE));
-        let yaml = read(&yaml_path)?;
-        let data = read(&data_path)?;
+        let yaml = read(&yaml_path, MAX_PROMPT_FILE_BYTES)?;
+        let data = read(&data_path, MAX_TASK_DATA_BYTES)?;
         let default_name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Self::parse(&default_name, &yaml, &yaml_path.display().to_string(), &data, &data_path.display().to_string())
     }
 
     /// Parses a task from the text of its two files; `default_name` is used when `task.yaml` names none,
     /// and the origins name the files in errors.
+    ///
+    /// `task.yaml` has a prompt file's limits (size and nesting, checked before the YAML parser sees it);
+    /// `data.jsonl` may hold up to [`MAX_TASK_DATA_BYTES`].
     pub fn parse(
         default_name: &str,
         yaml: &str,
@@ -352,6 +380,22 @@ impl Task {
         data: &str,
         data_origin: &str,
     ) -> Result<Task, TaskError> {
+        if yaml.len() as u64 > MAX_PROMPT_FILE_BYTES {
+            return Err(too_large(yaml_origin, MAX_PROMPT_FILE_BYTES));
+        }
+        if data.len() as u64 > MAX_TASK_DATA_BYTES {
+            return Err(too_large(data_origin, MAX_TASK_DATA_BYTES));
+        }
+        let depth = crate::prompt::nesting_depth(yaml);
+        if depth > MAX_PROMPT_FILE_DEPTH {
+            return Err(TaskError::Invalid {
+                path: yaml_origin.to_string(),
+                message: format!(
+                    "the file nests {depth} levels deep, more than the {MAX_PROMPT_FILE_DEPTH} a task file may; \
+                     flatten it"
+                ),
+            });
+        }
         let raw: RawTask = serde_yaml_ng::from_str(yaml).map_err(|e| {
             let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
             TaskError::Syntax {

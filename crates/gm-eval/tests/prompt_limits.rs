@@ -84,3 +84,26 @@ fn an_empty_file_or_a_list_says_what_a_prompt_file_is() {
     let e = err("just a sentence");
     assert!(e.contains("mapping of keys") && !e.contains("RawPromptFile"), "{e}");
 }
+
+#[test]
+fn a_task_folder_has_the_same_limits() {
+    use gm_eval::tasks::{Task, TaskError, MAX_TASK_DATA_BYTES};
+    let data = "{\"input\": \"a\", \"reference\": \"a\"}\n";
+    // A deeply nested task.yaml is refused before the YAML parser sees it.
+    let deep = format!("name: deep\nmessages: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+    let e = Task::parse("deep", &deep, "deep/task.yaml", data, "deep/data.jsonl").unwrap_err();
+    assert!(matches!(e, TaskError::Invalid { .. }) && e.to_string().contains("nests 200001 levels deep"), "{e}");
+
+    let dir = gm_testkit::TempDir::new("task-size");
+    let folder = dir.path().join("big");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("task.yaml"), "name: big\nmessages:\n  - role: user\n    content: \"{{input}}\"\n")
+        .unwrap();
+    std::fs::write(folder.join("data.jsonl"), data.repeat(MAX_TASK_DATA_BYTES as usize / data.len() + 10)).unwrap();
+    let e = Task::load(&folder).unwrap_err();
+    assert!(e.to_string().contains("data.jsonl: the file is larger than 16 MiB"), "{e}");
+    std::fs::write(folder.join("data.jsonl"), data).unwrap();
+    std::fs::write(folder.join("task.yaml"), format!("# {}\n", "x".repeat(MAX_PROMPT_FILE_BYTES as usize))).unwrap();
+    let e = Task::load(&folder).unwrap_err();
+    assert!(e.to_string().contains("task.yaml: the file is larger than 4 MiB"), "{e}");
+}
