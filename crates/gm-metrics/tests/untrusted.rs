@@ -35,4 +35,7 @@ proptest! {
 fn regression_cases() {
     score_input(b"{\"id\":1,\"prediction\":\"\",\"references\":[]}\n");
     score_input(b"\n\n{\"id\":1,\"prediction\":\"a\",\"reference\":\"a\"}\r\n");
+    // Found by `cargo fuzz run score_input`: a line of a vertical tab is blank to the engine (the check's own
+    // idea of blank was ASCII white space only).
+    score_input(b"\x0b\n\n");
 }
