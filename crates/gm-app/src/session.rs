@@ -143,7 +143,7 @@ impl Session {
                 opened.ok().and_then(|c| c.moved_aside().map(Path::to_path_buf)).map(|aside| {
                     let kept = RunStore::open(&path)
                         .and_then(|store| store.salvage_from(&aside))
-                        .map_err(|e| tracing::warn!(error = %e, "the run history of the damaged state file was lost"))
+                        .map_err(|e| tracing::debug!(error = %e, "the damaged run history is unreadable"))
                         .ok()
                         .map(|s| crate::notice::HistoryKept { runs: s.runs, cases: s.cases, lost: s.lost });
                     (aside, kept)
