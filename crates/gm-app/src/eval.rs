@@ -118,7 +118,7 @@ pub(crate) fn check_evaluators(path: &Path, f: &PromptFile) -> Result<(), Error>
     Ok(())
 }
 
-/// The most a configuration file (limits, prices) may hold: they are a few hundred lines at most.
+/// The most a configuration file (gm.toml, limits, prices) may hold: they are a few hundred lines at most.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Reads a configuration file of at most [`MAX_CONFIG_BYTES`], without reading a larger one whole.

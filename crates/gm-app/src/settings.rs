@@ -288,7 +288,7 @@ fn walk(
 /// Reads one settings file: unknown keys and bad values are errors naming the file and line.
 fn read_file(path: &Path, kind: FileKind) -> Result<FileLayer, Error> {
     let text =
-        std::fs::read_to_string(path).map_err(|source| Error::ReadSettings { path: path.to_path_buf(), source })?;
+        crate::eval::read_small(path).map_err(|source| Error::ReadSettings { path: path.to_path_buf(), source })?;
     let syntax = |e: toml::de::Error| {
         let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
         Error::SettingsFile { path: path.to_path_buf(), line, column, message: e.message().trim().to_string() }
@@ -715,6 +715,17 @@ mod tests {
         assert_eq!(closest("base-url", &known), Some("base_url"));
         assert_eq!(closest("zzzzzzzz", &known), None);
         assert!(known.contains(&"aliases") && known.contains(&"limits") && known.contains(&"cache"));
+    }
+
+    #[test]
+    fn a_settings_file_over_1_mib_is_refused_unread() {
+        let dir = gm_testkit::TempDir::new("settings-big");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let path = dir.join("gm.toml");
+        std::fs::write(&path, "# padding\n".repeat(200_000)).unwrap();
+        let err = read_file(&path, FileKind::Project).map(|_| ()).unwrap_err();
+        let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        assert!(matches!(err, Error::ReadSettings { .. }) && source.contains("larger than 1 MiB"), "{err:?}");
     }
 
     #[test]
