@@ -85,11 +85,12 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub cache_ttl: Option<std::time::Duration>,
     /// The longest one request may take to bring its answer; a server that never answers fails it then
-    #[arg(long, global = true, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-    pub timeout: std::time::Duration,
-    /// The most one answer may bring, whole or streamed (bytes, or with KiB, MiB or GiB)
-    #[arg(long, global = true, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
-    pub max_response_bytes: usize,
+    /// [default: 5m]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// The most one answer may bring, whole or streamed (bytes, or with KiB, MiB or GiB) [default: 32MiB]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub max_response_bytes: Option<usize>,
 }
 
 /// The global options each command uses, by the id clap derives from the field of [`Global`]. Any other global
@@ -110,7 +111,7 @@ pub const APPLIES: &[(&str, &[&str])] = &[
 ];
 
 const PROVIDER: [&str; 5] = ["config", "provider", "base_url", "api_key_env", "org"];
-const ALL: [&str; 14] = [
+const ALL: [&str; 16] = [
     "config",
     "provider",
     "base_url",
@@ -125,6 +126,8 @@ const ALL: [&str; 14] = [
     "redis",
     "max_wait",
     "cache_ttl",
+    "timeout",
+    "max_response_bytes",
 ];
 
 /// The command line: [`Cli`] with each command's global options narrowed to those it uses (see [`APPLIES`]).

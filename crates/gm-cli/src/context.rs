@@ -63,8 +63,12 @@ fn cli_defaults(global: &Global, mut config: SessionConfig) -> SessionConfig {
         config.limits.margin = Some(CLI_MARGIN);
     }
     config.cache.refresh = global.refresh;
-    config.max_response_bytes = global.max_response_bytes;
-    config.timeout = global.timeout;
+    if let Some(bytes) = global.max_response_bytes {
+        config.max_response_bytes = bytes;
+    }
+    if let Some(timeout) = global.timeout {
+        config.timeout = timeout;
+    }
     config
 }
 
