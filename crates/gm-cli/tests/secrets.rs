@@ -50,14 +50,15 @@ const CASES: [Case; 5] = [
 
 fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir").arg(data).arg("-vv").args(args).stdin(Stdio::null());
+    // The data folder from the environment: `gm models` and `gm auth` refuse --data-dir, which they do not use.
+    cmd.arg("-vv").args(args).stdin(Stdio::null());
     for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"] {
         cmd.env_remove(var);
     }
     for var in ["GM_PROVIDER", "GM_BASE_URL", "GM_API_KEY", "GM_LIMITS", "GM_REDIS_URL"] {
         cmd.env_remove(var);
     }
-    cmd.env("PATH", "/nonexistent").env("RUST_LOG", "trace");
+    cmd.env("PATH", "/nonexistent").env("RUST_LOG", "trace").env("GM_DATA_DIR", data);
     for (k, v) in env {
         cmd.env(k, v);
     }
