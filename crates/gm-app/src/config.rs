@@ -58,8 +58,9 @@ pub struct SessionConfig {
     /// The credential, already resolved; never deserialized.
     #[serde(skip)]
     pub credential: Option<Credential>,
-    /// The environment variable the credential is read from, when the configuration names one: what an
-    /// error asks the user to set when it is missing.
+    /// The environment variable that holds the API key, instead of the provider's usual one (`GM_API_KEY` for
+    /// an OpenAI-compatible server): what an error asks the user to set when it is missing. A file names the
+    /// variable, never the key.
     pub api_key_env: Option<String>,
     /// The rate limits requests are planned within.
     pub limits: LimitsSettings,
@@ -311,6 +312,7 @@ mod tests {
             credential: Some(Credential::explicit("k")),
             base_url: Some("https://x.openai.azure.com/openai/v1".into()),
             reason: "AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT are set".into(),
+            key_variable: None,
         };
         let config = SessionConfig::default().resolved(resolution.clone());
         assert_eq!(config.provider, ProviderKind::Azure);

@@ -65,16 +65,14 @@ impl Session {
     }
 
     /// One model of the catalog by its id (case ignored; spaces read as dashes). An id the catalog does not
-    /// hold is an [`Error::UnknownModel`] that suggests the ids containing its name.
+    /// hold is an [`Error::UnknownModel`] that suggests the closest ids ([`gm_core::closest_ids`]).
     pub async fn model(&self, id: &str) -> Result<CatalogEntry, Error> {
         let catalog = self.models().await?;
         let wanted = id.trim().to_lowercase().replace(' ', "-");
         if let Some(m) = catalog.models.iter().find(|m| m.id.to_lowercase() == wanted) {
             return Ok(m.clone());
         }
-        let name = wanted.rsplit('/').next().unwrap_or(&wanted);
-        let suggestions =
-            catalog.models.iter().map(|m| m.id.clone()).filter(|m| m.to_lowercase().contains(name)).take(5).collect();
+        let suggestions = gm_core::closest_ids(&wanted, catalog.models.iter().map(|m| m.id.as_str()), 5);
         Err(Error::UnknownModel { model: id.to_string(), provider: catalog.provider, suggestions })
     }
 

@@ -628,10 +628,16 @@ impl Effective {
         }
     }
 
-    /// The provider and its credential: the provider from the settings (else found from the environment's
-    /// credentials, else demo), the key from `api_key_env` when it is set, else the provider's usual place.
+    /// The provider and its credential ([`gm_http::auth::resolve_wanted`]): the provider from the settings,
+    /// else an OpenAI-compatible server when a base URL is set, else found from the environment's credentials,
+    /// else demo; the key from `api_key_env` when it is set, else the provider's usual place.
     pub fn resolve_provider(&self, env: EnvLookup<'_>, gh: &dyn Fn() -> Option<String>) -> auth::Resolution {
-        let mut r = auth::resolve(self.settings.provider, env, gh);
+        let wanted = auth::Wanted {
+            provider: self.settings.provider,
+            base_url: self.settings.base_url.as_deref(),
+            api_key_env: self.settings.api_key_env.as_deref(),
+        };
+        let mut r = auth::resolve_wanted(wanted, env, gh);
         if let Some(p) = self.settings.provider {
             if r.provider == p {
                 r.reason = match self.origin("provider") {
@@ -639,14 +645,6 @@ impl Effective {
                     Origin::Env { variable } => format!("{variable}={p} is set"),
                     origin => format!("provider = \"{p}\" in {origin}"),
                 };
-            }
-        }
-        if let Some(name) = &self.settings.api_key_env {
-            if r.provider != ProviderKind::Demo {
-                r.credential = env(name)
-                    .map(|v| v.trim().to_string())
-                    .filter(|v| !v.is_empty())
-                    .map(|v| Credential::new(v, CredentialSource::NamedEnv(name.clone())));
             }
         }
         r
@@ -699,6 +697,21 @@ impl Effective {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_alone_means_an_openai_compatible_server_with_the_key_its_variable_names() {
+        let dir = std::env::temp_dir().join(format!("gm-settings-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = "base_url = \"http://127.0.0.1:4000/v1\"\napi_key_env = \"LITELLM_MASTER_KEY\"\n";
+        std::fs::write(dir.join(PROJECT_FILE_NAME), file).unwrap();
+        let env = |name: &str| (name == "LITELLM_MASTER_KEY").then(|| "sk-1234".to_string());
+        let config = load(&Sources::new(Settings::default(), &env, &dir)).unwrap().session_config(&env, &|| None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.provider, ProviderKind::OpenAiCompatible);
+        assert_eq!(config.provider_reason, "a base URL was given without a provider");
+        assert_eq!(config.credential.as_ref().map(Credential::expose), Some("sk-1234"));
+        assert!(!format!("{config:?}").contains("sk-1234"));
+    }
 
     #[test]
     fn a_url_password_is_redacted() {

@@ -377,9 +377,13 @@ async fn the_catalog_and_the_credential_need_no_state_file() {
     assert!(chat.iter().any(|m| m.id == "openai/gpt-4.1"));
     assert!(chat.windows(2).all(|w| w[0].id.to_lowercase() <= w[1].id.to_lowercase()));
     assert_eq!(session.model("OpenAI/GPT-4.1").await.unwrap().id, "openai/gpt-4.1");
-    let err = session.model("openai/gpt-4.1-nano-x").await.unwrap_err();
+    let err = session.model("nope/zzzz").await.unwrap_err();
     let Error::UnknownModel { ref suggestions, .. } = err else { panic!("{err}") };
     assert!(err.is_usage() && suggestions.is_empty(), "{err}");
+    // A near miss is told the closest ids, as the demo provider tells a run of one.
+    let err = session.model("openai/gpt-4.2").await.unwrap_err();
+    let Error::UnknownModel { ref suggestions, .. } = err else { panic!("{err}") };
+    assert_eq!(suggestions.first().map(String::as_str), Some("openai/gpt-4.1"), "{err}");
     let err = session.model("mini").await.unwrap_err();
     assert!(err.to_string().contains("did you mean") && err.to_string().contains("openai/gpt-4.1-mini"), "{err}");
     let auth = session.auth_status();

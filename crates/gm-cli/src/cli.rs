@@ -41,11 +41,13 @@ pub struct Global {
     /// credentials found, else demo]
     #[arg(long, global = true, value_parser = parse_provider)]
     pub provider: Option<ProviderKind>,
-    /// Replace the provider's base URL (github: the host root; others: the URL up to and including /v1) [env:
-    /// GM_BASE_URL]
+    /// Replace the provider's base URL (github: the host root; others: the URL up to and including /v1); without
+    /// --provider it means an OpenAI-compatible server [env: GM_BASE_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub base_url: Option<String>,
-    /// The environment variable that holds the provider's key [env: GM_API_KEY_ENV]
+    /// The environment variable that holds the API key, instead of the provider's usual one (an
+    /// OpenAI-compatible server's key is read from GM_API_KEY; give the variable's name, never the key) [env:
+    /// GM_API_KEY_ENV]
     #[arg(long, global = true, value_name = "NAME")]
     pub api_key_env: Option<String>,
     /// Attribute GitHub Models requests to an organization

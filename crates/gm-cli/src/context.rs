@@ -102,7 +102,33 @@ pub fn recording(args: &RecordArgs) -> Option<gm_app::Recording> {
     }
 }
 
-/// A session for `config` whose notices are printed on standard error as they arise.
+/// The demo provider's notice, held until the command has printed its result (see [`open`]).
+static DEMO_NOTICE: std::sync::Mutex<Option<gm_app::Notice>> = std::sync::Mutex::new(None);
+
+/// A session for `config` whose notices are printed on standard error as they arise, but the demo provider's:
+/// that one is printed by [`print_held_notice`] when the command ends, below its result or its error, where a
+/// reader looks last (at the start it would scroll away above a long report).
 pub fn open(config: SessionConfig) -> Session {
-    Session::new(config).on_notice(|n| if n.is_warning() { crate::style::warning(n) } else { crate::style::note(n) })
+    Session::new(config).on_notice(|n| match n {
+        gm_app::Notice::DemoProvider { .. } => {
+            *DEMO_NOTICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(n.clone());
+        }
+        _ => print_notice(n),
+    })
+}
+
+/// Prints a notice as `warning:` or `note:`.
+fn print_notice(n: &gm_app::Notice) {
+    if n.is_warning() {
+        crate::style::warning(n);
+    } else {
+        crate::style::note(n);
+    }
+}
+
+/// Prints the demo provider's notice held by a session of this command, if any, on a line of its own.
+pub fn print_held_notice() {
+    if let Some(n) = DEMO_NOTICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        print_notice(&n);
+    }
 }

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    match runtime.block_on(commands::dispatch(args)) {
+    let outcome = runtime.block_on(commands::dispatch(args));
+    let code = match outcome {
         Ok(code) => code,
         // A reader that went away (`gm models list | head`) is not an error.
         Err(e)
@@ -38,7 +39,9 @@ fn main() -> ExitCode {
             style::error(error_text(&e));
             ExitCode::from(exit::code_for(&e))
         }
-    }
+    };
+    context::print_held_notice();
+    code
 }
 
 /// The error and its causes joined by ": ", leaving out a cause whose text the message before it already

@@ -697,3 +697,65 @@ fn a_task_config_may_enable_code_execution_and_pass_at_k_takes_k_samples() {
     // Three samples of each of the two items.
     assert_eq!(emu.stats().total, 6);
 }
+
+#[test]
+fn a_base_url_without_a_provider_reaches_the_server_and_never_the_demo() {
+    let emu = Background::start(EmulatorConfig::default());
+    let data = scratch("base-url");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let url = format!("{}/v1", emu.url());
+    let args = ["--limits", "1000/1s", "eval", "--json", "--model", "openai/gpt-4.1", suite.to_str().unwrap()];
+    let out = gm(&data, &args, &[("GM_BASE_URL", &url)]);
+    let v = json(&out);
+    assert_eq!(v["gm"]["provider"], "openai-compatible", "{v}");
+    let cases = v["summary"]["totalTests"].as_u64().unwrap();
+    assert_eq!(emu.stats().by_path.get("/v1/chat/completions").copied(), Some(cases), "{:?}", emu.stats());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("demo provider"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_demo_run_says_so_in_every_report_and_refuses_models_outside_its_catalog() {
+    let data = scratch("demo-marked");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let (junit, md, html) = (data.join("r.xml"), data.join("r.md"), data.join("r.html"));
+    let args = [
+        "eval",
+        suite.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ];
+    let out = gm(&data, &args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("DEMO RUN:"), "{stdout}");
+    for report in [&junit, &md, &html] {
+        let text = std::fs::read_to_string(report).unwrap();
+        assert!(text.contains("DEMO RUN:"), "{}: {text}", report.display());
+    }
+    // The notice comes last on standard error, on its own line.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().last().is_some_and(|l| l.starts_with("note: demo provider")), "{stderr}");
+
+    let out = gm(&data, &["eval", "--json", "--model", "openai/gpt-5-nonexistent", suite.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown model `openai/gpt-5-nonexistent`") && stderr.contains("closest"), "{stderr}");
+
+    let out = gm(&data, &["bench", "--json", "--models", "nope/x,openai/gpt-4.1", "--tasks", "reasoning"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gm(
+        &data,
+        &["bench", "--json", "--limit-items", "2", "--models", "openai/gpt-4.1", "--tasks", "reasoning"],
+        &[],
+    );
+    assert_eq!(json(&out)["provider"], "demo");
+    let out = gm(&data, &["bench", "--limit-items", "2", "--models", "openai/gpt-4.1", "--tasks", "reasoning"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("DEMO RUN:"));
+}

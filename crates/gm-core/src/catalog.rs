@@ -120,3 +120,52 @@ impl From<OpenAiModel> for CatalogEntry {
         CatalogEntry { id: m.id.clone(), name: Some(m.id), publisher: m.owned_by, extra, ..Default::default() }
     }
 }
+
+/// The ids of `known` closest to `wanted`, best first, at most `max`: those that contain its name (the part
+/// after the last `/`, case ignored), then the nearest by edit distance of the name, within a third of its
+/// length. Unknown-model errors suggest these.
+///
+/// ```
+/// let known = ["openai/gpt-4.1", "openai/gpt-4.1-mini", "meta/llama-3.3-70b-instruct"];
+/// assert_eq!(gm_core::closest_ids("gpt-4.1", known, 3), ["openai/gpt-4.1", "openai/gpt-4.1-mini"]);
+/// assert_eq!(gm_core::closest_ids("openai/gpt-4.2", known, 3), ["openai/gpt-4.1"]);
+/// assert!(gm_core::closest_ids("nope/x", known, 3).is_empty());
+/// ```
+pub fn closest_ids<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>, max: usize) -> Vec<String> {
+    let wanted = wanted.trim().to_lowercase();
+    let name = wanted.rsplit('/').next().unwrap_or(&wanted);
+    if name.is_empty() {
+        return Vec::new();
+    }
+    let mut ranked: Vec<(usize, usize, &str)> = known
+        .into_iter()
+        .enumerate()
+        .filter_map(|(order, id)| {
+            let lower = id.to_lowercase();
+            let their = lower.rsplit('/').next().unwrap_or(&lower);
+            if lower.contains(name) {
+                return Some((0, order, id));
+            }
+            let d = edit_distance(name, their);
+            (d <= name.chars().count().div_ceil(3)).then_some((d, order, id))
+        })
+        .collect();
+    ranked.sort();
+    ranked.into_iter().take(max).map(|(_, _, id)| id.to_string()).collect()
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}

@@ -40,7 +40,7 @@ mod model_id;
 mod provider;
 mod tokens;
 
-pub use catalog::{CatalogEntry, ModelLimits, OpenAiModel, OpenAiModelList};
+pub use catalog::{closest_ids, CatalogEntry, ModelLimits, OpenAiModel, OpenAiModelList};
 pub use chat::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, Choice, ChunkChoice, ContentPart, Delta,
     FunctionCall, FunctionDef, ImageUrl, JsonSchemaFormat, MessageContent, ResponseFormat, ResponseMessage, Role,

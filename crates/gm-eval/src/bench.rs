@@ -82,6 +82,8 @@ pub struct BenchSummary {
 pub struct BenchReport {
     /// The id of the run in the run store, once recorded.
     pub run_id: Option<i64>,
+    /// The provider that answered (`demo`: nothing was measured).
+    pub provider: String,
     /// The summary.
     pub summary: BenchSummary,
     /// Every model × task cell, models outer, tasks inner.
@@ -326,6 +328,7 @@ pub fn report(cells: Vec<Cell>) -> BenchReport {
     };
     BenchReport {
         run_id: None,
+        provider: cells.first().map(|c| c.evaluation.gm.provider.clone()).unwrap_or_default(),
         summary: BenchSummary {
             best_model,
             best_model_rule: BEST_MODEL_RULE.to_string(),

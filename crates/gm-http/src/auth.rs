@@ -129,6 +129,21 @@ pub struct Resolution {
     pub base_url: Option<String>,
     /// Why this provider was chosen, for `gm auth status` and the demo notice.
     pub reason: String,
+    /// The environment variable the credential is read from when the user named one (`--api-key-env`).
+    pub key_variable: Option<String>,
+}
+
+/// What the caller asked for, before the environment is consulted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted<'a> {
+    /// A provider given explicitly (`--provider`, a project file).
+    pub provider: Option<ProviderKind>,
+    /// A base URL given explicitly (`--base-url`, `GM_BASE_URL`): without a provider it means
+    /// `openai-compatible`, never the demo.
+    pub base_url: Option<&'a str>,
+    /// The environment variable that holds the API key, instead of the provider's usual one
+    /// (`--api-key-env NAME`).
+    pub api_key_env: Option<&'a str>,
 }
 
 /// The value that selects the demo provider in `GITHUB_TOKEN`, as the original integration did.
@@ -192,18 +207,31 @@ pub fn azure_base_from_endpoint(endpoint: &str) -> String {
     }
 }
 
+/// Chooses the provider and credential from an explicit provider alone; see [`resolve_wanted`].
+pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn() -> Option<String>) -> Resolution {
+    resolve_wanted(Wanted { provider: explicit, ..Wanted::default() }, env, gh)
+}
+
 /// Chooses the provider and credential.
 ///
-/// An explicit provider wins. Otherwise: `GITHUB_TOKEN=demo_token` selects demo; then `OPENAI_API_KEY`
-/// selects openai; `AZURE_OPENAI_API_KEY` with `AZURE_OPENAI_ENDPOINT` selects azure; `GITHUB_TOKEN` or
-/// `GH_TOKEN` selects github; and with nothing found, demo.
-pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn() -> Option<String>) -> Resolution {
+/// An explicit provider wins. Otherwise a base URL selects `openai-compatible` (the server at that URL is
+/// what the user wants measured; the demo never answers for it); then `GITHUB_TOKEN=demo_token` selects demo;
+/// `OPENAI_API_KEY` selects openai; `AZURE_OPENAI_API_KEY` with `AZURE_OPENAI_ENDPOINT` selects azure;
+/// `GITHUB_TOKEN` or `GH_TOKEN` selects github; and only with nothing at all pointing elsewhere, demo.
+///
+/// With `api_key_env`, the credential of any provider but the demo is read from that variable instead of
+/// the provider's usual one.
+pub fn resolve_wanted(wanted: Wanted<'_>, env: EnvLookup<'_>, gh: &dyn Fn() -> Option<String>) -> Resolution {
     let demo_token = env_nonempty(env, "GITHUB_TOKEN").as_deref() == Some(DEMO_TOKEN);
-    let provider_and_reason = match explicit {
+    let base_url = wanted.base_url.map(str::trim).filter(|u| !u.is_empty());
+    let provider_and_reason = match wanted.provider {
         Some(p) if demo_token && p == ProviderKind::Github => {
             (ProviderKind::Demo, "GITHUB_TOKEN=demo_token selects the demo provider".to_string())
         }
         Some(p) => (p, format!("--provider {p} was given")),
+        None if base_url.is_some() => {
+            (ProviderKind::OpenAiCompatible, "a base URL was given without a provider".into())
+        }
         None if demo_token => (ProviderKind::Demo, "GITHUB_TOKEN=demo_token selects the demo provider".into()),
         None if env_nonempty(env, "OPENAI_API_KEY").is_some() => (ProviderKind::OpenAi, "OPENAI_API_KEY is set".into()),
         None if env_nonempty(env, "AZURE_OPENAI_API_KEY").is_some()
@@ -221,8 +249,12 @@ pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn()
         ),
     };
     let (provider, reason) = provider_and_reason;
-    let (credential, base_url) = credential_for(provider, env, gh);
-    Resolution { provider, credential, base_url, reason }
+    let (mut credential, found_base) = credential_for(provider, env, gh);
+    let key_variable = wanted.api_key_env.map(str::trim).filter(|n| !n.is_empty() && provider != ProviderKind::Demo);
+    if let Some(name) = key_variable {
+        credential = env_nonempty(env, name).map(|t| Credential::new(t, CredentialSource::NamedEnv(name.to_string())));
+    }
+    Resolution { provider, credential, base_url: found_base, reason, key_variable: key_variable.map(str::to_string) }
 }
 
 /// How to provide a credential for a provider, for error messages.
@@ -233,8 +265,19 @@ pub fn credential_hint(provider: ProviderKind) -> &'static str {
         }
         ProviderKind::OpenAi => "set OPENAI_API_KEY",
         ProviderKind::Azure => "set AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT (or --base-url)",
-        ProviderKind::OpenAiCompatible => "set GM_API_KEY if the server needs a key",
+        ProviderKind::OpenAiCompatible => {
+            "set GM_API_KEY, or name the variable that holds the key with --api-key-env NAME"
+        }
         ProviderKind::Demo => "the demo provider needs no credential",
+    }
+}
+
+/// How to provide a credential when the user named the variable that holds it (`--api-key-env`), else
+/// [`credential_hint`].
+pub fn credential_hint_for(provider: ProviderKind, key_variable: Option<&str>) -> String {
+    match key_variable {
+        Some(name) if provider != ProviderKind::Demo => format!("set {name} (named by --api-key-env)"),
+        _ => credential_hint(provider).to_string(),
     }
 }
 
@@ -277,5 +320,43 @@ mod tests {
         assert_eq!(r.base_url.as_deref(), Some("https://x.openai.azure.com/openai/v1"));
         let r = resolve(Some(ProviderKind::OpenAiCompatible), &env_of(&[("OPENAI_API_KEY", "sk-x")]), &none);
         assert!(r.credential.is_none(), "the OpenAI key must not be sent to other servers");
+    }
+
+    #[test]
+    fn a_base_url_without_a_provider_means_an_openai_compatible_server_never_the_demo() {
+        let none = || None;
+        let url = Some("http://127.0.0.1:8080/v1");
+        for env in [&[][..], &[("GITHUB_TOKEN", "demo_token")][..], &[("OPENAI_API_KEY", "sk-x")][..]] {
+            let r = resolve_wanted(Wanted { base_url: url, ..Wanted::default() }, &env_of(env), &none);
+            assert_eq!(r.provider, ProviderKind::OpenAiCompatible, "{env:?}");
+            assert!(r.credential.is_none(), "the OpenAI key must not be sent to another server: {env:?}");
+            assert!(r.reason.contains("base URL"), "{}", r.reason);
+        }
+        let r = resolve_wanted(Wanted { base_url: url, ..Wanted::default() }, &env_of(&[("GM_API_KEY", "k")]), &none);
+        assert_eq!(r.credential.unwrap().source(), &CredentialSource::Env("GM_API_KEY"));
+        // An explicit provider still wins, the demo included.
+        let wanted = Wanted { provider: Some(ProviderKind::Demo), base_url: url, ..Wanted::default() };
+        assert_eq!(resolve_wanted(wanted, &env_of(&[]), &none).provider, ProviderKind::Demo);
+        // An empty base URL points nowhere.
+        let r = resolve_wanted(Wanted { base_url: Some(" "), ..Wanted::default() }, &env_of(&[]), &none);
+        assert_eq!(r.provider, ProviderKind::Demo);
+    }
+
+    #[test]
+    fn a_named_key_variable_replaces_the_usual_one() {
+        let none = || None;
+        let env = env_of(&[("GM_API_KEY", "usual"), ("LITELLM_KEY", "sk-named")]);
+        let wanted = Wanted { base_url: Some("http://h/v1"), api_key_env: Some("LITELLM_KEY"), ..Wanted::default() };
+        let r = resolve_wanted(wanted, &env, &none);
+        let c = r.credential.unwrap();
+        assert_eq!(c.expose(), "sk-named");
+        assert_eq!(c.source().to_string(), "the LITELLM_KEY environment variable");
+        assert_eq!(r.key_variable.as_deref(), Some("LITELLM_KEY"));
+        // Named but unset: no credential, and the hint names the variable.
+        let wanted = Wanted { api_key_env: Some("UNSET_KEY"), ..wanted };
+        let r = resolve_wanted(wanted, &env, &none);
+        assert!(r.credential.is_none());
+        let hint = credential_hint_for(r.provider, r.key_variable.as_deref());
+        assert!(hint.contains("UNSET_KEY"), "{hint}");
     }
 }

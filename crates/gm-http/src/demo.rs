@@ -6,7 +6,9 @@
 //! passage is answered with the passage's best-matching sentence, a summary request gets the leading
 //! sentences, a judge request ([`gm_core::judge`]) gets a grade from the overlap of response and reference,
 //! JSON formats get JSON that follows the schema. Smaller models (`mini`, `nano`, `small`, `8b` in the name)
-//! answer more wordily, so comparisons between demo models show differences. Every answer is labelled: the
+//! answer more wordily, so comparisons between demo models show differences. It answers only the models of its
+//! catalog ([`DEMO_MODELS`]): any other id gets the 404 `unknown_model` a real service sends, naming the
+//! closest ids, so a misspelt model is never "evaluated" offline. Every answer is labelled: the
 //! completion id starts with `demo-`, `system_fingerprint` is `gm-demo`, and the response carries
 //! `x-gm-demo: true`.
 
@@ -23,9 +25,10 @@ use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 /// The base URL the demo provider is addressed by. It is never resolved.
 pub const DEMO_BASE_URL: &str = "http://demo.invalid/v1";
 
-/// The models the demo provider lists. It answers any model id.
+/// The models the demo provider lists, and the only ones it answers.
 pub const DEMO_MODELS: &[(&str, &str, &str)] = &[
     ("openai/gpt-4.1", "OpenAI GPT-4.1 (demo)", "high"),
+    ("openai/gpt-4o", "OpenAI GPT-4o (demo)", "high"),
     ("openai/gpt-4.1-mini", "OpenAI GPT-4.1-mini (demo)", "low"),
     ("openai/gpt-4o-mini", "OpenAI GPT-4o mini (demo)", "low"),
     ("meta/llama-3.3-70b-instruct", "Llama-3.3-70B-Instruct (demo)", "high"),
@@ -70,6 +73,37 @@ fn fnv(s: &str) -> u64 {
 fn is_small(model: &str) -> bool {
     let m = model.to_ascii_lowercase();
     ["mini", "nano", "small", "8b", "3b", "1b"].iter().any(|s| m.contains(s))
+}
+
+/// The catalog id `model` names: the id itself (case ignored) or, without a publisher, the one id of that name.
+pub fn demo_model(model: &str) -> Option<&'static str> {
+    let wanted = model.trim().to_lowercase();
+    let ids = || DEMO_MODELS.iter().map(|(id, _, _)| *id);
+    if let Some(id) = ids().find(|id| *id == wanted) {
+        return Some(id);
+    }
+    if wanted.contains('/') {
+        return None;
+    }
+    let mut named = ids().filter(|id| id.rsplit('/').next() == Some(wanted.as_str()));
+    match (named.next(), named.next()) {
+        (Some(id), None) => Some(id),
+        _ => None,
+    }
+}
+
+/// The 404 a service sends for a model it does not have, with the closest ids of the demo's catalog.
+fn unknown_model(model: &str) -> HttpResponse {
+    let ids = || DEMO_MODELS.iter().map(|(id, _, _)| *id);
+    let closest = gm_core::closest_ids(model, ids(), 3);
+    let mut message = format!("unknown model `{model}`: the demo provider answers only the models of its catalog");
+    if closest.is_empty() {
+        // Nothing is near: the catalog is short enough to name whole.
+        message.push_str(&format!(" (the closest: none; the catalog: {})", ids().collect::<Vec<_>>().join(", ")));
+    } else {
+        message.push_str(&format!(" (the closest: {})", closest.join(", ")));
+    }
+    json_response(404, json!({"error": {"code": "unknown_model", "message": message}}))
 }
 
 fn json_response(status: u16, body: Value) -> HttpResponse {
@@ -127,6 +161,9 @@ impl Transport for DemoTransport {
                 Ok(r) => r,
                 Err(e) => return Ok(bad(format!("invalid embeddings request: {e}"))),
             };
+            if demo_model(&req.model).is_none() {
+                return Ok(unknown_model(&req.model));
+            }
             return Ok(json_response(200, embeddings(&req)));
         }
         if !path.ends_with("/chat/completions") {
@@ -139,6 +176,9 @@ impl Transport for DemoTransport {
             Ok(r) => r,
             Err(e) => return Ok(bad(format!("invalid chat request: {e}"))),
         };
+        if demo_model(&req.model).is_none() {
+            return Ok(unknown_model(&req.model));
+        }
         if req.messages.is_empty() {
             return Ok(bad("messages must not be empty".into()));
         }
@@ -658,6 +698,31 @@ mod tests {
         assert_eq!(usage.completion_tokens, estimate_tokens("The answer is 391."));
         let cut = client.chat(&req.with_max_tokens(2)).await.unwrap();
         assert_eq!((cut.text(), cut.usage().completion_tokens), ("The an", 2));
+    }
+
+    #[tokio::test]
+    async fn a_model_outside_the_catalog_is_refused_with_the_closest_ids() {
+        let client = crate::Client::builder()
+            .provider(gm_core::ProviderKind::Demo)
+            .transport(std::sync::Arc::new(DemoTransport::instant()))
+            .build()
+            .unwrap();
+        let ask = |model: &str| ChatRequest::new(model, vec![gm_core::ChatMessage::user("hi")]);
+        let e = client.chat(&ask("openai/gpt-5-nonexistent")).await.unwrap_err();
+        assert_eq!(e.status(), Some(404));
+        assert!(e.is_usage(), "{e}");
+        let shown = e.to_string();
+        assert!(shown.contains("unknown_model") && shown.contains("catalog"), "{shown}");
+        let e = client.chat(&ask("openai/gpt-4.2")).await.unwrap_err().to_string();
+        assert!(e.contains("the closest: openai/gpt-4.1"), "{e}");
+        let mut stream = ask("nope/x");
+        stream.stream = Some(true);
+        assert_eq!(client.chat_stream(&stream).await.err().and_then(|e| e.status()), Some(404));
+        // The catalog's ids answer, case ignored, and a name alone when one id has it.
+        for model in ["openai/gpt-4.1", "OpenAI/GPT-4.1", "gpt-4.1-mini"] {
+            assert!(client.chat(&ask(model)).await.is_ok(), "{model}");
+        }
+        assert_eq!(demo_model("llama-3.3-70b-instruct"), Some("meta/llama-3.3-70b-instruct"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub const GITHUB_MODELS_RETIRED_ON: &str = "2026-07-30";
 
 /// An error answer from the API: the status, the parsed body and the raw body.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ApiError {
     /// The provider that answered.
     pub provider: ProviderKind,
@@ -25,6 +26,11 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// `x-ratelimit-type`, when the server sent it (`UserByModelByMinute`, `UserByModelByDay`).
     pub rate_limit_type: Option<String>,
+    /// Where the credential sent with the request came from (`the GM_API_KEY environment variable`), or
+    /// `None` when the request carried none.
+    pub credential: Option<String>,
+    /// The base URL the request went to.
+    pub base_url: String,
 }
 
 impl fmt::Debug for ApiError {
@@ -61,15 +67,29 @@ impl ApiError {
     }
 
     fn hint(&self) -> Option<String> {
+        let keyed =
+            matches!(self.provider, ProviderKind::OpenAi | ProviderKind::Azure | ProviderKind::OpenAiCompatible);
+        let base = self.base_url.trim_end_matches('/');
         match (self.provider, self.status) {
             (ProviderKind::Github, 401 | 403) => Some(
                 "the token needs the `models: read` permission (a fine-grained PAT or GitHub App token) or the \
                  `models` scope; in GitHub Actions add `permissions: models: read`"
                     .into(),
             ),
-            (ProviderKind::OpenAi | ProviderKind::Azure | ProviderKind::OpenAiCompatible, 401 | 403) => {
-                Some("check the API key for this provider (`gm auth status` shows which one was found)".into())
-            }
+            (_, 401 | 403) if keyed => Some(match &self.credential {
+                Some(source) => {
+                    format!("the server refused the key from {source}; check it (`gm auth status` shows which key gm found)")
+                }
+                None => format!("no API key was sent: {}", crate::auth::credential_hint(self.provider)),
+            }),
+            // Some proxies (LiteLLM among them) answer a request without a key with a bare 500.
+            (_, 500) if keyed && self.credential.is_none() && self.raw.trim().is_empty() => Some(format!(
+                "the answer had no body and no API key was sent, so a missing key is a likely cause: {}",
+                crate::auth::credential_hint(self.provider)
+            )),
+            (_, 404) if keyed && !base.is_empty() && !base.ends_with("/v1") => Some(format!(
+                "the base URL {base} does not end in /v1, where OpenAI-compatible servers answer; try --base-url {base}/v1"
+            )),
             (_, 404) if self.code() == Some("unknown_model") || self.message().to_lowercase().contains("model") => {
                 Some("run `gm models list` to see the models this provider offers".into())
             }
@@ -88,7 +108,8 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} answered {}", self.provider, self.status)?;
-        if let Some(code) = self.code() {
+        // Some servers send the status again as the code (`"code": 400`): it is shown once.
+        if let Some(code) = self.code().filter(|c| *c != self.status.to_string()) {
             write!(f, " {code}")?;
         }
         let hint = self.hint();
@@ -337,6 +358,8 @@ impl Error {
                     | gm_limits::LimitError::NotOnPlan { .. }
                     | gm_limits::LimitError::InvalidConfig(_)
             ),
+            // The demo provider refuses a model outside its catalog: the caller named it.
+            Error::Api(a) => a.provider == ProviderKind::Demo && a.code() == Some("unknown_model"),
             e => matches!(e, Error::InvalidRequest(_) | Error::MissingCredentials { .. }),
         }
     }

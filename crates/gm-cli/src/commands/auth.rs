@@ -23,7 +23,9 @@ pub fn status(global: &Global, json: bool) -> Result<ExitCode> {
     match &status.credential {
         Some(c) => writeln!(out, "Credential:  {} from {}", c.token, c.source)?,
         None if status.credential_required => writeln!(out, "Credential:  none found; {}", status.credential_hint)?,
-        None => writeln!(out, "Credential:  none needed")?,
+        None if status.provider == ProviderKind::Demo => writeln!(out, "Credential:  none needed")?,
+        // A server of one's own may or may not want a key; it cannot be told before asking it.
+        None => writeln!(out, "Credential:  none set; this server may need one: {}", status.credential_hint)?,
     }
     if status.provider == ProviderKind::Github {
         writeln!(

@@ -122,6 +122,10 @@ impl Observer for Progress {
 /// The human form of a bench report: one line a cell, then the best model and the rule.
 pub(crate) fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    if gm_eval::report::is_demo(&report.provider) {
+        writeln!(out, "{}", gm_eval::report::DEMO_NOTE)?;
+        writeln!(out)?;
+    }
     let model_w = report.cells.iter().map(|c| c.model.len()).max().unwrap_or(0).max("MODEL".len());
     let task_w = report.cells.iter().map(|c| c.task.len()).max().unwrap_or(0).max("TASK".len());
     writeln!(

@@ -136,6 +136,8 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         return Err(usage("no prompt given; pass one as an argument or on standard input"));
     }
     let history = session.config().data_dir.as_ref().map(|d| d.join(HISTORY_FILE));
+    // A session at the terminal has no end to wait for: the demo's notice comes first.
+    context::print_held_notice();
     let code = interactive(&client, &model, params, !args.no_stream, history).await;
     session.finish();
     code

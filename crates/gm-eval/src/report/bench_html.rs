@@ -16,6 +16,7 @@ th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .best{font-weight:600}.bad{color:#cf222e;font-weight:600}.good{color:#1a7f37;font-weight:600}
 svg text{font-size:11px;fill:#1f2328}
+.demo{border:2px solid #9a6700;background:#fff8c5;padding:.5rem .75rem;font-weight:600}
 ";
 
 const PALETTE: [&str; 8] = ["#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#1b7c83", "#57606a"];
@@ -40,6 +41,9 @@ pub fn bench_html<W: Write + ?Sized>(
         models.len(),
         tasks.len()
     );
+    if super::is_demo(&report.provider) {
+        let _ = writeln!(page, "<p class=\"demo\">{}</p>", esc(super::DEMO_NOTE));
+    }
     let _ = writeln!(
         page,
         "<p class=\"best\">Best model: {}</p><p>{}</p><p><small>Rule: {}</small></p>",

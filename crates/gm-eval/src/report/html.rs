@@ -19,6 +19,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;padding:.5rem;margin:.25rem 0}
 summary{cursor:pointer}
 .figures td:first-child{width:12rem}
+.demo{border:2px solid #9a6700;background:#fff8c5;padding:.5rem .75rem;font-weight:600}
 svg text{font-size:11px;fill:#1f2328}
 ";
 
@@ -34,13 +35,19 @@ pub fn html<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) -> 
     writeln!(out, "<!DOCTYPE html>")?;
     writeln!(out, r#"<html lang="en"><head><meta charset="utf-8">"#)?;
     writeln!(out, r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#)?;
-    let title = match summaries {
+    let mut title = match summaries {
         [one] => format!("gm eval: {}", one.name),
         _ => "gm eval".to_string(),
     };
+    if summaries.iter().any(|s| super::is_demo(&s.gm.provider)) {
+        title.push_str(" (demo run)");
+    }
     writeln!(out, "<title>{}</title>", esc(&title))?;
     writeln!(out, "<style>\n{STYLE}</style></head><body>")?;
     writeln!(out, "<h1>{}</h1>", esc(&title))?;
+    if summaries.iter().any(|s| super::is_demo(&s.gm.provider)) {
+        writeln!(out, r#"<p class="demo">{}</p>"#, esc(super::DEMO_NOTE))?;
+    }
     let class = if failed == 0 { "pass" } else { "fail" };
     writeln!(
         out,

@@ -38,7 +38,8 @@ const SEPARATOR: &str = "-------------------------";
 /// A case answered from the response cache has `(cached)` after its result.
 ///
 /// gm's figures follow after a blank line, under their own `gm figures` heading, so a reader (or a
-/// script matching gh-models' lines) can tell them apart.
+/// script matching gh-models' lines) can tell them apart. A run on the demo provider begins with
+/// [`DEMO_NOTE`](super::DEMO_NOTE) and a blank line.
 pub fn human<W: Write + ?Sized>(summary: &EvaluationSummary, out: &mut W) -> io::Result<()> {
     human_with(summary, HumanOptions::default(), out)
 }
@@ -50,6 +51,10 @@ pub fn human_with<W: Write + ?Sized>(
     out: &mut W,
 ) -> io::Result<()> {
     let total = summary.test_results.len();
+    if super::is_demo(&summary.gm.provider) {
+        writeln!(out, "{}", super::DEMO_NOTE)?;
+        writeln!(out)?;
+    }
     writeln!(out, "Running evaluation: {}", summary.name)?;
     writeln!(out, "Description: {}", summary.description)?;
     writeln!(out, "Model: {}", summary.model)?;

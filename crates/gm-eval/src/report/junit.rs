@@ -24,10 +24,13 @@ pub fn junit<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) ->
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(out, r#"<testsuites name="gm eval" tests="{tests}" failures="{failures}" errors="0" time="{time:.3}">"#)?;
     for s in summaries {
+        // CI test views show suite names: a demo run's cannot be taken for a model's.
+        let demo = super::is_demo(&s.gm.provider);
+        let name = if demo { format!("{} [demo run]", s.name) } else { s.name.clone() };
         writeln!(
             out,
             r#"  <testsuite name="{}" tests="{}" failures="{}" errors="0" skipped="0" time="{:.3}">"#,
-            attr(&s.name),
+            attr(&name),
             s.summary.total_tests,
             s.summary.failed_tests,
             secs(s.gm.wall_ms)
@@ -35,6 +38,9 @@ pub fn junit<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W) ->
         writeln!(out, "    <properties>")?;
         for (name, value) in [("model", &s.model), ("provider", &s.gm.provider), ("description", &s.description)] {
             writeln!(out, r#"      <property name="{name}" value="{}"/>"#, attr(value))?;
+        }
+        if demo {
+            writeln!(out, r#"      <property name="demo" value="{}"/>"#, attr(super::DEMO_NOTE))?;
         }
         writeln!(out, "    </properties>")?;
         for (i, result) in s.test_results.iter().enumerate() {

@@ -22,6 +22,10 @@ pub fn markdown<W: Write + ?Sized>(summaries: &[EvaluationSummary], out: &mut W)
         fmt_rate(pass_rate(passed, tests)),
         summaries.len()
     )?;
+    if summaries.iter().any(|s| super::is_demo(&s.gm.provider)) {
+        writeln!(out)?;
+        writeln!(out, "> **{}**", super::DEMO_NOTE)?;
+    }
     for s in summaries {
         let mark = if s.all_passed() { "✅" } else { "❌" };
         writeln!(out)?;

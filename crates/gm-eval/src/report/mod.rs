@@ -50,7 +50,9 @@
 //! let mut out = Vec::new();
 //! report::human(&summary, &mut out).unwrap();
 //! let text = String::from_utf8(out).unwrap();
-//! assert!(text.starts_with("Running evaluation: empty\n"));
+//! // A demo run says so before anything else.
+//! assert!(text.starts_with(report::DEMO_NOTE));
+//! assert!(text.contains("\nRunning evaluation: empty\n"));
 //! assert!(text.contains("🎉 All tests passed!"));
 //! ```
 
@@ -77,6 +79,16 @@ pub use markdown::markdown;
 use serde_json::{Map, Value};
 
 use crate::run::{EvaluationSummary, RunFigures, Timing};
+
+/// What every report of a run on the demo provider says where a reader looks first: the human report's first
+/// line, the Markdown and HTML headings, the JUnit suite names.
+pub const DEMO_NOTE: &str = "DEMO RUN: the offline demo provider computed these answers; no model was asked, so \
+    nothing here measures a model";
+
+/// Whether a run's provider (as its figures name it) is the demo provider.
+pub fn is_demo(provider: &str) -> bool {
+    provider == gm_core::ProviderKind::Demo.as_str()
+}
 
 /// Characters of a model response shown where a report previews it (as gh-models does on failure).
 pub const RESPONSE_PREVIEW_CHARS: usize = 100;

@@ -50,7 +50,7 @@ fn suite(name: &str, results: Vec<TestResult>, cases: Vec<CaseFigures>) -> Evalu
             pass_rate: pass_rate(passed, total),
         },
         gm: RunFigures {
-            provider: "demo".into(),
+            provider: "openai-compatible".into(),
             latency_p50_ms: Some(120.0),
             latency_p95_ms: Some(340.5),
             latency_p99_ms: Some(1500.0),
@@ -196,7 +196,7 @@ fn human_figures_follow_the_summary() {
     let text = render(|o| human(&mixed(), o));
     let figures = text.split("\ngm figures:\n").nth(1).expect("a figures block");
     let lines: Vec<&str> = figures.lines().collect();
-    assert_eq!(lines[0], "  Provider     demo");
+    assert_eq!(lines[0], "  Provider     openai-compatible");
     assert!(lines.contains(&"  Latency p50  120 ms"), "{figures}");
     assert!(lines.contains(&"  Latency p95  340 ms"), "{figures}");
     assert!(lines.contains(&"  Latency p99  1.50 s"), "{figures}");
@@ -424,7 +424,9 @@ fn markdown_has_a_headline_and_a_row_per_case() {
     );
     assert!(md.contains("| Provider | Latency p50 | Latency p95 |"), "{md}");
     assert!(
-        md.contains("| demo | 120 ms | 340 ms | 1.50 s | 24 | 6 | 85.2 | n/a | 1 | 2 | 1 | 3 | 1.23 s |\n"),
+        md.contains(
+            "| openai-compatible | 120 ms | 340 ms | 1.50 s | 24 | 6 | 85.2 | n/a | 1 | 2 | 1 | 3 | 1.23 s |\n"
+        ),
         "{md}"
     );
 }
@@ -455,7 +457,7 @@ fn markdown_of_an_empty_suite_passes() {
     assert!(md.starts_with("## ✅ gm eval: 0/0 tests passed (100.00%), 0 failed, 1 file\n"), "{md}");
     assert!(md.contains("Passed: 0/0 (100.00%)"), "{md}");
     assert!(md.contains("_No test cases._"), "{md}");
-    assert!(md.contains("| demo | n/a | n/a | n/a |"), "{md}");
+    assert!(md.contains("| openai-compatible | n/a | n/a | n/a |"), "{md}");
 }
 
 // ---- JSON ----
@@ -735,4 +737,37 @@ fn bench_page_labels_each_cost_dot_with_its_task_and_names_the_unpriced_models()
     assert_eq!(chart.matches("<title>").count(), 2, "one dot a priced cell: {chart}");
     assert!(!chart.contains(">local-model</text>"), "an unpriced model in the legend: {chart}");
     assert!(chart.contains("Left out for lack of a price: <code>local-model</code>"), "{chart}");
+}
+
+#[test]
+fn every_report_of_a_demo_run_says_so_where_a_reader_looks() {
+    let mut s = suite("arithmetic", vec![passing()], vec![case(120.0, false)]);
+    s.gm.provider = "demo".into();
+    let one = std::slice::from_ref(&s);
+    let human_text = render(|o| human(&s, o));
+    assert!(human_text.starts_with(&format!("{DEMO_NOTE}\n\nRunning evaluation: arithmetic\n")), "{human_text}");
+    let md = render(|o| markdown(one, o));
+    let headline_then_note = md.lines().take(3).collect::<Vec<_>>();
+    assert_eq!(headline_then_note[2], format!("> **{DEMO_NOTE}**"), "{md}");
+    let page = render(|o| html(one, o));
+    assert!(page.contains("<title>gm eval: arithmetic (demo run)</title>"), "{page}");
+    assert!(page.contains(&format!(r#"<p class="demo">{}</p>"#, html::esc(DEMO_NOTE))), "{page}");
+    let xml = render(|o| junit(one, o));
+    assert!(xml.contains(r#"<testsuite name="arithmetic [demo run]""#), "{xml}");
+    assert!(xml.contains(r#"<property name="demo" value="DEMO RUN: "#), "{xml}");
+    let json_text = render(|o| json(one, o));
+    let v: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(v["gm"]["provider"], "demo");
+    // A run on a real provider carries none of it.
+    s.gm.provider = "openai-compatible".into();
+    let one = std::slice::from_ref(&s);
+    for text in
+        [render(|o| human(&s, o)), render(|o| markdown(one, o)), render(|o| html(one, o)), render(|o| junit(one, o))]
+    {
+        assert!(!text.contains("DEMO RUN") && !text.contains("demo run"), "{text}");
+    }
+    let mut bench = crate::bench::report(vec![]);
+    bench.provider = "demo".into();
+    let page = render(|o| bench_html(&bench, &[], o));
+    assert!(page.contains(r#"<p class="demo">"#), "{page}");
 }

@@ -154,6 +154,8 @@ impl Client {
                 raw: raw_text,
                 retry_after: wait,
                 rate_limit_type: resp_headers.get("x-ratelimit-type").and_then(|v| v.to_str().ok()).map(str::to_string),
+                credential: self.inner.credential.as_ref().map(|c| c.source().to_string()),
+                base_url: self.inner.base.clone(),
             };
             if status == 429 {
                 meta.rate_limited += 1;
