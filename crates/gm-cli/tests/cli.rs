@@ -188,6 +188,23 @@ fn auth_status_redacts_the_token() {
 }
 
 #[test]
+fn the_key_of_an_openai_compatible_server_is_findable() {
+    let out = gm(&["--base-url", "http://127.0.0.1:4000/v1", "auth", "status"], &[]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Provider:    openai-compatible (a base URL was given without a provider)"), "{shown}");
+    assert!(shown.contains("Credential:  none set; this server may need one: set GM_API_KEY"), "{shown}");
+    let out = gm(&["--base-url", "http://127.0.0.1:4000/v1", "auth", "status"], &[("GM_API_KEY", SECRET)]);
+    assert!(text(&out.stdout).contains("from the GM_API_KEY environment variable"), "{}", text(&out.stdout));
+    let args = ["--base-url", "http://h/v1", "--api-key-env", "LITELLM_MASTER_KEY", "auth", "status", "--json"];
+    let out = gm(&args, &[("LITELLM_MASTER_KEY", SECRET)]);
+    assert!(!text(&out.stdout).contains(SECRET));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["credential"]["source"], "the LITELLM_MASTER_KEY environment variable");
+    let help = text(&gm(&["--help"], &[]).stdout);
+    assert!(help.contains("--api-key-env <NAME>") && help.contains("GM_API_KEY"), "{help}");
+}
+
+#[test]
 fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
     let emu = Background::start(EmulatorConfig::default());
     let dir = TempDir::new("cli-cache");

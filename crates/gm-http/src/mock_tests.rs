@@ -204,3 +204,55 @@ async fn a_stream_s_times_are_read_from_the_client_s_clock() {
     assert_eq!(s.time_to_first_token(), Some(Duration::from_millis(500)));
     assert_eq!(s.collect().await.unwrap().latency, Duration::from_millis(800));
 }
+
+/// The error an OpenAI-compatible server's answer of `status` and `body` turns into, for a client with or
+/// without a key (from `GM_API_KEY`), at `base`.
+async fn refusal(status: u16, body: &'static str, key: bool, base: &str) -> String {
+    let mut mock = MockTransport::new();
+    mock.expect_send().returning(move |_| Ok(HttpResponse::from_bytes(status, HeaderMap::new(), body)));
+    let mut b = Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url(base)
+        .transport(Arc::new(mock))
+        .retry_policy(RetryPolicy::none());
+    if key {
+        b = b.credential(Credential::new("sk-the-key", crate::auth::CredentialSource::Env("GM_API_KEY")));
+    }
+    b.build().unwrap().chat(&question()).await.unwrap_err().to_string()
+}
+
+#[tokio::test]
+async fn a_refused_or_missing_key_is_named_with_the_variable_that_holds_it() {
+    let base = "http://127.0.0.1:4000/v1";
+    let unauthorized = r#"{"error":{"message":"Authentication Error, No api key passed in.","code":"401"}}"#;
+    let e = refusal(401, unauthorized, false, base).await;
+    assert_eq!(
+        e,
+        "openai-compatible answered 401: Authentication Error, No api key passed in.; no API key was sent: set \
+         GM_API_KEY, or name the variable that holds the key with --api-key-env NAME"
+    );
+    let e = refusal(403, unauthorized, true, base).await;
+    assert!(e.contains("the server refused the key from the GM_API_KEY environment variable"), "{e}");
+    assert!(!e.contains("sk-the-key"), "{e}");
+    // A bare 500 to a request without a key: the likely cause is said.
+    let e = refusal(500, "", false, base).await;
+    assert!(e.contains("no API key was sent, so a missing key is a likely cause: set GM_API_KEY"), "{e}");
+    // With a key, or with a body, a 500 is the server's own failure.
+    assert!(!refusal(500, "", true, base).await.contains("key"));
+    assert!(!refusal(500, "Internal Server Error", false, base).await.contains("key"));
+}
+
+#[tokio::test]
+async fn a_status_the_server_repeats_as_its_code_is_shown_once() {
+    let body = r#"{"error":{"code":400,"message":"messages must not be empty","type":"invalid_request_error"}}"#;
+    let e = refusal(400, body, true, "http://127.0.0.1:4000/v1").await;
+    assert_eq!(e, "openai-compatible answered 400: messages must not be empty");
+}
+
+#[tokio::test]
+async fn a_404_from_a_base_url_without_v1_suggests_adding_it() {
+    let e = refusal(404, r#"{"detail":"Not Found"}"#, false, "http://127.0.0.1:8080").await;
+    assert!(e.ends_with("the base URL http://127.0.0.1:8080 does not end in /v1, where OpenAI-compatible servers answer; try --base-url http://127.0.0.1:8080/v1"), "{e}");
+    let e = refusal(404, r#"{"detail":"Not Found"}"#, false, "http://127.0.0.1:8080/v1").await;
+    assert!(!e.contains("/v1,"), "{e}");
+}
