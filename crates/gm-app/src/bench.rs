@@ -34,8 +34,11 @@ pub struct BenchRun {
     pub allow_code_exec: bool,
     /// Run only the first N items of each task.
     pub limit_items: Option<usize>,
-    /// Test cases in flight at once in each cell; every cell runs at once, within the rate limits.
+    /// Test cases in flight at once in each cell; the cells' cases are interleaved, within the rate limits and
+    /// the server's cap ([`crate::LimitsSettings::server_concurrency`]).
     pub concurrency: usize,
+    /// One test case in flight at a time over the whole bench, for latencies measured with no queue at all.
+    pub serial: bool,
     /// Continue the last unfinished bench of the same models and tasks, without repeating a recorded case.
     pub resume: bool,
     /// Stop cleanly (resumable) once this many requests were sent, judges included.
@@ -57,6 +60,7 @@ impl BenchRun {
             allow_code_exec: false,
             limit_items: None,
             concurrency: 4,
+            serial: false,
             resume: false,
             max_requests: None,
             prices: None,
@@ -147,6 +151,7 @@ impl Session {
         };
         let options = RunOptions {
             concurrency: run.concurrency,
+            serial: run.serial,
             max_requests: run.max_requests,
             prices: Some(self.price_table(run.prices.as_deref())?),
             stop: cancel.drain_signal(),

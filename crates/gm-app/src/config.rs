@@ -248,6 +248,11 @@ pub struct LimitsSettings {
     /// used when neither `spec` nor `file` is set.
     #[serde(skip)]
     pub inline: Option<LimitsConfig>,
+    /// At most this many requests in flight to the server (the provider at its base URL) at once, whatever
+    /// their model: a bench of several models on one server honours it across all of them. A server that
+    /// answers one request at a time (llama.cpp) wants 1, so that gm, not the server, queues the others and
+    /// the wait is reported apart from latency.
+    pub server_concurrency: Option<usize>,
 }
 
 /// The response cache.

@@ -282,6 +282,7 @@ impl Session {
                 repeat: run.repeat,
                 prices: Some(prices),
                 requests_baseline: None,
+                serial: false,
                 stop: cancel.drain_signal(),
             },
         );

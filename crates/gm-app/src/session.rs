@@ -268,6 +268,9 @@ impl Session {
         if let Some(limiter) = self.limiter()? {
             b = b.limiter(limiter, c.max_wait);
         }
+        if let Some(n) = c.limits.server_concurrency {
+            b = b.server_concurrency(n);
+        }
         if let Some(rec) = &c.recording {
             let path = rec.path.clone();
             let answers = match rec.mode {

@@ -676,6 +676,8 @@ impl Effective {
                     providers: s.limits.providers.clone(),
                     uniform: false,
                 }),
+                // A flag of the front end's (`--server-concurrency`); no settings file sets it.
+                server_concurrency: None,
             },
             max_wait: s.max_wait.unwrap_or(DEFAULT_MAX_WAIT),
             cache: CacheSettings {

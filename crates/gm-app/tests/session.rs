@@ -559,3 +559,106 @@ fn an_oversized_limits_file_is_refused_unread() {
     assert!(matches!(err, Error::Read { what: "the limits file", .. }), "{err:?}");
     assert!(source.contains("larger than 1 MiB"), "{source}");
 }
+
+/// A session on an OpenAI-compatible server at `url`, its state in `dir`, answers never cached.
+fn server_config(dir: &Path, url: String, server_concurrency: Option<usize>) -> SessionConfig {
+    SessionConfig {
+        provider: gm_core::ProviderKind::OpenAiCompatible,
+        base_url: Some(url),
+        cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+        limits: LimitsSettings { server_concurrency, ..Default::default() },
+        ..config(dir)
+    }
+}
+
+/// The same model under two names (the emulator answers both), benched on a suite of 6 rows.
+async fn bench_two_names(session: &Session, dir: &Path, models: [&str; 2], serial: bool) -> gm_app::BenchResult {
+    let task = suite(dir, "sums", 6).display().to_string();
+    let run = BenchRun { serial, ..BenchRun::new(models.iter().map(|m| m.to_string()).collect(), vec![task]) };
+    match session.run_bench(&run, &(), &Cancel::new()).await.unwrap() {
+        Outcome::Finished(result) => result,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verdict_does_not_depend_on_the_order_of_the_models_on_a_one_at_a_time_server() {
+    // A server that answers one request at a time and reports its service time, as llama.cpp does.
+    let config = gm_testkit::emulator::EmulatorConfig {
+        slots: Some(1),
+        timings: true,
+        latency: std::time::Duration::from_millis(30),
+        ..Default::default()
+    };
+    let emu = gm_testkit::emulator::start(config, []).await;
+    let dir = TempDir::new("app-order");
+    let session = Session::new(server_config(&dir, emu.openai_url(), None));
+    let ab = bench_two_names(&session, &dir, ["openai/gpt-4.1", "gpt-4.1"], false).await.report;
+    let ba = bench_two_names(&session, &dir, ["gpt-4.1", "openai/gpt-4.1"], false).await.report;
+    assert_eq!(ab.provider, "openai-compatible");
+    for cell in ab.cells.iter().chain(&ba.cells) {
+        for case in &cell.evaluation.gm.cases {
+            // The server's own service time, not its queue: the same for every case.
+            assert!(case.latency_from_server && case.latency_ms == 30.0, "{case:?}");
+        }
+    }
+    // Equal service times are a tie, not "faster"; the winner is named by a rule that knows no order.
+    assert_eq!(ab.summary.best_model, ba.summary.best_model);
+    assert_eq!(ab.summary.best_model_reason, ba.summary.best_model_reason);
+    assert_eq!(ab.summary.best_model_significant, Some(false));
+    let reason = &ab.summary.best_model_reason;
+    assert!(reason.contains("no significant difference in latency") && !reason.contains("faster"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_cap_holds_across_the_models_of_a_bench_and_its_wait_is_reported_apart() {
+    let config =
+        gm_testkit::emulator::EmulatorConfig { latency: std::time::Duration::from_millis(20), ..Default::default() };
+    let emu = gm_testkit::emulator::start(config, []).await;
+    let dir = TempDir::new("app-server-cap");
+    // Four cases in flight per cell, two cells, one request at a time to the server.
+    let session = Session::new(server_config(&dir, emu.openai_url(), Some(1)));
+    let report = bench_two_names(&session, &dir, ["openai/gpt-4.1", "gpt-4.1"], false).await.report;
+    assert_eq!(emu.stats().max_answering, 1, "{:?}", emu.stats());
+    let cases: Vec<_> = report.cells.iter().flat_map(|c| c.evaluation.gm.cases.clone()).collect();
+    assert_eq!(cases.len(), 12);
+    // Eight were sent at once to a server taking one: the others waited in gm, and that wait is not latency.
+    assert!(cases.iter().any(|c| c.queue_ms > 0.0), "{cases:?}");
+    assert!(cases.iter().all(|c| !c.latency_from_server && !c.tokens_estimated));
+    assert!(report.cells.iter().all(|c| c.metrics.queue_p50_ms.is_some()));
+
+    // --serial: one case at a time over the whole bench, so nothing waits at all.
+    let emu = gm_testkit::emulator::start(gm_testkit::emulator::EmulatorConfig::default(), []).await;
+    let session = Session::new(server_config(&dir, emu.openai_url(), None));
+    let report = bench_two_names(&session, &dir, ["gpt-4.1", "openai/gpt-4.1"], true).await.report;
+    assert_eq!(emu.stats().max_answering, 1, "{:?}", emu.stats());
+    assert_eq!(report.cells.iter().map(|c| c.evaluation.test_results.len()).sum::<usize>(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gentle_stop_of_a_bench_starts_no_new_case_in_any_cell_and_records_those_in_flight() {
+    // Answers take 200 ms, two cells of two at a time: when the first is recorded, three more are in flight.
+    let config =
+        gm_testkit::emulator::EmulatorConfig { latency: std::time::Duration::from_millis(200), ..Default::default() };
+    let emu = gm_testkit::emulator::start(config, []).await;
+    let dir = TempDir::new("app-bench-stop");
+    let session = Session::new(server_config(&dir, emu.openai_url(), None));
+    let task = suite(&dir, "sums", 10).display().to_string();
+    let models = vec!["openai/gpt-4.1".to_string(), "gpt-4.1".to_string()];
+    let run = BenchRun { concurrency: 2, ..BenchRun::new(models, vec![task]) };
+    let cancel = Cancel::new();
+    let heard = Heard { stop_after: Some((1, cancel.clone())), ..Heard::default() };
+    let Outcome::Interrupted(stop) = session.run_bench(&run, &heard, &cancel).await.unwrap() else {
+        panic!("the bench was stopped")
+    };
+    let sent = emu.stats().received as usize;
+    assert!(stop.recorded > 1, "the cases in flight were recorded: {stop:?}");
+    assert_eq!(stop.recorded, sent, "every answer paid for is recorded");
+    assert!(sent < 20, "no case started after the stop");
+    let again = BenchRun { resume: true, ..run };
+    let Outcome::Finished(result) = session.run_bench(&again, &(), &Cancel::new()).await.unwrap() else {
+        panic!("the resumed bench finished")
+    };
+    assert_eq!(result.report.cells.iter().map(|c| c.evaluation.test_results.len()).sum::<usize>(), 20);
+    assert_eq!(emu.stats().received, 20, "no case was sent twice");
+}

@@ -69,6 +69,10 @@ pub struct Global {
     /// GitHub tier of each model on github, none elsewhere] [env: GM_LIMITS]
     #[arg(long, global = true, value_name = "SPEC", value_parser = parse_limits)]
     pub limits: Option<gm_limits::LimitSpec>,
+    /// At most N requests in flight to the server at once, whatever the model (a llama.cpp server answers one
+    /// at a time: give 1, and gm queues the rest and reports the wait apart from latency)
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub server_concurrency: Option<u16>,
     /// A TOML file of limits per provider and model (see docs/limits.md) [env: GM_LIMITS_CONFIG]
     #[arg(long, global = true, value_name = "FILE")]
     pub limits_config: Option<PathBuf>,
@@ -542,9 +546,13 @@ pub struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
-    /// Test cases in flight at once in each model x task cell; every cell runs at once, within the rate limits
+    /// Test cases in flight at once in each model x task cell; the cells' cases are interleaved so that every
+    /// model meets the same queue, within the rate limits and --server-concurrency
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
+    /// One test case in flight at a time over the whole bench: latencies with no queue, for latency benchmarks
+    #[arg(long)]
+    pub serial: bool,
     /// Also write the report as one self-contained HTML page with charts to FILE
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -588,4 +596,11 @@ pub struct EmulateArgs {
     /// Run the tier's windows this many times faster (30 makes "15 a minute" into "15 per 2 s")
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Answer at most N chat and embeddings requests at a time and queue the rest, as a llama.cpp server with
+    /// N slots does
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub slots: Option<u16>,
+    /// Report each whole answer's service time as llama.cpp does (`timings`), apart from any wait for a slot
+    #[arg(long)]
+    pub timings: bool,
 }

@@ -54,7 +54,7 @@ pub fn settings(global: &Global) -> Result<Effective> {
     Ok(settings::load(&sources)?)
 }
 
-/// The CLI's own defaults on top of the library's: the margin below, and `--refresh`.
+/// The CLI's own defaults on top of the library's: the margin below, `--refresh` and `--server-concurrency`.
 fn cli_defaults(global: &Global, mut config: SessionConfig) -> SessionConfig {
     // Requests from several processes each open their own connection, so the time between admission and
     // arrival at the server can reach tens of milliseconds on a busy machine; windows are lengthened by this
@@ -69,6 +69,7 @@ fn cli_defaults(global: &Global, mut config: SessionConfig) -> SessionConfig {
     if let Some(timeout) = global.timeout {
         config.timeout = timeout;
     }
+    config.limits.server_concurrency = global.server_concurrency.map(usize::from);
     config
 }
 

@@ -55,7 +55,9 @@ fn drop_field(v: &mut Value, path: &[&str]) {
 /// A suite's JSON without what the clock decides: the run's wall time, the latencies of its calls and the
 /// throughput computed from them. Two runs of the same suite on the demo provider agree on everything else.
 fn without_timings_of_a_suite(mut v: Value) -> Value {
-    for field in ["wall_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "tokens_per_second"] {
+    for field in
+        ["wall_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "tokens_per_second", "tokens_per_second_wall"]
+    {
         drop_field(&mut v, &["gm", field]);
     }
     drop_field(&mut v, &["gm", "cases", "*", "latency_ms"]);
@@ -66,7 +68,7 @@ fn without_timings_of_a_suite(mut v: Value) -> Value {
 /// A bench's JSON without what the clock decides: each cell's latencies and throughput, and the averages of
 /// latency over cells and models.
 fn without_timings_of_a_bench(mut v: Value) -> Value {
-    for field in ["latency_p50_ms", "latency_p95_ms", "tokens_per_second"] {
+    for field in ["latency_p50_ms", "latency_p95_ms", "tokens_per_second", "tokens_per_second_wall"] {
         drop_field(&mut v, &["cells", "*", "metrics", field]);
     }
     drop_field(&mut v, &["summary", "average_latency_ms"]);

@@ -43,6 +43,12 @@ pub struct EmulatorConfig {
     /// With `limits` unset: each model's own free-plan tier from the catalog's `rate_limit_tier` (models
     /// without one, and unknown models, get the low tier), with time scaled down by this factor.
     pub catalog_tiers: Option<f64>,
+    /// Answer at most this many chat and embeddings requests at a time and queue the rest, first come first
+    /// served, as a llama.cpp server with that many slots does (the wait counts in what the client measures).
+    pub slots: Option<usize>,
+    /// Report each whole chat answer's service time as llama.cpp does (`timings.prompt_ms` and
+    /// `timings.predicted_ms`, together the configured latency), apart from any wait for a slot.
+    pub timings: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -56,6 +62,8 @@ impl Default for EmulatorConfig {
             max_input_tokens: 8000,
             limits: None,
             catalog_tiers: None,
+            slots: None,
+            timings: false,
         }
     }
 }
@@ -156,6 +164,9 @@ pub struct EmulatorStats {
     /// Requests received, counted when they arrive (so those never answered count too), admin paths excluded.
     #[serde(default)]
     pub received: u64,
+    /// The most chat and embeddings requests being answered at one time (a stream until its end).
+    #[serde(default)]
+    pub max_answering: u64,
 }
 
 #[derive(Debug)]
@@ -164,6 +175,33 @@ struct State {
     faults: Mutex<VecDeque<Fault>>,
     stats: Mutex<EmulatorStats>,
     counter: Counter,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    answering: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A request being answered: holds its slot, and counts in [`EmulatorStats::max_answering`] until dropped.
+struct Answering {
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    answering: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Answering {
+    async fn begin(st: &State) -> Answering {
+        let slot = match &st.slots {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let now = st.answering.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let mut stats = lock(&st.stats);
+        stats.max_answering = stats.max_answering.max(now);
+        Answering { _slot: slot, answering: st.answering.clone() }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.answering.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,6 +223,8 @@ impl Emulator {
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            slots: config.slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            answering: Arc::default(),
             config,
             faults: Mutex::new(VecDeque::new()),
             stats: Mutex::new(EmulatorStats::default()),
@@ -422,6 +462,11 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
                 .to_string(),
         );
     };
+    // A request waits for a slot before the server works on it; the catalog needs none.
+    let answering = match endpoint {
+        Endpoint::Catalog => None,
+        _ => Some(Answering::begin(st).await),
+    };
     if st.config.latency > Duration::ZERO {
         tokio::time::sleep(st.config.latency).await;
     }
@@ -490,7 +535,7 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         }
     }
     let resp = match endpoint {
-        Endpoint::Chat => chat(st, style, &body, fault, in_flight).await,
+        Endpoint::Chat => chat(st, style, &body, fault, (in_flight, answering)).await,
         Endpoint::Embeddings => embeddings(st, style, &body),
         // Answered above, before the body was read.
         Endpoint::Catalog => full(500, bodies::SERVER_ERROR_500),
@@ -513,7 +558,7 @@ async fn chat(
     style: Style,
     body: &[u8],
     fault: Option<FaultKind>,
-    in_flight: Option<InFlight>,
+    in_flight: (Option<InFlight>, Option<Answering>),
 ) -> Response<Body> {
     let req: ChatRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -550,12 +595,17 @@ async fn chat(
         return huge(&req, bytes);
     }
     if !req.is_stream() {
-        let body = json!({
+        let mut answer = json!({
             "id": id, "object": "chat.completion", "created": 1733556142u64, "model": req.model,
             "system_fingerprint": "gm-emulator",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "finish_reason": finish, "logprobs": null}],
             "usage": usage,
-        }).to_string();
+        });
+        if st.config.timings {
+            let ms = st.config.latency.as_secs_f64() * 1000.0;
+            answer["timings"] = json!({"prompt_n": prompt_tokens, "prompt_ms": 0.0, "predicted_n": completion_tokens, "predicted_ms": ms});
+        }
+        let body = answer.to_string();
         if let Some(FaultKind::CutBody { after_bytes }) = fault {
             return cut(Bytes::from(body), after_bytes, "application/json");
         }

@@ -2,31 +2,44 @@
 //! quality and cost-efficiency per cell, and a best model chosen by a stated rule.
 //!
 //! Each cell is an ordinary evaluation run ([`crate::run::EvalRunner`]), so it is concurrent, rate-limited,
-//! cached and recorded like `gm eval`. A cell's quality is the mean case score (the mean of its evaluator
+//! cached and recorded like `gm eval`. The cells' cases are interleaved (item k of every cell before item
+//! k + 1, the models' order turned at each item), so a server's queue falls on every model alike; with
+//! `RunOptions::serial` one case is in flight at a time. A cell's quality is the mean case score (the mean of its evaluator
 //! scores, clamped to [0, 1]) with a seeded 95% bootstrap interval.
 //!
 //! **The best-model rule:** the model with the highest mean quality over the tasks wins; when the runner-up's
 //! quality is not significantly different (a paired bootstrap over the cases both ran includes zero), the two
-//! are tied on quality and the lower average latency decides, and the report says the difference is not
-//! significant.
+//! are tied on quality and the one that is significantly faster (the same test over the latencies of the cases
+//! both sent) wins; with no significant difference in either, the report says so and names the higher quality,
+//! then the first name: never the first model listed.
 
 use std::collections::BTreeMap;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::prompt::PromptFile;
 use crate::run::{CaseSink, EvalRunner, EvaluationSummary, Finished, RunError, RunOptions, TestResult};
 use crate::stats::{bootstrap_mean, paired_bootstrap, BootstrapOptions};
+use gm_core::metrics::LatencySummary;
 
 /// One model × task cell's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CellMetrics {
-    /// Median latency of the model calls that were sent.
+    /// Median latency of the model calls that were sent: the server's service time where it reports one,
+    /// else the time on the wire, without the wait in gm before sending (`queue_p50_ms`).
     pub latency_p50_ms: Option<f64>,
     /// 95th percentile.
     pub latency_p95_ms: Option<f64>,
-    /// Completion tokens per second.
+    /// Median time a model call waited in gm (rate limits, the server's cap) before it was sent.
+    pub queue_p50_ms: Option<f64>,
+    /// Tokens per second per request: the mean of each sent call's completion tokens over its latency.
     pub tokens_per_second: Option<f64>,
+    /// Tokens per second over wall time: the cell's completion tokens over the wall time of the bench, which
+    /// runs its cells interleaved.
+    pub tokens_per_second_wall: Option<f64>,
+    /// Model calls whose token counts are estimated with the tokenizer (the server sent no usage).
+    pub tokens_estimated: u64,
     /// Mean case score in [0, 1].
     pub quality: f64,
     /// The 95% bootstrap interval of `quality`.
@@ -92,7 +105,9 @@ pub struct BenchReport {
 
 /// The rule by which the best model is chosen.
 pub const BEST_MODEL_RULE: &str = "highest mean quality over the tasks; when the runner-up is not significantly \
-    different (paired bootstrap over shared cases, 95%), the lower average latency wins";
+    different (paired bootstrap over shared cases, 95%), the significantly faster one wins (the same test over \
+    the latencies of the cases both sent); with no significant difference in either, the higher quality, then \
+    the name";
 
 fn case_score(t: &TestResult) -> f64 {
     if t.evaluation_results.is_empty() {
@@ -117,7 +132,10 @@ pub fn cell_metrics(e: &EvaluationSummary) -> CellMetrics {
         cache_hits: e.gm.cache_hits,
         latency_p50_ms: e.gm.latency_p50_ms,
         latency_p95_ms: e.gm.latency_p95_ms,
+        queue_p50_ms: e.gm.queue_p50_ms,
         tokens_per_second: e.gm.tokens_per_second,
+        tokens_per_second_wall: e.gm.tokens_per_second_wall,
+        tokens_estimated: e.gm.tokens_estimated,
         quality,
         quality_ci95: est.map_or([0.0, 0.0], |e| [e.low, e.high]),
         pass_rate: e.summary.pass_rate / 100.0,
@@ -145,23 +163,6 @@ pub async fn run_matrix(
 /// indices `c * CELL_STRIDE + 1 ..`, so one run of the run store keeps every cell's cases.
 pub const CELL_STRIDE: usize = 1_000_000;
 
-/// Adds a cell's offset to the index of every case it records.
-struct CellSink<'a> {
-    inner: &'a dyn CaseSink,
-    offset: usize,
-}
-
-impl CaseSink for CellSink<'_> {
-    fn record(
-        &self,
-        index: usize,
-        result: &TestResult,
-        figures: &crate::run::CaseFigures,
-    ) -> Result<(), crate::evaluators::BoxError> {
-        self.inner.record(self.offset + index, result, figures)
-    }
-}
-
 /// [`run_matrix`], handing every finished case to `sink` as it finishes (at its cell's offset, see
 /// [`CELL_STRIDE`]), and not running again the cases `finished` holds: an interrupted matrix resumes from
 /// what it recorded. Code-execution scores are not recorded; they are computed again on resuming.
@@ -180,20 +181,19 @@ pub async fn run_matrix_with(
     if let Some((task, _)) = tasks.iter().find(|(_, f)| f.test_data.len() >= CELL_STRIDE) {
         return Err(RunError::TooManyItems { task: task.clone(), max: CELL_STRIDE - 1 });
     }
-    // Every cell runs at once: each model's quota (and the judge's) is its own limiter key, so cells taken one
-    // after another would leave most keys idle while one works. The limiter orders what the quotas allow.
     // One budget for the whole matrix: every cell counts --max-requests from the same start.
     let baseline = options.requests_baseline.or(Some(client.stats().requests));
-    let runners: Vec<(&String, EvalRunner)> = models
+    let runners: Vec<EvalRunner> = models
         .iter()
         .map(|m| {
             let cell = RunOptions { model: Some(m.clone()), requests_baseline: baseline, ..options.clone() };
-            (m, EvalRunner::new(client.clone(), cell))
+            EvalRunner::new(client.clone(), cell)
         })
         .collect();
+    // Cells: models outer, tasks inner, each with the cases an earlier run finished.
     let mut cells = Vec::with_capacity(models.len() * tasks.len());
-    for (model, runner) in &runners {
-        for (task, file) in tasks {
+    for (m, runner) in runners.iter().enumerate() {
+        for (t, (_, file)) in tasks.iter().enumerate() {
             let offset = cells.len() * CELL_STRIDE;
             let rest = finished.split_off(&(offset + CELL_STRIDE));
             let done: Finished = std::mem::replace(&mut finished, rest)
@@ -201,29 +201,124 @@ pub async fn run_matrix_with(
                 .filter(|(i, _)| *i > offset)
                 .map(|(i, case)| (i - offset, case))
                 .collect();
-            cells.push(async move {
-                let in_cell =
-                    |e: RunError| RunError::Cell { model: (*model).clone(), task: task.clone(), source: Box::new(e) };
-                let cell_sink = sink.map(|inner| CellSink { inner, offset });
-                let recorder = cell_sink.as_ref().map(|s| s as &dyn CaseSink);
-                let mut evaluation = runner.run_with(file, recorder, done).await.map_err(in_cell)?;
-                execute_code(client, code, model, task, file, &mut evaluation).await.map_err(in_cell)?;
-                Ok::<_, RunError>(Cell {
-                    model: (*model).clone(),
-                    task: task.clone(),
-                    metrics: cell_metrics(&evaluation),
-                    evaluation,
-                })
-            });
+            let in_cell = |e: RunError| RunError::Cell {
+                model: models[m].clone(),
+                task: tasks[t].0.clone(),
+                source: Box::new(e),
+            };
+            let run = runner.begin(file).map_err(in_cell)?;
+            cells.push(MatrixCell { model: m, task: t, offset, run, done: std::sync::Mutex::new(done) });
         }
     }
-    // Every cell goes on to its own end even when another stops (a spent quota of one model, a budget), so
-    // the answers in flight are recorded rather than dropped; the first error is the run's.
+    // The cases of every cell are interleaved: item k of every task for every model before item k + 1, the
+    // models' order turned by one at each item. A server that answers one request at a time (or a cap on it)
+    // then queues every model alike, so a model's latency does not depend on where --models lists it.
+    let items = tasks.iter().map(|(_, f)| f.test_data.len()).max().unwrap_or(0);
+    let mut jobs = Vec::new();
+    for k in 1..=items {
+        for t in 0..tasks.len() {
+            for turn in 0..models.len() {
+                let m = (turn + k - 1) % models.len();
+                let c = m * tasks.len() + t;
+                let cell = &cells[c];
+                let todo = k <= tasks[t].1.test_data.len() && !lock(&cell.done).contains_key(&k);
+                if todo {
+                    jobs.push((c, k));
+                }
+            }
+        }
+    }
+    // As many cases in flight as the cells together had before (`concurrency` each), or one with `serial`.
+    let in_flight = if options.serial { 1 } else { options.concurrency.max(1) * cells.len().max(1) };
+    let cells_ref = &cells;
+    let runners_ref = &runners;
+    let halted = std::sync::atomic::AtomicBool::new(false);
+    let halted = &halted;
+    let run_job = |(c, index): (usize, usize)| async move {
+        if halted.load(std::sync::atomic::Ordering::Relaxed) {
+            return (c, index, None);
+        }
+        let cell = &cells_ref[c];
+        let file = &tasks[cell.task].1;
+        let outcome = runners_ref[cell.model].run_case(&cell.run, file, index).await;
+        let recorded = outcome.and_then(|(result, figures)| {
+            if let Some(sink) = sink {
+                sink.record(cell.offset + index, &result, &figures)
+                    .map_err(|error| RunError::Record { index, error })?;
+            }
+            Ok((result, figures))
+        });
+        (c, index, Some(recorded))
+    };
+    // A job is taken only when a slot frees, so a stop raised meanwhile (`RunOptions::stop`, a first Ctrl-C)
+    // keeps it and all after it unsent, while the cases in flight finish and are recorded.
+    let left = jobs.len();
+    let stop = &options.stop;
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let taken_ref = &taken;
+    let jobs = jobs.into_iter().take_while(move |_| !stop.is_stopped()).inspect(move |_| {
+        taken_ref.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let mut running = futures_util::stream::iter(jobs.map(run_job)).buffer_unordered(in_flight);
+    // A failed case stops the matrix: no new case starts, those in flight finish and are recorded. A budget
+    // stops only new calls, as in a single run.
+    let mut stopped: Option<(usize, RunError)> = None;
+    let mut over_budget = None;
+    while let Some((c, index, outcome)) = running.next().await {
+        match outcome {
+            None => {}
+            Some(Ok(case)) => {
+                lock(&cells[c].done).insert(index, case);
+            }
+            Some(Err(RunError::Budget { what, limit, .. })) => over_budget = Some((c, what, limit)),
+            Some(Err(e)) => {
+                halted.store(true, std::sync::atomic::Ordering::Relaxed);
+                stopped.get_or_insert((c, e));
+            }
+        }
+    }
+    drop(running);
+    let cell_error = |c: usize, e: RunError| {
+        let cell = &cells[c];
+        RunError::Cell { model: models[cell.model].clone(), task: tasks[cell.task].0.clone(), source: Box::new(e) }
+    };
+    if let Some((c, e)) = stopped {
+        return Err(cell_error(c, e));
+    }
+    if let Some((c, what, limit)) = over_budget {
+        let index_done = lock(&cells[c].done).len();
+        return Err(cell_error(c, RunError::Budget { what, limit, index_done }));
+    }
+    if taken.load(std::sync::atomic::Ordering::SeqCst) < left {
+        let index_done = cells.iter().map(|cell| lock(&cell.done).len()).sum();
+        return Err(RunError::Stopped { index_done });
+    }
     let mut done = Vec::with_capacity(cells.len());
-    for outcome in futures_util::future::join_all(cells).await {
-        done.push(outcome?);
+    for cell in cells {
+        let (model, (task, file)) = (&models[cell.model], &tasks[cell.task]);
+        let finished = cell.done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut evaluation = runners[cell.model].summarize(&cell.run, file, finished);
+        let in_cell = |e: RunError| RunError::Cell { model: model.clone(), task: task.clone(), source: Box::new(e) };
+        execute_code(client, code, model, task, file, &mut evaluation).await.map_err(in_cell)?;
+        done.push(Cell { model: model.clone(), task: task.clone(), metrics: cell_metrics(&evaluation), evaluation });
     }
     Ok(report(done))
+}
+
+/// One model × task cell of a running matrix.
+struct MatrixCell {
+    /// Indices into the models and tasks.
+    model: usize,
+    task: usize,
+    /// Where its cases are recorded (see [`CELL_STRIDE`]).
+    offset: usize,
+    run: crate::run::CellRun,
+    /// Its finished cases, by 1-based index.
+    done: std::sync::Mutex<Finished>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Scores `task`'s answers by running their code, when `code` names it. Without `code-exec` there is no
@@ -310,19 +405,28 @@ pub fn report(cells: Vec<Cell>) -> BenchReport {
                     format!("highest quality ({q1:.3} against {second}'s {q2:.3}), a significant difference"),
                 )
             } else {
-                let l1 = latency_by_model.get(*first).copied().unwrap_or(f64::INFINITY);
-                let l2 = latency_by_model.get(*second).copied().unwrap_or(f64::INFINITY);
-                let winner = if l2 < l1 { *second } else { *first };
-                (
-                    Some(winner.clone()),
-                    Some(false),
-                    format!(
-                        "{first} ({q1:.3}) and {second} ({q2:.3}) are not significantly different in quality; \
-                         {winner} is faster ({:.0} ms against {:.0} ms)",
-                        l1.min(l2),
-                        l1.max(l2)
+                let tied =
+                    format!("{first} ({q1:.3}) and {second} ({q2:.3}) are not significantly different in quality");
+                // "Faster" takes the same paired test as quality, over the latencies of the cases both sent.
+                let (la, lb) = paired_latencies(&cells, first, second);
+                let median = |v: &[f64]| LatencySummary::from_millis(v).map_or(f64::NAN, |l| l.p50_ms);
+                let (l1, l2) = (median(&la), median(&lb));
+                let faster = paired_bootstrap(&la, &lb, BootstrapOptions { resamples: 2000, seed: 11 })
+                    .ok()
+                    .filter(|p| p.low > 0.0 || p.high < 0.0)
+                    .map(|p| if p.high < 0.0 { (*first, l1, l2) } else { (*second, l2, l1) });
+                let reason = match faster {
+                    Some((winner, own, other)) => format!(
+                        "{tied}; {winner} is faster ({own:.0} ms against {other:.0} ms at the median, a significant \
+                         difference over {} paired cases)",
+                        la.len()
                     ),
-                )
+                    None => format!(
+                        "{tied}, and there is no significant difference in latency ({l1:.0} ms against {l2:.0} ms at \
+                         the median); {first} is named for its higher quality, or its name where quality is equal"
+                    ),
+                };
+                (Some(faster.map_or(*first, |f| f.0).clone()), Some(false), reason)
             }
         }
     };
@@ -340,6 +444,26 @@ pub fn report(cells: Vec<Cell>) -> BenchReport {
         },
         cells,
     }
+}
+
+/// The latencies of two models' model calls over the cases both sent (same task, same test row; cached
+/// answers have no latency and are left out).
+fn paired_latencies(cells: &[Cell], a: &str, b: &str) -> (Vec<f64>, Vec<f64>) {
+    let index = |model: &str| -> BTreeMap<(String, String), f64> {
+        cells
+            .iter()
+            .filter(|c| c.model == model)
+            .flat_map(|c| {
+                c.evaluation.test_results.iter().zip(&c.evaluation.gm.cases).filter(|(_, f)| !f.cached).map(
+                    move |(t, f)| {
+                        ((c.task.clone(), serde_json::Value::Object(t.test_case.clone()).to_string()), f.latency_ms)
+                    },
+                )
+            })
+            .collect()
+    };
+    let (ia, ib) = (index(a), index(b));
+    ia.iter().filter_map(|(k, s)| ib.get(k).map(|t| (*s, *t))).unzip()
 }
 
 /// Case scores of two models over the cases both ran (same task, same test row).
@@ -478,6 +602,43 @@ mod tests {
             assert!(json["cells"][0]["metrics"].get(key).is_some(), "{key}");
         }
         assert!(json["summary"]["best_model_rule"].as_str().unwrap().contains("highest mean quality"));
+    }
+
+    /// A matrix of the same model under two names, every case's latency set by `latency(model, row)`.
+    async fn timed(latency: impl Fn(usize, usize) -> f64) -> BenchReport {
+        let (client, _) = instant_demo();
+        let models = vec!["openai/gpt-4.1".to_string(), "OpenAI/GPT-4.1".to_string()];
+        let r = run_matrix(&client, &RunOptions::default(), &models, &[("arithmetic".into(), arithmetic())], None)
+            .await
+            .unwrap();
+        let cells = r
+            .cells
+            .into_iter()
+            .enumerate()
+            .map(|(m, mut c)| {
+                for (i, f) in c.evaluation.gm.cases.iter_mut().enumerate() {
+                    f.latency_ms = latency(m, i);
+                }
+                c
+            })
+            .collect();
+        report(cells)
+    }
+
+    #[tokio::test]
+    async fn a_tie_in_latency_is_not_faster() {
+        // 405 ms against 405 ms: the same quality and the same speed.
+        let r = timed(|_, _| 405.0).await;
+        assert_eq!(r.summary.best_model_significant, Some(false));
+        let reason = &r.summary.best_model_reason;
+        assert!(reason.contains("no significant difference in latency (405 ms against 405 ms"), "{reason}");
+        assert!(!reason.contains("faster"), "{reason}");
+        // Noise around one speed is no difference either; a steady lead over every case is.
+        let r = timed(|m, i| 400.0 + if (i + m) % 2 == 0 { 9.0 } else { -9.0 }).await;
+        assert!(r.summary.best_model_reason.contains("no significant difference in latency"), "{r:?}");
+        let r = timed(|m, i| if m == 1 { 300.0 + i as f64 } else { 400.0 + i as f64 }).await;
+        assert_eq!(r.summary.best_model.as_deref(), Some("OpenAI/GPT-4.1"));
+        assert!(r.summary.best_model_reason.contains("OpenAI/GPT-4.1 is faster"), "{}", r.summary.best_model_reason);
     }
 
     #[tokio::test]

@@ -67,6 +67,9 @@ pub struct RunOptions {
     /// The client's request count from which `max_requests` is counted (`None`: the count when the run
     /// starts). Runs that share one budget, as the cells of a matrix do, start from the same count.
     pub requests_baseline: Option<u64>,
+    /// For a matrix: one test case in flight at a time over every cell, for latencies measured without any
+    /// queue (`concurrency` is then ignored).
+    pub serial: bool,
     /// Once raised, the run starts no new test case: the cases in flight finish and are recorded, and the run
     /// ends with [`RunError::Stopped`] if cases were left (a gentle stop, for a first Ctrl-C).
     pub stop: StopSignal,
@@ -99,6 +102,7 @@ impl Default for RunOptions {
             repeat: 1,
             prices: Some(crate::prices::PriceTable::builtin()),
             requests_baseline: None,
+            serial: false,
             stop: StopSignal::default(),
         }
     }
@@ -257,7 +261,9 @@ pub struct Summary {
 /// What one test case took.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaseFigures {
-    /// The model call's latency (0 for a cached answer).
+    /// The model call's latency (0 for a cached answer): the service time the server reported, when it
+    /// reports one (`latency_from_server`), else from sending to the last byte, without the time the request
+    /// waited in gm before it was sent (`queue_ms`).
     pub latency_ms: f64,
     /// Prompt tokens of the model call.
     pub tokens_in: u64,
@@ -265,6 +271,15 @@ pub struct CaseFigures {
     pub tokens_out: u64,
     /// Whether the model's answer came from the cache.
     pub cached: bool,
+    /// The time the model call waited in gm for the rate limits and the server's cap before it was sent.
+    #[serde(default)]
+    pub queue_ms: f64,
+    /// Whether `latency_ms` is the service time the server reported (apart from its own queue).
+    #[serde(default)]
+    pub latency_from_server: bool,
+    /// Whether the token counts are estimated with the tokenizer because the server sent no usage.
+    #[serde(default)]
+    pub tokens_estimated: bool,
     /// Judge calls made for this case.
     pub judge_calls: u32,
     /// With `repeat` above 1: how many samples passed, of how many.
@@ -278,7 +293,7 @@ pub struct CaseFigures {
 /// One more sample's model call of a repeated test case.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SampleFigures {
-    /// The call's latency (0 for a cached answer).
+    /// The call's latency (0 for a cached answer), as [`CaseFigures::latency_ms`].
     pub latency_ms: f64,
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -286,6 +301,15 @@ pub struct SampleFigures {
     pub tokens_out: u64,
     /// Whether the answer came from the cache.
     pub cached: bool,
+    /// The time the call waited in gm before it was sent.
+    #[serde(default)]
+    pub queue_ms: f64,
+    /// Whether `latency_ms` is the service time the server reported.
+    #[serde(default)]
+    pub latency_from_server: bool,
+    /// Whether the token counts are estimated.
+    #[serde(default)]
+    pub tokens_estimated: bool,
 }
 
 impl CaseFigures {
@@ -296,6 +320,9 @@ impl CaseFigures {
             tokens_in: self.tokens_in,
             tokens_out: self.tokens_out,
             cached: self.cached,
+            queue_ms: self.queue_ms,
+            latency_from_server: self.latency_from_server,
+            tokens_estimated: self.tokens_estimated,
         };
         std::iter::once(first).chain(self.more_samples.iter().copied())
     }
@@ -317,7 +344,8 @@ pub struct RepeatFigures {
 pub struct RunFigures {
     /// The provider that answered.
     pub provider: String,
-    /// Median model-call latency of the cases that were sent (cached answers excluded).
+    /// Median model-call latency of the cases that were sent (cached answers excluded), each the server's
+    /// service time where it reports one, else the time on the wire without gm's own queue.
     pub latency_p50_ms: Option<f64>,
     /// 95th percentile.
     pub latency_p95_ms: Option<f64>,
@@ -327,8 +355,22 @@ pub struct RunFigures {
     pub tokens_in: u64,
     /// Completion tokens of all model calls.
     pub tokens_out: u64,
-    /// Completion tokens per second of model-call time.
+    /// Model calls whose token counts are estimated with the tokenizer (the server sent no usage).
+    #[serde(default)]
+    pub tokens_estimated: u64,
+    /// Model calls whose latency is the service time the server reported.
+    #[serde(default)]
+    pub latency_from_server: u64,
+    /// Median time a model call waited in gm (rate limits, the server's cap) before it was sent.
+    #[serde(default)]
+    pub queue_p50_ms: Option<f64>,
+    /// Tokens per second per request: the mean over the model calls that were sent of each call's completion
+    /// tokens over its latency.
     pub tokens_per_second: Option<f64>,
+    /// Tokens per second over wall time: the completion tokens of the calls that were sent over the run's wall
+    /// time (what the server delivered to this run, however many calls were in flight).
+    #[serde(default)]
+    pub tokens_per_second_wall: Option<f64>,
     /// What the model calls of this run cost in US dollars (cached answers cost nothing; judge calls are not
     /// included), when the price table knows the model.
     pub cost_usd: Option<f64>,
@@ -402,6 +444,15 @@ pub trait CaseSink: Send + Sync {
 /// Cases already finished by an earlier, interrupted run, by 1-based index: they are not run again.
 pub type Finished = std::collections::BTreeMap<usize, (TestResult, CaseFigures)>;
 
+/// A run under way: what [`EvalRunner::begin`] prepared, for its cases and its summary.
+#[derive(Debug)]
+pub(crate) struct CellRun {
+    model: String,
+    specs: Vec<EvaluatorSpec>,
+    budget: Budget,
+    started: Instant,
+}
+
 /// Runs suites through a client.
 #[derive(Debug, Clone)]
 pub struct EvalRunner {
@@ -428,21 +479,8 @@ impl EvalRunner {
         sink: Option<&dyn CaseSink>,
         mut finished: Finished,
     ) -> Result<EvaluationSummary, RunError> {
-        let model = self
-            .options
-            .model
-            .clone()
-            .or_else(|| file.model.clone())
-            .ok_or_else(|| RunError::NoModel { file: file.name.clone() })?;
-        let specs = EvaluatorSpec::parse_all(&file.evaluators)?;
-        let before = self.client.stats();
-        let budget = Budget {
-            requests_at_start: self.options.requests_baseline.unwrap_or(before.requests),
-            ..Budget::default()
-        };
-        let budget = &budget;
-        let started = Instant::now();
-        let (model_ref, specs_ref) = (&model, &specs);
+        let cell = self.begin(file)?;
+        let cell = &cell;
         let todo: Vec<usize> = (1..=file.test_data.len()).filter(|i| !finished.contains_key(i)).collect();
         // The closure takes the index alone: a closure taking a borrowed row would make the run's future Send
         // only for one lifetime, and a server could not spawn it.
@@ -453,8 +491,7 @@ impl EvalRunner {
         // A case is taken only when a slot frees, so a stop raised meanwhile keeps it (and all after it) unsent.
         let cases = todo.into_iter().take_while(move |_| !stop.is_stopped()).map(move |index| async move {
             started_ref.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let row = &file.test_data[index - 1];
-            let (result, figures) = self.case(index, file, model_ref, row, specs_ref, budget).await?;
+            let (result, figures) = self.run_case(cell, file, index).await?;
             if let Some(sink) = sink {
                 sink.record(index, &result, &figures).map_err(|error| RunError::Record { index, error })?;
             }
@@ -482,17 +519,51 @@ impl EvalRunner {
         if started_cases.load(std::sync::atomic::Ordering::SeqCst) < left {
             return Err(RunError::Stopped { index_done: finished.len() });
         }
+        Ok(self.summarize(cell, file, finished))
+    }
+
+    /// Starts a run of `file`: its model, its evaluators parsed, a budget, and the clock of its wall time.
+    pub(crate) fn begin(&self, file: &PromptFile) -> Result<CellRun, RunError> {
+        let model = self
+            .options
+            .model
+            .clone()
+            .or_else(|| file.model.clone())
+            .ok_or_else(|| RunError::NoModel { file: file.name.clone() })?;
+        let specs = EvaluatorSpec::parse_all(&file.evaluators)?;
+        let requests_at_start = self.options.requests_baseline.unwrap_or_else(|| self.client.stats().requests);
+        Ok(CellRun { model, specs, budget: Budget { requests_at_start, ..Budget::default() }, started: Instant::now() })
+    }
+
+    /// Runs test row `index` (1-based) of a run begun with [`EvalRunner::begin`].
+    pub(crate) async fn run_case(
+        &self,
+        cell: &CellRun,
+        file: &PromptFile,
+        index: usize,
+    ) -> Result<(TestResult, CaseFigures), RunError> {
+        let row = &file.test_data[index - 1];
+        self.case(index, file, &cell.model, row, &cell.specs, &cell.budget).await
+    }
+
+    /// The summary of a run begun with [`EvalRunner::begin`] whose cases are all in `finished`.
+    pub(crate) fn summarize(&self, cell: &CellRun, file: &PromptFile, finished: Finished) -> EvaluationSummary {
+        let (budget, model) = (&cell.budget, &cell.model);
         let outcomes: Vec<(TestResult, CaseFigures)> = finished.into_values().collect();
         let recorded = self.client.recording().is_some();
-        let wall = if recorded { Duration::ZERO } else { started.elapsed() };
+        let wall = if recorded { Duration::ZERO } else { cell.started.elapsed() };
         let (test_results, cases): (Vec<TestResult>, Vec<CaseFigures>) = outcomes.into_iter().unzip();
         let total = test_results.len();
         let passed = test_results.iter().filter(|t| t.passed()).count();
         // Every model call counts, each sample of a repeated case included.
         let calls: Vec<SampleFigures> = cases.iter().flat_map(CaseFigures::calls).collect();
-        let sent: Vec<f64> = calls.iter().filter(|c| !c.cached).map(|c| c.latency_ms).collect();
-        let latency = LatencySummary::from_millis(&sent);
+        let sent: Vec<&SampleFigures> = calls.iter().filter(|c| !c.cached).collect();
+        let latencies: Vec<f64> = sent.iter().map(|c| c.latency_ms).collect();
+        let latency = LatencySummary::from_millis(&latencies);
+        let queued: Vec<f64> = sent.iter().map(|c| c.queue_ms).collect();
         let tokens_out: u64 = calls.iter().map(|c| c.tokens_out).sum();
+        let sent_out: u64 = sent.iter().map(|c| c.tokens_out).sum();
+        let per_request: Vec<f64> = sent.iter().filter_map(|c| tokens_per_second(c.tokens_out, c.latency_ms)).collect();
         let figures = RunFigures {
             provider: self.client.provider().to_string(),
             latency_p50_ms: latency.map(|l| l.p50_ms),
@@ -500,12 +571,17 @@ impl EvalRunner {
             latency_p99_ms: latency.map(|l| l.p99_ms),
             tokens_in: calls.iter().map(|c| c.tokens_in).sum(),
             tokens_out,
-            tokens_per_second: tokens_per_second(tokens_out, sent.iter().sum()),
+            tokens_estimated: calls.iter().filter(|c| c.tokens_estimated).count() as u64,
+            latency_from_server: sent.iter().filter(|c| c.latency_from_server).count() as u64,
+            queue_p50_ms: LatencySummary::from_millis(&queued).map(|l| l.p50_ms),
+            tokens_per_second: (!per_request.is_empty())
+                .then(|| per_request.iter().sum::<f64>() / per_request.len() as f64),
+            tokens_per_second_wall: if sent.is_empty() { None } else { tokens_per_second(sent_out, duration_ms(wall)) },
             cost_usd: self
                 .options
                 .prices
                 .as_ref()
-                .and_then(|t| t.price_for(&model))
+                .and_then(|t| t.price_for(model))
                 // `+ 0.0` turns the -0.0 of an empty float sum into 0.0.
                 .map(|p| {
                     calls.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum::<f64>() + 0.0
@@ -519,10 +595,10 @@ impl EvalRunner {
             cases,
             timing: recorded.then_some(Timing::Recorded),
         };
-        Ok(EvaluationSummary {
+        EvaluationSummary {
             name: file.name.clone(),
             description: file.description.clone(),
-            model,
+            model: model.clone(),
             test_results,
             summary: Summary {
                 total_tests: total,
@@ -531,7 +607,7 @@ impl EvalRunner {
                 pass_rate: if total == 0 { 100.0 } else { passed as f64 / total as f64 * 100.0 },
             },
             gm: figures,
-        })
+        }
     }
 
     async fn case(
@@ -589,11 +665,15 @@ impl EvalRunner {
                 }
             }
         }
+        let latency_from_server = !answer.cached && answer.service.is_some();
         let figures = CaseFigures {
-            latency_ms: if answer.cached { 0.0 } else { duration_ms(answer.latency) },
+            latency_ms: if answer.cached { 0.0 } else { duration_ms(answer.service.unwrap_or(answer.latency)) },
             tokens_in: usage.prompt_tokens,
             tokens_out: usage.completion_tokens,
             cached: answer.cached,
+            queue_ms: if answer.cached { 0.0 } else { duration_ms(answer.queued) },
+            latency_from_server,
+            tokens_estimated: answer.usage_estimated,
             judge_calls,
             samples: None,
             more_samples: Vec::new(),

@@ -411,6 +411,8 @@ mod tests {
             raw: raw.into(),
             retry_after: None,
             rate_limit_type: None,
+            credential: Some("the OPENAI_API_KEY environment variable".into()),
+            base_url: "https://api.openai.com/v1".into(),
         };
         assert_eq!(
             api.to_string(),

@@ -432,3 +432,20 @@ async fn sampling_numbers_json_cannot_carry_are_refused_before_sending() {
     }
     assert_eq!(emu.stats().received, 0);
 }
+
+#[tokio::test]
+async fn a_stream_without_usage_is_counted_with_the_tokenizer_and_marked_estimated() {
+    let emu = emulator::start(EmulatorConfig::default(), []).await;
+    let c = Client::builder().provider(ProviderKind::OpenAiCompatible).base_url(emu.openai_url()).build().unwrap();
+    // As llama-cpp-python does: the server sends no usage in the stream.
+    let mut req = hi("openai/gpt-4.1");
+    req.stream_options = Some(gm_core::StreamOptions { include_usage: false });
+    let answer = c.chat_stream(&req).await.unwrap().collect().await.unwrap();
+    assert!(answer.usage_estimated);
+    let usage = answer.usage();
+    assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0, "{usage:?}");
+    assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+    // The server's own count is taken as it is.
+    let whole = c.chat(&hi("openai/gpt-4.1")).await.unwrap();
+    assert!(!whole.usage_estimated);
+}

@@ -35,6 +35,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         allow_code_exec: args.allow_code_exec,
         limit_items: args.limit_items,
         concurrency: args.concurrency,
+        serial: args.serial,
         resume: args.resume,
         max_requests: args.max_requests,
         prices: args.prices.clone(),
@@ -130,26 +131,42 @@ pub(crate) fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<
     let task_w = report.cells.iter().map(|c| c.task.len()).max().unwrap_or(0).max("TASK".len());
     writeln!(
         out,
-        "{:<model_w$}  {:<task_w$}  {:>8}  {:>15}  {:>9}  {:>9}  {:>10}  {:>6}",
-        "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "TOKENS/S", "COST", "CACHED"
+        "{:<model_w$}  {:<task_w$}  {:>8}  {:>15}  {:>9}  {:>10}  {:>9}  {:>9}  {:>10}  {:>6}",
+        "MODEL", "TASK", "QUALITY", "95% INTERVAL", "P50", "QUEUE P50", "TOK/S REQ", "TOK/S WALL", "COST", "CACHED"
     )?;
     for c in &report.cells {
         let m = &c.metrics;
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |l| format!("{l:.0} ms"));
+        let rate = |v: Option<f64>| v.map_or("-".to_string(), |t| format!("{t:.0}"));
         writeln!(
             out,
-            "{:<model_w$}  {:<task_w$}  {:>8.3}  {:>15}  {:>9}  {:>9}  {:>10}  {:>6}",
+            "{:<model_w$}  {:<task_w$}  {:>8.3}  {:>15}  {:>9}  {:>10}  {:>9}  {:>9}  {:>10}  {:>6}",
             c.model,
             c.task,
             m.quality,
             format!("[{:.2}, {:.2}]", m.quality_ci95[0], m.quality_ci95[1]),
-            m.latency_p50_ms.map_or("-".into(), |l| format!("{l:.0} ms")),
-            m.tokens_per_second.map_or("-".into(), |t| format!("{t:.0}")),
+            ms(m.latency_p50_ms),
+            ms(m.queue_p50_ms),
+            rate(m.tokens_per_second),
+            rate(m.tokens_per_second_wall),
             m.cost_usd.map_or("-".into(), |c| format!("${c:.5}")),
             m.cache_hits,
         )?;
     }
     let s = &report.summary;
     writeln!(out)?;
+    writeln!(
+        out,
+        "P50: service time (the server's own figure where it gives one); QUEUE P50: the wait in gm before sending; \
+         TOK/S REQ: output tokens over latency, per request; TOK/S WALL: output tokens over the bench's wall time"
+    )?;
+    let estimated: u64 = report.cells.iter().map(|c| c.metrics.tokens_estimated).sum();
+    if estimated > 0 {
+        writeln!(
+            out,
+            "The server sent no usage for {estimated} model calls: their tokens are estimated with the tokenizer"
+        )?;
+    }
     let cached: u64 = report.cells.iter().map(|c| c.metrics.cache_hits).sum();
     if cached > 0 {
         writeln!(

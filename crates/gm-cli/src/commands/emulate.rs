@@ -39,6 +39,8 @@ pub async fn run(args: EmulateArgs) -> Result<ExitCode> {
         retired: args.retired,
         require_auth: !args.no_auth,
         latency: std::time::Duration::from_millis(args.latency_ms),
+        slots: args.slots.map(usize::from),
+        timings: args.timings,
         ..Default::default()
     };
     let emu = Emulator::start(config).await.with_context(|| format!("could not listen on 127.0.0.1:{}", args.port))?;

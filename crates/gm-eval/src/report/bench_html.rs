@@ -253,13 +253,13 @@ pub fn bench_html<W: Write + ?Sized>(
     }
 
     // The cells.
-    page.push_str("<h2>Every cell</h2>\n<table><tr><th>Model</th><th>Task</th><th>Quality</th><th>95% interval</th><th>Pass rate</th><th>p50</th><th>p95</th><th>Tokens/s</th><th>Cost</th><th>Quality per $</th><th>Cached</th></tr>\n");
+    page.push_str("<h2>Every cell</h2>\n<table><tr><th>Model</th><th>Task</th><th>Quality</th><th>95% interval</th><th>Pass rate</th><th>p50</th><th>p95</th><th>Queue wait p50</th><th>Tokens/s per request</th><th>Tokens/s over wall time</th><th>Cost</th><th>Quality per $</th><th>Cached</th></tr>\n");
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
     for c in &report.cells {
         let m = &c.metrics;
         let _ = writeln!(
             page,
-            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.3}</td><td class="num">[{:.2}, {:.2}]</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.3}</td><td class="num">[{:.2}, {:.2}]</td><td class="num">{:.0}%</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             esc(&c.model),
             esc(&c.task),
             m.quality,
@@ -268,13 +268,28 @@ pub fn bench_html<W: Write + ?Sized>(
             m.pass_rate * 100.0,
             opt(m.latency_p50_ms, &|v| format!("{v:.0} ms")),
             opt(m.latency_p95_ms, &|v| format!("{v:.0} ms")),
+            opt(m.queue_p50_ms, &|v| format!("{v:.0} ms")),
             opt(m.tokens_per_second, &|v| format!("{v:.0}")),
+            opt(m.tokens_per_second_wall, &|v| format!("{v:.0}")),
             opt(m.cost_usd, &|v| format!("${v:.5}")),
             opt(m.quality_per_dollar, &|v| format!("{v:.0}")),
             m.cache_hits,
         );
     }
-    page.push_str("</table>\n</body></html>\n");
+    page.push_str("</table>\n");
+    let estimated: u64 = report.cells.iter().map(|c| c.metrics.tokens_estimated).sum();
+    if estimated > 0 {
+        let _ = writeln!(
+            page,
+            "<p>The server sent no usage for {estimated} model calls: their tokens were estimated with the tokenizer.</p>"
+        );
+    }
+    page.push_str(
+        "<p><small>p50 and p95 are each call's service time where the server reports it, else the time from sending to \
+         the last byte; the wait in gm before sending is the queue wait. Tokens/s per request is the mean over calls of \
+         each call's output tokens over its latency; over wall time, the cell's output tokens over the bench's wall \
+         time.</small></p>\n</body></html>\n",
+    );
     out.write_all(page.as_bytes())
 }
 

@@ -35,7 +35,11 @@
 //!         latency_p99_ms: None,
 //!         tokens_in: 0,
 //!         tokens_out: 0,
+//!         tokens_estimated: 0,
+//!         latency_from_server: 0,
+//!         queue_p50_ms: None,
 //!         tokens_per_second: None,
+//!         tokens_per_second_wall: None,
 //!         cost_usd: None,
 //!         cache_hits: 0,
 //!         retries: 0,
@@ -178,9 +182,11 @@ pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
         ("Latency p50", fmt_opt_ms(figures.latency_p50_ms)),
         ("Latency p95", fmt_opt_ms(figures.latency_p95_ms)),
         ("Latency p99", fmt_opt_ms(figures.latency_p99_ms)),
-        ("Tokens in", figures.tokens_in.to_string()),
-        ("Tokens out", figures.tokens_out.to_string()),
-        ("Tokens/s", fmt_tps(figures.tokens_per_second)),
+        ("Queue wait p50", fmt_opt_ms(figures.queue_p50_ms)),
+        ("Tokens in", estimated(figures.tokens_in, figures.tokens_estimated)),
+        ("Tokens out", estimated(figures.tokens_out, figures.tokens_estimated)),
+        ("Tokens/s per request", fmt_tps(figures.tokens_per_second)),
+        ("Tokens/s over wall time", fmt_tps(figures.tokens_per_second_wall)),
         ("Cost", figures.cost_usd.map_or_else(|| "n/a".to_string(), |c| format!("${c:.6}"))),
         ("Cache hits", figures.cache_hits.to_string()),
         ("Retries", figures.retries.to_string()),
@@ -199,6 +205,15 @@ pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
         rows.push(("pass^k", join(&r.pass_hat_k)));
     }
     rows
+}
+
+/// A token count, marked when some calls' counts are estimates (the server sent no usage).
+fn estimated(tokens: u64, calls: u64) -> String {
+    match calls {
+        0 => tokens.to_string(),
+        1 => format!("{tokens} (estimated for 1 call)"),
+        n => format!("{tokens} (estimated for {n} calls)"),
+    }
 }
 
 /// Totals over several files: (tests, passed, failed).

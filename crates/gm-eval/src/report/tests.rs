@@ -56,7 +56,11 @@ fn suite(name: &str, results: Vec<TestResult>, cases: Vec<CaseFigures>) -> Evalu
             latency_p99_ms: Some(1500.0),
             tokens_in: 24,
             tokens_out: 6,
+            tokens_estimated: 0,
+            latency_from_server: 0,
+            queue_p50_ms: None,
             tokens_per_second: Some(85.25),
+            tokens_per_second_wall: Some(40.0),
             cost_usd: None,
             cache_hits: 1,
             retries: 2,
@@ -103,6 +107,7 @@ fn empty() -> EvaluationSummary {
     s.gm.latency_p95_ms = None;
     s.gm.latency_p99_ms = None;
     s.gm.tokens_per_second = None;
+    s.gm.tokens_per_second_wall = None;
     s
 }
 
@@ -196,18 +201,35 @@ fn human_figures_follow_the_summary() {
     let text = render(|o| human(&mixed(), o));
     let figures = text.split("\ngm figures:\n").nth(1).expect("a figures block");
     let lines: Vec<&str> = figures.lines().collect();
-    assert_eq!(lines[0], "  Provider     openai-compatible");
-    assert!(lines.contains(&"  Latency p50  120 ms"), "{figures}");
-    assert!(lines.contains(&"  Latency p95  340 ms"), "{figures}");
-    assert!(lines.contains(&"  Latency p99  1.50 s"), "{figures}");
-    assert!(lines.contains(&"  Tokens in    24"), "{figures}");
-    assert!(lines.contains(&"  Tokens out   6"), "{figures}");
-    assert!(lines.contains(&"  Tokens/s     85.2"), "{figures}");
-    assert!(lines.contains(&"  Cache hits   1"), "{figures}");
-    assert!(lines.contains(&"  Retries      2"), "{figures}");
-    assert!(lines.contains(&"  429s         1"), "{figures}");
-    assert!(lines.contains(&"  Wall time    1.23 s"), "{figures}");
+    let pad = |label: &str, value: &str| format!("  {label:<23}  {value}");
+    assert_eq!(lines[0], pad("Provider", "openai-compatible"));
+    for (label, value) in [
+        ("Latency p50", "120 ms"),
+        ("Latency p95", "340 ms"),
+        ("Latency p99", "1.50 s"),
+        ("Queue wait p50", "n/a"),
+        ("Tokens in", "24"),
+        ("Tokens out", "6"),
+        ("Tokens/s per request", "85.2"),
+        ("Tokens/s over wall time", "40.0"),
+        ("Cache hits", "1"),
+        ("Retries", "2"),
+        ("429s", "1"),
+        ("Wall time", "1.23 s"),
+    ] {
+        assert!(lines.contains(&pad(label, value).as_str()), "{label}: {figures}");
+    }
     assert!(text.contains("Passed: 1/3 (33.33%)\n❌ Some tests failed.\n"));
+}
+
+#[test]
+fn estimated_token_counts_are_marked_in_every_report() {
+    let mut s = mixed();
+    s.gm.tokens_estimated = 2;
+    let text = render(|o| human(&s, o));
+    assert!(text.contains("Tokens in                24 (estimated for 2 calls)"), "{text}");
+    let md = render(|o| markdown(std::slice::from_ref(&s), o));
+    assert!(md.contains("| 6 (estimated for 2 calls) |"), "{md}");
 }
 
 #[test]
@@ -262,7 +284,7 @@ fn human_empty_suite_passes_like_gh_models() {
         text.contains("Test cases: 0\n\nEvaluation Summary:\nPassed: 0/0 (0.00%)\n🎉 All tests passed!\n"),
         "{text}"
     );
-    assert!(text.contains("  Latency p50  n/a\n"), "{text}");
+    assert!(text.contains("  Latency p50              n/a\n"), "{text}");
 }
 
 #[test]
@@ -425,7 +447,7 @@ fn markdown_has_a_headline_and_a_row_per_case() {
     assert!(md.contains("| Provider | Latency p50 | Latency p95 |"), "{md}");
     assert!(
         md.contains(
-            "| openai-compatible | 120 ms | 340 ms | 1.50 s | 24 | 6 | 85.2 | n/a | 1 | 2 | 1 | 3 | 1.23 s |\n"
+            "| openai-compatible | 120 ms | 340 ms | 1.50 s | n/a | 24 | 6 | 85.2 | 40.0 | n/a | 1 | 2 | 1 | 3 | 1.23 s |\n"
         ),
         "{md}"
     );
@@ -565,7 +587,7 @@ fn html_is_self_contained_and_shows_every_case() {
     assert_eq!(page.matches("<svg").count(), 2);
     assert_eq!(page.matches("<rect").count(), 4);
     assert!(page.contains("2/4 tests passed (50.00%)"));
-    assert!(page.contains("<td>Tokens/s</td><td class=\"num\">85.2</td>"));
+    assert!(page.contains("<td>Tokens/s per request</td><td class=\"num\">85.2</td>"));
 }
 
 #[test]

@@ -94,10 +94,18 @@ impl Client {
         let mut meta = Meta::default();
         loop {
             meta.attempts += 1;
+            let waiting = self.inner.clock.now();
             if let Some((limiter, max_wait, key, tokens)) = &limit {
                 // A failed attempt gave its permit back before its backoff (below), so a retry never waits
                 // for the concurrency slot it holds itself.
                 meta.permit = Some(limiter.acquire(key, *tokens, *max_wait).await?);
+            }
+            // The server's cap counts what is sent to it; a catalog request is not held back by it.
+            if let (Some(slots), true) = (&self.inner.server_slots, method == Method::POST) {
+                meta.slot = Some(slots.clone().acquire_owned().await.map_err(|_| poisoned())?);
+            }
+            if limit.is_some() || meta.slot.is_some() {
+                meta.queued += self.inner.clock.now().saturating_duration_since(waiting);
             }
             self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
             let request =
@@ -116,6 +124,7 @@ impl Client {
                         self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
                         // Nothing is in flight while the backoff runs: free the concurrency slot for others.
                         meta.permit = None;
+                        meta.slot = None;
                         tokio::time::sleep(policy.backoff(meta.attempts)).await;
                         continue;
                     }
@@ -187,6 +196,7 @@ impl Client {
             );
             self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
             meta.permit = None;
+            meta.slot = None;
             tokio::time::sleep(delay).await;
         }
     }
@@ -198,6 +208,10 @@ pub(super) struct Meta {
     pub(super) attempts: u32,
     pub(super) rate_limited: u32,
     pub(super) permit: Option<gm_limits::Permit>,
+    /// A place among the requests in flight to the server, held until the answer is whole.
+    pub(super) slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The time spent waiting for the limiter and the server's cap before sending, over every attempt.
+    pub(super) queued: Duration,
 }
 
 /// Shows an answer's status, rate-limit headers and error body to the limiter, at the limiter's own time (its

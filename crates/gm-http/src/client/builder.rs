@@ -43,6 +43,7 @@ pub struct ClientBuilder {
     recorder: Option<super::replay::Recorder>,
     aliases: std::collections::BTreeMap<String, String>,
     clock: Arc<dyn Clock>,
+    server_concurrency: Option<usize>,
 }
 
 /// How the client uses its cache.
@@ -80,7 +81,17 @@ impl ClientBuilder {
             recorder: None,
             aliases: Default::default(),
             clock: Arc::new(SystemClock),
+            server_concurrency: None,
         }
+    }
+
+    /// At most `n` chat and embeddings requests in flight to the server at once, whatever their model (a
+    /// server such as llama.cpp answers one request at a time and queues the rest, which would be counted as
+    /// each request's latency). The others wait in the client, first come first served, and that wait is
+    /// reported apart ([`ChatResponse::queued`](crate::ChatResponse::queued)). Clones share the cap.
+    pub fn server_concurrency(mut self, n: usize) -> Self {
+        self.server_concurrency = Some(n.max(1));
+        self
     }
 
     /// The provider.
@@ -242,6 +253,7 @@ impl ClientBuilder {
                 recorder: self.recorder,
                 aliases: self.aliases,
                 clock: self.clock,
+                server_slots: self.server_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
                 headers: HeaderMap::new(),
                 json_headers: HeaderMap::new(),
                 chat_url: http::Uri::default(),

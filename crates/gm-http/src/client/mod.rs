@@ -92,6 +92,8 @@ struct Inner {
     catalog: Mutex<Option<(Instant, Arc<Vec<CatalogEntry>>)>>,
     /// Where the client's time comes from (see [`ClientBuilder::clock`]).
     clock: Arc<dyn Clock>,
+    /// The cap on requests in flight to the server (see [`ClientBuilder::server_concurrency`]).
+    server_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A client for one provider. Cheap to clone; clones share connections and statistics.
@@ -132,8 +134,18 @@ pub struct ChatResponse {
     /// The answer.
     pub completion: ChatCompletion,
     /// From sending the first attempt to the last byte of the answer, on the client's clock
-    /// ([`ClientBuilder::clock`]).
+    /// ([`ClientBuilder::clock`]), without [`ChatResponse::queued`]: what the server took, its own queue
+    /// included (see [`ChatResponse::service`]).
     pub latency: Duration,
+    /// The time the request waited in the client before it was sent: for the rate limiter's quota and
+    /// concurrency, and for the server's cap ([`ClientBuilder::server_concurrency`]).
+    pub queued: Duration,
+    /// What the server says it spent on the answer, apart from any wait in its own queue, when it says so
+    /// (llama.cpp's `timings`: prompt plus generation time).
+    pub service: Option<Duration>,
+    /// Whether [`ChatResponse::usage`] is an estimate: the server sent no usage (as some servers do for
+    /// streams), so the tokens were counted with the tokenizer ([`gm_limits::count_tokens`]).
+    pub usage_estimated: bool,
     /// Attempts made (1 when the first succeeded).
     pub attempts: u32,
     /// 429 answers received on the way.
@@ -143,14 +155,28 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
-    fn new(completion: ChatCompletion, latency: Duration, meta: Meta, cached: bool) -> Self {
+    /// An answer to `req` that took `total` from the call to its last byte.
+    fn new(mut completion: ChatCompletion, total: Duration, meta: Meta, cached: bool, req: &ChatRequest) -> Self {
+        let usage_estimated = completion.usage.is_none();
+        if usage_estimated {
+            completion.usage = Some(estimate_usage(req, &completion));
+        }
         if let Some(p) = meta.permit {
-            match &completion.usage {
-                Some(u) => p.settle_usage(u),
-                None => drop(p),
+            if let Some(u) = &completion.usage {
+                p.settle_usage(u);
             }
         }
-        Self { completion, latency, attempts: meta.attempts, rate_limited: meta.rate_limited, cached }
+        let service = server_timing(&completion);
+        Self {
+            latency: total.saturating_sub(meta.queued),
+            queued: meta.queued,
+            service,
+            usage_estimated,
+            completion,
+            attempts: meta.attempts,
+            rate_limited: meta.rate_limited,
+            cached,
+        }
     }
 
     /// The answer's text.
@@ -158,10 +184,30 @@ impl ChatResponse {
         self.completion.text()
     }
 
-    /// The answer's usage, zero when the server sent none.
+    /// The answer's usage: the server's, or estimated when it sent none ([`ChatResponse::usage_estimated`]).
     pub fn usage(&self) -> Usage {
         self.completion.usage.clone().unwrap_or_default()
     }
+}
+
+/// The usage of an answer whose server sent none, counted with the tokenizer: the request's input (with the
+/// chat overhead) and the text of every choice.
+fn estimate_usage(req: &ChatRequest, completion: &ChatCompletion) -> Usage {
+    let prompt_tokens = gm_limits::count_tokens(req).input;
+    let completion_tokens = completion
+        .choices
+        .iter()
+        .filter_map(|c| c.message.as_ref().and_then(|m| m.content.as_deref()))
+        .map(|text| gm_limits::count_text_tokens(&req.model, text))
+        .sum();
+    Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens, ..Usage::default() }
+}
+
+/// The time the server says it spent on an answer: llama.cpp's `timings` (`prompt_ms` + `predicted_ms`).
+fn server_timing(completion: &ChatCompletion) -> Option<Duration> {
+    let t = completion.extra.get("timings")?;
+    let ms = t.get("prompt_ms")?.as_f64()? + t.get("predicted_ms")?.as_f64()?;
+    (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
 }
 
 impl Client {
@@ -297,7 +343,7 @@ impl Client {
         let Some(cache) = &self.inner.cache else {
             let (bytes, meta) = self.fetch_chat(req).await?;
             let completion: ChatCompletion = self.decode(&bytes)?;
-            return Ok(ChatResponse::new(completion, self.since(started), meta, false));
+            return Ok(ChatResponse::new(completion, self.since(started), meta, false, req));
         };
         let key = self.cache_key(req, sample);
         if self.inner.cache_policy.refresh {
@@ -306,7 +352,7 @@ impl Client {
             if let Err(e) = cache.set(key, bytes, self.inner.cache_policy.ttl, started) {
                 tracing::warn!(error = %e, "could not store the answer in the cache");
             }
-            return Ok(ChatResponse::new(completion, self.since(started), meta, false));
+            return Ok(ChatResponse::new(completion, self.since(started), meta, false, req));
         }
         let meta = Mutex::new(None);
         let fetched = cache
@@ -322,7 +368,7 @@ impl Client {
         let completion: ChatCompletion = self.decode(&fetched.value)?;
         let cached = fetched.origin.is_cached();
         let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default();
-        Ok(ChatResponse::new(completion, self.since(started), meta, cached))
+        Ok(ChatResponse::new(completion, self.since(started), meta, cached, req))
     }
 
     fn cache_key(&self, req: &ChatRequest, sample: u32) -> gm_cache::RequestKey {

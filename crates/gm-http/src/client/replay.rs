@@ -142,6 +142,9 @@ impl ChatResponse {
             message: format!("the recorded answer {} is not a chat completion: {e}", entry.key),
         })?;
         Ok(Self {
+            service: super::server_timing(&completion),
+            usage_estimated: completion.usage.is_none(),
+            queued: Duration::ZERO,
             completion,
             latency: Duration::from_micros(entry.latency_us.unwrap_or(0)),
             attempts: entry.attempts,

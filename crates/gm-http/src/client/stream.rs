@@ -43,9 +43,9 @@ impl Client {
             let key = self.cache_key(&req, 0);
             if let Some(entry) = self.replayed(&key, &req, 0)? {
                 let answer = ChatResponse::from_recorded(self.inner.provider, &entry)?;
-                let meta = Meta { attempts: answer.attempts, rate_limited: answer.rate_limited, permit: None };
+                let meta = Meta { attempts: answer.attempts, rate_limited: answer.rate_limited, ..Meta::default() };
                 let body = replay_as_sse(&answer.completion);
-                let mut s = self.stream_of(body, started, meta);
+                let mut s = self.stream_of(body, started, meta, req);
                 s.cached = answer.cached;
                 s.first_chunk = Some(entry.time_to_first_token_us.map(Duration::from_micros).unwrap_or(answer.latency));
                 s.recorded_latency = Some(answer.latency);
@@ -64,7 +64,7 @@ impl Client {
                 if let Some(hit) = hit {
                     let completion: ChatCompletion = self.decode(&hit.value)?;
                     let body = replay_as_sse(&completion);
-                    let mut s = self.stream_of(body, started, Meta::default());
+                    let mut s = self.stream_of(body, started, Meta::default(), req);
                     s.cached = true;
                     s.record = record;
                     return Ok(s);
@@ -91,7 +91,7 @@ impl Client {
         if content_type.starts_with("application/json") {
             let bytes = self.collect(resp, &url).await?;
             let completion: ChatCompletion = self.decode(&bytes)?;
-            let mut s = self.stream_of(replay_as_sse(&completion), started, meta);
+            let mut s = self.stream_of(replay_as_sse(&completion), started, meta, req);
             s.sink = sink;
             return Ok(s);
         }
@@ -115,14 +115,14 @@ impl Client {
                 ),
             });
         }
-        let mut s = self.stream_of(resp.body, started, meta);
+        let mut s = self.stream_of(resp.body, started, meta, req);
         s.sink = sink;
         s.record = record;
         Ok(s)
     }
 
-    fn stream_of(&self, body: BodyStream, started: Instant, meta: Meta) -> ChatStream {
-        let mut s = ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, meta);
+    fn stream_of(&self, body: BodyStream, started: Instant, meta: Meta, req: ChatRequest) -> ChatStream {
+        let mut s = ChatStream::new(self.inner.provider, body, self.inner.clock.clone(), started, meta, req);
         s.limit = self.inner.max_response_bytes;
         s.known = self.inner.credential.clone();
         s
@@ -131,6 +131,8 @@ impl Client {
 
 /// A streamed chat answer. Read it with [`ChatStream::next_chunk`] or gather it with [`ChatStream::collect`].
 pub struct ChatStream {
+    /// The request, to estimate the usage of an answer that comes without any.
+    request: ChatRequest,
     provider: ProviderKind,
     body: BodyStream,
     parser: SseParser,
@@ -241,8 +243,16 @@ fn replay_as_sse(c: &ChatCompletion) -> BodyStream {
 }
 
 impl ChatStream {
-    fn new(provider: ProviderKind, body: BodyStream, clock: Arc<dyn Clock>, started: Instant, meta: Meta) -> Self {
+    fn new(
+        provider: ProviderKind,
+        body: BodyStream,
+        clock: Arc<dyn Clock>,
+        started: Instant,
+        meta: Meta,
+        request: ChatRequest,
+    ) -> Self {
         Self {
+            request,
             provider,
             body,
             parser: SseParser::default(),
@@ -272,6 +282,8 @@ impl ChatStream {
                     SseEvent::Done => {
                         self.finished = true;
                         self.pending.clear();
+                        // The answer is whole: the server's slot is free for the next request.
+                        self.meta.slot = None;
                         if let Some(p) = self.meta.permit.take() {
                             match &self.assembled.completion.usage {
                                 Some(u) => p.settle_usage(u),
@@ -294,7 +306,7 @@ impl ChatStream {
                         return match serde_json::from_value::<ChatCompletionChunk>(value) {
                             Ok(chunk) => {
                                 if self.first_chunk.is_none() && !chunk.text().is_empty() {
-                                    self.first_chunk = Some(self.elapsed());
+                                    self.first_chunk = Some(self.elapsed().saturating_sub(self.meta.queued));
                                 }
                                 self.assembled.add(&chunk);
                                 Some(Ok(chunk))
@@ -384,10 +396,12 @@ impl ChatStream {
         self.sink = None;
         self.record = None;
         self.meta.permit = None;
+        self.meta.slot = None;
         Error::Stream { provider: self.provider, message }
     }
 
-    /// The time from sending to the first text, once it has arrived, on the client's clock.
+    /// The time from sending to the first text, once it has arrived, on the client's clock (without the time
+    /// the request waited in the client before it was sent).
     pub fn time_to_first_token(&self) -> Option<Duration> {
         self.first_chunk
     }
@@ -408,7 +422,8 @@ impl ChatStream {
             chunk?;
         }
         let completion = self.assembled.finish();
-        let latency = self.recorded_latency.unwrap_or_else(|| self.elapsed());
-        Ok(ChatResponse::new(completion, latency, self.meta, self.cached))
+        let total = self.recorded_latency.unwrap_or_else(|| self.elapsed());
+        let request = std::mem::replace(&mut self.request, ChatRequest::new("", Vec::new()));
+        Ok(ChatResponse::new(completion, total, self.meta, self.cached, &request))
     }
 }
