@@ -40,7 +40,8 @@ pub struct SuiteRun {
     pub repeat: u32,
     /// Stop cleanly (resumable) once this many requests were sent, judges included.
     pub max_requests: Option<u64>,
-    /// Stop cleanly (resumable) once this many tokens were used.
+    /// A token budget for the whole run (not a cap per answer): stop cleanly (resumable) before a call would
+    /// pass it, each call reserving its input and its `max_tokens` before it is sent.
     pub max_tokens: Option<u64>,
 }
 

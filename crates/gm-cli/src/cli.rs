@@ -508,11 +508,17 @@ pub struct EvalArgs {
     /// Sample each test case N times and report pass@k and pass^k (each sample is cached apart)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
-    /// Stop cleanly (resumable) once this many requests were sent, judges included
+    /// A budget for the whole run: stop cleanly (resumable, exit 3, the partial results printed) before the
+    /// (N+1)th request, judges included
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
-    /// Stop cleanly (resumable) once this many tokens were used, input and output
+    /// A budget for the whole run: stop cleanly (resumable, exit 3, the partial results printed) before a call
+    /// would pass N tokens, input and output, judges included. Each call reserves its input and its maxTokens
+    /// before it is sent. (The cap on each answer is the prompt file's modelParameters.maxTokens.)
     #[arg(long, value_name = "N")]
+    pub token_budget: Option<u64>,
+    /// Deprecated: the old name of --token-budget (a budget for the whole run, not a cap per answer)
+    #[arg(long, value_name = "N", hide = true, conflicts_with = "token_budget")]
     pub max_tokens: Option<u64>,
     #[command(flatten)]
     pub recorded: RecordArgs,

@@ -759,3 +759,30 @@ fn a_demo_run_says_so_in_every_report_and_refuses_models_outside_its_catalog() {
     let out = gm(&data, &["bench", "--limit-items", "2", "--models", "openai/gpt-4.1", "--tasks", "reasoning"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("DEMO RUN:"));
 }
+
+#[test]
+fn a_token_budget_is_reserved_before_sending_and_stopping_at_it_prints_the_partial_results() {
+    let data = scratch("token-budget");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let file = suite.to_str().unwrap();
+    // Each call reserves its input and its maxTokens (200): five at once would pass 300, so they cannot start.
+    let out = gm(&data, &["eval", "--json", "--concurrency", "5", "--token-budget", "300", file], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let partial = json(&out);
+    let done = partial["testResults"].as_array().unwrap().len();
+    assert!((1..5).contains(&done), "{partial}");
+    let used = partial["gm"]["tokens_in"].as_u64().unwrap() + partial["gm"]["tokens_out"].as_u64().unwrap();
+    assert!(used <= 300, "{used} tokens spent on a budget of 300");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("budget of 300 tokens") && stderr.contains("--resume"), "{stderr}");
+    // The run is left unfinished, and resuming it finishes it.
+    let listed = json(&gm(&data, &["runs", "list", "--json"], &[]));
+    assert!(listed[0]["finished_at"].is_null(), "{listed}");
+    let out = gm(&data, &["eval", "--json", "--resume", file], &[]);
+    assert_eq!(json(&out)["testResults"].as_array().unwrap().len(), 5);
+    // The old name still works, with a word on what it is.
+    let out = gm(&data, &["eval", "--max-tokens", "1", file], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("now called --token-budget"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Running evaluation: Quickstart"));
+}

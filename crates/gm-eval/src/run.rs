@@ -57,7 +57,8 @@ pub struct RunOptions {
     pub eval: EvalOptions,
     /// Stop starting calls once this many requests were sent in this run (judges included).
     pub max_requests: Option<u64>,
-    /// Stop starting calls once this many tokens (input plus output) were used in this run.
+    /// A token budget for the whole run (`gm eval --token-budget`), not a cap per answer: no call starts that
+    /// would pass it, counting what the calls in flight reserved (their input and their `max_tokens`).
     pub max_tokens: Option<u64>,
     /// Samples per test case (at least 1). With more than one, each sample is scored and the run reports
     /// pass@k and pass^k; `testResults` shows the first sample, as gh-models would.
@@ -113,17 +114,24 @@ impl Default for RunOptions {
 #[derive(Debug, Default)]
 struct Budget {
     requests_at_start: u64,
-    tokens: std::sync::atomic::AtomicU64,
+    /// Tokens used by answered calls, and reserved by calls in flight.
+    tokens: std::sync::Mutex<(u64, u64)>,
     requests: std::sync::atomic::AtomicU64,
     retries: std::sync::atomic::AtomicU64,
     rate_limited: std::sync::atomic::AtomicU64,
 }
 
 impl Budget {
+    /// Gives back a call's reservation once it is answered (or failed).
+    fn release(&self, reserved: u64) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.1 = tokens.1.saturating_sub(reserved);
+    }
+
     /// Counts one answered call: its attempts reached the provider unless it came from the cache.
     fn count(&self, answer: &gm_http::ChatResponse) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.tokens.fetch_add(answer.usage().total_tokens, Relaxed);
+        self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0 += answer.usage().total_tokens;
         if !answer.cached {
             let attempts = u64::from(answer.attempts.max(1));
             self.requests.fetch_add(attempts, Relaxed);
@@ -160,7 +168,7 @@ pub enum RunError {
         #[source]
         error: crate::evaluators::BoxError,
     },
-    /// A budget of `--max-requests` or `--max-tokens` is used up; the run stopped before the next call.
+    /// A budget of `--max-requests` or `--token-budget` is used up; the run stopped before the next call.
     #[error("the run reached its budget of {limit} {what} after {index_done} finished test cases; raise the budget to go on")]
     Budget {
         /// `requests` or `tokens`.
@@ -645,9 +653,14 @@ impl EvalRunner {
         specs: &[EvaluatorSpec],
         budget: &Budget,
     ) -> Result<(TestResult, CaseFigures), RunError> {
-        self.check_budget(budget)?;
-        let answer = self.client.chat_sample(request, sample).await.map_err(|error| RunError::Case { index, error })?;
-        budget.count(&answer);
+        let reserved = self.reserve(budget, request)?;
+        let answer = self.client.chat_sample(request, sample).await;
+        // Counted before the reservation is given back, so no other call sees the budget freer than it is.
+        if let Ok(a) = &answer {
+            budget.count(a);
+        }
+        budget.release(reserved);
+        let answer = answer.map_err(|error| RunError::Case { index, error })?;
         let response = answer.text().trim().to_string();
         let usage = answer.usage();
         let mut results = Vec::with_capacity(specs.len());
@@ -657,10 +670,13 @@ impl EvalRunner {
                 Prepared::Done(r) => results.push(r),
                 Prepared::Judge(call) => {
                     judge_calls += 1;
-                    self.check_budget(budget)?;
-                    let reply =
-                        self.client.chat(&call.request).await.map_err(|error| RunError::Case { index, error })?;
-                    budget.count(&reply);
+                    let reserved = self.reserve(budget, &call.request)?;
+                    let reply = self.client.chat(&call.request).await;
+                    if let Ok(r) = &reply {
+                        budget.count(r);
+                    }
+                    budget.release(reserved);
+                    let reply = reply.map_err(|error| RunError::Case { index, error })?;
                     results.push(call.score(reply.text()));
                 }
             }
@@ -683,18 +699,28 @@ impl EvalRunner {
 }
 
 impl EvalRunner {
-    fn check_budget(&self, budget: &Budget) -> Result<(), RunError> {
+    /// Checks the budgets before a call and reserves its tokens: what the request carries and the most it may
+    /// be answered with (its `max_tokens`), so calls in flight together cannot pass the budget unseen. An
+    /// answer can pass its reservation only where the request sets no cap on its output: the budget is then
+    /// overshot by at most the answers in flight.
+    fn reserve(&self, budget: &Budget, request: &gm_core::ChatRequest) -> Result<u64, RunError> {
         if let Some(limit) = self.options.max_requests {
             if self.client.stats().requests - budget.requests_at_start >= limit {
                 return Err(RunError::Budget { what: "requests", limit, index_done: 0 });
             }
         }
-        if let Some(limit) = self.options.max_tokens {
-            if budget.tokens.load(std::sync::atomic::Ordering::Relaxed) >= limit {
-                return Err(RunError::Budget { what: "tokens", limit, index_done: 0 });
-            }
+        let Some(limit) = self.options.max_tokens else { return Ok(0) };
+        let count = gm_limits::count_tokens(request);
+        let need = count.input + count.output;
+        let mut tokens = budget.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (used, reserved) = *tokens;
+        // A call is always allowed when nothing else is in flight and the budget is not spent, so a budget
+        // smaller than one request still lets the run make progress rather than stop before its first call.
+        if used >= limit || (reserved > 0 && used + reserved + need > limit) {
+            return Err(RunError::Budget { what: "tokens", limit, index_done: 0 });
         }
-        Ok(())
+        *tokens = (used, reserved + need);
+        Ok(need)
     }
 }
 

@@ -17,6 +17,12 @@ use crate::context;
 
 /// Runs `gm eval`.
 pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
+    if args.max_tokens.is_some() {
+        eprintln!(
+            "warning: --max-tokens of gm eval is a budget for the whole run and is now called --token-budget; the cap \
+             on each answer is the prompt file's modelParameters.maxTokens"
+        );
+    }
     let jsonl = match &args.jsonl {
         Some(p) => Some(Mutex::new(BufWriter::new(
             File::create(p).with_context(|| format!("could not create {}", p.display()))?,
@@ -37,11 +43,17 @@ pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         prices: args.prices.clone(),
         repeat: args.repeat,
         max_requests: args.max_requests,
-        max_tokens: args.max_tokens,
+        max_tokens: args.token_budget.or(args.max_tokens),
         ..SuiteRun::new(files.clone())
     };
-    let progress =
-        Progress { files: &files, human: !args.json, jsonl, bar: Mutex::new(None), print_failed: Mutex::new(None) };
+    let progress = Progress {
+        files: &files,
+        human: !args.json,
+        jsonl,
+        bar: Mutex::new(None),
+        print_failed: Mutex::new(None),
+        done: Mutex::new(Vec::new()),
+    };
     let cancel = ctrl_c_cancels();
     let outcome = session.run_suites(&run, &progress, &cancel).await;
     progress.clear_bar();
@@ -57,6 +69,20 @@ pub async fn run(global: &Global, args: EvalArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             if let gm_app::Error::SuiteStopped { file, run_id, recorded, .. } = &e {
+                if e.is_budget() {
+                    // What was done before the budget ran out is a result too: printed as a finished run is.
+                    let mut done = progress.done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Ok(gm_app::StoredRun::Eval(partial)) = session.show_run(*run_id) {
+                        if args.json {
+                            done.push(partial);
+                            let mut out = std::io::stdout().lock();
+                            gm_eval::report::json(&done, &mut out)?;
+                            writeln!(out)?;
+                        } else {
+                            gm_eval::report::human(&partial, &mut std::io::stdout().lock())?;
+                        }
+                    }
+                }
                 // A strict replay stopped by a missing answer stops there again: its error says what to do.
                 if *recorded > 0 && !session.replays_only() {
                     eprintln!(
@@ -102,6 +128,8 @@ struct Progress<'a> {
     bar: Mutex<Option<indicatif::ProgressBar>>,
     /// A failure to print a human report, returned once the run ends.
     print_failed: Mutex<Option<std::io::Error>>,
+    /// The suites finished so far, for the partial results of a run stopped by its budget.
+    done: Mutex<Vec<EvaluationSummary>>,
 }
 
 impl Progress<'_> {
@@ -143,6 +171,7 @@ impl Observer for Progress<'_> {
 
     fn suite_finished(&self, suite: &SuiteFinished<'_>) {
         self.clear_bar();
+        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(suite.summary.clone());
         if self.human {
             let options = gm_eval::report::HumanOptions { color: true, stored: false };
             if let Err(e) = gm_eval::report::human_with(suite.summary, options, &mut anstream::stdout().lock()) {
