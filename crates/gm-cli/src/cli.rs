@@ -589,6 +589,10 @@ pub struct EmulateArgs {
     /// Do not require a bearer token on the GitHub inference paths
     #[arg(long)]
     pub no_auth: bool,
+    /// Require exactly this key on every path, the OpenAI-style /v1 ones included, as a server started with a
+    /// key does (clients send it with GM_API_KEY)
+    #[arg(long, value_name = "KEY")]
+    pub token: Option<String>,
     /// A fixed delay before every answer, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,

@@ -64,11 +64,18 @@ pub struct CatalogEntry {
 }
 
 impl CatalogEntry {
-    /// A chat model takes and gives text (gh-models' rule for `list`).
+    /// A chat model takes and gives text (gh-models' rule for `list`). An OpenAI-style `/models` list says
+    /// nothing of modalities: there a model whose id names embeddings (`text-embedding-3-small`,
+    /// `nomic-embed-text`, `bge-m3`) is not a chat model.
     pub fn is_chat_model(&self) -> bool {
         let has_text = |v: &[String]| v.iter().any(|m| m == "text");
-        (self.supported_input_modalities.is_empty() && self.supported_output_modalities.is_empty())
-            || (has_text(&self.supported_input_modalities) && has_text(&self.supported_output_modalities))
+        if self.supported_input_modalities.is_empty() && self.supported_output_modalities.is_empty() {
+            let id = self.id.to_lowercase();
+            let name = id.rsplit('/').next().unwrap_or(&id);
+            let embeds = name.contains("embed") || name.starts_with("bge-") || name.starts_with("e5-");
+            return !embeds;
+        }
+        has_text(&self.supported_input_modalities) && has_text(&self.supported_output_modalities)
     }
 
     /// Whether the catalog says the model can stream.
@@ -168,4 +175,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_embedding_model_of_an_openai_style_list_is_not_a_chat_model() {
+        let listed = |id: &str| CatalogEntry::from(OpenAiModel { id: id.into(), ..Default::default() });
+        for id in ["text-embedding-3-small", "openai/text-embedding-3-large", "nomic-embed-text:latest", "bge-m3"] {
+            assert!(!listed(id).is_chat_model(), "{id}");
+        }
+        for id in ["gemma-3-270m", "llama3.2:latest", "gpt-4o-mini"] {
+            assert!(listed(id).is_chat_model(), "{id}");
+        }
+    }
 }

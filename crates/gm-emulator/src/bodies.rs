@@ -6,6 +6,9 @@ pub const RETIRED_410: &str = r#"{"error":{"code":"github_models_retirement_brow
 /// 401 for a token without access.
 pub const UNAUTHORIZED_401: &str = r#"{"error":{"code":"unauthorized","message":"Resource not accessible by integration","details":"Resource not accessible by integration"}}"#;
 
+/// 401 for a missing or wrong key, as OpenAI answers it.
+pub const INVALID_API_KEY_401: &str = r#"{"error":{"message":"Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+
 /// 500 as GPT-5 answered it (OpenAI envelope).
 pub const SERVER_ERROR_500: &str = r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#;
 

@@ -32,6 +32,9 @@ pub struct EmulatorConfig {
     pub retired: bool,
     /// Require `Authorization: Bearer …` on GitHub inference paths (401 otherwise).
     pub require_auth: bool,
+    /// Require exactly this key (`Authorization: Bearer KEY` or `api-key: KEY`) on every path, the
+    /// OpenAI-style `/v1` ones and the catalogs included, as a server started with a key does (401 otherwise).
+    pub token: Option<String>,
     /// The catalog. Defaults to a built-in one shaped like the real catalog.
     pub catalog: Vec<CatalogEntry>,
     /// A fixed delay before every answer (and between stream chunks, a tenth of it).
@@ -57,6 +60,7 @@ impl Default for EmulatorConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             retired: false,
             require_auth: true,
+            token: None,
             catalog: builtin_catalog(),
             latency: Duration::ZERO,
             max_input_tokens: 8000,
@@ -321,6 +325,8 @@ enum Style {
 
 enum Endpoint {
     Catalog,
+    /// `GET /v1/models/{id}`: one model of the OpenAI-style list.
+    Model(String),
     Chat,
     Embeddings,
 }
@@ -333,6 +339,10 @@ fn route(method: &Method, path: &str) -> Option<(Style, Endpoint)> {
             (&Method::GET, "/models") => Some((Style::OpenAi, Endpoint::Catalog)),
             (&Method::POST, "/chat/completions") => Some((Style::OpenAi, Endpoint::Chat)),
             (&Method::POST, "/embeddings") => Some((Style::OpenAi, Endpoint::Embeddings)),
+            (&Method::GET, rest) => {
+                let id = rest.strip_prefix("/models/").filter(|id| !id.is_empty())?;
+                Some((Style::OpenAi, Endpoint::Model(id.to_string())))
+            }
             _ => None,
         };
     }
@@ -462,9 +472,31 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
                 .to_string(),
         );
     };
+    if let Some(key) = &st.config.token {
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| req.headers().get("api-key").and_then(|v| v.to_str().ok()));
+        if given.map(str::trim) != Some(key.as_str()) {
+            return match style {
+                Style::Github => full(401, bodies::UNAUTHORIZED_401),
+                Style::OpenAi => full(401, bodies::INVALID_API_KEY_401),
+            };
+        }
+    }
+    if let Endpoint::Model(id) = &endpoint {
+        return match find_model(st, Style::OpenAi, &percent_decoded(id)) {
+            Some(e) => {
+                full(200, json!({"id": e.id, "object": "model", "created": 0, "owned_by": e.publisher}).to_string())
+            }
+            None => full(404, bodies::model_not_found_openai(id)),
+        };
+    }
     // A request waits for a slot before the server works on it; the catalog needs none.
     let answering = match endpoint {
-        Endpoint::Catalog => None,
+        Endpoint::Catalog | Endpoint::Model(_) => None,
         _ => Some(Answering::begin(st).await),
     };
     if st.config.latency > Duration::ZERO {
@@ -538,12 +570,33 @@ async fn serve(st: &Arc<State>, req: Request<Incoming>, path: &str) -> Response<
         Endpoint::Chat => chat(st, style, &body, fault, (in_flight, answering)).await,
         Endpoint::Embeddings => embeddings(st, style, &body),
         // Answered above, before the body was read.
-        Endpoint::Catalog => full(500, bodies::SERVER_ERROR_500),
+        Endpoint::Catalog | Endpoint::Model(_) => full(500, bodies::SERVER_ERROR_500),
     };
     if resp.status() == StatusCode::OK {
         *lock(&st.stats).answered_by_model.entry(model).or_default() += 1;
     }
     resp
+}
+
+/// `%2F` and the other percent escapes of a path segment, decoded (a client may escape the `/` of an id).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn unknown_model(style: Style, model: &str) -> Response<Body> {
@@ -564,6 +617,14 @@ async fn chat(
         Ok(r) => r,
         Err(e) => return full(400, bodies::bad_request(&format!("invalid chat completions request: {e}"))),
     };
+    if req.messages.is_empty() {
+        return full(
+            400,
+            json!({"error": {"message": "'messages' must contain at least one message", "type": "invalid_request_error",
+                "param": "messages", "code": "empty_array"}})
+            .to_string(),
+        );
+    }
     let is_custom = req.model.to_lowercase().starts_with("custom/");
     let entry = find_model(st, style, &req.model);
     if entry.is_none() && !is_custom {
@@ -578,9 +639,18 @@ async fn chat(
         return full(400, json!({"error": {"message": "Unsupported value: 'stream' does not support true with this model. Supported values are: false.",
             "type": "invalid_request_error", "param": "stream", "code": "unsupported_value"}}).to_string());
     }
-    let text = req.messages.iter().rev().find(|m| m.role == gm_core::Role::User).map(|m| m.text()).unwrap_or_default();
+    let mut text =
+        req.messages.iter().rev().find(|m| m.role == gm_core::Role::User).map(|m| m.text()).unwrap_or_default();
+    // The answer ends before the first stop sequence it holds, as a model's does.
+    let stops: Vec<String> = match &req.stop {
+        Some(gm_core::StopSequences::One(s)) => vec![s.clone()],
+        Some(gm_core::StopSequences::Many(v)) => v.clone(),
+        None => Vec::new(),
+    };
+    if let Some(at) = stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(at);
+    }
     let mut completion_tokens = gm_core::estimate_tokens(&text);
-    let mut text = text;
     let mut finish = "stop";
     if let Some(max) = req.max_tokens.or(req.max_completion_tokens) {
         if completion_tokens > u64::from(max) {
@@ -589,16 +659,22 @@ async fn chat(
             finish = "length";
         }
     }
+    // `n` choices, each the same answer (the emulator is deterministic), each counted in the usage.
+    let n = req.n.unwrap_or(1).clamp(1, 128);
+    let completion_tokens = completion_tokens * u64::from(n);
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     let id = format!("chatcmpl-emu{:08x}", text.len() as u64 * 2654435761 % 0xffff_ffff);
     if let Some(FaultKind::Huge { bytes }) = fault {
         return huge(&req, bytes);
     }
     if !req.is_stream() {
+        let choices: Vec<Value> = (0..n)
+            .map(|i| json!({"index": i, "message": {"role": "assistant", "content": text, "refusal": null}, "finish_reason": finish, "logprobs": null}))
+            .collect();
         let mut answer = json!({
             "id": id, "object": "chat.completion", "created": 1733556142u64, "model": req.model,
             "system_fingerprint": "gm-emulator",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "finish_reason": finish, "logprobs": null}],
+            "choices": choices,
             "usage": usage,
         });
         if st.config.timings {
@@ -616,22 +692,24 @@ async fn chat(
     let mut events: Vec<String> = Vec::new();
     // Azure-style streams open with a content-filter chunk that has no choices.
     events.push(json!({"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}).to_string());
-    let chunk = |delta: Value, finish: Value| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": 1733556142u64, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string()
+    let chunk = |index: u32, delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": 1733556142u64, "model": model, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}).to_string()
     };
-    events.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-    let mut piece = String::new();
-    for ch in text.chars() {
-        piece.push(ch);
-        if ch == ' ' {
-            events.push(chunk(json!({"content": piece}), Value::Null));
-            piece.clear();
+    for index in 0..n {
+        events.push(chunk(index, json!({"role": "assistant", "content": ""}), Value::Null));
+        let mut piece = String::new();
+        for ch in text.chars() {
+            piece.push(ch);
+            if ch == ' ' {
+                events.push(chunk(index, json!({"content": piece}), Value::Null));
+                piece.clear();
+            }
         }
+        if !piece.is_empty() {
+            events.push(chunk(index, json!({"content": piece}), Value::Null));
+        }
+        events.push(chunk(index, json!({}), json!(finish)));
     }
-    if !piece.is_empty() {
-        events.push(chunk(json!({"content": piece}), Value::Null));
-    }
-    events.push(chunk(json!({}), json!(finish)));
     if include_usage {
         events.push(json!({"id": id, "object": "chat.completion.chunk", "created": 1733556142u64, "model": model, "choices": [], "usage": usage}).to_string());
     }

@@ -449,3 +449,95 @@ async fn a_stream_without_usage_is_counted_with_the_tokenizer_and_marked_estimat
     let whole = c.chat(&hi("openai/gpt-4.1")).await.unwrap();
     assert!(!whole.usage_estimated);
 }
+
+fn openai_compatible(emu: &Emulator, key: Option<&str>) -> Client {
+    let mut b = Client::builder().provider(ProviderKind::OpenAiCompatible).base_url(emu.openai_url());
+    if let Some(k) = key {
+        b = b.credential(Credential::explicit(k));
+    }
+    b.retry_policy(RetryPolicy::none()).build().unwrap()
+}
+
+#[tokio::test]
+async fn the_emulator_answers_n_choices_and_stops_at_a_stop_sequence() {
+    let emu = emulator::start(EmulatorConfig::default(), []).await;
+    let c = openai_compatible(&emu, None);
+    let mut req = ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user("one two three four")]);
+    req.n = Some(2);
+    let answer = c.chat(&req).await.unwrap();
+    let choices = &answer.completion.choices;
+    assert_eq!(choices.len(), 2, "{:?}", answer.completion);
+    assert_eq!(choices[1].index, 1);
+    let one = c.chat(&ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user("one two three four")])).await.unwrap();
+    assert_eq!(answer.usage().completion_tokens, 2 * one.usage().completion_tokens);
+    let mut req = ChatRequest::new("openai/gpt-4.1", vec![ChatMessage::user("one two three four")]);
+    req.stop = Some(gm_core::StopSequences::Many(vec![" three".into(), "four".into()]));
+    assert_eq!(c.chat(&req).await.unwrap().text(), "one two");
+    req.stream = Some(true);
+    let streamed = c.chat_stream(&req).await.unwrap().collect().await.unwrap();
+    assert_eq!(streamed.text(), "one two");
+}
+
+#[tokio::test]
+async fn the_emulator_refuses_empty_messages_and_a_missing_key_on_v1() {
+    let config = EmulatorConfig { token: Some("sk-emulator-key".into()), ..Default::default() };
+    let emu = emulator::start(config, []).await;
+    let keyed = openai_compatible(&emu, Some("sk-emulator-key"));
+    let e = keyed.chat(&ChatRequest::new("openai/gpt-4.1", vec![])).await.unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    assert!(e.to_string().contains("'messages' must contain at least one message"), "{e}");
+    assert!(keyed.chat(&hi("openai/gpt-4.1")).await.is_ok());
+    assert!(keyed.models().await.is_ok());
+    for client in [openai_compatible(&emu, None), openai_compatible(&emu, Some("sk-wrong"))] {
+        let e = client.chat(&hi("openai/gpt-4.1")).await.unwrap_err();
+        assert_eq!(e.status(), Some(401), "{e}");
+        assert_eq!(e.api().and_then(|a| a.code()), Some("invalid_api_key"));
+        assert_eq!(client.models().await.unwrap_err().status(), Some(401));
+    }
+}
+
+/// `GET path` on the emulator, by hand: the status and the body.
+fn get(emu: &Emulator, path: &str, key: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(emu.addr()).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_serves_one_model_by_id_as_the_openai_client_retrieves_it() {
+    let config = EmulatorConfig { token: Some("sk-emulator-key".into()), ..Default::default() };
+    let emu = emulator::start(config, []).await;
+    for path in ["/v1/models/openai/gpt-4.1", "/v1/models/openai%2Fgpt-4.1", "/v1/models/gpt-4.1"] {
+        let (status, body) = tokio::task::block_in_place(|| get(&emu, path, "sk-emulator-key"));
+        assert_eq!(status, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["id"].as_str(), v["object"].as_str()), (Some("openai/gpt-4.1"), Some("model")), "{body}");
+    }
+    let (status, body) = tokio::task::block_in_place(|| get(&emu, "/v1/models/nope", "sk-emulator-key"));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("model_not_found"), "{body}");
+    assert_eq!(tokio::task::block_in_place(|| get(&emu, "/v1/models/gpt-4.1", "sk-wrong")).0, 401);
+
+    // The official Python client, as users call it.
+    if !gm_testkit::skip::program("python3", "apt-get install python3") {
+        return;
+    }
+    let has_openai = std::process::Command::new("python3").args(["-c", "import openai"]).output();
+    if !has_openai.is_ok_and(|o| o.status.success()) {
+        gm_testkit::skip::missing_service("the openai Python package", "python3 -m pip install openai");
+        return;
+    }
+    let script = "import sys, openai\n\
+                  c = openai.OpenAI(base_url=sys.argv[1], api_key='sk-emulator-key', max_retries=0)\n\
+                  m = c.models.retrieve('openai/gpt-4.1')\n\
+                  print(m.id, m.object)\n";
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("python3").args(["-c", script, &emu.openai_url()]).output().unwrap()
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "openai/gpt-4.1 model");
+}

@@ -40,6 +40,7 @@ pub async fn run(args: EmulateArgs) -> Result<ExitCode> {
         require_auth: !args.no_auth,
         latency: std::time::Duration::from_millis(args.latency_ms),
         slots: args.slots.map(usize::from),
+        token: args.token.clone(),
         timings: args.timings,
         ..Default::default()
     };
