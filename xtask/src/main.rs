@@ -7,6 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+mod real_model;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
@@ -31,6 +33,10 @@ commands:
   bench-score [--pairs N]
           gm score beside sacreBLEU 2.6.0 and rouge-score 0.1.2 (pip-installed into target/) on N generated pairs
           (default 100000): CPU, wall and memory of both, and a check that every score agrees within 1e-6
+  real-model
+          gm against a real model: Gemma 3 270M served by llama-cpp-python (built from source once; the wheel and
+          the model cached outside target/): models list, run (streamed and whole), eval of a base-model suite and
+          a bench of one model under two names in both orders, checked against the server's own log
   bench-matrix [--models a,b,c] [--runs N]
           gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
           second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request";
@@ -69,6 +75,7 @@ fn run() -> Result<()> {
             &["test", "-p", "gm-cli", "--test", "faults", "--", "--nocapture", "--test-threads", "1"],
             &[("GM_FAULTS_REPORT", "1")],
         ),
+        Some("real-model") => real_model::run(&root),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -217,7 +217,9 @@ pub fn resolve(explicit: Option<ProviderKind>, env: EnvLookup<'_>, gh: &dyn Fn()
 /// An explicit provider wins. Otherwise a base URL selects `openai-compatible` (the server at that URL is
 /// what the user wants measured; the demo never answers for it); then `GITHUB_TOKEN=demo_token` selects demo;
 /// `OPENAI_API_KEY` selects openai; `AZURE_OPENAI_API_KEY` with `AZURE_OPENAI_ENDPOINT` selects azure;
-/// `GITHUB_TOKEN` or `GH_TOKEN` selects github; and only with nothing at all pointing elsewhere, demo.
+/// `GITHUB_TOKEN` or `GH_TOKEN` selects github; either Azure variable alone selects azure and `GM_API_KEY`
+/// alone openai-compatible (each then says what is missing); and only with nothing at all pointing elsewhere,
+/// demo.
 ///
 /// With `api_key_env`, the credential of any provider but the demo is read from that variable instead of
 /// the provider's usual one.
@@ -241,6 +243,16 @@ pub fn resolve_wanted(wanted: Wanted<'_>, env: EnvLookup<'_>, gh: &dyn Fn() -> O
         }
         None if env_nonempty(env, "GITHUB_TOKEN").is_some() || env_nonempty(env, "GH_TOKEN").is_some() => {
             (ProviderKind::Github, "a GitHub token is set".into())
+        }
+        // Half of Azure's pair, or a key for a server of one's own, points away from the demo too: the
+        // command then says what is missing instead of answering offline.
+        None if env_nonempty(env, "AZURE_OPENAI_API_KEY").is_some()
+            || env_nonempty(env, "AZURE_OPENAI_ENDPOINT").is_some() =>
+        {
+            (ProviderKind::Azure, "AZURE_OPENAI_API_KEY or AZURE_OPENAI_ENDPOINT is set".into())
+        }
+        None if env_nonempty(env, "GM_API_KEY").is_some() => {
+            (ProviderKind::OpenAiCompatible, "GM_API_KEY is set".into())
         }
         None => (
             ProviderKind::Demo,
@@ -337,6 +349,10 @@ mod tests {
         // An explicit provider still wins, the demo included.
         let wanted = Wanted { provider: Some(ProviderKind::Demo), base_url: url, ..Wanted::default() };
         assert_eq!(resolve_wanted(wanted, &env_of(&[]), &none).provider, ProviderKind::Demo);
+        // Half of Azure's pair, or GM_API_KEY alone, is not nothing: no demo.
+        let r = resolve(None, &env_of(&[("AZURE_OPENAI_API_KEY", "k")]), &none);
+        assert_eq!(r.provider, ProviderKind::Azure);
+        assert_eq!(resolve(None, &env_of(&[("GM_API_KEY", "k")]), &none).provider, ProviderKind::OpenAiCompatible);
         // An empty base URL points nowhere.
         let r = resolve_wanted(Wanted { base_url: Some(" "), ..Wanted::default() }, &env_of(&[]), &none);
         assert_eq!(r.provider, ProviderKind::Demo);
