@@ -367,8 +367,7 @@ fn checks(root: &Path, gm_bin: &Path, server: &Server, dir: &Path, figures: &mut
     let mut verdicts = Vec::new();
     for (n, models) in [format!("{ALIAS},{OTHER_NAME}"), format!("{OTHER_NAME},{ALIAS}")].into_iter().enumerate() {
         let before = server.answered();
-        let out =
-            gm(&["--server-concurrency", "1", "--no-cache", "bench", "--json", "--models", &models, "--tasks", suite])?;
+        let out = gm(&["--no-cache", "bench", "--serial", "--json", "--models", &models, "--tasks", suite])?;
         ensure!(out.status.success(), "gm bench --models {models} failed: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(dir.join(format!("bench-{}.json", n + 1)), &out.stdout)?;
         let report = json(&out, "gm bench")?;

@@ -3,7 +3,8 @@
 //!
 //! Each cell is an ordinary evaluation run ([`crate::run::EvalRunner`]), so it is concurrent, rate-limited,
 //! cached and recorded like `gm eval`. The cells' cases are interleaved (item k of every cell before item
-//! k + 1, the models' order turned at each item), so a server's queue falls on every model alike; with
+//! k + 1, the models in an order drawn for each item from their names), so a server's queue falls on every
+//! model alike and swapping the order of the models sends the same requests in the same order; with
 //! `RunOptions::serial` one case is in flight at a time. A cell's quality is the mean case score (the mean of its evaluator
 //! scores, clamped to [0, 1]) with a seeded 95% bootstrap interval.
 //!
@@ -211,14 +212,17 @@ pub async fn run_matrix_with(
         }
     }
     // The cases of every cell are interleaved: item k of every task for every model before item k + 1, the
-    // models' order turned by one at each item. A server that answers one request at a time (or a cap on it)
-    // then queues every model alike, so a model's latency does not depend on where --models lists it.
+    // models in an order drawn afresh for each item from their names alone. A server that answers one request
+    // at a time (or a cap on it) then queues every model alike, and whatever depends on which request comes
+    // first (a queue, a server's prompt cache) falls on the models by chance, never by where --models lists
+    // them: swapping the list sends the same requests in the same order.
     let items = tasks.iter().map(|(_, f)| f.test_data.len()).max().unwrap_or(0);
     let mut jobs = Vec::new();
     for k in 1..=items {
+        let mut order: Vec<usize> = (0..models.len()).collect();
+        order.sort_by_key(|&m| (draw(&models[m], k), models[m].clone()));
         for t in 0..tasks.len() {
-            for turn in 0..models.len() {
-                let m = (turn + k - 1) % models.len();
+            for &m in &order {
                 let c = m * tasks.len() + t;
                 let cell = &cells[c];
                 let todo = k <= tasks[t].1.test_data.len() && !lock(&cell.done).contains_key(&k);
@@ -303,6 +307,16 @@ pub async fn run_matrix_with(
         done.push(Cell { model: model.clone(), task: task.clone(), metrics: cell_metrics(&evaluation), evaluation });
     }
     Ok(report(done))
+}
+
+/// A number for `model` at item `k`, the same wherever the model is listed (FNV-1a of the name and the item).
+fn draw(model: &str, k: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in model.bytes().chain(k.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// One model × task cell of a running matrix.
@@ -623,6 +637,19 @@ mod tests {
             })
             .collect();
         report(cells)
+    }
+
+    #[test]
+    fn the_models_go_first_by_their_names_not_their_place_in_the_list() {
+        let first = |models: [&str; 2], k: usize| {
+            let mut order = models.to_vec();
+            order.sort_by_key(|m| (draw(m, k), m.to_string()));
+            order[0].to_string()
+        };
+        let firsts: Vec<String> = (1..=20).map(|k| first(["a", "b"], k)).collect();
+        assert_eq!(firsts, (1..=20).map(|k| first(["b", "a"], k)).collect::<Vec<_>>());
+        // Each goes first some of the time.
+        assert!(firsts.iter().any(|m| m == "a") && firsts.iter().any(|m| m == "b"), "{firsts:?}");
     }
 
     #[tokio::test]
