@@ -129,11 +129,11 @@ impl From<OpenAiModel> for CatalogEntry {
 }
 
 /// The ids of `known` closest to `wanted`, best first, at most `max`: those that contain its name (the part
-/// after the last `/`, case ignored), then the nearest by edit distance of the name, within a third of its
-/// length. Unknown-model errors suggest these.
+/// after the last `/`, case ignored, when it has two characters or more), then the nearest by edit distance
+/// of the name, within a third of its length. Unknown-model errors suggest these.
 ///
 /// ```
-/// let known = ["openai/gpt-4.1", "openai/gpt-4.1-mini", "meta/llama-3.3-70b-instruct"];
+/// let known = ["openai/gpt-4.1", "openai/gpt-4.1-mini", "meta/llama-3.3-70b-instruct", "openai/text-embedding-3-small"];
 /// assert_eq!(gm_core::closest_ids("gpt-4.1", known, 3), ["openai/gpt-4.1", "openai/gpt-4.1-mini"]);
 /// assert_eq!(gm_core::closest_ids("openai/gpt-4.2", known, 3), ["openai/gpt-4.1"]);
 /// assert!(gm_core::closest_ids("nope/x", known, 3).is_empty());
@@ -150,7 +150,7 @@ pub fn closest_ids<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>, m
         .filter_map(|(order, id)| {
             let lower = id.to_lowercase();
             let their = lower.rsplit('/').next().unwrap_or(&lower);
-            if lower.contains(name) {
+            if name.chars().nth(1).is_some() && lower.contains(name) {
                 return Some((0, order, id));
             }
             let d = edit_distance(name, their);

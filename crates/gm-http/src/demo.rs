@@ -99,7 +99,7 @@ fn unknown_model(model: &str) -> HttpResponse {
     let mut message = format!("unknown model `{model}`: the demo provider answers only the models of its catalog");
     if closest.is_empty() {
         // Nothing is near: the catalog is short enough to name whole.
-        message.push_str(&format!(" (the closest: none; the catalog: {})", ids().collect::<Vec<_>>().join(", ")));
+        message.push_str(&format!(" (none is close; the catalog: {})", ids().collect::<Vec<_>>().join(", ")));
     } else {
         message.push_str(&format!(" (the closest: {})", closest.join(", ")));
     }
@@ -715,6 +715,9 @@ mod tests {
         assert!(shown.contains("unknown_model") && shown.contains("catalog"), "{shown}");
         let e = client.chat(&ask("openai/gpt-4.2")).await.unwrap_err().to_string();
         assert!(e.contains("the closest: openai/gpt-4.1"), "{e}");
+        // A one-letter name is close to nothing: the catalog is named whole.
+        let e = client.chat(&ask("nope/x")).await.unwrap_err().to_string();
+        assert!(e.contains("(none is close; the catalog: openai/gpt-4.1, "), "{e}");
         let mut stream = ask("nope/x");
         stream.stream = Some(true);
         assert_eq!(client.chat_stream(&stream).await.err().and_then(|e| e.status()), Some(404));
