@@ -139,6 +139,7 @@ impl Session {
     ) -> Result<Outcome<BenchResult>, Error> {
         let Prepared { tasks, code: code_tasks } = self.prepare_bench(run)?;
         let client = self.client()?;
+        self.check_demo_models(&client, run.models.iter().map(String::as_str))?;
         let store = self.run_store()?;
         let who = RunIdentity {
             kind: RunKind::Bench.as_str().into(),

@@ -257,6 +257,8 @@ impl Session {
         }
         let prices = self.price_table(run.prices.as_deref())?;
         let client = self.client()?;
+        let asked = files.iter().filter_map(|f| run.model.as_deref().or(f.model.as_deref()));
+        self.check_demo_models(&client, asked.chain(run.judge_model.as_deref()))?;
         let mut eval = EvalOptions::default().with_judge_mode(run.judge_mode);
         if let Some(m) = &run.judge_model {
             eval = eval.with_judge_model(m.clone());

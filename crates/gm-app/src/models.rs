@@ -76,6 +76,27 @@ impl Session {
         Err(Error::UnknownModel { model: id.to_string(), provider: catalog.provider, suggestions })
     }
 
+    /// Before a run on the demo provider, which answers only its catalog's models: every model the run would
+    /// ask is there, else an [`Error::UnknownModel`] with the closest ids, before a run is begun in the store.
+    /// Other providers answer for their own catalogs.
+    pub(crate) fn check_demo_models<'a>(
+        &self,
+        client: &gm_http::Client,
+        models: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), Error> {
+        if client.provider() != ProviderKind::Demo {
+            return Ok(());
+        }
+        match models.into_iter().find(|m| gm_http::demo::demo_model(m).is_none()) {
+            None => Ok(()),
+            Some(model) => Err(Error::UnknownModel {
+                model: model.to_string(),
+                provider: ProviderKind::Demo,
+                suggestions: gm_core::closest_ids(model, gm_http::demo::DEMO_MODELS.iter().map(|(id, _, _)| *id), 5),
+            }),
+        }
+    }
+
     /// The provider, where its credential comes from (redacted) and the base URL. Opens nothing.
     pub fn auth_status(&self) -> AuthStatus {
         let c = self.config();

@@ -395,6 +395,28 @@ async fn the_catalog_and_the_credential_need_no_state_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_refuses_a_run_of_a_model_outside_its_catalog_before_recording_one() {
+    let folder = TempDir::new("app-demo-unknown");
+    let dir = folder.join("state");
+    let session = Session::new(config(&dir));
+    let file = suite(&folder.join("suites"), "u", 2);
+    let run = SuiteRun { model: Some("openai/gpt-4.2".into()), ..SuiteRun::new(vec![file.clone()]) };
+    let err = session.run_suites(&run, &(), &Cancel::new()).await.unwrap_err();
+    let Error::UnknownModel { ref suggestions, .. } = err else { panic!("{err}") };
+    assert!(err.is_usage() && suggestions.first().is_some_and(|s| s == "openai/gpt-4.1"), "{err}");
+    let run = SuiteRun { judge_model: Some("nope/judge".into()), ..SuiteRun::new(vec![file]) };
+    let err = session.run_suites(&run, &(), &Cancel::new()).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownModel { ref model, .. } if model == "nope/judge"), "{err}");
+    let bench = BenchRun::new(vec!["openai/gpt-4.1".into(), "nope/x".into()], vec!["reasoning".into()]);
+    let err = session.run_bench(&bench, &(), &Cancel::new()).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownModel { ref model, .. } if model == "nope/x"), "{err}");
+    assert!(session.list_runs().unwrap().is_empty(), "a refused run was recorded");
+    // A name the catalog has once is the demo's model, as it answers it.
+    let run = SuiteRun { model: Some("gpt-4.1-mini".into()), ..SuiteRun::new(vec![suite(&folder, "n", 1)]) };
+    session.run_suites(&run, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_without_a_data_folder_keeps_its_runs_in_memory() {
     let dir = TempDir::new("app-memory");
     let session = Session::new(SessionConfig::demo());
