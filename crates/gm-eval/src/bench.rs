@@ -3,8 +3,9 @@
 //!
 //! Each cell is an ordinary evaluation run ([`crate::run::EvalRunner`]), so it is concurrent, rate-limited,
 //! cached and recorded like `gm eval`. The cells' cases are interleaved (item k of every cell before item
-//! k + 1, the models in an order drawn for each item from their names), so a server's queue falls on every
-//! model alike and swapping the order of the models sends the same requests in the same order; with
+//! k + 1, the models in the order of their names turned by one at each item), so a server's queue and
+//! whatever else depends on going first fall on every model alike, and swapping the order of the models
+//! sends the same requests in the same order; with
 //! `RunOptions::serial` one case is in flight at a time. A cell's quality is the mean case score (the mean of its evaluator
 //! scores, clamped to [0, 1]) with a seeded 95% bootstrap interval.
 //!
@@ -212,15 +213,16 @@ pub async fn run_matrix_with(
         }
     }
     // The cases of every cell are interleaved: item k of every task for every model before item k + 1, the
-    // models in an order drawn afresh for each item from their names alone. A server that answers one request
-    // at a time (or a cap on it) then queues every model alike, and whatever depends on which request comes
-    // first (a queue, a server's prompt cache) falls on the models by chance, never by where --models lists
+    // models in the order of their names turned by one at each item. A server that answers one request at a
+    // time (or a cap on it) then queues every model alike, and whatever depends on which request comes first
+    // (a queue, a server's prompt cache) falls on each model equally often, never by where --models lists
     // them: swapping the list sends the same requests in the same order.
     let items = tasks.iter().map(|(_, f)| f.test_data.len()).max().unwrap_or(0);
+    let by_name = by_name(models);
     let mut jobs = Vec::new();
     for k in 1..=items {
-        let mut order: Vec<usize> = (0..models.len()).collect();
-        order.sort_by_key(|&m| (draw(&models[m], k), models[m].clone()));
+        let mut order = by_name.clone();
+        order.rotate_left((k - 1) % models.len().max(1));
         for t in 0..tasks.len() {
             for &m in &order {
                 let c = m * tasks.len() + t;
@@ -309,14 +311,11 @@ pub async fn run_matrix_with(
     Ok(report(done))
 }
 
-/// A number for `model` at item `k`, the same wherever the model is listed (FNV-1a of the name and the item).
-fn draw(model: &str, k: usize) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in model.bytes().chain(k.to_le_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// The indices of `models` in the order of their names, the same wherever each is listed.
+fn by_name(models: &[String]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by(|&a, &b| models[a].cmp(&models[b]).then(a.cmp(&b)));
+    order
 }
 
 /// One model × task cell of a running matrix.
@@ -639,17 +638,40 @@ mod tests {
         report(cells)
     }
 
-    #[test]
-    fn the_models_go_first_by_their_names_not_their_place_in_the_list() {
-        let first = |models: [&str; 2], k: usize| {
-            let mut order = models.to_vec();
-            order.sort_by_key(|m| (draw(m, k), m.to_string()));
-            order[0].to_string()
-        };
-        let firsts: Vec<String> = (1..=20).map(|k| first(["a", "b"], k)).collect();
-        assert_eq!(firsts, (1..=20).map(|k| first(["b", "a"], k)).collect::<Vec<_>>());
-        // Each goes first some of the time.
-        assert!(firsts.iter().any(|m| m == "a") && firsts.iter().any(|m| m == "b"), "{firsts:?}");
+    /// The demo, answering at once, that writes down each chat request's model and question as it is sent.
+    #[derive(Debug, Default)]
+    struct Recording(std::sync::Mutex<Vec<(String, String)>>);
+
+    #[async_trait::async_trait]
+    impl gm_http::Transport for Recording {
+        async fn send(&self, request: gm_http::HttpRequest) -> Result<gm_http::HttpResponse, gm_http::TransportError> {
+            if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) {
+                let asked = body["messages"][0]["content"].as_str().unwrap_or_default().to_string();
+                lock(&self.0).push((body["model"].as_str().unwrap_or_default().to_string(), asked));
+            }
+            gm_http::DemoTransport::instant().send(request).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_models_take_turns_going_first_by_their_names_not_their_place_in_the_list() {
+        async fn sent(models: [&str; 2]) -> Vec<(String, String)> {
+            let recording = std::sync::Arc::new(Recording::default());
+            let client =
+                gm_http::Client::builder().provider(ProviderKind::Demo).transport(recording.clone()).build().unwrap();
+            let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
+            let options = RunOptions { serial: true, ..RunOptions::default() };
+            run_matrix(&client, &options, &models, &[("arithmetic".into(), arithmetic())], None).await.unwrap();
+            let sent = lock(&recording.0).clone();
+            sent
+        }
+        let one = sent(["openai/gpt-4.1-mini", "openai/gpt-4.1"]).await;
+        assert_eq!(one, sent(["openai/gpt-4.1", "openai/gpt-4.1-mini"]).await, "the list's order changed the requests");
+        // Item by item, each model asked first as often as the other: 15 of the 30 items each.
+        assert_eq!(one.len(), 60);
+        let firsts = one.chunks(2).filter(|pair| pair[0].0 == "openai/gpt-4.1").count();
+        assert_eq!(firsts, 15, "{one:?}");
+        assert!(one.chunks(2).all(|pair| pair[0].1 == pair[1].1 && pair[0].0 != pair[1].0), "{one:?}");
     }
 
     #[tokio::test]
