@@ -317,7 +317,6 @@ mod tests {
             credential: Some(Credential::explicit("k")),
             base_url: Some("https://x.openai.azure.com/openai/v1".into()),
             reason: "AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT are set".into(),
-            key_variable: None,
         };
         let config = SessionConfig::default().resolved(resolution.clone());
         assert_eq!(config.provider, ProviderKind::Azure);

@@ -129,8 +129,6 @@ pub struct Resolution {
     pub base_url: Option<String>,
     /// Why this provider was chosen, for `gm auth status` and the demo notice.
     pub reason: String,
-    /// The environment variable the credential is read from when the user named one (`--api-key-env`).
-    pub key_variable: Option<String>,
 }
 
 /// What the caller asked for, before the environment is consulted.
@@ -138,11 +136,11 @@ pub struct Resolution {
 pub struct Wanted<'a> {
     /// A provider given explicitly (`--provider`, a project file).
     pub provider: Option<ProviderKind>,
-    /// A base URL given explicitly (`--base-url`, `GM_BASE_URL`): without a provider it means
+    /// A base URL given explicitly (`--base-url`, `GM_BASE_URL`, `base_url`): without a provider it means
     /// `openai-compatible`, never the demo.
     pub base_url: Option<&'a str>,
     /// The environment variable that holds the API key, instead of the provider's usual one
-    /// (`--api-key-env NAME`).
+    /// (`--api-key-env NAME`, `api_key_env`).
     pub api_key_env: Option<&'a str>,
 }
 
@@ -266,7 +264,7 @@ pub fn resolve_wanted(wanted: Wanted<'_>, env: EnvLookup<'_>, gh: &dyn Fn() -> O
     if let Some(name) = key_variable {
         credential = env_nonempty(env, name).map(|t| Credential::new(t, CredentialSource::NamedEnv(name.to_string())));
     }
-    Resolution { provider, credential, base_url: found_base, reason, key_variable: key_variable.map(str::to_string) }
+    Resolution { provider, credential, base_url: found_base, reason }
 }
 
 /// How to provide a credential for a provider, for error messages.
@@ -281,15 +279,6 @@ pub fn credential_hint(provider: ProviderKind) -> &'static str {
             "set GM_API_KEY, or name the variable that holds the key with --api-key-env NAME"
         }
         ProviderKind::Demo => "the demo provider needs no credential",
-    }
-}
-
-/// How to provide a credential when the user named the variable that holds it (`--api-key-env`), else
-/// [`credential_hint`].
-pub fn credential_hint_for(provider: ProviderKind, key_variable: Option<&str>) -> String {
-    match key_variable {
-        Some(name) if provider != ProviderKind::Demo => format!("set {name} (named by --api-key-env)"),
-        _ => credential_hint(provider).to_string(),
     }
 }
 
@@ -366,13 +355,9 @@ mod tests {
         let r = resolve_wanted(wanted, &env, &none);
         let c = r.credential.unwrap();
         assert_eq!(c.expose(), "sk-named");
-        assert_eq!(c.source().to_string(), "the LITELLM_KEY environment variable");
-        assert_eq!(r.key_variable.as_deref(), Some("LITELLM_KEY"));
-        // Named but unset: no credential, and the hint names the variable.
+        assert_eq!(c.source().to_string(), "the LITELLM_KEY environment variable (api_key_env)");
+        // Named but unset: no credential, not the usual variable's.
         let wanted = Wanted { api_key_env: Some("UNSET_KEY"), ..wanted };
-        let r = resolve_wanted(wanted, &env, &none);
-        assert!(r.credential.is_none());
-        let hint = credential_hint_for(r.provider, r.key_variable.as_deref());
-        assert!(hint.contains("UNSET_KEY"), "{hint}");
+        assert!(resolve_wanted(wanted, &env, &none).credential.is_none());
     }
 }
