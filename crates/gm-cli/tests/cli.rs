@@ -199,7 +199,7 @@ fn the_key_of_an_openai_compatible_server_is_findable() {
     let out = gm(&args, &[("LITELLM_MASTER_KEY", SECRET)]);
     assert!(!text(&out.stdout).contains(SECRET));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["credential"]["source"], "the LITELLM_MASTER_KEY environment variable");
+    assert_eq!(v["credential"]["source"], "the LITELLM_MASTER_KEY environment variable (api_key_env)");
     let help = text(&gm(&["--help"], &[]).stdout);
     assert!(help.contains("--api-key-env <NAME>") && help.contains("GM_API_KEY"), "{help}");
 }
