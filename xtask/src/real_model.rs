@@ -290,14 +290,19 @@ fn get(port: u16, path: &str) -> Result<(u16, String)> {
     Ok((status, text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()))
 }
 
-/// Runs gm with `args` against the server, with no credential or provider from this environment and a state
-/// folder of its own: a base URL alone must select the OpenAI-compatible provider.
+/// Runs gm with `args` against the server, with no credential, provider or other setting from this
+/// environment or the user's settings file, and a state folder of its own: a base URL alone must select the
+/// OpenAI-compatible provider.
 fn gm(gm: &Path, server: &Server, state: &Path, args: &[&str]) -> Result<Output> {
     let mut cmd = Command::new(gm);
-    cmd.arg("--base-url").arg(&server.url).args(args).stdin(Stdio::null()).env("GM_DATA_DIR", state);
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
-        cmd.env_remove(var);
+    cmd.arg("--base-url").arg(&server.url).args(args).stdin(Stdio::null());
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("GM_") || name.ends_with("_TOKEN") || name.ends_with("_API_KEY") {
+            cmd.env_remove(&var);
+        }
     }
+    cmd.env("GM_DATA_DIR", state).env("XDG_CONFIG_HOME", state.join("config"));
     let out = cmd.output().with_context(|| format!("could not run gm {}", args.join(" ")))?;
     eprintln!("real-model: gm {} -> {}", args.join(" "), out.status);
     Ok(out)

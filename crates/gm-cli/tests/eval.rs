@@ -746,7 +746,9 @@ fn a_demo_run_says_so_in_every_report_and_refuses_models_outside_its_catalog() {
     let out = gm(&data, &["eval", "--json", "--model", "openai/gpt-5-nonexistent", suite.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown model `openai/gpt-5-nonexistent`") && stderr.contains("closest"), "{stderr}");
+    assert!(stderr.contains("model `openai/gpt-5-nonexistent` is not in the demo catalog"), "{stderr}");
+    let out = gm(&data, &["eval", "--json", "--model", "openai/gpt-4.2", suite.to_str().unwrap()], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(did you mean openai/gpt-4.1"), "{out:?}");
 
     let out = gm(&data, &["bench", "--json", "--models", "nope/x,openai/gpt-4.1", "--tasks", "reasoning"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
