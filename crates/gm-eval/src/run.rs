@@ -687,7 +687,9 @@ impl EvalRunner {
             tokens_in: usage.prompt_tokens,
             tokens_out: usage.completion_tokens,
             cached: answer.cached,
-            queue_ms: if answer.cached { 0.0 } else { duration_ms(answer.queued) },
+            // A run under --record or --replay reports the figures its recording holds, which hold no queue
+            // wait: recorded and replayed, it prints the same JSON.
+            queue_ms: if answer.cached || self.client.recording().is_some() { 0.0 } else { duration_ms(answer.queued) },
             latency_from_server,
             tokens_estimated: answer.usage_estimated,
             judge_calls,
