@@ -117,7 +117,7 @@ pub const APPLIES: &[(&str, &[&str])] = &[
 ];
 
 const PROVIDER: [&str; 5] = ["config", "provider", "base_url", "api_key_env", "org"];
-const ALL: [&str; 16] = [
+const ALL: [&str; 17] = [
     "config",
     "provider",
     "base_url",
@@ -127,6 +127,7 @@ const ALL: [&str; 16] = [
     "no_cache",
     "refresh",
     "limits",
+    "server_concurrency",
     "limits_config",
     "plan",
     "redis",

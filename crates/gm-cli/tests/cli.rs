@@ -422,6 +422,11 @@ fn help_shows_only_the_global_options_a_command_uses_under_their_own_heading() {
         assert!(help.contains("--config <FILE>"), "gm {command} --help: {help}");
     }
     assert!(help(&["init", "--help"]).contains("--api-key-env"));
+    // The cap per server applies wherever requests are sent.
+    for command in ["run", "eval", "bench", "config"] {
+        let help = help(&[command, "--help"]);
+        assert!(help.contains("--server-concurrency <N>"), "gm {command} --help: {help}");
+    }
     for command in ["score", "emulate"] {
         let help = help(&[command, "--help"]);
         for unused in ["--redis", "--plan", "--max-wait", "--limits ", "--provider", "--data-dir"] {
