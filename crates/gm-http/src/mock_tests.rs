@@ -228,7 +228,7 @@ async fn a_refused_or_missing_key_is_named_with_the_variable_that_holds_it() {
     let e = refusal(401, unauthorized, false, base).await;
     assert_eq!(
         e,
-        "openai-compatible answered 401: Authentication Error, No api key passed in.; no API key was sent: set \
+        "openai-compatible answered 401: Authentication Error, No api key passed in; no API key was sent: set \
          GM_API_KEY, or name the variable that holds the key with --api-key-env NAME"
     );
     let e = refusal(403, unauthorized, true, base).await;
