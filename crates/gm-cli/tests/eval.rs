@@ -739,9 +739,11 @@ fn a_demo_run_says_so_in_every_report_and_refuses_models_outside_its_catalog() {
         let text = std::fs::read_to_string(report).unwrap();
         assert!(text.contains("DEMO RUN:"), "{}: {text}", report.display());
     }
-    // The notice comes last on standard error, on its own line.
+    // The notice comes last on standard error, on lines of its own (the second indented under the first).
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.lines().last().is_some_and(|l| l.starts_with("note: demo provider")), "{stderr}");
+    let notice = stderr.rfind("note: the demo provider answers").map(|at| &stderr[at..]).unwrap_or_default();
+    assert!(notice.lines().count() == 2 && notice.lines().skip(1).all(|l| l.starts_with("      ")), "{stderr}");
+    assert!(stderr.lines().filter(|l| l.starts_with("note: the demo provider")).count() == 1, "{stderr}");
 
     let out = gm(&data, &["eval", "--json", "--model", "openai/gpt-5-nonexistent", suite.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
