@@ -295,7 +295,11 @@ fn get(port: u16, path: &str) -> Result<(u16, String)> {
 /// OpenAI-compatible provider.
 fn gm(gm: &Path, server: &Server, state: &Path, args: &[&str]) -> Result<Output> {
     let mut cmd = Command::new(gm);
-    cmd.arg("--base-url").arg(&server.url).args(args).stdin(Stdio::null());
+    // `gm limits` reads only the state file, and refuses a --base-url it would not use.
+    if args.first() != Some(&"limits") {
+        cmd.arg("--base-url").arg(&server.url);
+    }
+    cmd.args(args).stdin(Stdio::null());
     for (var, _) in std::env::vars_os() {
         let name = var.to_string_lossy();
         if name.starts_with("GM_") || name.ends_with("_TOKEN") || name.ends_with("_API_KEY") {
