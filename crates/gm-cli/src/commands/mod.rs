@@ -12,6 +12,7 @@ pub mod models;
 pub mod run;
 pub mod runs;
 pub mod score;
+pub mod serve;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth::status(&cli.global, json),
         Command::Emulate(args) => emulate::run(args).await,
+        Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Eval(args) => eval::run(&cli.global, args).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Score(args) => score::run(&args),

@@ -1,0 +1,41 @@
+//! `gm serve`: a GitHub-Models- and OpenAI-compatible gateway.
+//!
+//! Use this crate if you want to put gm's client guarantees behind a URL: clients of the retired GitHub
+//! Models API or of OpenAI change only their base URL and key; each model id they send is routed to a live
+//! upstream (with ordered fallback on 5xx, connection failures, timeouts and quota waits longer than
+//! allowed); every upstream call passes gm's limiter, so an upstream never sees more than its quota;
+//! identical requests are answered from the cache; each client key has its own windows and budgets; and
+//! `--public` serves a showcase with per-visitor limits. `/metrics` speaks the Prometheus text format.
+//!
+//! The gateway is a front end beside the CLI: it reads the environment only for the credentials a routing
+//! file names, and prints only its access log.
+//!
+//! # Example
+//! ```no_run
+//! # async fn run() -> Result<(), gm_serve::ServeError> {
+//! use gm_serve::{Gateway, Routing, ServeConfig};
+//!
+//! let mut config = ServeConfig::new(Routing::demo());
+//! config.addr = "127.0.0.1:0".parse().unwrap();
+//! let gateway = Gateway::bind(config).await?;
+//! eprintln!("listening on http://{}", gateway.local_addr());
+//! gateway.run(gm_serve::shutdown_signal()).await
+//! # }
+//! ```
+
+mod access;
+mod build;
+mod config;
+mod error;
+pub mod keys;
+pub mod metrics;
+mod server;
+mod upstream;
+pub mod wire;
+
+pub use config::{
+    LogTarget, PublicLimits, RouteConfig, Routing, ServeConfig, Target, UpstreamConfig, DEFAULT_PUBLIC_LIMITS,
+    DEFAULT_VISITOR_LIMITS,
+};
+pub use error::ServeError;
+pub use server::{api_router, observed, serve, shutdown_signal, AppState, Gateway};

@@ -1,0 +1,801 @@
+//! The router, its state, the handlers and the server's lifecycle.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use gm_core::{CatalogEntry, ChatCompletionChunk, ChatRequest, EmbeddingRequest, Usage};
+use gm_http::{ChatStream, Client};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::access::{Access, Caller, Pass};
+use crate::config::{LogTarget, ServeConfig};
+use crate::metrics::{Metrics, ModelLabels, RequestLabels};
+use crate::upstream::{Exchange, Upstream, EXCHANGE};
+use crate::wire::{json_response, upstream_failure, ApiFailure, Dialect};
+use crate::{build, ServeError};
+
+/// A route as served: its targets resolved to upstream clients.
+#[derive(Debug)]
+struct Route {
+    model: String,
+    targets: Vec<(Arc<Upstream>, Option<String>)>,
+    cache: bool,
+}
+
+/// The state every handler shares. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    routes: HashMap<String, Arc<Route>>,
+    wildcard: Option<Arc<Route>>,
+    access: Access,
+    metrics: Arc<Metrics>,
+    prices: gm_eval::prices::PriceTable,
+    log: LogTarget,
+    cache: Option<Arc<gm_cache::Cache>>,
+}
+
+impl AppState {
+    /// Builds the state of `config`: opens the stores, builds every upstream's clients, resolves the routes.
+    pub fn new(config: &ServeConfig) -> Result<Self, ServeError> {
+        config.routing.validate()?;
+        let stores = build::stores(config)?;
+        let metrics = Arc::new(Metrics::new());
+        let network = build::network()?;
+        let mut upstreams = HashMap::new();
+        for up in &config.routing.upstreams {
+            let u = build::upstream(up, config, &network, &stores, &metrics)?;
+            upstreams.insert(up.name.clone(), Arc::new(u));
+        }
+        let mut routes = HashMap::new();
+        let mut wildcard = None;
+        for r in &config.routing.routes {
+            let targets = r
+                .targets
+                .iter()
+                .filter_map(|t| upstreams.get(&t.upstream).map(|u| (u.clone(), t.model.clone())))
+                .collect();
+            let route = Arc::new(Route { model: r.model.clone(), targets, cache: r.cache && config.cache });
+            if r.model == "*" {
+                wildcard = Some(route);
+            } else {
+                routes.insert(r.model.to_ascii_lowercase(), route);
+            }
+        }
+        // Client keys and visitors count in the shared store too: across replicas, and across restarts.
+        let key_limiter = build::limiter(gm_limits::LimitsConfig::default(), stores.windows.as_ref());
+        let access =
+            Access::new(stores.keys.clone(), key_limiter, stores.windows.clone(), config.public.clone(), config.trust_proxy);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                routes,
+                wildcard,
+                access,
+                metrics,
+                prices: gm_eval::prices::PriceTable::builtin(),
+                log: config.log.clone(),
+                cache: stores.cache,
+            }),
+        })
+    }
+
+    /// The metrics registry (to add a dashboard's own).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    fn route(&self, model: &str) -> Option<&Arc<Route>> {
+        // Most clients send ids in lower case already; only others pay for a lower-cased copy.
+        if model.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.inner.routes.get(&model.to_ascii_lowercase()).or(self.inner.wildcard.as_ref())
+        } else {
+            self.inner.routes.get(model).or(self.inner.wildcard.as_ref())
+        }
+    }
+}
+
+/// The gateway's router: the OpenAI and GitHub Models paths, `/metrics`, `/healthz`, `/readyz`, with the
+/// request-id, access-log and metrics layer around all of them. Merge another router (a dashboard) into it
+/// with [`Router::merge`]; the layer then covers it too when applied after the merge, as [`Gateway`] does.
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_openai))
+        .route("/chat/completions", post(chat_openai))
+        .route("/inference/chat/completions", post(chat_github))
+        .route("/orgs/{org}/inference/chat/completions", post(chat_github))
+        .route("/v1/embeddings", post(embeddings_openai))
+        .route("/embeddings", post(embeddings_openai))
+        .route("/inference/embeddings", post(embeddings_github))
+        .route("/orgs/{org}/inference/embeddings", post(embeddings_github))
+        .route("/v1/models", get(models_openai))
+        .route("/models", get(models_openai))
+        .route("/catalog/models", get(catalog_github))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Adds the request id, the access log and the request metrics around `router`.
+pub fn observed(router: Router, state: AppState) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(state, observe))
+}
+
+/// What a handler tells the access log and the metrics about its answer.
+#[derive(Debug, Clone, Default)]
+struct Outcome {
+    endpoint: &'static str,
+    model: String,
+    key: String,
+    cache: Option<bool>,
+    upstream: Option<Arc<str>>,
+    usage: Option<(u64, u64)>,
+}
+
+static REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+static GM_CACHE: http::HeaderName = http::HeaderName::from_static("x-gm-cache");
+
+/// The request id of a request: the client's when it is a sensible one, else a new one.
+#[derive(Debug, Clone)]
+struct RequestId(HeaderValue);
+
+fn new_request_id() -> HeaderValue {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix:016x}{n:08x}")).unwrap_or(HeaderValue::from_static("0"))
+}
+
+fn accepted_request_id(h: &HeaderMap) -> Option<HeaderValue> {
+    let v = h.get(&REQUEST_ID)?;
+    let ok = (1..=128).contains(&v.len())
+        && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+    ok.then(|| v.clone())
+}
+
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = accepted_request_id(req.headers()).unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    let m = &state.inner.metrics;
+    m.duration.observe(elapsed.as_secs_f64());
+    if status == 429 {
+        m.client_429.inc();
+    }
+    let outcome = resp.extensions().get::<Outcome>().cloned().unwrap_or_default();
+    let endpoint = if outcome.endpoint.is_empty() { endpoint_of(&path) } else { outcome.endpoint };
+    let model = if outcome.model.is_empty() { "-".to_string() } else { outcome.model.clone() };
+    let key = if outcome.key.is_empty() { "-".to_string() } else { outcome.key.clone() };
+    m.requests.get_or_create(&RequestLabels { route: endpoint, model: model.clone(), key: key.clone(), status }).inc();
+    if matches!(state.inner.log, LogTarget::Off) {
+        return resp;
+    }
+    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let mut line = serde_json::json!({
+        "ts_ms": ts,
+        "request_id": id.to_str().unwrap_or("-"),
+        "method": method.as_str(),
+        "path": path,
+        "status": status,
+        "duration_ms": (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        "model": model,
+        "key": key,
+    });
+    if let Some(c) = outcome.cache {
+        line["cache"] = if c { "hit" } else { "miss" }.into();
+    }
+    if let Some(u) = &outcome.upstream {
+        line["upstream"] = u.to_string().into();
+    }
+    if let Some((i, o)) = outcome.usage {
+        line["tokens_in"] = i.into();
+        line["tokens_out"] = o.into();
+    }
+    if let Some(p) = peer {
+        line["client"] = p.ip().to_string().into();
+    }
+    let mut text = line.to_string();
+    text.push('\n');
+    match &state.inner.log {
+        LogTarget::Stderr => {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+        LogTarget::Memory(buf) => buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(text.as_bytes()),
+        LogTarget::Off => {}
+    }
+    resp
+}
+
+fn endpoint_of(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "metrics",
+        "/healthz" | "/readyz" => "health",
+        p if p.ends_with("/models") => "models",
+        p if p.ends_with("/chat/completions") => "chat",
+        p if p.ends_with("/embeddings") => "embeddings",
+        _ => "other",
+    }
+}
+
+fn request_id(h: &http::Extensions) -> HeaderValue {
+    h.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_else(new_request_id)
+}
+
+fn with_outcome(mut r: Response, o: Outcome) -> Response {
+    r.extensions_mut().insert(o);
+    r
+}
+
+fn fail(dialect: Dialect, f: ApiFailure, o: Outcome, pass_headers: Option<&Pass>) -> Response {
+    let mut r = f.into_response(dialect);
+    if let Some(p) = pass_headers {
+        p.apply(r.headers_mut());
+    }
+    with_outcome(r, o)
+}
+
+fn bad_json(e: serde_json::Error) -> ApiFailure {
+    ApiFailure::new(StatusCode::BAD_REQUEST, "invalid_request_body", format!("the body is not a valid request: {e}"))
+}
+
+fn unknown_model(model: &str) -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::NOT_FOUND,
+        "unknown_model",
+        format!("Unknown model: {model}; GET /v1/models lists the models this gateway serves"),
+    )
+}
+
+async fn chat_openai(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    chat(s, Dialect::OpenAi, peer, req).await
+}
+
+async fn chat_github(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    chat(s, Dialect::Github, peer, req).await
+}
+
+const MAX_BODY: usize = 32 << 20;
+
+async fn read_body(req: Request) -> Result<(http::request::Parts, Bytes), ApiFailure> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiFailure::new(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is over 32 MiB")
+    })?;
+    Ok((parts, bytes))
+}
+
+fn wants_fresh(h: &HeaderMap) -> bool {
+    h.get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")))
+}
+
+async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> Response {
+    let mut o = Outcome { endpoint: "chat", ..Outcome::default() };
+    let (parts, body) = match read_body(req).await {
+        Ok(x) => x,
+        Err(f) => return fail(dialect, f, o, None),
+    };
+    let caller = match s.inner.access.identify(&parts.headers, peer) {
+        Ok(c) => c,
+        Err(f) => return fail(dialect, f, o, None),
+    };
+    o.key = caller.label().to_string();
+    let mut request: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return fail(dialect, bad_json(e), o, None),
+    };
+    let Some(route) = s.route(&request.model).cloned() else {
+        o.model = "-".into();
+        return fail(dialect, unknown_model(&request.model), o, None);
+    };
+    o.model = if route.model == "*" { request.model.clone() } else { route.model.clone() };
+    let tokens = match &caller {
+        Caller::Key(k) if !k.spec().token_windows.is_empty() => gm_limits::count_tokens(&request),
+        _ => gm_limits::TokenCount::ZERO,
+    };
+    let pass = match s.inner.access.admit(&caller, tokens) {
+        Ok(p) => p,
+        Err(f) => return fail(dialect, f, o, None),
+    };
+    let stream = request.stream == Some(true);
+    let include_usage = request.stream_options.as_ref().is_some_and(|x| x.include_usage);
+    let bypass = wants_fresh(&parts.headers);
+    let exchange = Exchange::new(request_id(&parts.extensions));
+    let asked = request.model.clone();
+    let started = Instant::now();
+    let mut last = None;
+    for (i, (upstream, model)) in route.targets.iter().enumerate() {
+        request.model = model.clone().unwrap_or_else(|| asked.clone());
+        let client = upstream.client(route.cache, bypass);
+        let result = if stream {
+            EXCHANGE.scope(exchange.clone(), client.chat_stream(&request)).await.map(Answer::Stream)
+        } else {
+            EXCHANGE.scope(exchange.clone(), client.chat(&request)).await.map(|r| Answer::Whole(Box::new(r)))
+        };
+        if let Some(first) = exchange.first_send.get() {
+            s.inner.metrics.queue_wait.observe(first.saturating_duration_since(started).as_secs_f64());
+        }
+        match result {
+            Ok(answer) => {
+                o.upstream = Some(upstream.name.clone());
+                return match answer {
+                    Answer::Whole(r) => whole(&s, dialect, *r, pass, o, route.cache),
+                    Answer::Stream(st) => streamed(&s, st, pass, o, include_usage, route.cache, client.clone()),
+                };
+            }
+            Err(e) => {
+                let (f, may_fall_back) = upstream_failure(&e);
+                tracing::info!(upstream = %upstream.name, error = %e, "upstream failed");
+                o.upstream = Some(upstream.name.clone());
+                last = Some(f);
+                if !may_fall_back || i + 1 == route.targets.len() {
+                    break;
+                }
+            }
+        }
+    }
+    let f = last.unwrap_or_else(|| unknown_model(&asked));
+    pass.settle(0, 0);
+    fail(dialect, f, o, None)
+}
+
+enum Answer {
+    Whole(Box<gm_http::ChatResponse>),
+    Stream(ChatStream),
+}
+
+fn cost_micro_usd(s: &AppState, model: &str, usage: &Usage) -> u64 {
+    s.inner
+        .prices
+        .price_for(model)
+        .map(|p| (p.cost_usd(usage.prompt_tokens, usage.completion_tokens) * 1e6).round() as u64)
+        .unwrap_or(0)
+}
+
+/// Counts an answer's usage: the caller's budgets, and the token and cost metrics.
+fn account(s: &AppState, o: &mut Outcome, pass: Pass, usage: Option<&Usage>, cached: bool) {
+    let Some(u) = usage else {
+        pass.settle(0, 0);
+        return;
+    };
+    // A cached answer costs the upstream nothing; it still counts against the caller's token budget.
+    let cost = if cached { 0 } else { cost_micro_usd(s, &o.model, u) };
+    let total = if u.total_tokens > 0 { u.total_tokens } else { u.prompt_tokens + u.completion_tokens };
+    pass.settle(total, cost);
+    let labels = ModelLabels { model: o.model.clone(), key: o.key.clone() };
+    let m = &s.inner.metrics;
+    m.tokens_in.get_or_create(&labels).inc_by(u.prompt_tokens);
+    m.tokens_out.get_or_create(&labels).inc_by(u.completion_tokens);
+    if cost > 0 {
+        m.cost_micro_usd.get_or_create(&labels).inc_by(cost);
+    }
+    o.usage = Some((u.prompt_tokens, u.completion_tokens));
+}
+
+fn count_cache(s: &AppState, cacheable: bool, hit: bool) {
+    if !cacheable {
+        return;
+    }
+    if hit {
+        s.inner.metrics.cache_hits.inc();
+    } else {
+        s.inner.metrics.cache_misses.inc();
+    }
+}
+
+static HIT: HeaderValue = HeaderValue::from_static("hit");
+static MISS: HeaderValue = HeaderValue::from_static("miss");
+
+fn whole(
+    s: &AppState,
+    dialect: Dialect,
+    r: gm_http::ChatResponse,
+    pass: Pass,
+    mut o: Outcome,
+    cacheable: bool,
+) -> Response {
+    let body = match serde_json::to_vec(&r.completion) {
+        Ok(b) => b,
+        Err(e) => {
+            let f = ApiFailure::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("could not encode the answer: {e}"));
+            return fail(dialect, f, o, Some(&pass));
+        }
+    };
+    count_cache(s, cacheable, r.cached);
+    o.cache = Some(r.cached);
+    let mut resp = json_response(StatusCode::OK, Bytes::from(body));
+    pass.apply(resp.headers_mut());
+    resp.headers_mut().insert(GM_CACHE.clone(), if r.cached { HIT.clone() } else { MISS.clone() });
+    account(s, &mut o, pass, r.completion.usage.as_ref(), r.cached);
+    with_outcome(resp, o)
+}
+
+/// Streams an answer as server-sent events. Chunks that only carry usage reach the client only when it asked
+/// for them (`stream_options.include_usage`); the gateway always asks, to count the caller's tokens.
+fn streamed(
+    s: &AppState,
+    st: ChatStream,
+    pass: Pass,
+    mut o: Outcome,
+    include_usage: bool,
+    cacheable: bool,
+    client: Client,
+) -> Response {
+    let cached = st.is_cached();
+    count_cache(s, cacheable, cached);
+    o.cache = Some(cached);
+    let mut headers = HeaderMap::new();
+    pass.apply(&mut headers);
+    struct Run {
+        st: ChatStream,
+        pass: Option<Pass>,
+        usage: Option<Usage>,
+        done: bool,
+        state: AppState,
+        outcome: Outcome,
+        include_usage: bool,
+        cached: bool,
+        _client: Client,
+    }
+    let run = Run {
+        st,
+        pass: Some(pass),
+        usage: None,
+        done: false,
+        state: s.clone(),
+        outcome: o.clone(),
+        include_usage,
+        cached,
+        _client: client,
+    };
+    let body = futures_util::stream::unfold(run, |mut run| async move {
+        loop {
+            if run.done {
+                return None;
+            }
+            match run.st.next_chunk().await {
+                Some(Ok(chunk)) => {
+                    if let Some(u) = &chunk.usage {
+                        run.usage = Some(u.clone());
+                    }
+                    if !run.include_usage && chunk.choices.is_empty() && chunk.usage.is_some() {
+                        continue;
+                    }
+                    return Some((Ok::<_, std::io::Error>(event(&chunk)), run));
+                }
+                Some(Err(e)) => {
+                    run.done = true;
+                    let err = serde_json::json!({"error": {"message": e.to_string(), "type": "server_error", "code": "upstream_stream_broken"}});
+                    if let Some(p) = run.pass.take() {
+                        p.settle(0, 0);
+                    }
+                    return Some((Ok(Bytes::from(format!("data: {err}\n\n"))), run));
+                }
+                None => {
+                    run.done = true;
+                    if let Some(p) = run.pass.take() {
+                        let mut o = run.outcome.clone();
+                        account(&run.state, &mut o, p, run.usage.as_ref(), run.cached);
+                    }
+                    return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), run));
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.extend(headers);
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(GM_CACHE.clone(), if cached { HIT.clone() } else { MISS.clone() });
+    with_outcome(resp, o)
+}
+
+fn event(chunk: &ChatCompletionChunk) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    let _ = serde_json::to_writer(&mut out, chunk);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+async fn embeddings_openai(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    embeddings(s, Dialect::OpenAi, peer, req).await
+}
+
+async fn embeddings_github(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    embeddings(s, Dialect::Github, peer, req).await
+}
+
+async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> Response {
+    let mut o = Outcome { endpoint: "embeddings", ..Outcome::default() };
+    let (parts, body) = match read_body(req).await {
+        Ok(x) => x,
+        Err(f) => return fail(dialect, f, o, None),
+    };
+    let caller = match s.inner.access.identify(&parts.headers, peer) {
+        Ok(c) => c,
+        Err(f) => return fail(dialect, f, o, None),
+    };
+    o.key = caller.label().to_string();
+    let mut request: EmbeddingRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return fail(dialect, bad_json(e), o, None),
+    };
+    let Some(route) = s.route(&request.model).cloned() else {
+        return fail(dialect, unknown_model(&request.model), o, None);
+    };
+    o.model = if route.model == "*" { request.model.clone() } else { route.model.clone() };
+    let pass = match s.inner.access.admit(&caller, gm_limits::TokenCount::ZERO) {
+        Ok(p) => p,
+        Err(f) => return fail(dialect, f, o, None),
+    };
+    let exchange = Exchange::new(request_id(&parts.extensions));
+    let asked = request.model.clone();
+    let mut last = None;
+    for (i, (upstream, model)) in route.targets.iter().enumerate() {
+        request.model = model.clone().unwrap_or_else(|| asked.clone());
+        o.upstream = Some(upstream.name.clone());
+        match EXCHANGE.scope(exchange.clone(), upstream.uncached.embeddings(&request)).await {
+            Ok(r) => {
+                let body = serde_json::to_vec(&r).unwrap_or_default();
+                let mut resp = json_response(StatusCode::OK, Bytes::from(body));
+                pass.apply(resp.headers_mut());
+                resp.headers_mut().insert(GM_CACHE.clone(), MISS.clone());
+                o.cache = Some(false);
+                let usage = r.usage.as_ref().map(|u| Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    total_tokens: u.total_tokens,
+                    ..Usage::default()
+                });
+                account(&s, &mut o, pass, usage.as_ref(), false);
+                return with_outcome(resp, o);
+            }
+            Err(e) => {
+                let (f, may_fall_back) = upstream_failure(&e);
+                last = Some(f);
+                if !may_fall_back || i + 1 == route.targets.len() {
+                    break;
+                }
+            }
+        }
+    }
+    pass.settle(0, 0);
+    fail(dialect, last.unwrap_or_else(|| unknown_model(&asked)), o, None)
+}
+
+/// Every model the gateway serves: each route's id, and for `*` routes the first upstream's own list.
+async fn served_models(s: &AppState) -> Vec<CatalogEntry> {
+    let mut out: Vec<CatalogEntry> = Vec::new();
+    let mut names: Vec<&Arc<Route>> = s.inner.routes.values().collect();
+    names.sort_by(|a, b| a.model.cmp(&b.model));
+    for r in names {
+        let mut entry = None;
+        if let Some((u, m)) = r.targets.first() {
+            let want = m.clone().unwrap_or_else(|| r.model.clone());
+            if let Ok(list) = u.uncached.models().await {
+                entry = list.iter().find(|e| e.id.eq_ignore_ascii_case(&want)).cloned();
+            }
+        }
+        let mut e = entry.unwrap_or_default();
+        e.id = r.model.clone();
+        if e.name.is_none() {
+            e.name = Some(r.model.rsplit('/').next().unwrap_or(&r.model).to_string());
+        }
+        if e.publisher.is_none() {
+            e.publisher = r.model.split_once('/').map(|(p, _)| p.to_string());
+        }
+        out.push(e);
+    }
+    if let Some(w) = &s.inner.wildcard {
+        for (u, _) in &w.targets {
+            if let Ok(list) = u.uncached.models().await {
+                for e in list.iter() {
+                    if !out.iter().any(|x| x.id.eq_ignore_ascii_case(&e.id)) {
+                        out.push(e.clone());
+                    }
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+async fn models_openai(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, h: HeaderMap) -> Response {
+    let o = Outcome { endpoint: "models", ..Outcome::default() };
+    if let Err(f) = s.inner.access.identify(&h, peer) {
+        return fail(Dialect::OpenAi, f, o, None);
+    }
+    let data: Vec<serde_json::Value> = served_models(&s)
+        .await
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({"id": e.id, "object": "model", "created": 0,
+                "owned_by": e.publisher.unwrap_or_else(|| "gm".into())})
+        })
+        .collect();
+    let body = serde_json::json!({"object": "list", "data": data}).to_string();
+    with_outcome(json_response(StatusCode::OK, Bytes::from(body)), o)
+}
+
+async fn catalog_github(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, h: HeaderMap) -> Response {
+    let o = Outcome { endpoint: "models", ..Outcome::default() };
+    if let Err(f) = s.inner.access.identify(&h, peer) {
+        return fail(Dialect::Github, f, o, None);
+    }
+    let body = serde_json::to_vec(&served_models(&s).await).unwrap_or_default();
+    with_outcome(json_response(StatusCode::OK, Bytes::from(body)), o)
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    // Ready when the key store answers (the state file or Redis behind it).
+    match s.inner.access.keys.any_active() {
+        Ok(_) => Response::new(Body::from("ready\n")),
+        Err(e) => {
+            let mut r = Response::new(Body::from(format!("not ready: {e}\n")));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, h: HeaderMap) -> Response {
+    // Metrics name keys and models: a keyed gateway shows them to key holders, a public one to loopback only.
+    let allowed = match s.inner.access.identify(&h, peer) {
+        Ok(Caller::Key(_)) => true,
+        Ok(Caller::Open) => true,
+        Ok(Caller::Visitor(_)) => peer.ip().is_loopback() && !h.contains_key("x-forwarded-for"),
+        Err(_) => false,
+    };
+    if !allowed {
+        let f = ApiFailure::new(StatusCode::UNAUTHORIZED, "unauthorized", "/metrics needs a client key");
+        return f.into_response(Dialect::OpenAi);
+    }
+    if let Some(c) = &s.inner.cache {
+        s.inner.metrics.cache_bytes.set(c.memory().stats().bytes as i64);
+    }
+    let mut r = Response::new(Body::from(s.inner.metrics.encode()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// A gateway bound to its address, ready to serve.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Builds the state and the router of `config` and binds its address. A non-loopback address is refused
+    /// unless keys exist or the gateway is public.
+    pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
+        Self::bind_with(config, |_| Router::new()).await
+    }
+
+    /// As [`Gateway::bind`], merging another router (e.g. a dashboard) built from the same state; the
+    /// request-id, log and metrics layer covers it too.
+    pub async fn bind_with(config: ServeConfig, extra: impl FnOnce(AppState) -> Router) -> Result<Self, ServeError> {
+        let state = AppState::new(&config)?;
+        if !config.addr.ip().is_loopback()
+            && config.public.is_none()
+            && !state.inner.access.keys.any_active().unwrap_or(false)
+        {
+            return Err(ServeError::Exposed { addr: config.addr });
+        }
+        let router = observed(api_router(state.clone()).merge(extra(state.clone())), state);
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+        Ok(Self { listener, addr, router, grace: config.grace })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets the requests in flight finish (for at
+    /// most the grace period), and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = tx.send(());
+        };
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal);
+        let grace = self.grace;
+        let mut serve = std::pin::pin!(std::future::IntoFuture::into_future(serve));
+        tokio::select! {
+            r = &mut serve => return r.map_err(ServeError::Serve),
+            _ = rx => {}
+        }
+        match tokio::time::timeout(grace, serve).await {
+            Ok(r) => r.map_err(ServeError::Serve),
+            Err(_) => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the grace period were cut off");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Binds `config`'s address and serves until `shutdown` completes: the whole gateway in one call.
+pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    Gateway::bind(config).await?.run(shutdown).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
