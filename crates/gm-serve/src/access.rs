@@ -157,7 +157,7 @@ impl Access {
                 if !spec.is_unlimited() {
                     let key = LimitKey::new("gm-serve", rec.id.clone(), "requests");
                     let counted = if spec.token_windows.is_empty() { TokenCount::ZERO } else { tokens };
-                    let permit = self.take(&key, &spec, counted, now, "this key's limits", &mut pass)?;
+                    let permit = self.take(&key, &spec, counted, now, "this key's limits")?;
                     pass.headers.extend(self.headers(&key, &spec, now));
                     pass.tokens = Some(permit);
                 }
@@ -166,18 +166,18 @@ impl Access {
                     let spec = LimitSpec { token_windows: vec![w], ..LimitSpec::default() };
                     // One micro-dollar is reserved, so a budget spent to the last micro-dollar admits no more.
                     pass.usd =
-                        Some(self.take(&key, &spec, TokenCount::new(1, 0), now, "this key's dollar budget", &mut pass)?);
+                        Some(self.take(&key, &spec, TokenCount::new(1, 0), now, "this key's dollar budget")?);
                 }
             }
             Caller::Visitor(ip) => {
                 let Some(p) = &self.public else { return Ok(pass) };
                 let key = LimitKey::new("gm-serve-visitor", ip.to_string(), "requests");
-                let permit = self.take(&key, &p.visitor, TokenCount::ZERO, now, "the limits for each visitor", &mut pass)?;
+                let permit = self.take(&key, &p.visitor, TokenCount::ZERO, now, "the limits for each visitor")?;
                 pass.headers.extend(self.headers(&key, &p.visitor, now));
                 pass.others.push(permit);
                 let global = LimitKey::new("gm-serve-public", "-", "requests");
                 let permit =
-                    self.take(&global, &p.global, TokenCount::ZERO, now, "the limits for all visitors together", &mut pass)?;
+                    self.take(&global, &p.global, TokenCount::ZERO, now, "the limits for all visitors together")?;
                 pass.others.push(permit);
             }
         }
@@ -191,7 +191,6 @@ impl Access {
         tokens: TokenCount,
         now: Instant,
         what: &str,
-        pass: &mut Pass,
     ) -> Result<Permit, ApiFailure> {
         self.limiter.set_limits(key, spec.clone());
         match self.limiter.try_acquire(key, tokens, now) {
@@ -202,8 +201,7 @@ impl Access {
                     format!("{what} allow no more requests now ({}); retry after the time given", w.reason),
                     wait,
                 );
-                f.code = "rate_limit_exceeded";
-                pass.headers.extend(self.headers(key, spec, now));
+                f.headers = self.headers(key, spec, now);
                 Err(f)
             }
             Err(Denied::Refused(e)) if e.is_request_too_large() => {

@@ -27,12 +27,14 @@ pub struct ApiFailure {
     pub message: String,
     /// For 429 and 503: how long until trying again makes sense.
     pub retry_after: Option<Duration>,
+    /// More headers for the answer (`x-ratelimit-*`).
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl ApiFailure {
     /// A failure with no wait.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, headers: Vec::new() }
     }
 
     /// 429 with an exact wait.
@@ -42,6 +44,7 @@ impl ApiFailure {
             code: "rate_limit_exceeded",
             message: message.into(),
             retry_after: Some(wait),
+            headers: Vec::new(),
         }
     }
 
@@ -68,6 +71,9 @@ impl ApiFailure {
         let mut r = json_response(self.status, Bytes::from(body.to_string()));
         if let Some(wait) = self.retry_after {
             set_retry_after(r.headers_mut(), wait);
+        }
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, v);
         }
         r
     }

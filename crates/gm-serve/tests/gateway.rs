@@ -1,0 +1,283 @@
+//! The gateway's behaviour in front of the emulator: fallback, quotas, keys and budgets, public visitors,
+//! the cache, request ids and logs, and a graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{call, chat, scratch, start};
+use gm_core::ProviderKind;
+use gm_emulator::{Emulator, EmulatorConfig, Fault};
+use gm_serve::keys::{self, Budget, KeyStore};
+use gm_serve::{PublicLimits, RouteConfig, Routing, ServeConfig, Target, UpstreamConfig};
+use http::Method;
+
+async fn emulator() -> Emulator {
+    Emulator::start(EmulatorConfig { require_auth: false, ..Default::default() }).await.unwrap()
+}
+
+fn upstream(name: &str, emu: &Emulator) -> UpstreamConfig {
+    let mut up = UpstreamConfig::new(name, ProviderKind::OpenAiCompatible);
+    up.base_url = Some(emu.openai_url());
+    up
+}
+
+fn answered(emu: &Emulator) -> u64 {
+    emu.stats().answered_by_model.values().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_falls_back_to_the_next_upstream_and_a_400_does_not() {
+    let (first, second) = (emulator().await, emulator().await);
+    let routing = Routing {
+        upstreams: vec![upstream("first", &first), upstream("second", &second)],
+        routes: vec![RouteConfig {
+            model: "team/model".into(),
+            targets: vec![
+                Target { upstream: "first".into(), model: Some("openai/gpt-4.1".into()) },
+                Target { upstream: "second".into(), model: Some("openai/gpt-4.1-mini".into()) },
+            ],
+            cache: false,
+        }],
+        limits: None,
+    };
+    let gw = start(ServeConfig::new(routing)).await;
+    first.inject(Fault::status(503, 1));
+    let a = chat(&gw.url(), "team/model", "fall back", &[]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["choices"][0]["message"]["content"], "fall back");
+    assert_eq!(second.stats().answered_by_model.get("openai/gpt-4.1-mini"), Some(&1));
+    assert_eq!(first.stats().by_status.get(&503), Some(&1));
+    assert!(gw.log_text().contains("\"upstream\":\"second\""), "{}", gw.log_text());
+
+    first.inject(Fault::status(400, 1));
+    let a = chat(&gw.url(), "team/model", "no fallback", &[]).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.json()["error"]["message"].is_string());
+    assert_eq!(answered(&second), 1, "a 400 is never sent to another upstream");
+
+    // An unknown model is the client's error, in its dialect's envelope.
+    let a = chat(&gw.url(), "nobody/else", "x", &[]).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json()["error"]["type"], "invalid_request_error");
+    let body = serde_json::json!({"model": "nobody/else", "messages": [{"role": "user", "content": "x"}]}).to_string();
+    let a = call(Method::POST, &format!("{}/inference/chat/completions", gw.url()), &[], &body).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json()["error"]["code"], "unknown_model");
+    assert!(a.json()["error"]["details"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_quota_is_never_exceeded_and_the_client_learns_the_exact_wait() {
+    let emu = Emulator::start(EmulatorConfig {
+        require_auth: false,
+        limits: Some(gm_emulator::EmulatorLimits {
+            windows: vec![gm_emulator::Window { limit: 3, window: Duration::from_secs(60), daily: false }],
+            concurrency: None,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut up = upstream("emu", &emu);
+    up.limits = Some(gm_limits::LimitSpec::parse("3/1m").unwrap());
+    let mut config = ServeConfig::new(Routing::single(up));
+    config.cache = false;
+    config.max_wait = Duration::from_secs(1);
+    let gw = start(config).await;
+    for i in 0..3 {
+        let a = chat(&gw.url(), "openai/gpt-4.1", &format!("q{i}"), &[]).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let a = chat(&gw.url(), "openai/gpt-4.1", "one too many", &[]).await;
+    assert_eq!(a.status, 429, "{}", a.text());
+    let secs: u64 = a.header("retry-after").unwrap().parse().unwrap();
+    let ms: u64 = a.header("retry-after-ms").unwrap().parse().unwrap();
+    assert!((58_000..=60_200).contains(&ms), "{ms}");
+    assert_eq!(secs, ms.div_ceil(1000));
+    assert_eq!(emu.stats().by_status.get(&429), None, "the upstream never answered 429");
+    assert_eq!(answered(&emu), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_required_once_one_exists_and_hold_their_limits_and_budgets() {
+    let emu = emulator().await;
+    let dir = scratch("keys");
+    let state = dir.join("gm.sqlite");
+    let store = keys::SqliteKeys::open(&state).unwrap();
+    let limited = keys::generate("limited", Some(gm_limits::LimitSpec::parse("2/1h").unwrap()), None).unwrap();
+    store.insert(&limited.record).unwrap();
+    let budget = keys::generate("budget", None, Some(Budget::parse("requests=1/1d").unwrap())).unwrap();
+    store.insert(&budget.record).unwrap();
+    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
+    config.state_file = Some(state.clone());
+    config.cache = false;
+    let gw = start(config).await;
+    let url = gw.url();
+
+    assert_eq!(chat(&url, "openai/gpt-4.1", "no key", &[]).await.status, 401);
+    assert_eq!(chat(&url, "openai/gpt-4.1", "bad key", &[("authorization", "Bearer gm_nope")]).await.status, 401);
+    let bearer = format!("Bearer {}", limited.secret);
+    let a = chat(&url, "openai/gpt-4.1", "one", &[("authorization", &bearer)]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(a.header("x-ratelimit-remaining-requests"), Some("1"));
+    let a = chat(&url, "openai/gpt-4.1", "two", &[("api-key", &limited.secret)]).await;
+    assert_eq!(a.header("x-ratelimit-remaining-requests"), Some("0"));
+    let a = chat(&url, "openai/gpt-4.1", "three", &[("authorization", &bearer)]).await;
+    assert_eq!(a.status, 429, "{}", a.text());
+    let ms: u64 = a.header("retry-after-ms").unwrap().parse().unwrap();
+    assert!((3_590_000..=3_604_000).contains(&ms), "{ms}");
+    assert_eq!(a.header("x-ratelimit-remaining-requests"), Some("0"));
+
+    let b = format!("Bearer {}", budget.secret);
+    assert_eq!(chat(&url, "openai/gpt-4.1", "spend", &[("authorization", &b)]).await.status, 200);
+    let a = chat(&url, "openai/gpt-4.1", "over budget", &[("authorization", &b)]).await;
+    assert_eq!(a.status, 429);
+    let ms: u64 = a.header("retry-after-ms").unwrap().parse().unwrap();
+    assert!((86_300_000..=86_500_000).contains(&ms), "{ms}");
+
+    // Revoked by another process (`gm serve keys revoke`): refused from the next request on.
+    keys::SqliteKeys::open(&state).unwrap().revoke("budget").unwrap();
+    assert_eq!(chat(&url, "openai/gpt-4.1", "revoked", &[("authorization", &b)]).await.status, 401);
+    assert_eq!(answered(&emu), 3);
+
+    let metrics = call(Method::GET, &format!("{url}/metrics"), &[("authorization", &bearer)], "").await.text();
+    assert!(metrics.contains("key=\"limited\""), "{metrics}");
+    let log = gw.log_text();
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        files.extend(std::fs::read(e.unwrap().path()).unwrap());
+    }
+    for secret in [&limited.secret, &budget.secret] {
+        assert!(!log.contains(secret.as_str()) && !metrics.contains(secret.as_str()));
+        assert!(!files.windows(secret.len()).any(|w| w == secret.as_bytes()), "a key is in the state file");
+    }
+    gw.stop().await.unwrap();
+
+    // A restart keeps the keys and what they have spent.
+    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
+    config.state_file = Some(state);
+    config.cache = false;
+    let gw = start(config).await;
+    let a = chat(&gw.url(), "openai/gpt-4.1", "after restart", &[("authorization", &bearer)]).await;
+    assert_eq!(a.status, 429, "{}", a.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_visitors_are_held_to_their_own_limits_and_an_open_address_is_refused() {
+    let emu = emulator().await;
+    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
+    config.cache = false;
+    config.trust_proxy = true;
+    config.public = Some(PublicLimits {
+        visitor: gm_limits::LimitSpec::parse("2/1m").unwrap(),
+        global: gm_limits::LimitSpec::parse("3/1m").unwrap(),
+    });
+    let gw = start(config).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    for _ in 0..2 {
+        assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "hi", &from("203.0.113.7")).await.status, 200);
+    }
+    let a = chat(&gw.url(), "openai/gpt-4.1", "hi", &from("203.0.113.7")).await;
+    assert_eq!(a.status, 429);
+    assert!(a.header("retry-after").is_some());
+    assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "hi", &from("203.0.113.8")).await.status, 200);
+    // The global cap holds for a new visitor too.
+    assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "hi", &from("203.0.113.9")).await.status, 429);
+    assert_eq!(answered(&emu), 3);
+
+    let mut open = ServeConfig::new(Routing::demo());
+    open.addr = "0.0.0.0:0".parse().unwrap();
+    let err = gm_serve::Gateway::bind(open).await.unwrap_err().to_string();
+    assert!(err.contains("--public") && err.contains("keys create"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_answers_repeats_replays_streams_and_is_bypassed_on_request() {
+    let emu = emulator().await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu)))).await;
+    let url = gw.url();
+    let a = chat(&url, "openai/gpt-4.1", "cache me", &[]).await;
+    assert_eq!(a.header("x-gm-cache"), Some("miss"));
+    let b = chat(&url, "openai/gpt-4.1", "cache me", &[]).await;
+    assert_eq!(b.header("x-gm-cache"), Some("hit"));
+    assert_eq!(a.json()["choices"], b.json()["choices"]);
+    assert_eq!(answered(&emu), 1);
+    let c = chat(&url, "openai/gpt-4.1", "cache me", &[("cache-control", "no-cache")]).await;
+    assert_eq!(c.header("x-gm-cache"), Some("miss"));
+    assert_eq!(answered(&emu), 2);
+
+    let body = |text: &str| {
+        serde_json::json!({"model": "openai/gpt-4.1", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": text}]})
+        .to_string()
+    };
+    let first = call(Method::POST, &format!("{url}/v1/chat/completions"), &[], &body("stream me")).await;
+    assert_eq!(first.header("x-gm-cache"), Some("miss"));
+    let again = call(Method::POST, &format!("{url}/v1/chat/completions"), &[], &body("stream me")).await;
+    assert_eq!(again.header("x-gm-cache"), Some("hit"));
+    let text = |a: &common::Answer| {
+        a.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect::<String>()
+    };
+    assert_eq!(text(&first), "stream me");
+    assert_eq!(text(&again), "stream me");
+    assert!(again.text().contains("\"usage\"") && again.text().ends_with("data: [DONE]\n\n"));
+    assert_eq!(answered(&emu), 3);
+
+    // The request id: the client's is kept and sent upstream; otherwise one is made.
+    let a = chat(&url, "openai/gpt-4.1", "ids", &[("x-request-id", "trace-123")]).await;
+    assert_eq!(a.header("x-request-id"), Some("trace-123"));
+    assert!(chat(&url, "openai/gpt-4.1", "ids2", &[]).await.header("x-request-id").is_some_and(|v| v.len() >= 16));
+    let line = gw.log_text().lines().find(|l| l.contains("trace-123")).unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["model"], "openai/gpt-4.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_can_opt_out_of_the_cache() {
+    let emu = emulator().await;
+    let mut routing = Routing::single(upstream("emu", &emu));
+    routing.routes[0].cache = false;
+    let gw = start(ServeConfig::new(routing)).await;
+    for _ in 0..2 {
+        assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "same", &[]).await.header("x-gm-cache"), Some("miss"));
+    }
+    assert_eq!(answered(&emu), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_lets_every_request_in_flight_finish() {
+    let emu = Emulator::start(EmulatorConfig {
+        require_auth: false,
+        latency: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
+    config.cache = false;
+    let gw = start(config).await;
+    let url = gw.url();
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let url = url.clone();
+        calls.push(tokio::spawn(async move { chat(&url, "openai/gpt-4.1", &format!("inflight {i}"), &[]).await }));
+    }
+    // Every request has reached the upstream before the signal.
+    while emu.stats().by_path.values().sum::<u64>() < 6 {
+        tokio::task::yield_now().await;
+    }
+    gw.stop().await.unwrap();
+    for c in calls {
+        assert_eq!(c.await.unwrap().status, 200);
+    }
+    assert!(tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.is_err());
+}
