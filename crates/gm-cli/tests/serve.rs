@@ -1,0 +1,108 @@
+//! gm as a client of itself: `gm eval` and `gm bench` through `gm serve` give what they give directly, and
+//! `gm serve keys` prints a key once, alone on standard output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use gm_core::ProviderKind;
+use gm_emulator::{Emulator, EmulatorConfig};
+use gm_serve::{Gateway, LogTarget, Routing, ServeConfig, UpstreamConfig};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gm-serve-cli-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn gm(data: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null());
+    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PATH", "/nonexistent");
+    cmd.output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// What a run decides, without its timings and ids.
+fn eval_outcome(v: &serde_json::Value) -> serde_json::Value {
+    let cases: Vec<_> = v["testResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| serde_json::json!([t["modelResponse"], t["evaluationResults"]]))
+        .collect();
+    serde_json::json!({"cases": cases, "passed": v["summary"]["passedTests"], "failed": v["summary"]["failedTests"]})
+}
+
+fn bench_outcome(v: &serde_json::Value) -> serde_json::Value {
+    let cells: Vec<_> = v["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| serde_json::json!([c["model"], c["task"], c["metrics"]["quality"], c["metrics"]["cost_usd"]]))
+        .collect();
+    // The best model is left out: between models of equal quality the faster wins, which timing decides.
+    serde_json::json!({"cells": cells})
+}
+
+#[test]
+fn eval_and_bench_through_the_gateway_match_the_direct_run() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let emu = rt.block_on(Emulator::start(EmulatorConfig { require_auth: false, ..Default::default() })).unwrap();
+    let mut up = UpstreamConfig::new("emulator", ProviderKind::OpenAiCompatible);
+    up.base_url = Some(emu.openai_url());
+    let mut config = ServeConfig::new(Routing::single(up));
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.log = LogTarget::Off;
+    let gateway = rt.block_on(Gateway::bind(config)).unwrap();
+    let through = format!("http://{}/v1", gateway.local_addr());
+    rt.spawn(gateway.run(std::future::pending()));
+    let direct = emu.openai_url();
+
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite = suite.to_str().unwrap();
+    let run = |base: &str, name: &str, args: &[&str]| {
+        let data = scratch(name);
+        let mut all = vec!["--provider", "openai-compatible", "--base-url", base, "--no-cache"];
+        all.extend_from_slice(args);
+        let out = gm(&data, &all);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        json(&out)
+    };
+    let eval = ["eval", "--json", suite];
+    assert_eq!(eval_outcome(&run(&direct, "eval-direct", &eval)), eval_outcome(&run(&through, "eval-gw", &eval)));
+    let bench = ["bench", "--json", "--models", "openai/gpt-4.1,openai/gpt-4.1-mini", "--tasks", suite];
+    let (d, g) = (run(&direct, "bench-direct", &bench), run(&through, "bench-gw", &bench));
+    assert_eq!(bench_outcome(&d), bench_outcome(&g));
+    assert_eq!(d["cells"].as_array().unwrap().len(), 2);
+    assert_eq!(emu.stats().by_status.get(&429), None);
+}
+
+#[test]
+fn a_key_is_printed_once_alone_and_listed_without_its_secret() {
+    let data = scratch("keys");
+    let out = gm(&data, &["serve", "keys", "create", "--name", "ci", "--limits", "60/1m", "--budget", "requests=100,usd=2/1d"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = String::from_utf8(out.stdout).unwrap();
+    let secret = secret.trim_end_matches('\n');
+    assert!(secret.starts_with("gm_") && !secret.contains(char::is_whitespace), "{secret:?}");
+    let list = gm(&data, &["serve", "keys", "list", "--json"]);
+    let v = json(&list);
+    assert_eq!(v[0]["name"], "ci");
+    assert_eq!(v[0]["budget"], "requests=100/1d,usd=2/1d");
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(secret));
+    assert_eq!(gm(&data, &["serve", "keys", "revoke", "ci"]).status.code(), Some(0));
+    assert_eq!(json(&gm(&data, &["serve", "keys", "list", "--json"]))[0]["revoked"].is_u64(), true);
+    assert_eq!(gm(&data, &["serve", "keys", "revoke", "nobody"]).status.code(), Some(2));
+    // An exposed address without keys is refused with the reason.
+    let open = scratch("open");
+    let out = gm(&open, &["serve", "--host", "0.0.0.0", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public"));
+}
