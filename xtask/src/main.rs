@@ -690,6 +690,13 @@ const RULES: &[Rule] = &[
     },
     Rule { krate: "gm-emulator", only_external: None, gm_allowed: &["gm-core"], never: &[] },
     Rule { krate: "gm-testkit", only_external: None, gm_allowed: &["gm-core", "gm-emulator"], never: &[] },
+    // The gateway is a front end beside gm-cli: it stands on gm-app and the crates below it, never on the CLI.
+    Rule {
+        krate: "gm-serve",
+        only_external: None,
+        gm_allowed: &["gm-core", "gm-metrics", "gm-http", "gm-limits", "gm-cache", "gm-eval", "gm-app"],
+        never: &["clap", "anyhow", "indicatif"],
+    },
     Rule { krate: "xtask", only_external: None, gm_allowed: &[], never: &[] },
 ];
 
@@ -895,12 +902,15 @@ mod tests {
             {"name": "gm-core", "manifest_path": "/nonexistent", "dependencies": [
                 {"name": "tokio", "kind": null}, {"name": "proptest", "kind": "dev"}]},
             {"name": "gm-eval", "manifest_path": "/nonexistent", "dependencies": [
-                {"name": "gm-http", "kind": null, "features": [], "uses_default_features": true}]}
+                {"name": "gm-http", "kind": null, "features": [], "uses_default_features": true}]},
+            {"name": "gm-serve", "manifest_path": "/nonexistent", "dependencies": [
+                {"name": "gm-cli", "kind": null}, {"name": "gm-eval", "kind": null}]}
         ]});
         let p = check_layering(&meta);
         assert!(p.iter().any(|s| s.contains("gm-core depends on tokio")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("gm-eval uses gm-http with its `hyper` feature")), "{p:?}");
-        assert!(!p.iter().any(|s| s.contains("proptest")));
+        assert!(p.iter().any(|s| s.contains("gm-serve depends on gm-cli")), "{p:?}");
+        assert!(!p.iter().any(|s| s.contains("proptest") || s.contains("gm-serve depends on gm-eval")));
     }
 
     #[test]
