@@ -138,7 +138,7 @@ impl Access {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .last();
+                .next_back();
             if let Some(ip) = forwarded {
                 return ip;
             }
@@ -165,8 +165,7 @@ impl Access {
                     let key = LimitKey::new("gm-serve", rec.id.clone(), "usd");
                     let spec = LimitSpec { token_windows: vec![w], ..LimitSpec::default() };
                     // One micro-dollar is reserved, so a budget spent to the last micro-dollar admits no more.
-                    pass.usd =
-                        Some(self.take(&key, &spec, TokenCount::new(1, 0), now, "this key's dollar budget")?);
+                    pass.usd = Some(self.take(&key, &spec, TokenCount::new(1, 0), now, "this key's dollar budget")?);
                 }
             }
             Caller::Visitor(ip) => {

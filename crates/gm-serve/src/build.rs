@@ -36,9 +36,9 @@ pub(crate) fn stores(config: &ServeConfig) -> Result<Stores, ServeError> {
     };
     let cache = if config.cache {
         let persistent: Option<Arc<dyn PersistentStore>> = match (&config.redis, &config.state_file) {
-            (Some(url), _) => Some(Arc::new(
-                gm_cache::RedisCache::open(url).map_err(|e| ServeError::store("the Redis cache", e))?,
-            )),
+            (Some(url), _) => {
+                Some(Arc::new(gm_cache::RedisCache::open(url).map_err(|e| ServeError::store("the Redis cache", e))?))
+            }
             (None, Some(path)) => Some(Arc::new(
                 SqliteCache::builder(path)
                     .max_bytes(1 << 30)
@@ -81,9 +81,10 @@ fn upstream_limits(up: &UpstreamConfig, config: &ServeConfig) -> LimitsConfig {
 fn limited(up: &UpstreamConfig, limits: &LimitsConfig) -> bool {
     up.provider == ProviderKind::Github
         || limits.default.as_ref().is_some_and(|s| !s.is_unlimited())
-        || limits.providers.get(up.provider.as_str()).is_some_and(|p| {
-            p.limits.as_ref().is_some_and(|s| !s.is_unlimited()) || !p.models.is_empty()
-        })
+        || limits
+            .providers
+            .get(up.provider.as_str())
+            .is_some_and(|p| p.limits.as_ref().is_some_and(|s| !s.is_unlimited()) || !p.models.is_empty())
 }
 
 /// One upstream's clients over the shared transport, with its limiter and the cache.
@@ -94,11 +95,8 @@ pub(crate) fn upstream(
     stores: &Stores,
     metrics: &Arc<Metrics>,
 ) -> Result<Upstream, ServeError> {
-    let inner: Arc<dyn Transport> = if up.provider == ProviderKind::Demo {
-        Arc::new(gm_http::DemoTransport::new())
-    } else {
-        network.clone()
-    };
+    let inner: Arc<dyn Transport> =
+        if up.provider == ProviderKind::Demo { Arc::new(gm_http::DemoTransport::new()) } else { network.clone() };
     let mut b = Client::builder()
         .provider(up.provider)
         .transport(Arc::new(TaggedTransport::new(inner, &up.name, metrics.clone())))

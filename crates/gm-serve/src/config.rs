@@ -183,16 +183,17 @@ impl RoutingFile {
                     "the upstream name `{name}` may not be empty or contain `:`; rename [upstreams.{name}]"
                 )));
             }
-            let provider: ProviderKind = u.provider.parse().map_err(|e: gm_core::UnknownProvider| {
-                ServeError::Config(format!("upstream `{name}`: {e}"))
-            })?;
+            let provider: ProviderKind = u
+                .provider
+                .parse()
+                .map_err(|e: gm_core::UnknownProvider| ServeError::Config(format!("upstream `{name}`: {e}")))?;
             let mut up = UpstreamConfig::new(name.clone(), provider);
             up.base_url = u.base_url;
             up.org = u.org;
             if let Some(var) = u.credential_env {
-                let value = env(&var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                    ServeError::MissingCredential { upstream: name.clone(), var: var.clone() }
-                })?;
+                let value = env(&var)
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| ServeError::MissingCredential { upstream: name.clone(), var: var.clone() })?;
                 up.credential = Some(Credential::explicit(value.trim().to_string()));
             }
             if let Some(l) = u.limits {

@@ -52,9 +52,7 @@ impl Budget {
         for raw in text.split(',') {
             let (name, value) = raw.split_once('=').ok_or_else(|| bad(format!("`{}` has no `=`", raw.trim())))?;
             let (amount, per) = match value.split_once('/') {
-                Some((a, p)) => {
-                    (a.trim(), Some(gm_limits::parse_duration(p.trim()).map_err(|e| bad(e.to_string()))?))
-                }
+                Some((a, p)) => (a.trim(), Some(gm_limits::parse_duration(p.trim()).map_err(|e| bad(e.to_string()))?)),
                 None => (value.trim(), None),
             };
             parts.push((name.trim().to_ascii_lowercase(), amount.to_string(), per));
@@ -68,10 +66,20 @@ impl Budget {
             let whole = || amount.parse::<u64>().ok().filter(|n| *n > 0);
             let window = |limit: u64| Window { limit, per: period };
             match name.as_str() {
-                "requests" => out.requests = Some(window(whole().ok_or_else(|| bad(format!("`{amount}` is not a positive whole number")))?)),
-                "tokens" => out.tokens = Some(window(whole().ok_or_else(|| bad(format!("`{amount}` is not a positive whole number")))?)),
+                "requests" => {
+                    out.requests =
+                        Some(window(whole().ok_or_else(|| bad(format!("`{amount}` is not a positive whole number")))?))
+                }
+                "tokens" => {
+                    out.tokens =
+                        Some(window(whole().ok_or_else(|| bad(format!("`{amount}` is not a positive whole number")))?))
+                }
                 "usd" => {
-                    let usd: f64 = amount.parse().ok().filter(|x: &f64| *x > 0.0 && x.is_finite()).ok_or_else(|| bad(format!("`{amount}` is not a positive amount of dollars")))?;
+                    let usd: f64 = amount
+                        .parse()
+                        .ok()
+                        .filter(|x: &f64| *x > 0.0 && x.is_finite())
+                        .ok_or_else(|| bad(format!("`{amount}` is not a positive amount of dollars")))?;
                     out.micro_usd = Some(window((usd * 1e6).round() as u64));
                 }
                 other => return Err(bad(format!("`{other}` is not requests, tokens or usd"))),
@@ -231,7 +239,14 @@ impl KeyStore for MemoryKeys {
         Ok(k.clone())
     }
     fn find(&self, hash: &str) -> Result<Option<Arc<KeyRecord>>, ServeError> {
-        Ok(self.keys.lock().unwrap_or_else(PoisonError::into_inner).iter().find(|k| k.hash == hash).cloned().map(Arc::new))
+        Ok(self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|k| k.hash == hash)
+            .cloned()
+            .map(Arc::new))
     }
     fn any_active(&self) -> Result<bool, ServeError> {
         Ok(!self.keys.lock().unwrap_or_else(PoisonError::into_inner).is_empty())
@@ -326,7 +341,9 @@ impl KeyStore for SqliteKeys {
         let mut k = pick(&all, id_or_name)?.clone();
         k.revoked = Some(now_secs());
         let text = serde_json::to_string(&k).map_err(|e| ServeError::store("the key store", e))?;
-        g.conn.execute("UPDATE serve_keys SET record = ?2 WHERE id = ?1", params![k.id, text]).map_err(sql_err("revoke"))?;
+        g.conn
+            .execute("UPDATE serve_keys SET record = ?2 WHERE id = ?1", params![k.id, text])
+            .map_err(sql_err("revoke"))?;
         g.version = None;
         Ok(k)
     }
@@ -372,7 +389,8 @@ impl RedisKeys {
     }
 
     fn all(&self) -> Result<Vec<KeyRecord>, ServeError> {
-        let values: Vec<String> = ::redis::cmd("HVALS").arg(&self.keys).query(&mut *self.conn()).map_err(redis_err("list"))?;
+        let values: Vec<String> =
+            ::redis::cmd("HVALS").arg(&self.keys).query(&mut *self.conn()).map_err(redis_err("list"))?;
         let mut out: Vec<KeyRecord> = values
             .iter()
             .map(|t| serde_json::from_str(t).map_err(|e| ServeError::store("the key store in Redis (a record)", e)))
@@ -387,8 +405,14 @@ impl KeyStore for RedisKeys {
         let text = serde_json::to_string(record).map_err(|e| ServeError::store("the key store", e))?;
         ::redis::pipe()
             .atomic()
-            .cmd("HSET").arg(&self.keys).arg(&record.hash).arg(text).ignore()
-            .cmd("INCR").arg(&self.active).ignore()
+            .cmd("HSET")
+            .arg(&self.keys)
+            .arg(&record.hash)
+            .arg(text)
+            .ignore()
+            .cmd("INCR")
+            .arg(&self.active)
+            .ignore()
             .query::<()>(&mut *self.conn())
             .map_err(redis_err("insert"))
     }
@@ -404,7 +428,11 @@ impl KeyStore for RedisKeys {
         let text = serde_json::to_string(&k).map_err(|e| ServeError::store("the key store", e))?;
         ::redis::pipe()
             .atomic()
-            .cmd("HSET").arg(&self.keys).arg(&k.hash).arg(text).ignore()
+            .cmd("HSET")
+            .arg(&self.keys)
+            .arg(&k.hash)
+            .arg(text)
+            .ignore()
             .query::<()>(&mut *self.conn())
             .map_err(redis_err("revoke"))?;
         Ok(k)
@@ -418,7 +446,8 @@ impl KeyStore for RedisKeys {
     }
 
     fn any_active(&self) -> Result<bool, ServeError> {
-        let n: Option<i64> = ::redis::cmd("GET").arg(&self.active).query(&mut *self.conn()).map_err(redis_err("count"))?;
+        let n: Option<i64> =
+            ::redis::cmd("GET").arg(&self.active).query(&mut *self.conn()).map_err(redis_err("count"))?;
         Ok(n.unwrap_or(0) > 0)
     }
 }

@@ -79,8 +79,13 @@ impl AppState {
         }
         // Client keys and visitors count in the shared store too: across replicas, and across restarts.
         let key_limiter = build::limiter(gm_limits::LimitsConfig::default(), stores.windows.as_ref());
-        let access =
-            Access::new(stores.keys.clone(), key_limiter, stores.windows.clone(), config.public.clone(), config.trust_proxy);
+        let access = Access::new(
+            stores.keys.clone(),
+            key_limiter,
+            stores.windows.clone(),
+            config.public.clone(),
+            config.trust_proxy,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 routes,
@@ -168,8 +173,8 @@ fn new_request_id() -> HeaderValue {
 
 fn accepted_request_id(h: &HeaderMap) -> Option<HeaderValue> {
     let v = h.get(&REQUEST_ID)?;
-    let ok = (1..=128).contains(&v.len())
-        && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+    let ok =
+        (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
     ok.then(|| v.clone())
 }
 
@@ -273,19 +278,11 @@ fn unknown_model(model: &str) -> ApiFailure {
     )
 }
 
-async fn chat_openai(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+async fn chat_openai(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
     chat(s, Dialect::OpenAi, peer, req).await
 }
 
-async fn chat_github(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+async fn chat_github(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
     chat(s, Dialect::Github, peer, req).await
 }
 
@@ -345,7 +342,7 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         request.model = model.clone().unwrap_or_else(|| asked.clone());
         let client = upstream.client(route.cache, bypass);
         let result = if stream {
-            EXCHANGE.scope(exchange.clone(), client.chat_stream(&request)).await.map(Answer::Stream)
+            EXCHANGE.scope(exchange.clone(), client.chat_stream(&request)).await.map(|s| Answer::Stream(Box::new(s)))
         } else {
             EXCHANGE.scope(exchange.clone(), client.chat(&request)).await.map(|r| Answer::Whole(Box::new(r)))
         };
@@ -357,7 +354,7 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
                 o.upstream = Some(upstream.name.clone());
                 return match answer {
                     Answer::Whole(r) => whole(&s, dialect, *r, pass, o, route.cache),
-                    Answer::Stream(st) => streamed(&s, st, pass, o, include_usage, route.cache, client.clone()),
+                    Answer::Stream(st) => streamed(&s, *st, pass, o, include_usage, route.cache, client.clone()),
                 };
             }
             Err(e) => {
@@ -378,7 +375,7 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
 
 enum Answer {
     Whole(Box<gm_http::ChatResponse>),
-    Stream(ChatStream),
+    Stream(Box<ChatStream>),
 }
 
 fn cost_micro_usd(s: &AppState, model: &str, usage: &Usage) -> u64 {
@@ -434,7 +431,8 @@ fn whole(
     let body = match serde_json::to_vec(&r.completion) {
         Ok(b) => b,
         Err(e) => {
-            let f = ApiFailure::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("could not encode the answer: {e}"));
+            let f =
+                ApiFailure::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("could not encode the answer: {e}"));
             return fail(dialect, f, o, Some(&pass));
         }
     };
@@ -647,7 +645,11 @@ async fn served_models(s: &AppState) -> Vec<CatalogEntry> {
     out
 }
 
-async fn models_openai(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, h: HeaderMap) -> Response {
+async fn models_openai(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    h: HeaderMap,
+) -> Response {
     let o = Outcome { endpoint: "models", ..Outcome::default() };
     if let Err(f) = s.inner.access.identify(&h, peer) {
         return fail(Dialect::OpenAi, f, o, None);
@@ -664,7 +666,11 @@ async fn models_openai(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo
     with_outcome(json_response(StatusCode::OK, Bytes::from(body)), o)
 }
 
-async fn catalog_github(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, h: HeaderMap) -> Response {
+async fn catalog_github(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    h: HeaderMap,
+) -> Response {
     let o = Outcome { endpoint: "models", ..Outcome::default() };
     if let Err(f) = s.inner.access.identify(&h, peer) {
         return fail(Dialect::Github, f, o, None);
@@ -766,7 +772,10 @@ impl Gateway {
         match tokio::time::timeout(grace, serve).await {
             Ok(r) => r.map_err(ServeError::Serve),
             Err(_) => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still in flight after the grace period were cut off");
+                tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "requests still in flight after the grace period were cut off"
+                );
                 Ok(())
             }
         }

@@ -100,7 +100,10 @@ pub(crate) fn clients(
     let uncached = base.clone().build().map_err(err)?;
     let (cached, fresh) = match cache {
         Some((c, ttl)) => (
-            base.clone().cache(c.clone(), gm_http::CachePolicy { ttl: Some(ttl), refresh: false }).build().map_err(err)?,
+            base.clone()
+                .cache(c.clone(), gm_http::CachePolicy { ttl: Some(ttl), refresh: false })
+                .build()
+                .map_err(err)?,
             base.cache(c, gm_http::CachePolicy { ttl: Some(ttl), refresh: true }).build().map_err(err)?,
         ),
         None => (uncached.clone(), uncached.clone()),

@@ -35,7 +35,11 @@ async fn the_official_openai_client_works_through_the_gateway_on_both_paths() {
         let url = gw.url();
         let py = py.clone();
         let out = tokio::task::spawn_blocking(move || {
-            Command::new(py).arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py")).arg(url).arg(mode).output()
+            Command::new(py)
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py"))
+                .arg(url)
+                .arg(mode)
+                .output()
         })
         .await
         .unwrap()

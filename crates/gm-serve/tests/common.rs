@@ -1,6 +1,6 @@
 //! Helpers shared by the gateway's tests: a gateway on a free port, and raw HTTP calls to it.
 
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -114,8 +114,7 @@ fn routing(global: &Global, args: &ServeArgs) -> Result<Routing> {
     if let Some(file) = &args.config {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("could not read the routing file {}", file.display()))?;
-        return Routing::from_toml(&text, &context::env_var)
-            .map_err(|e| usage(format!("{}: {e}", file.display())));
+        return Routing::from_toml(&text, &context::env_var).map_err(|e| usage(format!("{}: {e}", file.display())));
     }
     if global.provider.is_none() && global.base_url.is_none() {
         return Ok(Routing::demo());
@@ -148,8 +147,7 @@ fn config(global: &Global, args: &ServeArgs) -> Result<ServeConfig> {
         config.log = gm_serve::LogTarget::Off;
     }
     if args.public {
-        config.public =
-            Some(PublicLimits { visitor: args.visitor_limits.clone(), global: args.public_limits.clone() });
+        config.public = Some(PublicLimits { visitor: args.visitor_limits.clone(), global: args.public_limits.clone() });
     }
     Ok(config)
 }
