@@ -120,6 +120,11 @@ impl KeyShared {
             return st.try_admit(now, tokens, &self.in_flight);
         };
         st.try_admit_with(now, tokens, &self.in_flight, |spec| {
+            // Limits that count nothing the store keeps (no request window, no token budget, no concurrency cap)
+            // need no record there: no process would ever read it, and the store would only grow.
+            if !spec.counts_in_store() {
+                return Ok(None);
+            }
             let wall = link.wall(now);
             match link.store.admit(&self.key, spec, tokens.total(), wall) {
                 Ok(StoreAdmission::Admitted { id }) => Ok(Some(id)),

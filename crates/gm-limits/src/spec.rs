@@ -183,6 +183,12 @@ impl LimitSpec {
             && self.token_windows.is_empty()
     }
 
+    /// Whether a store shared between processes counts anything for these limits: a request window, a token
+    /// budget or a concurrency cap. Per-request token caps are checked locally and need no store.
+    pub fn counts_in_store(&self) -> bool {
+        !self.windows.is_empty() || !self.token_windows.is_empty() || self.concurrency.is_some()
+    }
+
     /// Parses a spec; see the type docs for the syntax. A spec longer than [`LimitSpec::MAX_LEN`] bytes is
     /// refused unread.
     pub fn parse(spec: &str) -> Result<Self, LimitError> {

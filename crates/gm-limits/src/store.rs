@@ -2,7 +2,10 @@
 //!
 //! A [`Limiter`](crate::Limiter) made with [`Limiter::with_store`](crate::Limiter::with_store) checks its own
 //! limits first (per-request caps, concurrency, its local windows, server blocks) and then asks the store,
-//! which admits only if the request windows and token budgets hold across every process sharing it. Time in
+//! which admits only if the request windows and token budgets hold across every process sharing it. A key
+//! whose limits count nothing there (no request window, token budget or concurrency cap) is admitted without
+//! asking the store, so an unlimited key leaves no record to grow; a 429 it earns still blocks it in this
+//! process, and is recorded in the store for the processes that count the key. Time in
 //! a store is the wall clock (shared by the processes of one machine); the limiter maps its monotonic
 //! instants onto it from one reading taken when it is made.
 //!

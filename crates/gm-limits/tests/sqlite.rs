@@ -130,6 +130,30 @@ fn the_concurrency_cap_is_shared_and_a_lost_lease_lapses() {
 }
 
 #[test]
+fn an_unlimited_key_leaves_no_admission_in_the_store() {
+    let file = StateFile::new("limits-unlimited");
+    let clock = ManualClock::new();
+    let store = Arc::new(SqliteWindows::open(file.path()).unwrap());
+    // Per-request token caps are checked here, in the process: the store counts nothing for them either.
+    let config = LimitsConfig::uniform(LimitSpec::parse("tokens-in=100000").unwrap());
+    for config in [LimitsConfig::default(), config] {
+        let limiter = Limiter::with_store(config, Arc::new(clock.clone()), store.clone());
+        for _ in 0..50 {
+            drop(limiter.try_acquire(&key(), TokenCount::ZERO, clock.now()).unwrap());
+            clock.advance(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(store.admissions(&key()).unwrap(), vec![]);
+    assert_eq!(store.keys().unwrap(), vec![]);
+    // A 429 still blocks the key in this process, and is recorded for the processes that count it.
+    let limiter = Limiter::with_store(LimitsConfig::default(), Arc::new(clock.clone()), store.clone());
+    limiter.observe(&key(), &ServerSignal::new(429).header("retry-after", "30"), clock.now());
+    let Err(Denied::Wait(w)) = limiter.try_acquire(&key(), TokenCount::ZERO, clock.now()) else { panic!() };
+    assert_eq!(w.reason, WaitReason::Server { daily: false });
+    assert_eq!(store.keys().unwrap(), vec![key()]);
+}
+
+#[test]
 fn token_budgets_are_shared_and_settled() {
     let file = StateFile::new("limits-tokens");
     let store = SqliteWindows::open(file.path()).unwrap();
