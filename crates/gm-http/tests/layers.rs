@@ -118,6 +118,40 @@ async fn a_request_over_the_token_cap_is_refused_before_sending() {
 }
 
 #[tokio::test]
+async fn two_servers_reached_without_a_key_or_with_the_same_one_have_quotas_of_their_own() {
+    let config = EmulatorConfig { require_auth: false, ..Default::default() };
+    let servers = [Emulator::start(config.clone()).await.unwrap(), Emulator::start(config).await.unwrap()];
+    for credential in [None, Some("EMPTY")] {
+        let limiter = Arc::new(Limiter::new(LimitsConfig::uniform(LimitSpec::parse("2/1m").unwrap())));
+        let clients: Vec<Client> = servers
+            .iter()
+            .map(|emu| {
+                let mut b = Client::builder()
+                    .provider(ProviderKind::OpenAiCompatible)
+                    .base_url(emu.openai_url())
+                    .retry_policy(RetryPolicy::none())
+                    .limiter(limiter.clone(), Duration::ZERO);
+                if let Some(c) = credential {
+                    b = b.credential(Credential::explicit(c));
+                }
+                b.build().unwrap()
+            })
+            .collect();
+        assert_ne!(clients[0].limit_key("llama3.2"), clients[1].limit_key("llama3.2"));
+        for c in &clients {
+            for i in 0..2 {
+                c.chat(&ask(&format!("{credential:?} {i}"))).await.unwrap();
+            }
+            // Each server's own window is full; the other's did not fill it.
+            assert!(matches!(c.chat(&ask("third")).await.unwrap_err(), Error::Limit(_)));
+        }
+    }
+    // At the provider's own endpoint a credential alone tells its quota, as it always did.
+    let c = Client::builder().provider(ProviderKind::OpenAi).credential(Credential::explicit("sk-x")).build().unwrap();
+    assert_eq!(c.limit_key("gpt-4.1").credential, gm_limits::fingerprint("sk-x"));
+}
+
+#[tokio::test]
 async fn github_models_get_their_catalog_tier_on_the_free_plan() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let limiter = Arc::new(Limiter::new(LimitsConfig::default()));

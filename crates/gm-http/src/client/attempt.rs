@@ -14,7 +14,8 @@ use crate::retry::{server_wait, RetryPolicy};
 use crate::transport::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
 impl Client {
-    /// The key under which the limiter counts requests to `model`.
+    /// The key under which the limiter counts requests to `model`: the provider, a fingerprint of the credential
+    /// (and of the base URL, for an endpoint other than the provider's own), and the model.
     pub fn limit_key(&self, model: &str) -> gm_limits::LimitKey {
         let model = self.wire_model(model).unwrap_or_else(|_| model.to_string());
         gm_limits::LimitKey::new(

@@ -228,16 +228,13 @@ impl ClientBuilder {
                 )))
             }
         };
+        let credential_fingerprint = quota_identity(self.provider, &base, self.credential.as_ref());
         let mut client = Client {
             inner: Arc::new(Inner {
                 provider: self.provider,
                 base,
                 org: self.org,
-                credential_fingerprint: self
-                    .credential
-                    .as_ref()
-                    .map(|c| gm_limits::fingerprint(c.expose()))
-                    .unwrap_or_else(|| "-".into()),
+                credential_fingerprint,
                 credential: self.credential,
                 transport,
                 retry: self.retry,
@@ -271,5 +268,19 @@ impl ClientBuilder {
             inner.chat_url = chat_url;
         }
         Ok(client)
+    }
+}
+
+/// What tells one quota from another beside the provider and model: the credential's fingerprint at the
+/// provider's own endpoint, `-` there without one. Elsewhere a quota belongs to a credential at an endpoint, so
+/// the base URL goes into the fingerprint: two servers reached without a key, or with the same placeholder key
+/// (`EMPTY` for vLLM), count apart, also in a store shared with other processes.
+fn quota_identity(provider: ProviderKind, base: &str, credential: Option<&Credential>) -> String {
+    let own_endpoint = default_base_url(provider) == Some(base);
+    match (credential, own_endpoint) {
+        (Some(c), true) => gm_limits::fingerprint(c.expose()),
+        (None, true) => "-".into(),
+        (Some(c), false) => gm_limits::fingerprint(&format!("{base}\n{}", c.expose())),
+        (None, false) => gm_limits::fingerprint(base),
     }
 }
