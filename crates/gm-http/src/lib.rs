@@ -45,7 +45,7 @@ pub mod untrusted;
 pub use auth::{Credential, CredentialSource};
 pub use client::{
     default_base_url, CachePolicy, ChatResponse, ChatStream, Client, ClientBuilder, ClientStatsSnapshot, RecordMode,
-    DEFAULT_MAX_RESPONSE_BYTES,
+    StreamEvent, DEFAULT_MAX_RESPONSE_BYTES,
 };
 pub use demo::DemoTransport;
 pub use error::{fmt_duration, ApiError, Error, NotRecorded, Phase, GITHUB_MODELS_RETIRED_ON};

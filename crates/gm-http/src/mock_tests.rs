@@ -256,3 +256,82 @@ async fn a_404_from_a_base_url_without_v1_suggests_adding_it() {
     let e = refusal(404, r#"{"detail":"Not Found"}"#, false, "http://127.0.0.1:8080/v1").await;
     assert!(!e.contains("/v1,"), "{e}");
 }
+
+/// Azure's stream: a first chunk with no choices and only its prompt filter results, a content filter on each
+/// choice, a chunk without `object` or `created`, and a usage chunk without `choices`.
+const AZURE_STREAM: [&str; 4] = [
+    r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#,
+    r#"{"choices":[{"content_filter_results":{},"delta":{"content":"Paris","role":"assistant"},"finish_reason":null,"index":0,"logprobs":null}],"created":1754000000,"id":"chatcmpl-1","model":"gpt-4.1","object":"chat.completion.chunk","system_fingerprint":"fp_1"}"#,
+    r#"{"choices":[{"delta":{},"finish_reason":"stop","index":0}],"id":"chatcmpl-1"}"#,
+    r#"{"id":"chatcmpl-1","usage":{"completion_tokens":1,"prompt_tokens":9,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+];
+
+fn sse(events: &[&str]) -> Bytes {
+    let mut out = String::new();
+    for e in events {
+        out.push_str("data: ");
+        out.push_str(e);
+        out.push_str("\n\n");
+    }
+    out.push_str("data: [DONE]\n\n");
+    Bytes::from(out)
+}
+
+#[tokio::test]
+async fn a_stream_s_events_and_a_whole_answer_s_body_come_back_as_the_server_sent_them() {
+    let whole = r#"{"id":"chatcmpl-2","choices":[{"message":{"content":"Paris","role":"assistant"},"index":0,"x_custom":[1.50,2e3]}]}"#;
+    let mut mock = MockTransport::new();
+    let mut answers = vec![whole.as_bytes().to_vec(), sse(&AZURE_STREAM).to_vec()];
+    mock.expect_send()
+        .times(2)
+        .returning(move |_| Ok(HttpResponse::from_bytes(200, HeaderMap::new(), answers.pop().unwrap())));
+    let c = client(ProviderKind::Azure, "https://res.openai.azure.com/openai/v1", mock);
+    let mut s = c.chat_stream(&question()).await.unwrap();
+    let mut data = Vec::new();
+    while let Some(e) = s.next_event().await {
+        let e = e.unwrap();
+        // What was parsed, re-encoded, would not be what was sent: the event's data is.
+        assert_eq!(e.chunk, serde_json::from_str(&e.data).unwrap());
+        data.push(e.data);
+    }
+    assert_eq!(data, AZURE_STREAM);
+    let r = c.chat(&question()).await.unwrap();
+    assert_eq!(r.text(), "Paris");
+    assert_eq!(r.body().unwrap(), whole.as_bytes());
+}
+
+#[tokio::test]
+async fn a_streamed_answer_with_tool_calls_is_not_cached_as_text() {
+    let tool_call = [
+        r#"{"choices":[{"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"weather","arguments":""}}]},"index":0}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":\"Paris\"}"}}]},"index":0}]}"#,
+        r#"{"choices":[{"delta":{},"finish_reason":"tool_calls","index":0}]}"#,
+    ];
+    let mut mock = MockTransport::new();
+    let mut answers = vec![sse(&AZURE_STREAM), sse(&tool_call), sse(&tool_call)];
+    mock.expect_send()
+        .times(3)
+        .returning(move |_| Ok(HttpResponse::from_bytes(200, HeaderMap::new(), answers.pop().unwrap())));
+    let cache = Arc::new(gm_cache::Cache::new(gm_cache::CacheConfig::default()));
+    let c = Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url("http://127.0.0.1:9/v1")
+        .transport(Arc::new(mock))
+        .cache(cache.clone(), CachePolicy::default())
+        .build()
+        .unwrap();
+    let tools = question();
+    let read = |s: crate::ChatStream| async move { s.collect().await.unwrap() };
+    for _ in 0..2 {
+        let s = c.chat_stream(&tools).await.unwrap();
+        assert!(!s.is_cached(), "a replay would have lost the tool call");
+        read(s).await;
+    }
+    // A text answer is kept, and replayed.
+    let mut text = question();
+    text.temperature = Some(0.5);
+    assert!(!read(c.chat_stream(&text).await.unwrap()).await.cached);
+    let again = c.chat_stream(&text).await.unwrap();
+    assert!(again.is_cached());
+    assert_eq!(read(again).await.text(), "Paris");
+}

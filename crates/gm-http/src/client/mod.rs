@@ -39,7 +39,7 @@ use crate::transport::Transport;
 pub use self::builder::{CachePolicy, ClientBuilder, DEFAULT_MAX_RESPONSE_BYTES};
 pub use self::replay::RecordMode;
 pub use self::routes::default_base_url;
-pub use self::stream::ChatStream;
+pub use self::stream::{ChatStream, StreamEvent};
 
 /// Counters over the client's lifetime, shared by its clones.
 #[derive(Debug, Default)]
@@ -152,11 +152,21 @@ pub struct ChatResponse {
     pub rate_limited: u32,
     /// Whether the answer came from the cache (no request was sent).
     pub cached: bool,
+    /// The body as the server sent it (or the cache kept it); `None` for a stream gathered into one answer and
+    /// for a recorded answer.
+    body: Option<Bytes>,
 }
 
 impl ChatResponse {
-    /// An answer to `req` that took `total` from the call to its last byte.
-    fn new(mut completion: ChatCompletion, total: Duration, meta: Meta, cached: bool, req: &ChatRequest) -> Self {
+    /// An answer to `req` that took `total` from the call to its last byte, with its body as sent, if kept.
+    fn new(
+        mut completion: ChatCompletion,
+        total: Duration,
+        meta: Meta,
+        cached: bool,
+        req: &ChatRequest,
+        body: Option<Bytes>,
+    ) -> Self {
         let usage_estimated = completion.usage.is_none();
         if usage_estimated {
             completion.usage = Some(estimate_usage(req, &completion));
@@ -176,7 +186,15 @@ impl ChatResponse {
             attempts: meta.attempts,
             rate_limited: meta.rate_limited,
             cached,
+            body,
         }
+    }
+
+    /// The answer's body as the server sent it, or as the cache kept it, for a program that passes the answer
+    /// on (a gateway) and must not change a field; `None` for a streamed answer gathered by
+    /// [`ChatStream::collect`] and for a recorded answer (see [`ClientBuilder::recording`]).
+    pub fn body(&self) -> Option<&Bytes> {
+        self.body.as_ref()
     }
 
     /// The answer's text.
@@ -343,16 +361,16 @@ impl Client {
         let Some(cache) = &self.inner.cache else {
             let (bytes, meta) = self.fetch_chat(req).await?;
             let completion: ChatCompletion = self.decode(&bytes)?;
-            return Ok(ChatResponse::new(completion, self.since(started), meta, false, req));
+            return Ok(ChatResponse::new(completion, self.since(started), meta, false, req, Some(bytes)));
         };
         let key = self.cache_key(req, sample);
         if self.inner.cache_policy.refresh {
             let (bytes, meta) = self.fetch_chat(req).await?;
             let completion: ChatCompletion = self.decode(&bytes)?;
-            if let Err(e) = cache.set(key, bytes, self.inner.cache_policy.ttl, started) {
+            if let Err(e) = cache.set(key, bytes.clone(), self.inner.cache_policy.ttl, started) {
                 tracing::warn!(error = %e, "could not store the answer in the cache");
             }
-            return Ok(ChatResponse::new(completion, self.since(started), meta, false, req));
+            return Ok(ChatResponse::new(completion, self.since(started), meta, false, req, Some(bytes)));
         }
         let meta = Mutex::new(None);
         let fetched = cache
@@ -368,7 +386,7 @@ impl Client {
         let completion: ChatCompletion = self.decode(&fetched.value)?;
         let cached = fetched.origin.is_cached();
         let meta = meta.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default();
-        Ok(ChatResponse::new(completion, self.since(started), meta, cached, req))
+        Ok(ChatResponse::new(completion, self.since(started), meta, cached, req, Some(fetched.value)))
     }
 
     fn cache_key(&self, req: &ChatRequest, sample: u32) -> gm_cache::RequestKey {

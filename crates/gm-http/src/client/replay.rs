@@ -150,6 +150,8 @@ impl ChatResponse {
             attempts: entry.attempts,
             rate_limited: entry.rate_limited,
             cached: entry.cached,
+            // A recording keeps the answer as parsed JSON, not the bytes the server sent.
+            body: None,
         })
     }
 }

@@ -129,7 +129,19 @@ impl Client {
     }
 }
 
-/// A streamed chat answer. Read it with [`ChatStream::next_chunk`] or gather it with [`ChatStream::collect`].
+/// One event of a streamed answer: the chunk as parsed, and the event's data as the server sent it, for a
+/// program that passes the stream on (a gateway) and must not change a field. A cached answer's replay is
+/// rendered by [`ChatStream`] itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    /// The chunk.
+    pub chunk: ChatCompletionChunk,
+    /// The data of its event (the JSON text after `data: `), unchanged.
+    pub data: String,
+}
+
+/// A streamed chat answer. Read it with [`ChatStream::next_chunk`] (or [`ChatStream::next_event`], with each
+/// event's data as sent) or gather it with [`ChatStream::collect`].
 pub struct ChatStream {
     /// The request, to estimate the usage of an answer that comes without any.
     request: ChatRequest,
@@ -175,10 +187,38 @@ struct Assembler {
     text: String,
     finish: Option<String>,
     role: Option<gm_core::Role>,
+    /// Whether a chunk carried what one text message cannot hold (tool calls, a refusal, log probabilities,
+    /// another choice, fields of a provider's own): such an answer is never cached, since a replay would lose it.
+    lossy: bool,
+}
+
+/// Whether a JSON value says something (`null` and empty containers say nothing).
+fn says_something(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
+
+/// Whether a chunk holds more than the text, role and finish reason of its first choice.
+fn beyond_text(chunk: &ChatCompletionChunk) -> bool {
+    chunk.choices.iter().any(|c| {
+        c.index != 0
+            || c.extra.get("logprobs").is_some_and(says_something)
+            || c.message.as_ref().is_some_and(|m| m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()))
+            || c.delta.as_ref().is_some_and(|d| {
+                d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+                    || d.refusal.as_deref().is_some_and(|r| !r.is_empty())
+                    || d.extra.values().any(says_something)
+            })
+    })
 }
 
 impl Assembler {
     fn add(&mut self, chunk: &ChatCompletionChunk) {
+        self.lossy = self.lossy || beyond_text(chunk);
         self.text.push_str(chunk.text());
         if let Some(r) = chunk.finish_reason() {
             self.finish = Some(r.to_string());
@@ -276,6 +316,12 @@ impl ChatStream {
 
     /// The next chunk; `None` after `[DONE]`. A stream that ends without `[DONE]` is an error.
     pub async fn next_chunk(&mut self) -> Option<Result<ChatCompletionChunk, Error>> {
+        Some(self.next_event().await?.map(|e| e.chunk))
+    }
+
+    /// The next chunk with its event's data as the server sent it; `None` after `[DONE]`. A stream that ends
+    /// without `[DONE]` is an error.
+    pub async fn next_event(&mut self) -> Option<Result<StreamEvent, Error>> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 match ev {
@@ -294,10 +340,10 @@ impl ChatStream {
                         self.record();
                         return None;
                     }
-                    SseEvent::Data(text) => {
-                        let value: serde_json::Value = match serde_json::from_str(&text) {
+                    SseEvent::Data(data) => {
+                        let value: serde_json::Value = match serde_json::from_str(&data) {
                             Ok(v) => v,
-                            Err(e) => return Some(Err(self.fail(format!("an event is not JSON ({e}): {text:.200}")))),
+                            Err(e) => return Some(Err(self.fail(format!("an event is not JSON ({e}): {data:.200}")))),
                         };
                         if let Some(err) = value.get("error").and_then(|_| ErrorBody::from_value(&value)) {
                             let message = crate::auth::scrub_secrets(&err.message, self.known.as_ref());
@@ -309,7 +355,7 @@ impl ChatStream {
                                     self.first_chunk = Some(self.elapsed().saturating_sub(self.meta.queued));
                                 }
                                 self.assembled.add(&chunk);
-                                Some(Ok(chunk))
+                                Some(Ok(StreamEvent { chunk, data }))
                             }
                             Err(e) => Some(Err(self.fail(format!("an event is not a chat chunk ({e})")))),
                         };
@@ -354,6 +400,9 @@ impl ChatStream {
     /// Stores a whole answer (one that ended with `[DONE]`) in the cache, if there is one.
     fn store(&mut self) {
         let Some((cache, key, ttl)) = self.sink.take() else { return };
+        if self.assembled.lossy {
+            return;
+        }
         let mut copy = self.assembled.clone();
         match serde_json::to_vec(&copy.finish()) {
             Ok(bytes) => {
@@ -424,6 +473,6 @@ impl ChatStream {
         let completion = self.assembled.finish();
         let total = self.recorded_latency.unwrap_or_else(|| self.elapsed());
         let request = std::mem::replace(&mut self.request, ChatRequest::new("", Vec::new()));
-        Ok(ChatResponse::new(completion, total, self.meta, self.cached, &request))
+        Ok(ChatResponse::new(completion, total, self.meta, self.cached, &request, None))
     }
 }
