@@ -244,8 +244,8 @@ pub struct LimitsSettings {
     /// The transit-time margin added to every window when neither `spec` nor `file` sets one; `None` leaves
     /// gm-limits' own default.
     pub margin: Option<Margin>,
-    /// Limits per provider and model given inline (a project file's `[limits]` in the limits file's format);
-    /// used when neither `spec` nor `file` is set.
+    /// Limits per provider and model given inline (a project file's `[limits]`, or a server's routing file's,
+    /// in the limits file's format); used when neither `spec` nor `file` is set.
     #[serde(skip)]
     pub inline: Option<LimitsConfig>,
     /// At most this many requests in flight to the server (the provider at its base URL) at once, whatever

@@ -8,10 +8,10 @@ use gm_cache::recording::RecordedAnswers;
 use gm_cache::{Cache, CacheConfig, CacheStats, MemoryCache, PersistentStore, SqliteCache};
 use gm_core::{Clock, ProviderKind};
 use gm_eval::store::RunStore;
-use gm_http::{CachePolicy, Client, RecordMode, RetryPolicy};
+use gm_http::{CachePolicy, Client, ClientBuilder, RecordMode, RetryPolicy};
 use gm_limits::{Limiter, LimitsConfig, SqliteWindows, TokioClock, WindowStore};
 
-use crate::config::SessionConfig;
+use crate::config::{LimitsSettings, SessionConfig};
 use crate::error::Error;
 use crate::notice::Notice;
 
@@ -59,7 +59,10 @@ pub struct Session {
     kept: Mutex<Vec<Notice>>,
     state_checked: Mutex<bool>,
     client: Mutex<Option<Client>>,
-    cache: Mutex<Option<CacheParts>>,
+    /// The response cache, once opened (`Some(None)`: the session caches nothing).
+    cache: Mutex<Option<Option<CacheParts>>>,
+    /// The windows shared with other processes, once opened (`Some(None)`: counted in memory).
+    windows: Mutex<Option<Option<Arc<dyn WindowStore>>>>,
     store: Mutex<Option<Arc<RunStore>>>,
     counted: Mutex<Counted>,
 }
@@ -85,6 +88,7 @@ impl Session {
             state_checked: Mutex::new(false),
             client: Mutex::new(None),
             cache: Mutex::new(None),
+            windows: Mutex::new(None),
             store: Mutex::new(None),
             counted: Mutex::new(Counted::default()),
         }
@@ -211,36 +215,17 @@ impl Session {
     /// The limits configuration: the spec for every model, else the limits file, with the plan and the
     /// margin applied.
     pub fn limits_config(&self) -> Result<LimitsConfig, Error> {
-        let settings = &self.config.limits;
-        let mut config = match (&settings.spec, &settings.file) {
-            (Some(spec), _) => LimitsConfig::uniform(spec.clone()),
-            (None, Some(file)) => {
-                let text = crate::eval::read_small(file).map_err(|source| Error::Read {
-                    what: "the limits file",
-                    path: file.clone(),
-                    source,
-                })?;
-                LimitsConfig::from_toml(&text).map_err(|source| Error::LimitsFile { path: file.clone(), source })?
-            }
-            (None, None) => settings.inline.clone().unwrap_or_default(),
-        };
-        if config.margin.is_none() {
-            config.margin = settings.margin;
-        }
-        if let Some(plan) = settings.plan {
-            config.providers.entry("github".into()).or_default().plan = Some(plan);
-        }
-        Ok(config)
+        limits_config(&self.config.limits)
     }
 
-    /// The limiter, counting in the Redis server or the state file (so every process sharing it shares the
-    /// quota), or in memory. The demo provider is limited only when a spec asks for it.
-    fn limiter(&self) -> Result<Option<Arc<Limiter>>, Error> {
-        if self.config.provider == ProviderKind::Demo && self.config.limits.spec.is_none() || self.replays_only() {
-            return Ok(None);
+    /// The windows shared with other processes: in the Redis server when one is configured, else in the state
+    /// file; `None` for a session kept in memory. Opened once; every limiter of the session counts in them.
+    fn shared_windows(&self) -> Result<Option<Arc<dyn WindowStore>>, Error> {
+        let mut slot = lock(&self.windows);
+        if let Some(windows) = &*slot {
+            return Ok(windows.clone());
         }
-        let config = self.limits_config()?;
-        let store: Option<Arc<dyn WindowStore>> = match &self.config.redis_url {
+        let windows: Option<Arc<dyn WindowStore>> = match &self.config.redis_url {
             Some(url) => Some(Arc::new(
                 gm_limits::RedisWindows::open(url, "gm:limits").map_err(|source| Error::RedisWindows { source })?,
             )),
@@ -249,11 +234,69 @@ impl Session {
                 None => None,
             },
         };
+        *slot = Some(windows.clone());
+        Ok(windows)
+    }
+
+    /// A limiter with `config`, on the session's clock, counting in the windows the session shares with other
+    /// processes (Redis, else the state file) or, for a session kept in memory, in this process only. A
+    /// server uses it for quotas of its own (its clients' keys); the session's clients get theirs from
+    /// [`Session::client_builder`].
+    pub fn limiter(&self, config: LimitsConfig) -> Result<Limiter, Error> {
         let clock = self.clock.clone();
-        Ok(Some(Arc::new(match store {
+        Ok(match self.shared_windows()? {
             Some(store) => Limiter::with_store(config, clock, store),
             None => Limiter::with_clock(config, clock),
-        })))
+        })
+    }
+
+    /// The response cache (memory in front of Redis, else of the state file), opened on first use; `None` when
+    /// the session's cache settings turn it off. Every client the session builds with a cache shares it.
+    pub fn response_cache(&self) -> Result<Option<Arc<Cache>>, Error> {
+        let mut slot = lock(&self.cache);
+        if let Some(parts) = &*slot {
+            return Ok(parts.as_ref().map(|p| p.cache.clone()));
+        }
+        let c = &self.config.cache;
+        let parts = if c.enabled {
+            let sqlite = self.open_sqlite_cache()?;
+            let config = CacheConfig { default_ttl: Some(c.ttl), ..CacheConfig::default() };
+            // The answers live in Redis when it is given (shared by every machine), else in the state file;
+            // the state file keeps this machine's statistics either way.
+            let persistent = match self.open_redis_cache()? {
+                Some(redis) => Some(redis),
+                None => sqlite.clone().map(|s| s as Arc<dyn PersistentStore>),
+            };
+            Some(CacheParts { cache: Arc::new(Cache::from_parts(MemoryCache::new(config), persistent)), sqlite })
+        } else {
+            None
+        };
+        let cache = parts.as_ref().map(|p| p.cache.clone());
+        *slot = Some(parts);
+        Ok(cache)
+    }
+
+    /// A client builder for `upstream`: its provider, base URL, org, credential, limits (the server's
+    /// concurrency cap among them) and longest wait, over this session's state. Its limiter counts in the windows the session shares with other processes
+    /// (the demo provider is limited only when a spec asks for it), its retries wait at most `max_wait`, and
+    /// its clock is the session's. No cache is set: add [`Session::response_cache`] with the policy wanted.
+    ///
+    /// The session's own client is built this way from its own configuration; a server that routes to
+    /// several upstreams builds one for each, sharing one state file (or Redis server) and one cache, and may
+    /// set a transport, a timeout and retries before building. The upstream's data folder, Redis URL and cache
+    /// settings are not read: they are the session's.
+    pub fn client_builder(&self, upstream: &SessionConfig) -> Result<ClientBuilder, Error> {
+        let mut b = self.base_builder(upstream);
+        // A strict replay sends nothing, so it needs no quota.
+        let replays_only = upstream.recording.as_ref().is_some_and(|r| r.mode == RecordMode::Replay);
+        if (upstream.provider != ProviderKind::Demo || upstream.limits.spec.is_some()) && !replays_only {
+            let limiter = self.limiter(limits_config(&upstream.limits)?)?;
+            b = b.limiter(Arc::new(limiter), upstream.max_wait);
+        }
+        if let Some(n) = upstream.limits.server_concurrency {
+            b = b.server_concurrency(n);
+        }
+        Ok(b)
     }
 
     /// The client, built on first use with the configured limiter and cache (a notice says when the demo
@@ -264,13 +307,7 @@ impl Session {
             return Ok(client.clone());
         }
         let c = &self.config;
-        let mut b = self.client_builder();
-        if let Some(limiter) = self.limiter()? {
-            b = b.limiter(limiter, c.max_wait);
-        }
-        if let Some(n) = c.limits.server_concurrency {
-            b = b.server_concurrency(n);
-        }
+        let mut b = self.client_builder(c)?;
         if let Some(rec) = &c.recording {
             let path = rec.path.clone();
             let answers = match rec.mode {
@@ -282,19 +319,11 @@ impl Session {
             };
             b = b.recording(Arc::new(answers), rec.mode);
         }
-        // A strict replay sends nothing: it needs no quota, and answers from nothing but its file.
-        if c.cache.enabled && !self.replays_only() {
-            let sqlite = self.open_sqlite_cache()?;
-            let config = CacheConfig { default_ttl: Some(c.cache.ttl), ..CacheConfig::default() };
-            // The answers live in Redis when it is given (shared by every machine), else in the state file;
-            // the state file keeps this machine's statistics either way.
-            let persistent = match self.open_redis_cache()? {
-                Some(redis) => Some(redis),
-                None => sqlite.clone().map(|s| s as Arc<dyn PersistentStore>),
-            };
-            let cache = Arc::new(Cache::from_parts(MemoryCache::new(config), persistent));
-            b = b.cache(cache.clone(), CachePolicy { ttl: Some(c.cache.ttl), refresh: c.cache.refresh });
-            *lock(&self.cache) = Some(CacheParts { cache, sqlite });
+        // A strict replay sends nothing: it answers from nothing but its file, and opens no cache.
+        if !self.replays_only() {
+            if let Some(cache) = self.response_cache()? {
+                b = b.cache(cache, CachePolicy { ttl: Some(c.cache.ttl), refresh: c.cache.refresh });
+            }
         }
         let client = self.build(b)?;
         *slot = Some(client.clone());
@@ -342,13 +371,13 @@ impl Session {
         if let Some(client) = &*lock(&self.client) {
             return Ok(client.clone());
         }
-        let client = self.build(self.client_builder())?;
+        let client = self.build(self.base_builder(&self.config))?;
         self.demo_notice();
         Ok(client)
     }
 
     /// Builds a client; missing credentials are named as this session's configuration looks for them.
-    fn build(&self, b: gm_http::ClientBuilder) -> Result<Client, Error> {
+    fn build(&self, b: ClientBuilder) -> Result<Client, Error> {
         let client = b.build().map_err(|e| match e {
             gm_http::Error::MissingCredentials { provider, .. } => {
                 gm_http::Error::MissingCredentials { provider, hint: self.config.credential_hint() }
@@ -358,9 +387,9 @@ impl Session {
         Ok(client)
     }
 
-    /// A builder for the configured provider, base URL, organization, credential, aliases, waits and answer cap.
-    fn client_builder(&self) -> gm_http::ClientBuilder {
-        let c = &self.config;
+    /// A builder for `c`'s provider, base URL, organization, credential, aliases, waits, answer cap and
+    /// timeout, on the session's clock, without a limiter or a cache.
+    fn base_builder(&self, c: &SessionConfig) -> ClientBuilder {
         let mut b = Client::builder().provider(c.provider).clock(self.clock.clone());
         if let Some(url) = &c.base_url {
             b = b.base_url(url.clone());
@@ -371,7 +400,7 @@ impl Session {
         if let Some(credential) = &c.credential {
             b = b.credential(credential.clone());
         }
-        b = b.aliases(self.config.aliases.clone()).max_response_bytes(c.max_response_bytes).timeout(c.timeout);
+        b = b.aliases(c.aliases.clone()).max_response_bytes(c.max_response_bytes).timeout(c.timeout);
         // The wait bound applies to every wait for quota: the limiter's and the one a 429 asks for.
         b.retry_policy(RetryPolicy { max_wait: c.max_wait, ..RetryPolicy::default() })
     }
@@ -408,7 +437,7 @@ impl Session {
     /// now and then); failures are logged, never returned, since the use case's own result matters more.
     pub fn finish(&self) {
         let parts = lock(&self.cache);
-        let Some(CacheParts { cache, sqlite: Some(sqlite) }) = &*parts else { return };
+        let Some(Some(CacheParts { cache, sqlite: Some(sqlite) })) = &*parts else { return };
         if let Err(e) = cache.purge_expired(self.clock.now()) {
             tracing::warn!(error = %e, "could not remove expired cache entries");
         }
@@ -435,4 +464,28 @@ impl Session {
             Err(e) => tracing::warn!(error = %e, "could not record cache statistics"),
         }
     }
+}
+
+/// The limits configuration of `settings`: the spec for every model, else the limits file, else the limits
+/// given inline, with the plan and the margin applied.
+fn limits_config(settings: &LimitsSettings) -> Result<LimitsConfig, Error> {
+    let mut config = match (&settings.spec, &settings.file) {
+        (Some(spec), _) => LimitsConfig::uniform(spec.clone()),
+        (None, Some(file)) => {
+            let text = crate::eval::read_small(file).map_err(|source| Error::Read {
+                what: "the limits file",
+                path: file.clone(),
+                source,
+            })?;
+            LimitsConfig::from_toml(&text).map_err(|source| Error::LimitsFile { path: file.clone(), source })?
+        }
+        (None, None) => settings.inline.clone().unwrap_or_default(),
+    };
+    if config.margin.is_none() {
+        config.margin = settings.margin;
+    }
+    if let Some(plan) = settings.plan {
+        config.providers.entry("github".into()).or_default().plan = Some(plan);
+    }
+    Ok(config)
 }
