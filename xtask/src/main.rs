@@ -708,9 +708,10 @@ const TESTKIT: &str = "gm-testkit";
 /// a network stack and a database.
 const CLOSED: &[(&str, &[&str])] = &[("gm-metrics", &["tokio", "hyper", "rusqlite", "gm-http"])];
 
-/// The library crates: only the front ends (gm-cli, and the server to come) print or read the environment.
+/// The crates that never print or read the environment: every one but gm-cli. gm-serve is the gateway's library;
+/// the CLI reads the environment for it, and its access log goes where its configuration says.
 const LIBRARIES: &[&str] =
-    &["gm-core", "gm-metrics", "gm-limits", "gm-cache", "gm-http", "gm-eval", "gm-app", "gm-emulator"];
+    &["gm-core", "gm-metrics", "gm-limits", "gm-cache", "gm-http", "gm-eval", "gm-app", "gm-emulator", "gm-serve"];
 
 /// What a library must not do: print, or read the environment (a front end passes values in).
 const FRONT_END_ONLY: &[&str] =

@@ -219,8 +219,9 @@ impl Session {
     }
 
     /// The windows shared with other processes: in the Redis server when one is configured, else in the state
-    /// file; `None` for a session kept in memory. Opened once; every limiter of the session counts in them.
-    fn shared_windows(&self) -> Result<Option<Arc<dyn WindowStore>>, Error> {
+    /// file; `None` for a session kept in memory. Opened once; every limiter of the session counts in them, and
+    /// a server reads from them what every process has counted ([`WindowStore::count`]).
+    pub fn shared_windows(&self) -> Result<Option<Arc<dyn WindowStore>>, Error> {
         let mut slot = lock(&self.windows);
         if let Some(windows) = &*slot {
             return Ok(windows.clone());

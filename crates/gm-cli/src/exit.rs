@@ -28,6 +28,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() {
             return USAGE;
         }
+        if cause.downcast_ref::<gm_serve::ServeError>().is_some_and(|s| s.is_usage()) {
+            return USAGE;
+        }
         if let Some(provider) = gm_app::is_provider_error(cause) {
             return if provider { PROVIDER } else { USAGE };
         }

@@ -1,28 +1,39 @@
-//! gm as a client of itself: `gm eval` and `gm bench` through `gm serve` give what they give directly, and
-//! `gm serve keys` prints a key once, alone on standard output.
+//! gm as a client of itself: `gm eval` and `gm bench` through `gm serve` give what they give directly; `gm
+//! serve` alone serves the demo provider until SIGTERM; `gm serve keys` prints a key once, alone on standard
+//! output.
 
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use gm_app::{Session, SessionConfig};
 use gm_core::ProviderKind;
 use gm_emulator::{Emulator, EmulatorConfig};
 use gm_serve::{Gateway, LogTarget, Routing, ServeConfig, UpstreamConfig};
+use gm_testkit::TempDir;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gm-serve-cli-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn gm(data: &Path, args: &[&str]) -> Output {
+/// `gm` with `--data-dir data`, no credentials from the environment and no `gh`.
+fn command(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
     cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null());
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
+    for var in [
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "GM_PROVIDER",
+        "GM_BASE_URL",
+        "GM_API_KEY",
+        "GM_REDIS_URL",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("PATH", "/nonexistent");
-    cmd.output().unwrap()
+    cmd
+}
+
+fn gm(data: &Path, args: &[&str]) -> Output {
+    command(data, args).output().unwrap()
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -60,7 +71,7 @@ fn eval_and_bench_through_the_gateway_match_the_direct_run() {
     let mut config = ServeConfig::new(Routing::single(up));
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.log = LogTarget::Off;
-    let gateway = rt.block_on(Gateway::bind(config)).unwrap();
+    let gateway = rt.block_on(Gateway::bind(config, Session::new(SessionConfig::default()))).unwrap();
     let through = format!("http://{}/v1", gateway.local_addr());
     rt.spawn(gateway.run(std::future::pending()));
     let direct = emu.openai_url();
@@ -68,7 +79,7 @@ fn eval_and_bench_through_the_gateway_match_the_direct_run() {
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
     let suite = suite.to_str().unwrap();
     let run = |base: &str, name: &str, args: &[&str]| {
-        let data = scratch(name);
+        let data = TempDir::new(name);
         let mut all = vec!["--provider", "openai-compatible", "--base-url", base, "--no-cache"];
         all.extend_from_slice(args);
         let out = gm(&data, &all);
@@ -86,7 +97,7 @@ fn eval_and_bench_through_the_gateway_match_the_direct_run() {
 
 #[test]
 fn a_key_is_printed_once_alone_and_listed_without_its_secret() {
-    let data = scratch("keys");
+    let data = TempDir::new("serve-cli-keys");
     let out = gm(
         &data,
         &["serve", "keys", "create", "--name", "ci", "--limits", "60/1m", "--budget", "requests=100,usd=2/1d"],
@@ -104,8 +115,49 @@ fn a_key_is_printed_once_alone_and_listed_without_its_secret() {
     assert!(json(&gm(&data, &["serve", "keys", "list", "--json"]))[0]["revoked"].is_u64());
     assert_eq!(gm(&data, &["serve", "keys", "revoke", "nobody"]).status.code(), Some(2));
     // An exposed address without keys is refused with the reason.
-    let open = scratch("open");
+    let open = TempDir::new("serve-cli-open");
     let out = gm(&open, &["serve", "--host", "0.0.0.0", "--port", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public"));
+}
+
+#[test]
+fn gm_serve_alone_serves_the_demo_provider_and_stops_cleanly_on_sigterm() {
+    let data = TempDir::new("serve-cli-demo");
+    let mut child = command(&data, &["serve", "--port", "0"]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let mut said = Vec::new();
+    let addr = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("gm serve stopped before listening: {said:?}"));
+        if let Some(addr) = line.strip_prefix("gm serve: listening on http://") {
+            break addr.to_string();
+        }
+        said.push(line);
+    };
+    assert!(said.iter().any(|l| l.starts_with("note: demo provider")), "{said:?}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer = rt.block_on(async {
+        let body = r#"{"model":"openai/gpt-4.1","messages":[{"role":"user","content":"What is 6 * 7?"}]}"#;
+        let request = gm_http::HttpRequest {
+            method: http::Method::POST,
+            url: format!("http://{addr}/inference/chat/completions").parse().unwrap(),
+            headers: [(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))]
+                .into_iter()
+                .collect(),
+            body: body.into(),
+        };
+        let t = gm_http::HyperTransport::new(Default::default()).unwrap();
+        let resp = gm_http::Transport::send(&t, request).await.unwrap();
+        assert_eq!(resp.status, 200);
+        resp.collect(1 << 20).await.unwrap()
+    });
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("42"), "{v}");
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    // The access log's line for the request, then the farewell.
+    assert!(rest.iter().any(|l| l.contains("\"path\":\"/inference/chat/completions\"")), "{rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("gm serve: stopped"), "{rest:?}");
 }

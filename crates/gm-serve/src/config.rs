@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gm_app::{LimitsSettings, SessionConfig};
 use gm_core::ProviderKind;
 use gm_http::Credential;
 use gm_limits::{LimitSpec, LimitsConfig};
@@ -46,6 +46,37 @@ impl UpstreamConfig {
             limits: None,
             timeout: Duration::from_secs(300),
             attempts: 1,
+        }
+    }
+
+    /// The upstream a session configuration names (its provider, base URL, org and credential), called after
+    /// its provider: what `gm serve --provider P --base-url URL` serves.
+    pub fn of_session(config: &SessionConfig) -> Self {
+        let mut up = Self::new(config.provider.as_str(), config.provider);
+        up.base_url = config.base_url.clone();
+        up.org = config.org.clone();
+        up.credential = config.credential.clone();
+        up
+    }
+
+    /// The configuration its client is built from: its provider, endpoint and credential, and its limits
+    /// (its own, else the routing file's, else the gateway's), over the gateway's state (`gateway`).
+    pub(crate) fn session_config(&self, gateway: &SessionConfig, routing: Option<&LimitsConfig>) -> SessionConfig {
+        let limits = match (&self.limits, routing) {
+            (Some(spec), _) => LimitsSettings { spec: Some(spec.clone()), ..gateway.limits.clone() },
+            (None, Some(table)) => {
+                LimitsSettings { spec: None, file: None, inline: Some(table.clone()), ..gateway.limits.clone() }
+            }
+            (None, None) => gateway.limits.clone(),
+        };
+        SessionConfig {
+            provider: self.provider,
+            provider_reason: format!("the upstream `{}`", self.name),
+            base_url: self.base_url.clone(),
+            org: self.org.clone(),
+            credential: self.credential.clone(),
+            limits,
+            ..gateway.clone()
         }
     }
 }
@@ -253,25 +284,14 @@ pub enum LogTarget {
     Off,
 }
 
-/// Everything the gateway needs to run.
+/// What the gateway serves and how. Its state (the state file or Redis, the cache, the default upstream limits
+/// and the longest wait for quota) is the [`gm_app::Session`] it is bound with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// The address to listen on (port 0: a free port).
     pub addr: SocketAddr,
     /// The upstreams and routes.
     pub routing: Routing,
-    /// Limits for upstreams whose routing sets none (`--limits`, `--limits-config`).
-    pub limits: LimitsConfig,
-    /// The longest a request waits for upstream quota before a fallback is tried or 429 is answered.
-    pub max_wait: Duration,
-    /// Whether answers are cached.
-    pub cache: bool,
-    /// How long a cached answer stays fresh.
-    pub cache_ttl: Duration,
-    /// The state file (keys, budgets' counts, upstream windows, the cache); `None`: all in memory.
-    pub state_file: Option<PathBuf>,
-    /// A Redis server shared by replicas (upstream windows and concurrency, keys, budgets, the cache).
-    pub redis: Option<String>,
     /// `--public`: keyless visitors with per-visitor and global limits.
     pub public: Option<PublicLimits>,
     /// Take the visitor's address from `X-Forwarded-For` (only behind a proxy that sets it).
@@ -283,17 +303,11 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// The demo provider on `127.0.0.1:8080`, everything in memory: a starting point for tests and embedding.
+    /// `routing` on `127.0.0.1:8080`, no public visitors, a 30 s grace period, the access log on standard error.
     pub fn new(routing: Routing) -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             routing,
-            limits: LimitsConfig::default(),
-            max_wait: Duration::from_secs(120),
-            cache: true,
-            cache_ttl: Duration::from_secs(7 * 86_400),
-            state_file: None,
-            redis: None,
             public: None,
             trust_proxy: false,
             grace: Duration::from_secs(30),

@@ -51,7 +51,10 @@ pub enum ServeError {
         #[source]
         source: gm_http::Error,
     },
-    /// The state file or the Redis server failed.
+    /// The gateway's state (the state file, the Redis server, a limits file) could not be opened.
+    #[error(transparent)]
+    State(Box<gm_app::Error>),
+    /// The key store in the state file or the Redis server failed.
     #[error("{what} failed: {source}; check that the state file is writable (--data-dir) or that --redis answers")]
     Store {
         /// Which store, doing what.
@@ -72,7 +75,27 @@ pub enum ServeError {
     Serve(#[source] std::io::Error),
 }
 
+impl From<gm_app::Error> for ServeError {
+    fn from(e: gm_app::Error) -> Self {
+        ServeError::State(Box::new(e))
+    }
+}
+
 impl ServeError {
+    /// Whether the caller can fix it by changing what it gave (a flag, the routing file, a key's name, a
+    /// variable to export), rather than a failure of the machine or the network.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            ServeError::Config(_)
+            | ServeError::MissingCredential { .. }
+            | ServeError::Exposed { .. }
+            | ServeError::UnknownKey(_) => true,
+            ServeError::State(e) => e.is_usage(),
+            ServeError::Client { source, .. } => source.is_usage(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn store(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         ServeError::Store { what: what.into(), source: Box::new(e) }
     }

@@ -477,8 +477,7 @@ mod tests {
 
     #[test]
     fn a_key_is_stored_as_its_hash_only() {
-        let dir = std::env::temp_dir().join(format!("gm-serve-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = gm_testkit::TempDir::new("serve-keys-hash");
         let path = dir.join("state.sqlite");
         let store = SqliteKeys::open(&path).unwrap();
         assert!(!store.any_active().unwrap());
@@ -494,6 +493,5 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.windows(k.secret.len()).any(|w| w == k.secret.as_bytes()));
         assert!(!format!("{k:?}").contains(&k.secret));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

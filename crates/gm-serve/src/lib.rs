@@ -7,17 +7,24 @@
 //! identical requests are answered from the cache; each client key has its own windows and budgets; and
 //! `--public` serves a showcase with per-visitor limits. `/metrics` speaks the Prometheus text format.
 //!
-//! The gateway is a front end beside the CLI: it reads the environment only for the credentials a routing
-//! file names, and prints only its access log.
+//! The gateway is a front end beside the CLI, and a library: it never reads the environment (the credentials
+//! a routing file names come through the lookup given to [`Routing::from_toml`]) and writes only its access
+//! log, where [`ServeConfig::log`] says.
+//!
+//! The gateway's state (the state file or a Redis server, the response cache, the default upstream limits and
+//! the longest wait for quota) is a [`gm_app::Session`]: each upstream's client is built by it, so the
+//! gateway counts and caches exactly as every other front end of gm does.
 //!
 //! # Example
 //! ```no_run
 //! # async fn run() -> Result<(), gm_serve::ServeError> {
+//! use gm_app::{Session, SessionConfig};
 //! use gm_serve::{Gateway, Routing, ServeConfig};
 //!
 //! let mut config = ServeConfig::new(Routing::demo());
 //! config.addr = "127.0.0.1:0".parse().unwrap();
-//! let gateway = Gateway::bind(config).await?;
+//! // Everything in memory; give the session a data folder (or a Redis URL) to keep keys, counts and answers.
+//! let gateway = Gateway::bind(config, Session::new(SessionConfig::default())).await?;
 //! eprintln!("listening on http://{}", gateway.local_addr());
 //! gateway.run(gm_serve::shutdown_signal()).await
 //! # }

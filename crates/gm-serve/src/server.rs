@@ -14,7 +14,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use gm_core::{CatalogEntry, ChatCompletionChunk, ChatRequest, EmbeddingRequest, Usage};
+use futures_util::StreamExt;
+use gm_app::Session;
+use gm_core::{CatalogEntry, ChatRequest, EmbeddingRequest, StreamOptions, Usage};
 use gm_http::{ChatStream, Client};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -23,7 +25,7 @@ use crate::config::{LogTarget, ServeConfig};
 use crate::metrics::{Metrics, ModelLabels, RequestLabels};
 use crate::upstream::{Exchange, Upstream, EXCHANGE};
 use crate::wire::{json_response, upstream_failure, ApiFailure, Dialect};
-use crate::{build, ServeError};
+use crate::{build, keys, ServeError};
 
 /// A route as served: its targets resolved to upstream clients.
 #[derive(Debug)]
@@ -41,6 +43,7 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
+    session: Arc<Session>,
     routes: HashMap<String, Arc<Route>>,
     wildcard: Option<Arc<Route>>,
     access: Access,
@@ -51,17 +54,19 @@ struct Inner {
 }
 
 impl AppState {
-    /// Builds the state of `config`: opens the stores, builds every upstream's clients, resolves the routes.
-    pub fn new(config: &ServeConfig) -> Result<Self, ServeError> {
+    /// Builds the state of `config` over `session`, the gateway's state (its state file or Redis server, its
+    /// cache, the default upstream limits and the longest wait for quota): builds every upstream's clients,
+    /// opens the key store, resolves the routes.
+    pub fn new(config: &ServeConfig, session: Arc<Session>) -> Result<Self, ServeError> {
         config.routing.validate()?;
-        let stores = build::stores(config)?;
         let metrics = Arc::new(Metrics::new());
         let network = build::network()?;
         let mut upstreams = HashMap::new();
         for up in &config.routing.upstreams {
-            let u = build::upstream(up, config, &network, &stores, &metrics)?;
+            let u = build::upstream(up, &config.routing, &session, &network, &metrics)?;
             upstreams.insert(up.name.clone(), Arc::new(u));
         }
+        let caching = session.config().cache.enabled;
         let mut routes = HashMap::new();
         let mut wildcard = None;
         for r in &config.routing.routes {
@@ -70,31 +75,34 @@ impl AppState {
                 .iter()
                 .filter_map(|t| upstreams.get(&t.upstream).map(|u| (u.clone(), t.model.clone())))
                 .collect();
-            let route = Arc::new(Route { model: r.model.clone(), targets, cache: r.cache && config.cache });
+            let route = Arc::new(Route { model: r.model.clone(), targets, cache: r.cache && caching });
             if r.model == "*" {
                 wildcard = Some(route);
             } else {
                 routes.insert(r.model.to_ascii_lowercase(), route);
             }
         }
-        // Client keys and visitors count in the shared store too: across replicas, and across restarts.
-        let key_limiter = build::limiter(gm_limits::LimitsConfig::default(), stores.windows.as_ref());
-        let access = Access::new(
-            stores.keys.clone(),
-            key_limiter,
-            stores.windows.clone(),
-            config.public.clone(),
-            config.trust_proxy,
-        );
+        // Client keys live in the state file or Redis; keys and visitors count in the session's shared windows
+        // too: across replicas, and across restarts.
+        let state_file = match session.config().redis_url {
+            Some(_) => None,
+            None => session.state_file()?,
+        };
+        let keys = keys::open_store(state_file.as_deref(), session.config().redis_url.as_deref())?;
+        let key_limiter = session.limiter(gm_limits::LimitsConfig::default())?;
+        let access =
+            Access::new(keys, key_limiter, session.shared_windows()?, config.public.clone(), config.trust_proxy);
+        let cache = session.response_cache()?;
         Ok(Self {
             inner: Arc::new(Inner {
+                session,
                 routes,
                 wildcard,
                 access,
                 metrics,
                 prices: gm_eval::prices::PriceTable::builtin(),
                 log: config.log.clone(),
-                cache: stores.cache,
+                cache,
             }),
         })
     }
@@ -102,6 +110,11 @@ impl AppState {
     /// The metrics registry (to add a dashboard's own).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// The gateway's session: its state, and every use case of gm (runs, limits, the cache) for a dashboard.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.inner.session
     }
 
     fn route(&self, model: &str) -> Option<&Arc<Route>> {
@@ -150,6 +163,43 @@ struct Outcome {
     cache: Option<bool>,
     upstream: Option<Arc<str>>,
     usage: Option<(u64, u64)>,
+    /// For a streamed answer: its input and output tokens, told once the stream has ended.
+    streamed: Option<Tally>,
+}
+
+/// A streamed answer's input and output tokens, once its end has told them.
+type Tally = Arc<std::sync::Mutex<Option<(u64, u64)>>>;
+
+/// Writes a streamed answer's access-log line once its body ends (or the client goes away): with the time to
+/// the last byte and what the stream used, which its head could not tell.
+struct LogAtEnd {
+    line: serde_json::Value,
+    started: Instant,
+    tally: Tally,
+    log: LogTarget,
+}
+
+impl Drop for LogAtEnd {
+    fn drop(&mut self) {
+        self.line["stream_ms"] = ((self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3).into();
+        if let Some((i, o)) = *self.tally.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.line["tokens_in"] = i.into();
+            self.line["tokens_out"] = o.into();
+        }
+        write_log(&self.log, &self.line);
+    }
+}
+
+fn write_log(target: &LogTarget, line: &serde_json::Value) {
+    let mut text = line.to_string();
+    text.push('\n');
+    match target {
+        LogTarget::Stderr => {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+        LogTarget::Memory(buf) => buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(text.as_bytes()),
+        LogTarget::Off => {}
+    }
 }
 
 static REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -226,15 +276,16 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     if let Some(p) = peer {
         line["client"] = p.ip().to_string().into();
     }
-    let mut text = line.to_string();
-    text.push('\n');
-    match &state.inner.log {
-        LogTarget::Stderr => {
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        }
-        LogTarget::Memory(buf) => buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(text.as_bytes()),
-        LogTarget::Off => {}
+    if let Some(tally) = outcome.streamed {
+        let at_end = LogAtEnd { line, started, tally, log: state.inner.log.clone() };
+        let (parts, body) = resp.into_parts();
+        let body = body.into_data_stream().map(move |chunk| {
+            let _keep = &at_end;
+            chunk
+        });
+        return Response::from_parts(parts, Body::from_stream(body));
     }
+    write_log(&state.inner.log, &line);
     resp
 }
 
@@ -333,11 +384,16 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
     };
     let stream = request.stream == Some(true);
     let include_usage = request.stream_options.as_ref().is_some_and(|x| x.include_usage);
+    if stream {
+        // Usage is always asked of the upstream, so a stream's tokens count against the caller's budget; the
+        // usage chunk reaches the client only when it asked for it.
+        request.stream_options = Some(StreamOptions { include_usage: true });
+    }
     let bypass = wants_fresh(&parts.headers);
     let exchange = Exchange::new(request_id(&parts.extensions));
     let asked = request.model.clone();
     let started = Instant::now();
-    let mut last = None;
+    let (mut last, mut waited) = (None, false);
     for (i, (upstream, model)) in route.targets.iter().enumerate() {
         request.model = model.clone().unwrap_or_else(|| asked.clone());
         let client = upstream.client(route.cache, bypass);
@@ -346,7 +402,9 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         } else {
             EXCHANGE.scope(exchange.clone(), client.chat(&request)).await.map(|r| Answer::Whole(Box::new(r)))
         };
-        if let Some(first) = exchange.first_send.get() {
+        // The wait before the first upstream attempt, once per request (a fallback does not count it again).
+        if let (false, Some(first)) = (waited, exchange.first_send.get()) {
+            waited = true;
             s.inner.metrics.queue_wait.observe(first.saturating_duration_since(started).as_secs_f64());
         }
         match result {
@@ -388,10 +446,8 @@ fn cost_micro_usd(s: &AppState, model: &str, usage: &Usage) -> u64 {
 
 /// Counts an answer's usage: the caller's budgets, and the token and cost metrics.
 fn account(s: &AppState, o: &mut Outcome, pass: Pass, usage: Option<&Usage>, cached: bool) {
-    let Some(u) = usage else {
-        pass.settle(0, 0);
-        return;
-    };
+    // Without usage from the upstream the reservations stand: what was counted before sending.
+    let Some(u) = usage else { return };
     // A cached answer costs the upstream nothing; it still counts against the caller's token budget.
     let cost = if cached { 0 } else { cost_micro_usd(s, &o.model, u) };
     let total = if u.total_tokens > 0 { u.total_tokens } else { u.prompt_tokens + u.completion_tokens };
@@ -404,6 +460,9 @@ fn account(s: &AppState, o: &mut Outcome, pass: Pass, usage: Option<&Usage>, cac
         m.cost_micro_usd.get_or_create(&labels).inc_by(cost);
     }
     o.usage = Some((u.prompt_tokens, u.completion_tokens));
+    if let Some(tally) = &o.streamed {
+        *tally.lock().unwrap_or_else(|p| p.into_inner()) = o.usage;
+    }
 }
 
 fn count_cache(s: &AppState, cacheable: bool, hit: bool) {
@@ -428,25 +487,29 @@ fn whole(
     mut o: Outcome,
     cacheable: bool,
 ) -> Response {
-    let body = match serde_json::to_vec(&r.completion) {
-        Ok(b) => b,
-        Err(e) => {
-            let f =
-                ApiFailure::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("could not encode the answer: {e}"));
-            return fail(dialect, f, o, Some(&pass));
-        }
+    // The answer goes back as the upstream sent it (or the cache kept it), every field untouched.
+    let body = match r.body() {
+        Some(b) => b.clone(),
+        None => match serde_json::to_vec(&r.completion) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                let why = format!("could not encode the answer: {e}");
+                return fail(dialect, ApiFailure::new(StatusCode::BAD_GATEWAY, "upstream_error", why), o, Some(&pass));
+            }
+        },
     };
     count_cache(s, cacheable, r.cached);
     o.cache = Some(r.cached);
-    let mut resp = json_response(StatusCode::OK, Bytes::from(body));
+    let mut resp = json_response(StatusCode::OK, body);
     pass.apply(resp.headers_mut());
     resp.headers_mut().insert(GM_CACHE.clone(), if r.cached { HIT.clone() } else { MISS.clone() });
     account(s, &mut o, pass, r.completion.usage.as_ref(), r.cached);
     with_outcome(resp, o)
 }
 
-/// Streams an answer as server-sent events. Chunks that only carry usage reach the client only when it asked
-/// for them (`stream_options.include_usage`); the gateway always asks, to count the caller's tokens.
+/// Streams an answer as server-sent events, each event's data as the upstream sent it. Chunks that only carry
+/// usage reach the client only when it asked for them (`stream_options.include_usage`); the gateway always
+/// asks, to count the caller's tokens. What the stream used is told to the access log when it ends.
 fn streamed(
     s: &AppState,
     st: ChatStream,
@@ -459,6 +522,7 @@ fn streamed(
     let cached = st.is_cached();
     count_cache(s, cacheable, cached);
     o.cache = Some(cached);
+    o.streamed = Some(Arc::default());
     let mut headers = HeaderMap::new();
     pass.apply(&mut headers);
     struct Run {
@@ -488,15 +552,15 @@ fn streamed(
             if run.done {
                 return None;
             }
-            match run.st.next_chunk().await {
-                Some(Ok(chunk)) => {
-                    if let Some(u) = &chunk.usage {
+            match run.st.next_event().await {
+                Some(Ok(e)) => {
+                    if let Some(u) = &e.chunk.usage {
                         run.usage = Some(u.clone());
                     }
-                    if !run.include_usage && chunk.choices.is_empty() && chunk.usage.is_some() {
+                    if !run.include_usage && e.chunk.choices.is_empty() && e.chunk.usage.is_some() {
                         continue;
                     }
-                    return Some((Ok::<_, std::io::Error>(event(&chunk)), run));
+                    return Some((Ok::<_, std::io::Error>(event(&e.data)), run));
                 }
                 Some(Err(e)) => {
                     run.done = true;
@@ -526,11 +590,15 @@ fn streamed(
     with_outcome(resp, o)
 }
 
-fn event(chunk: &ChatCompletionChunk) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"data: ");
-    let _ = serde_json::to_writer(&mut out, chunk);
-    out.extend_from_slice(b"\n\n");
+/// One server-sent event carrying `data` unchanged (a line of its own for each of its lines).
+fn event(data: &str) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
     Bytes::from(out)
 }
 
@@ -714,6 +782,9 @@ async fn metrics(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Socke
     r
 }
 
+/// How often a running gateway adds its cache statistics to the state file (see [`Session::finish`]).
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+
 /// A gateway bound to its address, ready to serve.
 #[derive(Debug)]
 pub struct Gateway {
@@ -721,31 +792,38 @@ pub struct Gateway {
     addr: SocketAddr,
     router: Router,
     grace: Duration,
+    session: Arc<Session>,
 }
 
 impl Gateway {
-    /// Builds the state and the router of `config` and binds its address. A non-loopback address is refused
-    /// unless keys exist or the gateway is public.
-    pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
-        Self::bind_with(config, |_| Router::new()).await
+    /// Builds the state and the router of `config` over `session` (the gateway's state file or Redis server,
+    /// cache, default limits and longest wait) and binds its address. A non-loopback address is refused unless
+    /// keys exist or the gateway is public.
+    pub async fn bind(config: ServeConfig, session: Session) -> Result<Self, ServeError> {
+        Self::bind_with(config, session, |_| Router::new()).await
     }
 
     /// As [`Gateway::bind`], merging another router (e.g. a dashboard) built from the same state; the
     /// request-id, log and metrics layer covers it too.
-    pub async fn bind_with(config: ServeConfig, extra: impl FnOnce(AppState) -> Router) -> Result<Self, ServeError> {
-        let state = AppState::new(&config)?;
+    pub async fn bind_with(
+        config: ServeConfig,
+        session: Session,
+        extra: impl FnOnce(AppState) -> Router,
+    ) -> Result<Self, ServeError> {
+        let state = AppState::new(&config, Arc::new(session))?;
         if !config.addr.ip().is_loopback()
             && config.public.is_none()
             && !state.inner.access.keys.any_active().unwrap_or(false)
         {
             return Err(ServeError::Exposed { addr: config.addr });
         }
+        let session = state.inner.session.clone();
         let router = observed(api_router(state.clone()).merge(extra(state.clone())), state);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
         let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.addr, source })?;
-        Ok(Self { listener, addr, router, grace: config.grace })
+        Ok(Self { listener, addr, router, grace: config.grace, session })
     }
 
     /// The address it listens on.
@@ -764,12 +842,33 @@ impl Gateway {
         let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(signal);
         let grace = self.grace;
+        // The cache's statistics and expiries reach the state file every minute, and when the gateway stops.
+        let session = self.session;
+        let housekeeping = {
+            let session = session.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(HOUSEKEEPING);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let session = session.clone();
+                    let _ = tokio::task::spawn_blocking(move || session.finish()).await;
+                }
+            })
+        };
+        let finish = move || async move {
+            housekeeping.abort();
+            let _ = tokio::task::spawn_blocking(move || session.finish()).await;
+        };
         let mut serve = std::pin::pin!(std::future::IntoFuture::into_future(serve));
         tokio::select! {
-            r = &mut serve => return r.map_err(ServeError::Serve),
+            r = &mut serve => {
+                finish().await;
+                return r.map_err(ServeError::Serve);
+            }
             _ = rx => {}
         }
-        match tokio::time::timeout(grace, serve).await {
+        let served = match tokio::time::timeout(grace, serve).await {
             Ok(r) => r.map_err(ServeError::Serve),
             Err(_) => {
                 tracing::warn!(
@@ -778,13 +877,19 @@ impl Gateway {
                 );
                 Ok(())
             }
-        }
+        };
+        finish().await;
+        served
     }
 }
 
-/// Binds `config`'s address and serves until `shutdown` completes: the whole gateway in one call.
-pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-    Gateway::bind(config).await?.run(shutdown).await
+/// Binds `config`'s address over `session` and serves until `shutdown` completes: the whole gateway in one call.
+pub async fn serve(
+    config: ServeConfig,
+    session: Session,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Gateway::bind(config, session).await?.run(shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use gm_http::{Client, HttpRequest, HttpResponse, Transport, TransportError};
 use http::HeaderValue;
 
-use crate::config::UpstreamConfig;
 use crate::metrics::{Metrics, UpstreamLabels};
 
 /// What the handler of one request shares with the transport below the client: the request id to send
@@ -88,25 +87,4 @@ impl Upstream {
             (true, true) => &self.fresh,
         }
     }
-}
-
-/// The three clients of an upstream from one builder.
-pub(crate) fn clients(
-    up: &UpstreamConfig,
-    base: gm_http::ClientBuilder,
-    cache: Option<(Arc<gm_cache::Cache>, std::time::Duration)>,
-) -> Result<Upstream, crate::ServeError> {
-    let err = |source| crate::ServeError::Client { upstream: up.name.clone(), source };
-    let uncached = base.clone().build().map_err(err)?;
-    let (cached, fresh) = match cache {
-        Some((c, ttl)) => (
-            base.clone()
-                .cache(c.clone(), gm_http::CachePolicy { ttl: Some(ttl), refresh: false })
-                .build()
-                .map_err(err)?,
-            base.cache(c, gm_http::CachePolicy { ttl: Some(ttl), refresh: true }).build().map_err(err)?,
-        ),
-        None => (uncached.clone(), uncached.clone()),
-    };
-    Ok(Upstream { name: up.name.as_str().into(), cached, fresh, uncached })
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use gm_app::{CacheSettings, Session, SessionConfig};
 use gm_http::{HttpRequest, HyperTransport, Transport};
 use gm_serve::{Gateway, LogTarget, ServeConfig};
 use http::{HeaderMap, HeaderValue, Method};
@@ -34,11 +35,26 @@ impl Running {
     }
 }
 
-pub async fn start(mut config: ServeConfig) -> Running {
+/// The gateway's state in memory, with the cache on.
+pub fn in_memory() -> SessionConfig {
+    SessionConfig::default()
+}
+
+/// The gateway's state in memory, without the cache.
+pub fn uncached() -> SessionConfig {
+    SessionConfig { cache: CacheSettings { enabled: false, ..CacheSettings::default() }, ..SessionConfig::default() }
+}
+
+/// The gateway's state in `dir`'s state file, without the cache.
+pub fn kept_in(dir: &std::path::Path) -> SessionConfig {
+    SessionConfig { data_dir: Some(dir.to_path_buf()), ..uncached() }
+}
+
+pub async fn start(mut config: ServeConfig, session: SessionConfig) -> Running {
     config.addr = "127.0.0.1:0".parse().unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     config.log = LogTarget::Memory(log.clone());
-    let gateway = Gateway::bind(config).await.expect("the gateway starts");
+    let gateway = Gateway::bind(config, Session::new(session)).await.expect("the gateway starts");
     let addr = gateway.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(gateway.run(async move {
@@ -87,10 +103,28 @@ pub async fn chat(url: &str, model: &str, text: &str, headers: &[(&str, &str)]) 
     call(Method::POST, &format!("{url}/v1/chat/completions"), headers, &body).await
 }
 
-/// A fresh folder for a state file.
-pub fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("gm-serve-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// An OpenAI-style upstream that answers every chat request with `whole`, or, asked to stream, with `events`
+/// (each the data of one event) and `[DONE]`: exactly these bytes, whatever a parser would make of them. The
+/// last event carries the usage, and is sent only when `stream_options.include_usage` asks for it.
+pub async fn fixed_upstream(whole: &'static str, events: &'static [&'static str]) -> String {
+    use axum::routing::post;
+    let answer = move |body: Bytes| async move {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["stream"] == true {
+            let usage = v["stream_options"]["include_usage"] == true;
+            let mut sse = String::new();
+            for e in &events[..events.len() - usize::from(!usage)] {
+                sse.push_str(&format!("data: {e}\n\n"));
+            }
+            sse.push_str("data: [DONE]\n\n");
+            ([(http::header::CONTENT_TYPE, "text/event-stream")], sse)
+        } else {
+            ([(http::header::CONTENT_TYPE, "application/json")], whole.to_string())
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }

@@ -5,11 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, chat, scratch, start};
+use common::{call, chat, in_memory, kept_in, start, uncached};
+use gm_app::{Session, SessionConfig};
 use gm_core::ProviderKind;
 use gm_emulator::{Emulator, EmulatorConfig, Fault};
 use gm_serve::keys::{self, Budget, KeyStore};
 use gm_serve::{PublicLimits, RouteConfig, Routing, ServeConfig, Target, UpstreamConfig};
+use gm_testkit::TempDir;
 use http::Method;
 
 async fn emulator() -> Emulator {
@@ -41,7 +43,7 @@ async fn a_503_falls_back_to_the_next_upstream_and_a_400_does_not() {
         }],
         limits: None,
     };
-    let gw = start(ServeConfig::new(routing)).await;
+    let gw = start(ServeConfig::new(routing), uncached()).await;
     first.inject(Fault::status(503, 1));
     let a = chat(&gw.url(), "team/model", "fall back", &[]).await;
     assert_eq!(a.status, 200, "{}", a.text());
@@ -81,10 +83,8 @@ async fn an_upstream_quota_is_never_exceeded_and_the_client_learns_the_exact_wai
     .unwrap();
     let mut up = upstream("emu", &emu);
     up.limits = Some(gm_limits::LimitSpec::parse("3/1m").unwrap());
-    let mut config = ServeConfig::new(Routing::single(up));
-    config.cache = false;
-    config.max_wait = Duration::from_secs(1);
-    let gw = start(config).await;
+    let session = SessionConfig { max_wait: Duration::from_secs(1), ..uncached() };
+    let gw = start(ServeConfig::new(Routing::single(up)), session).await;
     for i in 0..3 {
         let a = chat(&gw.url(), "openai/gpt-4.1", &format!("q{i}"), &[]).await;
         assert_eq!(a.status, 200, "{}", a.text());
@@ -100,19 +100,48 @@ async fn an_upstream_quota_is_never_exceeded_and_the_client_learns_the_exact_wai
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_upstreams_without_a_key_each_have_their_own_quota_in_the_state_file() {
+    let limits = || gm_emulator::EmulatorLimits {
+        windows: vec![gm_emulator::Window { limit: 2, window: Duration::from_secs(60), daily: false }],
+        concurrency: None,
+    };
+    let config = || EmulatorConfig { require_auth: false, limits: Some(limits()), ..Default::default() };
+    let (a, b) = (Emulator::start(config()).await.unwrap(), Emulator::start(config()).await.unwrap());
+    let (mut up_a, mut up_b) = (upstream("a", &a), upstream("b", &b));
+    up_a.limits = Some(gm_limits::LimitSpec::parse("2/1m").unwrap());
+    up_b.limits = up_a.limits.clone();
+    let route = |model: &str, to: &str| RouteConfig {
+        model: model.into(),
+        targets: vec![Target { upstream: to.into(), model: Some("openai/gpt-4.1".into()) }],
+        cache: false,
+    };
+    let routing =
+        Routing { upstreams: vec![up_a, up_b], routes: vec![route("x/a", "a"), route("x/b", "b")], limits: None };
+    let dir = TempDir::new("serve-two-upstreams");
+    let session = SessionConfig { max_wait: Duration::ZERO, ..kept_in(&dir) };
+    let gw = start(ServeConfig::new(routing), session).await;
+    for model in ["x/a", "x/b"] {
+        for i in 0..2 {
+            let answer = chat(&gw.url(), model, &format!("{model} {i}"), &[]).await;
+            assert_eq!(answer.status, 200, "{model} {i}: {}", answer.text());
+        }
+        assert_eq!(chat(&gw.url(), model, "third", &[]).await.status, 429);
+    }
+    assert_eq!((answered(&a), answered(&b)), (2, 2));
+    assert_eq!(a.stats().by_status.get(&429), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_required_once_one_exists_and_hold_their_limits_and_budgets() {
     let emu = emulator().await;
-    let dir = scratch("keys");
-    let state = dir.join("gm.sqlite");
+    let dir = TempDir::new("serve-keys");
+    let state = dir.join(gm_app::STATE_FILE_NAME);
     let store = keys::SqliteKeys::open(&state).unwrap();
     let limited = keys::generate("limited", Some(gm_limits::LimitSpec::parse("2/1h").unwrap()), None).unwrap();
     store.insert(&limited.record).unwrap();
     let budget = keys::generate("budget", None, Some(Budget::parse("requests=1/1d").unwrap())).unwrap();
     store.insert(&budget.record).unwrap();
-    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
-    config.state_file = Some(state.clone());
-    config.cache = false;
-    let gw = start(config).await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu))), kept_in(&dir)).await;
     let url = gw.url();
 
     assert_eq!(chat(&url, "openai/gpt-4.1", "no key", &[]).await.status, 401);
@@ -156,10 +185,7 @@ async fn keys_are_required_once_one_exists_and_hold_their_limits_and_budgets() {
     gw.stop().await.unwrap();
 
     // A restart keeps the keys and what they have spent.
-    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
-    config.state_file = Some(state);
-    config.cache = false;
-    let gw = start(config).await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu))), kept_in(&dir)).await;
     let a = chat(&gw.url(), "openai/gpt-4.1", "after restart", &[("authorization", &bearer)]).await;
     assert_eq!(a.status, 429, "{}", a.text());
 }
@@ -168,13 +194,12 @@ async fn keys_are_required_once_one_exists_and_hold_their_limits_and_budgets() {
 async fn public_visitors_are_held_to_their_own_limits_and_an_open_address_is_refused() {
     let emu = emulator().await;
     let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
-    config.cache = false;
     config.trust_proxy = true;
     config.public = Some(PublicLimits {
         visitor: gm_limits::LimitSpec::parse("2/1m").unwrap(),
         global: gm_limits::LimitSpec::parse("3/1m").unwrap(),
     });
-    let gw = start(config).await;
+    let gw = start(config, uncached()).await;
     let from = |ip: &'static str| [("x-forwarded-for", ip)];
     for _ in 0..2 {
         assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "hi", &from("203.0.113.7")).await.status, 200);
@@ -189,14 +214,14 @@ async fn public_visitors_are_held_to_their_own_limits_and_an_open_address_is_ref
 
     let mut open = ServeConfig::new(Routing::demo());
     open.addr = "0.0.0.0:0".parse().unwrap();
-    let err = gm_serve::Gateway::bind(open).await.unwrap_err().to_string();
+    let err = gm_serve::Gateway::bind(open, Session::new(in_memory())).await.unwrap_err().to_string();
     assert!(err.contains("--public") && err.contains("keys create"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_answers_repeats_replays_streams_and_is_bypassed_on_request() {
     let emu = emulator().await;
-    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu)))).await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu))), in_memory()).await;
     let url = gw.url();
     let a = chat(&url, "openai/gpt-4.1", "cache me", &[]).await;
     assert_eq!(a.header("x-gm-cache"), Some("miss"));
@@ -246,7 +271,7 @@ async fn a_route_can_opt_out_of_the_cache() {
     let emu = emulator().await;
     let mut routing = Routing::single(upstream("emu", &emu));
     routing.routes[0].cache = false;
-    let gw = start(ServeConfig::new(routing)).await;
+    let gw = start(ServeConfig::new(routing), in_memory()).await;
     for _ in 0..2 {
         assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "same", &[]).await.header("x-gm-cache"), Some("miss"));
     }
@@ -262,9 +287,7 @@ async fn a_shutdown_lets_every_request_in_flight_finish() {
     })
     .await
     .unwrap();
-    let mut config = ServeConfig::new(Routing::single(upstream("emu", &emu)));
-    config.cache = false;
-    let gw = start(config).await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu))), uncached()).await;
     let url = gw.url();
     let mut calls = Vec::new();
     for i in 0..6 {

@@ -1,4 +1,4 @@
-//! `gm serve`: flags and environment into a gateway configuration; the gateway itself is gm-serve.
+//! `gm serve`: flags and environment into the gateway's configuration and session; the gateway is gm-serve.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use gm_core::ProviderKind;
+use gm_app::{Notice, SessionConfig};
 use gm_serve::keys::{self, Budget};
-use gm_serve::{PublicLimits, Routing, ServeConfig, ServeError, UpstreamConfig};
+use gm_serve::{PublicLimits, Routing, ServeConfig, UpstreamConfig};
 
 use crate::cli::Global;
 use crate::context;
@@ -100,56 +100,32 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     gm_limits::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn serve_err(e: ServeError) -> anyhow::Error {
-    match e {
-        ServeError::Config(_) | ServeError::MissingCredential { .. } | ServeError::Exposed { .. } => {
-            usage(e.to_string())
-        }
-        other => anyhow::Error::new(other),
-    }
+/// Whether the flags name the one upstream to serve (else a routing file names them, or the demo answers).
+fn names_an_upstream(global: &Global, args: &ServeArgs) -> bool {
+    args.config.is_none() && (global.provider.is_some() || global.base_url.is_some())
 }
 
-/// The upstreams: the routing file's; else the provider of --provider/--base-url; else the demo provider.
-fn routing(global: &Global, args: &ServeArgs) -> Result<Routing> {
-    if let Some(file) = &args.config {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("could not read the routing file {}", file.display()))?;
-        return Routing::from_toml(&text, &context::env_var).map_err(|e| usage(format!("{}: {e}", file.display())));
+/// The gateway's session: its state (the data folder or Redis), its cache, the upstream limits and the longest
+/// wait from the global flags. With `--provider` or `--base-url`, also the one upstream, resolved with the
+/// environment's credentials like every command's; otherwise the demo provider (a routing file names its own
+/// upstreams), so `gm serve` alone works on any machine.
+fn session_config(global: &Global, args: &ServeArgs) -> Result<SessionConfig> {
+    if names_an_upstream(global, args) {
+        return context::config(global, true);
     }
-    if global.provider.is_none() && global.base_url.is_none() {
-        return Ok(Routing::demo());
-    }
-    // The provider, base URL and credential resolved as every command resolves them.
-    let res = context::config(global, false)?;
-    let provider = global.provider.unwrap_or(ProviderKind::OpenAiCompatible);
-    let mut up = UpstreamConfig::new(provider.as_str(), provider);
-    up.base_url = global.base_url.clone().or(res.base_url);
-    up.credential = if global.provider.is_some() { res.credential } else { None };
-    up.org = global.org.clone();
-    Ok(Routing::single(up))
-}
-
-/// The gateway's configuration from the flags.
-fn config(global: &Global, args: &ServeArgs) -> Result<ServeConfig> {
-    let mut config = ServeConfig::new(routing(global, args)?);
-    config.addr = SocketAddr::new(args.host, args.port);
-    // The limits, waits, cache lifetime and state file of the settings and flags, as every command reads them.
-    let session = context::open(context::state_config(global)?);
-    config.limits = session.limits_config()?;
-    config.max_wait = session.config().max_wait;
-    config.cache = !global.no_cache;
-    config.cache_ttl = session.config().cache.ttl;
-    config.redis = session.config().redis_url.clone();
-    config.state_file = session.state_file()?;
-    config.trust_proxy = args.trust_proxy;
-    config.grace = args.grace;
-    if args.no_access_log {
-        config.log = gm_serve::LogTarget::Off;
-    }
-    if args.public {
-        config.public = Some(PublicLimits { visitor: args.visitor_limits.clone(), global: args.public_limits.clone() });
-    }
+    let mut config = context::state_config(global)?;
+    // A state-only configuration caches nothing; the gateway caches unless told not to.
+    config.cache.enabled = !global.no_cache;
+    config.provider_reason = "gm serve without --provider, --base-url or --config serves the demo provider".into();
     Ok(config)
+}
+
+/// The upstreams: the routing file's, else the session's one provider.
+fn routing(args: &ServeArgs, session: &SessionConfig) -> Result<Routing> {
+    let Some(file) = &args.config else { return Ok(Routing::single(UpstreamConfig::of_session(session))) };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("could not read the routing file {}", file.display()))?;
+    Routing::from_toml(&text, &context::env_var).map_err(|e| usage(format!("{}: {e}", file.display())))
 }
 
 /// Runs `gm serve` or `gm serve keys …`.
@@ -157,30 +133,56 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
     if let Some(ServeCommand::Keys(cmd)) = args.keys {
         return keys_command(global, cmd);
     }
-    let config = config(global, &args)?;
-    let gateway = gm_serve::Gateway::bind(config).await.map_err(serve_err)?;
+    let session = session_config(global, &args)?;
+    let mut config = ServeConfig::new(routing(&args, &session)?);
+    config.addr = SocketAddr::new(args.host, args.port);
+    config.trust_proxy = args.trust_proxy;
+    config.grace = args.grace;
+    if args.no_access_log {
+        config.log = gm_serve::LogTarget::Off;
+    }
+    if args.public {
+        config.public = Some(PublicLimits { visitor: args.visitor_limits, global: args.public_limits });
+    }
+    let demo: Vec<&str> = config
+        .routing
+        .upstreams
+        .iter()
+        .filter(|u| u.provider == gm_core::ProviderKind::Demo)
+        .map(|u| u.name.as_str())
+        .collect();
+    if !demo.is_empty() {
+        let reason = match args.config {
+            Some(_) => format!("the routing file's upstream {}", demo.join(", ")),
+            None => session.provider_reason.clone(),
+        };
+        eprintln!("note: {}", Notice::DemoProvider { reason });
+    }
+    let gateway = gm_serve::Gateway::bind(config, context::open(session)).await?;
     eprintln!("gm serve: listening on http://{}", gateway.local_addr());
-    gateway.run(gm_serve::shutdown_signal()).await.map_err(serve_err)?;
+    gateway.run(gm_serve::shutdown_signal()).await?;
     eprintln!("gm serve: stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
-    let state = match &global.redis {
+    // Keys live where the gateway keeps them: in Redis when given, else in the state file.
+    let session = context::open(context::state_config(global)?);
+    let state_file = match &global.redis {
         Some(_) => None,
-        None => context::open(context::state_config(global)?).state_file()?,
+        None => session.state_file()?,
     };
-    let store = keys::open_store(state.as_deref(), global.redis.as_deref()).map_err(serve_err)?;
+    let store = keys::open_store(state_file.as_deref(), global.redis.as_deref())?;
     match cmd {
         KeysCommand::Create { name, limits, budget } => {
-            let budget = budget.map(|b| Budget::parse(&b)).transpose().map_err(serve_err)?;
-            let key = keys::generate(&name, limits, budget).map_err(serve_err)?;
-            store.insert(&key.record).map_err(serve_err)?;
+            let budget = budget.map(|b| Budget::parse(&b)).transpose()?;
+            let key = keys::generate(&name, limits, budget)?;
+            store.insert(&key.record)?;
             eprintln!("created key {} ({name}); it is shown once, below, and stored only as a hash", key.record.id);
             println!("{}", key.secret);
         }
         KeysCommand::List { json } => {
-            let all = store.list().map_err(serve_err)?;
+            let all = store.list()?;
             if json {
                 let view: Vec<_> = all
                     .iter()
@@ -189,7 +191,7 @@ fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
                             "budget": k.budget.as_ref().map(|b| b.to_string()), "created": k.created, "revoked": k.revoked})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                super::print_json(&view)?;
             } else {
                 println!("{:<14} {:<20} {:<8} {:<28} BUDGET", "ID", "NAME", "STATE", "LIMITS");
                 for k in all {
@@ -201,10 +203,7 @@ fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
             }
         }
         KeysCommand::Revoke { key } => {
-            let k = store.revoke(&key).map_err(|e| match e {
-                ServeError::UnknownKey(_) => usage(e.to_string()),
-                other => anyhow::Error::new(other),
-            })?;
+            let k = store.revoke(&key)?;
             eprintln!("revoked key {} ({})", k.id, k.name);
         }
     }
