@@ -418,6 +418,18 @@ impl KeyHandle {
         &self.shared.key
     }
 
+    /// Whether a request's tokens must be counted for the key's limits: a cap on one request's tokens, or a
+    /// token budget. Without either, counting them (a tokenizer pass) would be wasted.
+    pub fn counts_tokens(&self) -> bool {
+        let st = self.shared.lock();
+        st.spec.tokens_in.is_some() || st.spec.tokens_out.is_some() || !st.spec.token_windows.is_empty()
+    }
+
+    /// As [`Limiter::check`].
+    pub fn check(&self, tokens: &TokenCount) -> Result<(), LimitError> {
+        self.shared.lock().spec.check_request(tokens)
+    }
+
     /// As [`Limiter::try_acquire`].
     #[inline]
     pub fn try_acquire(&self, tokens: TokenCount, now: Instant) -> Result<Permit, Denied> {

@@ -34,11 +34,8 @@ impl Client {
         })
     }
 
-    /// Gives a GitHub Models key the limits of its catalog tier on the configured plan, once per key.
+    /// Gives a GitHub Models key the limits of its catalog tier on the configured plan.
     async fn apply_github_tier(&self, limiter: &gm_limits::Limiter, key: &gm_limits::LimitKey) -> Result<(), Error> {
-        if self.inner.tiered_keys.lock().map_err(|_| poisoned())?.contains(&key.model) {
-            return Ok(());
-        }
         let tier = if limiter.config().uniform {
             None
         } else {
@@ -47,8 +44,22 @@ impl Client {
         };
         let spec = limiter.config().spec_for_github_model(&key.provider, &key.model, tier.as_deref())?;
         limiter.set_limits(key, spec);
-        self.inner.tiered_keys.lock().map_err(|_| poisoned())?.insert(key.model.clone());
         Ok(())
+    }
+
+    /// The limiter's handle on the key of `model`, made once per model (a GitHub key gets its catalog tier
+    /// then): later requests find it without building the key or looking it up in the limiter.
+    async fn key_handle(&self, limiter: &gm_limits::Limiter, model: &str) -> Result<gm_limits::KeyHandle, Error> {
+        if let Some(h) = self.inner.handles.read().map_err(|_| poisoned())?.get(model) {
+            return Ok(h.clone());
+        }
+        let key = self.limit_key(model);
+        if self.inner.provider == ProviderKind::Github {
+            self.apply_github_tier(limiter, &key).await?;
+        }
+        let handle = limiter.handle(&key);
+        self.inner.handles.write().map_err(|_| poisoned())?.insert(model.to_string(), handle.clone());
+        Ok(handle)
     }
 
     /// Sends with retries; returns a success response (status < 400) with its body unread.
@@ -62,20 +73,12 @@ impl Client {
         // Every attempt passes the limiter; a request over a per-request cap fails here, before sending.
         let limit = match (&self.inner.limiter, limited) {
             (Some((limiter, max_wait)), Some(req)) => {
-                let key = self.limit_key(&req.model);
-                if self.inner.provider == ProviderKind::Github {
-                    self.apply_github_tier(limiter, &key).await?;
-                }
-                // Counting tokens costs a tokenizer pass; only limits on tokens need it.
-                let spec = limiter.limits(&key);
-                let tokens = if spec.tokens_in.is_some() || spec.tokens_out.is_some() || !spec.token_windows.is_empty()
-                {
-                    gm_limits::count_tokens(req)
-                } else {
-                    gm_limits::TokenCount::ZERO
-                };
-                limiter.check(&key, &tokens)?;
-                Some((limiter.as_ref(), *max_wait, key, tokens))
+                // Counting tokens costs a tokenizer pass, which only limits on tokens need.
+                let handle = self.key_handle(limiter, &req.model).await?;
+                let tokens =
+                    if handle.counts_tokens() { gm_limits::count_tokens(req) } else { gm_limits::TokenCount::ZERO };
+                handle.check(&tokens)?;
+                Some((limiter.as_ref(), *max_wait, handle, tokens))
             }
             _ => None,
         };
@@ -88,7 +91,7 @@ impl Client {
         method: Method,
         url: http::Uri,
         body: Bytes,
-        limit: Option<(&gm_limits::Limiter, Duration, gm_limits::LimitKey, gm_limits::TokenCount)>,
+        limit: Option<(&gm_limits::Limiter, Duration, gm_limits::KeyHandle, gm_limits::TokenCount)>,
     ) -> Result<(HttpResponse, Meta), Error> {
         let headers = if body.is_empty() { &self.inner.headers } else { &self.inner.json_headers };
         let policy = &self.inner.retry;
@@ -96,10 +99,10 @@ impl Client {
         loop {
             meta.attempts += 1;
             let waiting = self.inner.clock.now();
-            if let Some((limiter, max_wait, key, tokens)) = &limit {
+            if let Some((_, max_wait, handle, tokens)) = &limit {
                 // A failed attempt gave its permit back before its backoff (below), so a retry never waits
                 // for the concurrency slot it holds itself.
-                meta.permit = Some(limiter.acquire(key, *tokens, *max_wait).await?);
+                meta.permit = Some(handle.acquire(*tokens, *max_wait).await?);
             }
             // The server's cap counts what is sent to it; a catalog request is not held back by it.
             if let (Some(slots), true) = (&self.inner.server_slots, method == Method::POST) {
@@ -133,8 +136,8 @@ impl Client {
                 }
             };
             if resp.status < 400 {
-                if let Some((limiter, _, key, _)) = &limit {
-                    let _ = observe(limiter, key, resp.status, &resp.headers, None);
+                if let Some((limiter, _, handle, _)) = &limit {
+                    let _ = observe(limiter, handle.key(), resp.status, &resp.headers, None);
                 }
                 return Ok((resp, meta));
             }
@@ -145,8 +148,9 @@ impl Client {
             // out before anything of the answer is kept, shown or logged.
             let raw = Bytes::from(self.scrub(&String::from_utf8_lossy(&raw)));
             let parsed = ErrorBody::parse(&raw);
-            let seen =
-                limit.as_ref().map(|(limiter, _, key, _)| observe(limiter, key, status, &resp_headers, Some(&raw)));
+            let seen = limit
+                .as_ref()
+                .map(|(limiter, _, handle, _)| observe(limiter, handle.key(), status, &resp_headers, Some(&raw)));
             // A `retry-after` HTTP date is wall-clock time, which no monotonic `Clock` can tell.
             let wait = server_wait(&resp_headers, parsed.as_ref(), SystemTime::now());
             // A 429 that says nothing about waiting blocked the key for the limiter's short, growing backoff:
@@ -225,10 +229,21 @@ fn observe(
     body: Option<&[u8]>,
 ) -> gm_limits::Observation {
     let mut signal = gm_limits::ServerSignal::new(status);
+    let mut told = false;
     for (name, value) in headers {
-        if let Ok(v) = value.to_str() {
-            signal = signal.header(name.as_str(), v);
+        // Names come lower-case; only these tell the limiter anything.
+        let name = name.as_str();
+        if !(name.starts_with("retry-after") || name.starts_with("x-ratelimit-")) {
+            continue;
         }
+        if let Ok(v) = value.to_str() {
+            signal.set_header(name, v);
+            told = true;
+        }
+    }
+    // A success without rate-limit headers has nothing to teach.
+    if status < 400 && !told {
+        return gm_limits::Observation::default();
     }
     if let Some(b) = body {
         signal = signal.body(b);

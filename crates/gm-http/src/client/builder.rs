@@ -244,7 +244,7 @@ impl ClientBuilder {
                 user_agent: self.user_agent,
 
                 limiter: self.limiter,
-                tiered_keys: Mutex::new(Default::default()),
+                handles: Default::default(),
                 cache: self.cache,
                 cache_policy: self.cache_policy,
                 recorder: self.recorder,

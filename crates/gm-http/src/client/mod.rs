@@ -74,8 +74,8 @@ struct Inner {
     /// A hash of the credential, which keys the limiter (never the credential itself).
     credential_fingerprint: String,
     limiter: Option<(Arc<gm_limits::Limiter>, Duration)>,
-    /// GitHub models whose tier limits have been given to the limiter.
-    tiered_keys: Mutex<std::collections::HashSet<String>>,
+    /// The limiter's handle on each model's key, by the model as requests name it (see `key_handle`).
+    handles: std::sync::RwLock<std::collections::HashMap<String, gm_limits::KeyHandle>>,
     cache: Option<Arc<gm_cache::Cache>>,
     cache_policy: CachePolicy,
     /// The recorded answers file, if answers are recorded or replayed.
