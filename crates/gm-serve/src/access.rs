@@ -105,7 +105,8 @@ impl Access {
             .filter(|t| !t.is_empty());
         let store_failed =
             |e: crate::ServeError| ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", e.to_string());
-        let any_keys = self.keys.any_active().map_err(store_failed)?;
+        // A known key is the common case: it is looked up first, and only a request without one asks whether
+        // any key exists (one look-up in the store per request either way).
         if let Some(t) = token {
             if let Some(rec) = self.keys.find(&hash_key(t)).map_err(store_failed)? {
                 if rec.revoked.is_some() {
@@ -113,6 +114,9 @@ impl Access {
                 }
                 return Ok(Caller::Key(rec));
             }
+        }
+        let any_keys = self.keys.any_active().map_err(store_failed)?;
+        if token.is_some() {
             if any_keys {
                 return Err(unauthorized(
                     "the key is not known to this gateway; send a key made with `gm serve keys create` as a bearer token or api-key header",

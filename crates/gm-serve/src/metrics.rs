@@ -1,8 +1,8 @@
 //! `/metrics`: the gateway's counters and histograms in the Prometheus text format (prometheus-client).
 //!
-//! Labels carry the route, the model id the client sent, the client key's name (never its secret) and the
-//! status. Model ids are the route's own for known routes; for `*` routes the model the client sent, so their
-//! number is bounded by what the upstream serves.
+//! Labels carry the route, the model, the client key's name (never its secret) and the status. A model is
+//! named by its route's id; on a `*` route by the id the client sent once an upstream has answered it, else `*`,
+//! so the number of labels is bounded by what the routes and upstreams serve, never by what clients make up.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -158,7 +158,11 @@ pub fn observed(router: Router, state: AppState) -> Router {
 #[derive(Debug, Clone, Default)]
 struct Outcome {
     endpoint: &'static str,
+    /// The model's metric label: the route's id, for a `*` route the one the client sent once an upstream
+    /// has answered it (so clients cannot grow the label set with made-up ids), else `*`.
     model: String,
+    /// The model the client sent, for the access log.
+    asked: String,
     key: String,
     cache: Option<bool>,
     upstream: Option<Arc<str>>,
@@ -249,6 +253,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let model = if outcome.model.is_empty() { "-".to_string() } else { outcome.model.clone() };
     let key = if outcome.key.is_empty() { "-".to_string() } else { outcome.key.clone() };
     m.requests.get_or_create(&RequestLabels { route: endpoint, model: model.clone(), key: key.clone(), status }).inc();
+    let model = if outcome.asked.is_empty() { model } else { outcome.asked.clone() };
     if matches!(state.inner.log, LogTarget::Off) {
         return resp;
     }
@@ -369,11 +374,11 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         Ok(r) => r,
         Err(e) => return fail(dialect, bad_json(e), o, None),
     };
+    o.asked = request.model.clone();
     let Some(route) = s.route(&request.model).cloned() else {
-        o.model = "-".into();
         return fail(dialect, unknown_model(&request.model), o, None);
     };
-    o.model = if route.model == "*" { request.model.clone() } else { route.model.clone() };
+    o.model = route.model.clone();
     let tokens = match &caller {
         Caller::Key(k) if !k.spec().token_windows.is_empty() => gm_limits::count_tokens(&request),
         _ => gm_limits::TokenCount::ZERO,
@@ -410,6 +415,9 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         match result {
             Ok(answer) => {
                 o.upstream = Some(upstream.name.clone());
+                if route.model == "*" {
+                    o.model = asked.clone();
+                }
                 return match answer {
                     Answer::Whole(r) => whole(&s, dialect, *r, pass, o, route.cache),
                     Answer::Stream(st) => streamed(&s, *st, pass, o, include_usage, route.cache, client.clone()),
@@ -427,8 +435,9 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         }
     }
     let f = last.unwrap_or_else(|| unknown_model(&asked));
+    let answer = fail(dialect, f, o, Some(&pass));
     pass.settle(0, 0);
-    fail(dialect, f, o, None)
+    answer
 }
 
 enum Answer {
@@ -633,10 +642,11 @@ async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Reques
         Ok(r) => r,
         Err(e) => return fail(dialect, bad_json(e), o, None),
     };
+    o.asked = request.model.clone();
     let Some(route) = s.route(&request.model).cloned() else {
         return fail(dialect, unknown_model(&request.model), o, None);
     };
-    o.model = if route.model == "*" { request.model.clone() } else { route.model.clone() };
+    o.model = route.model.clone();
     let pass = match s.inner.access.admit(&caller, gm_limits::TokenCount::ZERO) {
         Ok(p) => p,
         Err(f) => return fail(dialect, f, o, None),
@@ -649,6 +659,9 @@ async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Reques
         o.upstream = Some(upstream.name.clone());
         match EXCHANGE.scope(exchange.clone(), upstream.uncached.embeddings(&request)).await {
             Ok(r) => {
+                if route.model == "*" {
+                    o.model = asked.clone();
+                }
                 let body = serde_json::to_vec(&r).unwrap_or_default();
                 let mut resp = json_response(StatusCode::OK, Bytes::from(body));
                 pass.apply(resp.headers_mut());
@@ -671,8 +684,9 @@ async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Reques
             }
         }
     }
+    let answer = fail(dialect, last.unwrap_or_else(|| unknown_model(&asked)), o, Some(&pass));
     pass.settle(0, 0);
-    fail(dialect, last.unwrap_or_else(|| unknown_model(&asked)), o, None)
+    answer
 }
 
 /// Every model the gateway serves: each route's id, and for `*` routes the first upstream's own list.

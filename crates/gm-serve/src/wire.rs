@@ -116,8 +116,9 @@ pub fn upstream_failure(e: &gm_http::Error) -> (ApiFailure, bool) {
             };
             let mut f = ApiFailure::new(status, code, api.message().to_string());
             f.retry_after = api.retry_after;
-            // A 4xx is the request's own fault: another upstream would refuse it too.
-            (f, api.status >= 500)
+            // A 4xx is the request's own fault: another upstream would refuse it too. A 429 is the upstream's
+            // quota (one the limits did not know), which another upstream may have room for.
+            (f, api.status >= 500 || api.status == 429)
         }
         E::Retired { .. } => (ApiFailure::new(StatusCode::BAD_GATEWAY, "upstream_retired", e.to_string()), true),
         E::WaitTooLong { wait, .. } => (
@@ -129,7 +130,11 @@ pub fn upstream_failure(e: &gm_http::Error) -> (ApiFailure, bool) {
         ),
         E::Limit(l) if l.is_wait() => {
             let wait = l.retry_in().unwrap_or(Duration::from_secs(1));
-            (ApiFailure::rate_limited(format!("the upstream quota is spent for now: {l}"), wait), true)
+            let message = format!(
+                "the upstream's quota for this model is spent for now; it frees in {}: retry after the time given",
+                gm_http::fmt_duration(wait)
+            );
+            (ApiFailure::rate_limited(message, wait), true)
         }
         E::Limit(l) if l.is_request_too_large() => {
             (ApiFailure::new(StatusCode::PAYLOAD_TOO_LARGE, "tokens_limit_reached", l.to_string()), false)

@@ -67,6 +67,28 @@ async fn a_503_falls_back_to_the_next_upstream_and_a_400_does_not() {
     assert_eq!(a.status, 404);
     assert_eq!(a.json()["error"]["code"], "unknown_model");
     assert!(a.json()["error"]["details"].is_string());
+
+    // A 429 the first upstream's limits did not foresee: another upstream may have room.
+    first.inject(gm_testkit::emulator::rate_limited(30, 1));
+    let a = chat(&gw.url(), "team/model", "over the first's quota", &[]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(answered(&second), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_model_ids_never_become_metric_labels() {
+    let emu = emulator().await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu))), uncached()).await;
+    for i in 0..3 {
+        assert_eq!(chat(&gw.url(), &format!("made/up-{i}"), "x", &[]).await.status, 404);
+    }
+    assert_eq!(chat(&gw.url(), "openai/gpt-4.1", "x", &[]).await.status, 200);
+    let metrics = call(Method::GET, &format!("{}/metrics", gw.url()), &[], "").await.text();
+    assert!(!metrics.contains("made/up"), "{metrics}");
+    assert!(metrics.contains(r#"gm_serve_requests_total{route="chat",model="*",key="-",status="404"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"model="openai/gpt-4.1",key="-",status="200"} 1"#), "{metrics}");
+    // The access log still says what each client asked for.
+    assert!(gw.log_text().contains(r#""model":"made/up-2""#), "{}", gw.log_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
