@@ -335,3 +335,25 @@ async fn a_streamed_answer_with_tool_calls_is_not_cached_as_text() {
     assert!(again.is_cached());
     assert_eq!(read(again).await.text(), "Paris");
 }
+
+#[tokio::test]
+async fn a_429_s_retry_after_date_blocks_the_key_for_the_span_up_to_it_by_the_server_s_date() {
+    let clock = ManualClock::new();
+    let limiter = Arc::new(gm_limits::Limiter::with_clock(
+        gm_limits::LimitsConfig::uniform(gm_limits::LimitSpec::parse("100/1m").unwrap()),
+        Arc::new(clock.clone()),
+    ));
+    let mut mock = MockTransport::new();
+    mock.expect_send().times(1).returning(|_| {
+        let mut h = HeaderMap::new();
+        h.insert("date", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:07 GMT".parse().unwrap());
+        Ok(HttpResponse::from_bytes(429, h, Bytes::new()))
+    });
+    let c = clocked(&clock, mock).limiter(limiter.clone(), Duration::ZERO).build().unwrap();
+    c.chat(&question()).await.unwrap_err();
+    let key = c.limit_key(&question().model);
+    let status = limiter.key_status(&key, gm_core::Clock::now(&clock)).unwrap();
+    // Seven seconds by the server's own clock, not the default wait of a 429 that says nothing.
+    assert_eq!(status.blocked_for, Some(Duration::from_secs(7)));
+}

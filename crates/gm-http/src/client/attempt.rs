@@ -231,14 +231,16 @@ fn observe(
     let mut signal = gm_limits::ServerSignal::new(status);
     let mut told = false;
     for (name, value) in headers {
-        // Names come lower-case; only these tell the limiter anything.
+        // Names come lower-case; only these tell the limiter anything. `date` tells nothing alone, but an
+        // HTTP-date `retry-after` is measured against it.
         let name = name.as_str();
-        if !(name.starts_with("retry-after") || name.starts_with("x-ratelimit-")) {
+        let limits = name.starts_with("retry-after") || name.starts_with("x-ratelimit-");
+        if !(limits || name == "date") {
             continue;
         }
         if let Ok(v) = value.to_str() {
             signal.set_header(name, v);
-            told = true;
+            told |= limits;
         }
     }
     // A success without rate-limit headers has nothing to teach.
