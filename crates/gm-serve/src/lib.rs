@@ -31,7 +31,6 @@
 //! ```
 
 mod access;
-mod build;
 mod config;
 mod error;
 pub mod keys;

@@ -25,7 +25,7 @@ use crate::config::{LogTarget, ServeConfig};
 use crate::metrics::{Metrics, ModelLabels, RequestLabels};
 use crate::upstream::{Exchange, Upstream, EXCHANGE};
 use crate::wire::{json_response, upstream_failure, ApiFailure, Dialect};
-use crate::{build, keys, ServeError};
+use crate::{keys, upstream, ServeError};
 
 /// A route as served: its targets resolved to upstream clients.
 #[derive(Debug)]
@@ -60,10 +60,10 @@ impl AppState {
     pub fn new(config: &ServeConfig, session: Arc<Session>) -> Result<Self, ServeError> {
         config.routing.validate()?;
         let metrics = Arc::new(Metrics::new());
-        let network = build::network()?;
+        let network = upstream::network()?;
         let mut upstreams = HashMap::new();
         for up in &config.routing.upstreams {
-            let u = build::upstream(up, &config.routing, &session, &network, &metrics)?;
+            let u = upstream::upstream(up, &config.routing, &session, &network, &metrics)?;
             upstreams.insert(up.name.clone(), Arc::new(u));
         }
         let caching = session.config().cache.enabled;
