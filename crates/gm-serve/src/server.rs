@@ -130,6 +130,8 @@ impl AppState {
 /// The gateway's router: the OpenAI and GitHub Models paths, `/metrics`, `/healthz`, `/readyz`, with the
 /// request-id, access-log and metrics layer around all of them. Merge another router (a dashboard) into it
 /// with [`Router::merge`]; the layer then covers it too when applied after the merge, as [`Gateway`] does.
+/// A path no route serves gets 404 in the envelope its API uses (so a router merged in must not set a
+/// fallback of its own).
 pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_openai))
@@ -146,7 +148,39 @@ pub fn api_router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(not_served)
+        .method_not_allowed_fallback(method_not_served)
         .with_state(state)
+}
+
+/// The envelope of the API a path belongs to: GitHub Models' for its own paths, else OpenAI's.
+fn dialect_of(path: &str) -> Dialect {
+    let github = ["/inference/", "/orgs/", "/catalog/"].iter().any(|p| path.starts_with(p));
+    if github {
+        Dialect::Github
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+/// A path the gateway does not serve: 404 in the envelope of the API the path belongs to, naming where the
+/// models are listed.
+async fn not_served(method: http::Method, uri: http::Uri) -> Response {
+    let path = uri.path();
+    let dialect = dialect_of(path);
+    let list = match dialect {
+        Dialect::Github => "GET /catalog/models",
+        Dialect::OpenAi => "GET /v1/models",
+    };
+    let message = format!("this gateway serves no {method} {path}; its models are listed at {list}");
+    ApiFailure::new(StatusCode::NOT_FOUND, "not_found", message).into_response(dialect)
+}
+
+/// A path the gateway serves, asked with a method it does not answer: 405 in the path's envelope.
+async fn method_not_served(method: http::Method, uri: http::Uri) -> Response {
+    let path = uri.path();
+    let message = format!("{path} does not answer {method}; see the endpoints in the gateway's documentation");
+    ApiFailure::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message).into_response(dialect_of(path))
 }
 
 /// Adds the request id, the access log and the request metrics around `router`.

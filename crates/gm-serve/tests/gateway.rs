@@ -92,6 +92,32 @@ async fn made_up_model_ids_never_become_metric_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_or_method_not_served_is_answered_in_its_api_s_envelope() {
+    let emu = emulator().await;
+    let gw = start(ServeConfig::new(Routing::single(upstream("emu", &emu))), uncached()).await;
+    let json = |a: &common::Answer| serde_json::from_slice::<serde_json::Value>(&a.body).unwrap();
+    // GitHub Models has no /inference/models: a client of it is told where the catalog is.
+    let github = call(Method::GET, &format!("{}/inference/models", gw.url()), &[], "").await;
+    assert_eq!(github.status, 404);
+    let e = json(&github);
+    assert_eq!(e["error"]["code"], "not_found", "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("GET /catalog/models"), "{e}");
+    let openai = call(Method::GET, &format!("{}/v1/files", gw.url()), &[], "").await;
+    assert_eq!(openai.status, 404);
+    let e = json(&openai);
+    assert_eq!(
+        (&e["error"]["code"], &e["error"]["type"]),
+        (&"not_found".into(), &"invalid_request_error".into()),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("GET /v1/models"), "{e}");
+    let wrong = call(Method::GET, &format!("{}/v1/chat/completions", gw.url()), &[], "").await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(json(&wrong)["error"]["code"], "method_not_allowed");
+    assert_eq!(emu.stats().total, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_quota_is_never_exceeded_and_the_client_learns_the_exact_wait() {
     let emu = Emulator::start(EmulatorConfig {
         require_auth: false,
