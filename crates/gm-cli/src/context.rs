@@ -90,6 +90,12 @@ pub fn state_config(global: &Global) -> Result<SessionConfig> {
     Ok(config)
 }
 
+/// The configuration of a server whose upstreams are configured apart: its state and cache from the settings,
+/// and no provider resolved.
+pub fn serving_config(global: &Global) -> Result<SessionConfig> {
+    Ok(cli_defaults(global, settings(global)?.state_config()))
+}
+
 /// The recorded answers file of `--record`, `--replay` and `--record-missing`, if any.
 pub fn recording(args: &RecordArgs) -> Option<gm_app::Recording> {
     use gm_http::RecordMode;

@@ -76,6 +76,10 @@ impl UpstreamConfig {
             org: self.org.clone(),
             credential: self.credential.clone(),
             limits,
+            // Model ids come from the routes, and answers from the upstream: no project alias renames what a
+            // client asked for, and no recorded answers file stands in for the upstream.
+            aliases: Default::default(),
+            recording: None,
             ..gateway.clone()
         }
     }

@@ -20,7 +20,7 @@ use crate::exit::usage;
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  gm serve                                   # the demo provider on 127.0.0.1:8080\n  \
 gm --provider openai-compatible --base-url http://localhost:11434/v1 serve   # every model of one upstream\n  \
-gm serve --config gateway.toml --port 9000  # routes, fallbacks and limits from a file (docs/serve.md)\n  \
+gm serve --routes gateway.toml --port 9000  # routes, fallbacks and limits from a file (docs/serve.md)\n  \
 gm serve keys create --name ci --limits 60/1m --budget requests=1000,usd=5/1d\n  \
 gm serve --host 0.0.0.0 --public --visitor-limits 5/1m,50/1d"
 )]
@@ -35,7 +35,7 @@ pub struct ServeArgs {
     pub port: u16,
     /// A routing file (TOML): upstreams, credentials by variable name, routes with fallbacks, limits
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub routes: Option<PathBuf>,
     /// Serve keyless visitors, each within --visitor-limits and all within --public-limits
     #[arg(long)]
     pub public: bool,
@@ -102,7 +102,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Whether the flags name the one upstream to serve (else a routing file names them, or the demo answers).
 fn names_an_upstream(global: &Global, args: &ServeArgs) -> bool {
-    args.config.is_none() && (global.provider.is_some() || global.base_url.is_some())
+    args.routes.is_none() && (global.provider.is_some() || global.base_url.is_some())
 }
 
 /// The gateway's session: its state (the data folder or Redis), its cache, the upstream limits and the longest
@@ -113,16 +113,14 @@ fn session_config(global: &Global, args: &ServeArgs) -> Result<SessionConfig> {
     if names_an_upstream(global, args) {
         return context::config(global, true);
     }
-    let mut config = context::state_config(global)?;
-    // A state-only configuration caches nothing; the gateway caches unless told not to.
-    config.cache.enabled = !global.no_cache;
-    config.provider_reason = "gm serve without --provider, --base-url or --config serves the demo provider".into();
+    let mut config = context::serving_config(global)?;
+    config.provider_reason = "gm serve without --provider, --base-url or --routes serves the demo provider".into();
     Ok(config)
 }
 
 /// The upstreams: the routing file's, else the session's one provider.
 fn routing(args: &ServeArgs, session: &SessionConfig) -> Result<Routing> {
-    let Some(file) = &args.config else { return Ok(Routing::single(UpstreamConfig::of_session(session))) };
+    let Some(file) = &args.routes else { return Ok(Routing::single(UpstreamConfig::of_session(session))) };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("could not read the routing file {}", file.display()))?;
     Routing::from_toml(&text, &context::env_var).map_err(|e| usage(format!("{}: {e}", file.display())))
@@ -152,7 +150,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         .map(|u| u.name.as_str())
         .collect();
     if !demo.is_empty() {
-        let reason = match args.config {
+        let reason = match args.routes {
             Some(_) => format!("the routing file's upstream {}", demo.join(", ")),
             None => session.provider_reason.clone(),
         };
