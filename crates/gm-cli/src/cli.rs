@@ -108,6 +108,7 @@ pub const APPLIES: &[(&str, &[&str])] = &[
     ("eval", &ALL),
     ("bench", &ALL),
     ("emulate", &[]),
+    ("serve", &ALL),
     ("score", &[]),
     ("cache", &["config", "data_dir", "redis"]),
     ("runs", &["config", "data_dir"]),

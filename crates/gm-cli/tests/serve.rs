@@ -134,7 +134,7 @@ fn gm_serve_alone_serves_the_demo_provider_and_stops_cleanly_on_sigterm() {
         }
         said.push(line);
     };
-    assert!(said.iter().any(|l| l.starts_with("note: demo provider")), "{said:?}");
+    assert!(said.iter().any(|l| l.starts_with("note: the demo provider answers")), "{said:?}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = rt.block_on(async {
         let body = r#"{"model":"openai/gpt-4.1","messages":[{"role":"user","content":"What is 6 * 7?"}]}"#;
