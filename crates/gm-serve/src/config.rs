@@ -28,14 +28,15 @@ pub struct UpstreamConfig {
     pub org: Option<String>,
     /// Limits for every model of this upstream; `None`: the gateway's limits configuration.
     pub limits: Option<LimitSpec>,
-    /// The deadline for one whole answer (a stream: for its headers).
-    pub timeout: Duration,
+    /// The deadline for one whole answer (a stream: for its headers); `None`: the gateway's (`--timeout`).
+    pub timeout: Option<Duration>,
     /// Attempts per request on this upstream before the next one in a route is tried (1: no retry here).
     pub attempts: u32,
 }
 
 impl UpstreamConfig {
-    /// An upstream with the defaults: no credential, the provider's base URL, one attempt, a 300 s deadline.
+    /// An upstream with the defaults: no credential, the provider's base URL, one attempt, the gateway's
+    /// deadline.
     pub fn new(name: impl Into<String>, provider: ProviderKind) -> Self {
         Self {
             name: name.into(),
@@ -44,7 +45,7 @@ impl UpstreamConfig {
             credential: None,
             org: None,
             limits: None,
-            timeout: Duration::from_secs(300),
+            timeout: None,
             attempts: 1,
         }
     }
@@ -237,8 +238,10 @@ impl RoutingFile {
                 );
             }
             if let Some(t) = u.timeout {
-                up.timeout = gm_limits::parse_duration(&t)
-                    .map_err(|e| ServeError::Config(format!("upstream `{name}` timeout: {e}")))?;
+                up.timeout = Some(
+                    gm_limits::parse_duration(&t)
+                        .map_err(|e| ServeError::Config(format!("upstream `{name}` timeout: {e}")))?,
+                );
             }
             if let Some(a) = u.attempts {
                 up.attempts = a.max(1);
@@ -363,7 +366,7 @@ cache = false
         assert_eq!(azure.provider, ProviderKind::Azure);
         assert_eq!(azure.credential.as_ref().unwrap().expose(), "secret-value");
         assert!(!format!("{azure:?}").contains("secret-value"));
-        assert_eq!(azure.timeout, Duration::from_secs(60));
+        assert_eq!(azure.timeout, Some(Duration::from_secs(60)));
         assert_eq!(r.routes[0].targets[1], Target { upstream: "local".into(), model: Some("llama3.2:1b".into()) });
         assert!(!r.routes[1].cache);
         assert!(r.limits.is_some());

@@ -107,11 +107,15 @@ pub(crate) fn upstream(
     let gateway = session.config();
     let inner: Arc<dyn Transport> =
         if up.provider == ProviderKind::Demo { Arc::new(gm_http::DemoTransport::new()) } else { network.clone() };
-    let base = session
+    // The session's builder gives the gateway's answer cap and deadline (`--max-response-bytes`, `--timeout`);
+    // the routing file may set an upstream's own deadline.
+    let mut base = session
         .client_builder(&up.session_config(gateway, routing.limits.as_ref()))?
         .transport(Arc::new(TaggedTransport::new(inner, &up.name, metrics.clone())))
-        .timeout(up.timeout)
         .retry_policy(RetryPolicy { max_attempts: up.attempts, max_wait: gateway.max_wait, ..RetryPolicy::default() });
+    if let Some(timeout) = up.timeout {
+        base = base.timeout(timeout);
+    }
     let err = |source| ServeError::Client { upstream: up.name.clone(), source };
     let uncached = base.clone().build().map_err(err)?;
     let (cached, fresh) = match session.response_cache()? {

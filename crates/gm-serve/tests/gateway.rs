@@ -352,3 +352,28 @@ async fn a_shutdown_lets_every_request_in_flight_finish() {
     }
     assert!(tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_is_held_to_the_gateway_s_cap_and_deadline() {
+    use gm_emulator::FaultKind;
+    use gm_testkit::emulator::fault;
+    let emu = emulator().await;
+    // `--max-response-bytes 64KiB --timeout 1s`: every upstream client has them, as every client of gm does.
+    let session = SessionConfig { max_response_bytes: 64 << 10, timeout: Duration::from_secs(1), ..uncached() };
+    let gw = start(ServeConfig::new(Routing::single(upstream("emulator", &emu))), session).await;
+    emu.inject(fault(FaultKind::Huge { bytes: 1 << 20 }, 1));
+    let a = chat(&gw.url(), "openai/gpt-4.1", "a long answer", &[]).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert!(
+        a.json()["error"]["message"].as_str().unwrap().contains("larger than the cap of 65536 bytes"),
+        "{}",
+        a.text()
+    );
+    // An upstream that accepts and never answers: the gateway's deadline, not the client's default of 5 minutes.
+    emu.inject(fault(FaultKind::Hang, 1));
+    let a = chat(&gw.url(), "openai/gpt-4.1", "never answered", &[]).await;
+    assert_eq!(a.status, 504, "{}", a.text());
+    assert_eq!(a.json()["error"]["code"], "upstream_timeout");
+    let a = chat(&gw.url(), "openai/gpt-4.1", "answered", &[]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+}
