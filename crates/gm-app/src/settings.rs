@@ -285,6 +285,12 @@ fn walk(
     Ok(())
 }
 
+/// Reads a configuration file of a front end's own (a server's routing file) as gm.toml, a limits file and a
+/// price table are read: one over 1 MiB is refused without being read whole.
+pub fn read_config_file(path: &Path) -> std::io::Result<String> {
+    crate::eval::read_small(path)
+}
+
 /// Reads one settings file: unknown keys and bad values are errors naming the file and line.
 fn read_file(path: &Path, kind: FileKind) -> Result<FileLayer, Error> {
     let text =

@@ -161,3 +161,15 @@ fn gm_serve_alone_serves_the_demo_provider_and_stops_cleanly_on_sigterm() {
     assert!(rest.iter().any(|l| l.contains("\"path\":\"/inference/chat/completions\"")), "{rest:?}");
     assert_eq!(rest.last().map(String::as_str), Some("gm serve: stopped"), "{rest:?}");
 }
+
+#[test]
+fn a_routing_file_over_1_mib_is_refused_unread() {
+    let data = TempDir::new("serve-cli-big-routes");
+    std::fs::create_dir_all(data.path()).unwrap();
+    let routes = data.join("gateway.toml");
+    std::fs::write(&routes, "# padding\n".repeat(200_000)).unwrap();
+    let out = gm(&data, &["serve", "--port", "0", "--routes", routes.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("could not read the routing file") && err.contains("larger than 1 MiB"), "{err}");
+}

@@ -121,8 +121,8 @@ fn session_config(global: &Global, args: &ServeArgs) -> Result<SessionConfig> {
 /// The upstreams: the routing file's, else the session's one provider.
 fn routing(args: &ServeArgs, session: &SessionConfig) -> Result<Routing> {
     let Some(file) = &args.routes else { return Ok(Routing::single(UpstreamConfig::of_session(session))) };
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("could not read the routing file {}", file.display()))?;
+    let text = gm_app::settings::read_config_file(file)
+        .with_context(|| format!("could not read the routing file {}", file.display()))?;
     Routing::from_toml(&text, &context::env_var).map_err(|e| usage(format!("{}: {e}", file.display())))
 }
 
