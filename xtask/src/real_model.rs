@@ -306,7 +306,9 @@ fn gm(gm: &Path, server: &Server, state: &Path, args: &[&str]) -> Result<Output>
             cmd.env_remove(&var);
         }
     }
-    cmd.env("GM_DATA_DIR", state).env("XDG_CONFIG_HOME", state.join("config"));
+    // A limit far above what the run sends, so that every admission is recorded in the shared state (a key
+    // with no limits is admitted without a record) and `gm limits status` has something to count.
+    cmd.env("GM_DATA_DIR", state).env("XDG_CONFIG_HOME", state.join("config")).env("GM_LIMITS", "100000/1d");
     let out = cmd.output().with_context(|| format!("could not run gm {}", args.join(" ")))?;
     eprintln!("real-model: gm {} -> {}", args.join(" "), out.status);
     Ok(out)
