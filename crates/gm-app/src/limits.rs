@@ -87,6 +87,17 @@ impl Session {
     /// With Redis configured the windows are counted there; this still shows the state file's counts (and a
     /// notice says so). Only reads: a state file that does not exist yet has no keys, and nothing is created.
     pub fn limits_status(&self, now: SystemTime) -> Result<LimitsStatus, Error> {
+        self.limits_status_with(now, &|_| None)
+    }
+
+    /// As [`Session::limits_status`], with the limits of some keys given by `spec_of` (a key as
+    /// `PROVIDER:CREDENTIAL:MODEL`) instead of the configured ones: a server shows the windows of the limits it
+    /// sets itself (its client keys' and visitors') from the same counts.
+    pub fn limits_status_with(
+        &self,
+        now: SystemTime,
+        spec_of: &dyn Fn(&str) -> Option<gm_limits::LimitSpec>,
+    ) -> Result<LimitsStatus, Error> {
         if self.config().redis_url.is_some() {
             self.notice(Notice::WindowsInRedis);
         }
@@ -100,8 +111,10 @@ impl Session {
         for key in store.keys()? {
             // Without configured limits, a GitHub model's limits come from its catalog tier, which only a
             // request to the provider can tell.
-            let spec = config.spec_for(&key.provider, &key.model);
-            let tier_limits = key.provider == "github" && spec.is_unlimited();
+            let given = spec_of(&key.to_string());
+            let tier_limits = given.is_none() && key.provider == "github";
+            let spec = given.unwrap_or_else(|| config.spec_for(&key.provider, &key.model));
+            let tier_limits = tier_limits && spec.is_unlimited();
             // Every count comes from the key's admissions, read once: those made after `now - within` (later
             // ones, from a process whose clock runs ahead, count too), as the store itself counts them.
             let admissions = store.admissions(&key)?;

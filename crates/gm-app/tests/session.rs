@@ -331,6 +331,12 @@ async fn limits_are_counted_in_the_state_file_shown_and_reset() {
         [(100, 3, 97), (1000, 3, 997)]
     );
     assert!(key.blocked.is_none());
+    // A server that sets a key's limits itself sees that key's windows against them, from the same counts.
+    let given = |k: &str| (k == key.key).then(|| gm_limits::LimitSpec::parse("5/1m").unwrap());
+    let shown = session.limits_status_with(SystemTime::now(), &given).unwrap();
+    let w = &shown.keys[0].windows;
+    assert_eq!(w.iter().map(|w| (w.limit, w.per.as_str(), w.used, w.remaining)).collect::<Vec<_>>(), [(5, "1m", 3, 2)]);
+    assert_eq!(shown.keys[0].limits, "5/1m");
     let err = session.reset_limits(Some("demo:no-such-model")).unwrap_err();
     assert!(matches!(err, Error::NoLimitKey { .. }) && err.is_usage(), "{err}");
     assert_eq!(session.reset_limits(Some("demo:openai/gpt-4.1")).unwrap(), 1);
