@@ -30,17 +30,25 @@ pub fn bench_html<W: Write + ?Sized>(
     baseline: &[(String, String, Comparison)],
     out: &mut W,
 ) -> io::Result<()> {
+    let mut page = String::new();
+    page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>gm bench</title>\n");
+    let _ = writeln!(page, "<style>\n{STYLE}</style></head><body>");
+    page.push_str(&bench_fragment(report, baseline));
+    page.push_str("</body></html>\n");
+    out.write_all(page.as_bytes())
+}
+
+/// The styles the bench page's fragment expects, for a page that embeds [`bench_fragment`].
+pub const BENCH_STYLE: &str = STYLE;
+
+/// The body of the bench page (everything [`bench_html`] draws, from its heading to the notes under the table of
+/// cells), for a page of its own to embed: a dashboard shows a run with the same charts and tables as the file.
+pub fn bench_fragment(report: &BenchReport, baseline: &[(String, String, Comparison)]) -> String {
     let models: Vec<&str> = dedup(report.cells.iter().map(|c| c.model.as_str()));
     let tasks: Vec<&str> = dedup(report.cells.iter().map(|c| c.task.as_str()));
     let s = &report.summary;
     let mut page = String::new();
-    page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>gm bench</title>\n");
-    let _ = writeln!(
-        page,
-        "<style>\n{STYLE}</style></head><body>\n<h1>gm bench: {} models × {} tasks</h1>",
-        models.len(),
-        tasks.len()
-    );
+    let _ = writeln!(page, "<h1>gm bench: {} models × {} tasks</h1>", models.len(), tasks.len());
     if super::is_demo(&report.provider) {
         let _ = writeln!(page, "<p class=\"demo\">{}</p>", esc(super::DEMO_NOTE));
     }
@@ -288,9 +296,9 @@ pub fn bench_html<W: Write + ?Sized>(
         "<p><small>p50 and p95 are each call's service time where the server reports it, else the time from sending to \
          the last byte; the wait in gm before sending is the queue wait. Tokens/s per request is the mean over calls of \
          each call's output tokens over its latency; over wall time, the cell's output tokens over the bench's wall \
-         time.</small></p>\n</body></html>\n",
+         time.</small></p>\n",
     );
-    out.write_all(page.as_bytes())
+    page
 }
 
 /// The `q`-quantile of sorted values, interpolating linearly between neighbours.

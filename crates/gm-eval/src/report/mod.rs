@@ -71,7 +71,7 @@ mod markdown;
 #[cfg(test)]
 mod tests;
 
-pub use bench_html::bench_html;
+pub use bench_html::{bench_fragment, bench_html, BENCH_STYLE};
 pub use file::{write_atomically, AtomicFile};
 pub use html::html;
 pub use human::{human, human_with, HumanOptions};
