@@ -36,6 +36,7 @@ mod error;
 pub mod keys;
 pub mod metrics;
 mod server;
+pub mod ui;
 mod upstream;
 pub mod wire;
 

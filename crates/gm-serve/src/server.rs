@@ -117,6 +117,24 @@ impl AppState {
         &self.inner.session
     }
 
+    /// Who is calling, and their limits (for the dashboard's pages).
+    pub(crate) fn access(&self) -> &Access {
+        &self.inner.access
+    }
+
+    /// The built-in price table the gateway counts costs with.
+    pub(crate) fn prices(&self) -> &gm_eval::prices::PriceTable {
+        &self.inner.prices
+    }
+
+    /// Every route (the `*` route last), with its upstreams and the model each knows it by.
+    pub(crate) fn routes(&self) -> Vec<(String, Vec<(Arc<Upstream>, Option<String>)>)> {
+        let mut out: Vec<_> = self.inner.routes.values().map(|r| (r.model.clone(), r.targets.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(self.inner.wildcard.iter().map(|r| (r.model.clone(), r.targets.clone())));
+        out
+    }
+
     fn route(&self, model: &str) -> Option<&Arc<Route>> {
         // Most clients send ids in lower case already; only others pay for a lower-cased copy.
         if model.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -724,7 +742,7 @@ async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Reques
 }
 
 /// Every model the gateway serves: each route's id, and for `*` routes the first upstream's own list.
-async fn served_models(s: &AppState) -> Vec<CatalogEntry> {
+pub(crate) async fn served_models(s: &AppState) -> Vec<CatalogEntry> {
     let mut out: Vec<CatalogEntry> = Vec::new();
     let mut names: Vec<&Arc<Route>> = s.inner.routes.values().collect();
     names.sort_by(|a, b| a.model.cmp(&b.model));

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use gm_app::{Notice, SessionConfig};
 use gm_serve::keys::{self, Budget};
+use gm_serve::ui::{Dashboard, DashboardOptions};
 use gm_serve::{PublicLimits, Routing, ServeConfig, UpstreamConfig};
 
 use crate::cli::Global;
@@ -22,7 +23,8 @@ use crate::exit::usage;
 gm --provider openai-compatible --base-url http://localhost:11434/v1 serve   # every model of one upstream\n  \
 gm serve --routes gateway.toml --port 9000  # routes, fallbacks and limits from a file (docs/serve.md)\n  \
 gm serve keys create --name ci --limits 60/1m --budget requests=1000,usd=5/1d\n  \
-gm serve --host 0.0.0.0 --public --visitor-limits 5/1m,50/1d"
+gm serve --host 0.0.0.0 --public --visitor-limits 5/1m,50/1d\n\n\
+The web dashboard (models, playground, evaluations, runs, quotas) is served at / unless --no-ui."
 )]
 pub struct ServeArgs {
     #[command(subcommand)]
@@ -54,6 +56,15 @@ pub struct ServeArgs {
     /// No access log on standard error
     #[arg(long)]
     pub no_access_log: bool,
+    /// Serve no web dashboard at / (the API alone)
+    #[arg(long)]
+    pub no_ui: bool,
+    /// The dashboard's task folder to offer besides the built-in tasks (as `gm bench --tasks-dir`)
+    #[arg(long, value_name = "DIR")]
+    pub tasks_dir: Option<PathBuf>,
+    /// The dashboard's folder of .prompt.yml suites to offer
+    #[arg(long, value_name = "DIR")]
+    pub suites_dir: Option<PathBuf>,
 }
 
 /// `gm serve keys …`.
@@ -156,8 +167,17 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         };
         eprintln!("note: {}", Notice::DemoProvider { reason });
     }
-    let gateway = gm_serve::Gateway::bind(config, context::open(session)).await?;
+    let options = DashboardOptions { tasks_dir: args.tasks_dir, suites_dir: args.suites_dir };
+    let dashboard = (!args.no_ui).then(|| Dashboard::new(&config, options));
+    let ui = dashboard.is_some();
+    let gateway = gm_serve::Gateway::bind_with(config, context::open(session), move |state| {
+        dashboard.map(|d| d.router(state)).unwrap_or_default()
+    })
+    .await?;
     eprintln!("gm serve: listening on http://{}", gateway.local_addr());
+    if ui {
+        eprintln!("gm serve: the dashboard is at http://{}/", gateway.local_addr());
+    }
     gateway.run(gm_serve::shutdown_signal()).await?;
     eprintln!("gm serve: stopped");
     Ok(ExitCode::SUCCESS)
