@@ -248,7 +248,7 @@ gm run --file summarize.prompt.yml --var tone=formal < article.txt\n  gm run ope
     /// Serve a local GitHub-Models-compatible API on loopback (for tests, demos and offline development)
     Emulate(EmulateArgs),
     /// Serve a GitHub-Models- and OpenAI-compatible gateway: routes, fallbacks, quotas, keys, cache, metrics
-    Serve(crate::commands::serve::ServeArgs),
+    Serve(Box<crate::commands::serve::ServeArgs>),
     /// Run .prompt.yml evaluation suites (gh models eval semantics and JSON) on any provider
     #[command(
         after_help = "Examples:\n  gm eval summarize.prompt.yml\n  gm eval --json tests/*.prompt.yml > results.json\n  \

@@ -27,11 +27,14 @@ use crate::upstream::{Exchange, Upstream, EXCHANGE};
 use crate::wire::{json_response, upstream_failure, ApiFailure, Dialect};
 use crate::{keys, upstream, ServeError};
 
+/// A route's upstreams, in order, each with the model it knows the route's model by.
+pub(crate) type Targets = Vec<(Arc<Upstream>, Option<String>)>;
+
 /// A route as served: its targets resolved to upstream clients.
 #[derive(Debug)]
 struct Route {
     model: String,
-    targets: Vec<(Arc<Upstream>, Option<String>)>,
+    targets: Targets,
     cache: bool,
 }
 
@@ -128,7 +131,7 @@ impl AppState {
     }
 
     /// Every route (the `*` route last), with its upstreams and the model each knows it by.
-    pub(crate) fn routes(&self) -> Vec<(String, Vec<(Arc<Upstream>, Option<String>)>)> {
+    pub(crate) fn routes(&self) -> Vec<(String, Targets)> {
         let mut out: Vec<_> = self.inner.routes.values().map(|r| (r.model.clone(), r.targets.clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.extend(self.inner.wildcard.iter().map(|r| (r.model.clone(), r.targets.clone())));

@@ -29,7 +29,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Auth(AuthCommand::Status { json }) => auth::status(&cli.global, json),
         Command::Emulate(args) => emulate::run(args).await,
-        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Serve(args) => serve::run(&cli.global, *args).await,
         Command::Eval(args) => eval::run(&cli.global, args).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Score(args) => score::run(&args),

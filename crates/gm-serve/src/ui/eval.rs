@@ -164,7 +164,7 @@ pub(super) async fn show(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = super::pairs(q.as_deref().unwrap_or(""));
     let checked_models: Vec<&str> = all(&q, "model");
@@ -253,7 +253,7 @@ pub(super) async fn start(
     }
     let who = match viewer(&ui, req.headers(), peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some((_, form)) = form_body(req).await else {
         return refuse(&who, "the form could not be read (at most 1 MiB); send it again");
@@ -372,15 +372,15 @@ fn uploaded(yaml: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn job_of(ui: &Shared, who: &Viewer, id: u64) -> Result<Arc<Job>, Response> {
+fn job_of(ui: &Shared, who: &Viewer, id: u64) -> Result<Arc<Job>, Box<Response>> {
     match ui.jobs.get(id) {
         Some(j) if j.visible_to(who) => Ok(j),
-        _ => Err(problem(
+        _ => Err(Box::new(problem(
             StatusCode::NOT_FOUND,
             "Evaluate",
             Some(who),
             &format!("no evaluation {id} of yours is known here (evaluations are kept until the gateway stops); the run history has every recorded run"),
-        )),
+        ))),
     }
 }
 
@@ -392,11 +392,11 @@ pub(super) async fn job_page(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let job = match job_of(&ui, &who, id) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let p = job.snapshot();
     let body = html! {
@@ -451,11 +451,11 @@ pub(super) async fn events(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let job = match job_of(&ui, &who, id) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let rx = job.changed.subscribe();
     // The current state at once, then each change; the stream ends after the final state.
@@ -489,14 +489,14 @@ pub(super) async fn cancel(
     }
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match job_of(&ui, &who, id) {
         Ok(j) => {
             j.cancel.cancel();
             see_other(&format!("/ui/jobs/{id}"))
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -511,11 +511,11 @@ pub(super) async fn resume(
     }
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let job = match job_of(&ui, &who, id) {
         Ok(j) => j,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if job.snapshot().state == "running" {
         return see_other(&format!("/ui/jobs/{id}"));

@@ -172,12 +172,12 @@ fn with_key(h: &HeaderMap) -> HeaderMap {
 }
 
 /// Who is looking, or the page that asks for a key.
-fn viewer(ui: &Ui, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Response> {
+fn viewer(ui: &Ui, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Box<Response>> {
     match ui.gateway.access().identify(&with_key(h), peer) {
         Ok(Caller::Open) => Ok(Viewer::Admin { key: None }),
         Ok(Caller::Key(k)) => Ok(Viewer::Admin { key: Some(k.name.clone()) }),
         Ok(Caller::Visitor(ip)) => Ok(Viewer::Visitor(ip)),
-        Err(f) => Err(page_with_status(
+        Err(f) => Err(Box::new(page_with_status(
             StatusCode::UNAUTHORIZED,
             "Sign in",
             None,
@@ -186,7 +186,7 @@ fn viewer(ui: &Ui, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Response> 
                 p { (f.message) }
                 (login_form())
             },
-        )),
+        ))),
     }
 }
 

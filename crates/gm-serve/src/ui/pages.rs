@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -18,7 +17,7 @@ use super::{
     all, app_error, cross_site, first, form_body, page, pairs, problem, same_origin, seconds, see_other, trusted,
     viewer, Shared, Viewer,
 };
-use crate::upstream::Upstream;
+use crate::server::Targets;
 
 pub(super) async fn home(
     State(ui): State<Shared>,
@@ -27,7 +26,7 @@ pub(super) async fn home(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = html! {
         h1 { "gm serve" }
@@ -49,7 +48,7 @@ pub(super) async fn home(
 }
 
 /// Which routes serve `model` of upstream `up`: a route's id, or `*` for a route that passes every id on.
-fn routes_of(routes: &[(String, Vec<(Arc<Upstream>, Option<String>)>)], up: &str, model: &str) -> Vec<String> {
+fn routes_of(routes: &[(String, Targets)], up: &str, model: &str) -> Vec<String> {
     routes
         .iter()
         .filter(|(id, targets)| {
@@ -72,14 +71,14 @@ pub(super) async fn models(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let routes = ui.gateway.routes();
     let gateway = ui.gateway.session().config().clone();
     let mut sections = Vec::new();
     for up in &ui.routing.upstreams {
         let Some(client) =
-            routes.iter().flat_map(|(_, t)| t).find(|(u, _)| &*u.name == up.name).map(|(u, _)| u.uncached.clone())
+            routes.iter().flat_map(|(_, t)| t).find(|(u, _)| *u.name == up.name).map(|(u, _)| u.uncached.clone())
         else {
             continue;
         };
@@ -196,7 +195,7 @@ pub(super) async fn runs(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = pairs(q.as_deref().unwrap_or(""));
     let (suite, model, since) = (first(&q, "suite"), first(&q, "model"), first(&q, "since"));
@@ -281,7 +280,7 @@ pub(super) async fn run(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !may_see(&ui, &who, id) {
         return not_yours(&who, id);
@@ -349,7 +348,7 @@ pub(super) async fn export(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !may_see(&ui, &who, id) {
         return not_yours(&who, id);
@@ -436,7 +435,7 @@ pub(super) async fn compare(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = pairs(q.as_deref().unwrap_or(""));
     let id = |name| first(&q, name).and_then(|v| v.parse::<i64>().ok());
@@ -524,7 +523,7 @@ pub(super) async fn quotas(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let session = ui.gateway.session();
     // Client keys and visitors are counted under the gateway's own limits, not the upstreams'.
@@ -623,18 +622,18 @@ pub(super) async fn quotas(
 }
 
 /// The administrator, for a form that changes the gateway's state; else the refusal.
-fn admin_form(ui: &Shared, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Response> {
+fn admin_form(ui: &Shared, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Box<Response>> {
     if !same_origin(h) {
-        return Err(cross_site());
+        return Err(Box::new(cross_site()));
     }
     let who = viewer(ui, h, peer)?;
     if !who.is_admin() {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "Quotas and cache",
             Some(&who),
             "this needs a client key: sign in with one",
-        ));
+        )));
     }
     Ok(who)
 }
@@ -646,7 +645,7 @@ pub(super) async fn reset_limits(
 ) -> Response {
     let who = match admin_form(&ui, req.headers(), peer) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form = form_body(req).await.map(|(_, f)| f).unwrap_or_default();
     let which = all(&form, "key").first().map(|s| s.to_string());
@@ -663,7 +662,7 @@ pub(super) async fn clear_cache(
 ) -> Response {
     let who = match admin_form(&ui, &h, peer) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match ui.gateway.session().clear_cache() {
         Ok(_) => see_other("/ui/quotas"),

@@ -26,7 +26,7 @@ pub(super) async fn show(
 ) -> Response {
     let who = match viewer(&ui, &h, peer) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let models: Vec<_> =
         crate::server::served_models(&ui.gateway).await.into_iter().filter(|m| m.is_chat_model()).collect();
