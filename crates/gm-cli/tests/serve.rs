@@ -1,6 +1,6 @@
 //! gm as a client of itself: `gm eval` and `gm bench` through `gm serve` give what they give directly; `gm
 //! serve` alone serves the demo provider until SIGTERM; `gm serve keys` prints a key once, alone on standard
-//! output.
+//! output; the dashboard of `gm serve` works in a real browser (Chromium driven by Playwright).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -121,10 +121,10 @@ fn a_key_is_printed_once_alone_and_listed_without_its_secret() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public"));
 }
 
-#[test]
-fn gm_serve_alone_serves_the_demo_provider_and_stops_cleanly_on_sigterm() {
-    let data = TempDir::new("serve-cli-demo");
-    let mut child = command(&data, &["serve", "--port", "0"]).stderr(Stdio::piped()).spawn().unwrap();
+/// `gm serve` on a free port: the process, the rest of its standard error, what it said before listening, and
+/// its address.
+fn serve(data: &Path, args: &[&str]) -> (std::process::Child, impl Iterator<Item = String>, Vec<String>, String) {
+    let mut child = command(data, args).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
     let mut said = Vec::new();
     let addr = loop {
@@ -134,6 +134,13 @@ fn gm_serve_alone_serves_the_demo_provider_and_stops_cleanly_on_sigterm() {
         }
         said.push(line);
     };
+    (child, lines, said, addr)
+}
+
+#[test]
+fn gm_serve_alone_serves_the_demo_provider_and_stops_cleanly_on_sigterm() {
+    let data = TempDir::new("serve-cli-demo");
+    let (mut child, lines, said, addr) = serve(&data, &["serve", "--port", "0"]);
     assert!(said.iter().any(|l| l.starts_with("note: the demo provider answers")), "{said:?}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = rt.block_on(async {
@@ -172,4 +179,51 @@ fn a_routing_file_over_1_mib_is_refused_unread() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("could not read the routing file") && err.contains("larger than 1 MiB"), "{err}");
+}
+
+/// The Python of the virtual environment with Playwright (`.ci/run` makes it), and Debian's Chromium; where
+/// either is missing, the skip policy has its say (a failure in CI).
+fn browser() -> Option<std::path::PathBuf> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py-browser/bin/python");
+    let ok = py.exists()
+        && Command::new(&py).args(["-c", "import playwright.sync_api"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        gm_testkit::skip::missing_service(
+            "target/py-browser with Playwright",
+            "python3 -m venv target/py-browser && target/py-browser/bin/pip install playwright",
+        );
+        return None;
+    }
+    if !Path::new("/usr/bin/chromium").exists() {
+        gm_testkit::skip::missing_service("chromium", "apt-get install chromium");
+        return None;
+    }
+    Some(py)
+}
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let Some(py) = browser() else { return };
+    let data = TempDir::new("serve-cli-browser");
+    let (mut child, lines, said, addr) = serve(&data, &["serve", "--port", "0", "--no-access-log"]);
+    assert!(said.iter().any(|l| l.starts_with("note: the demo provider answers")), "{said:?}");
+    // Screenshots of every page, at desktop and phone width, stay under target/ for a person to look at.
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-shots");
+    let out = Command::new(py)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard_browser.py"))
+        .arg(format!("http://{addr}"))
+        .arg(&shots)
+        .arg(data.path().join("chromium-profile"))
+        .output()
+        .unwrap();
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

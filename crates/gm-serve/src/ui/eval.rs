@@ -405,14 +405,14 @@ pub(super) async fn job_page(
         section #job data-events={ "/ui/jobs/" (id) "/events" } aria-live="polite" {
             p #job-status { (status_line(&p)) }
             progress #job-bar max=(p.total.max(1)) value=(p.done) aria-label="test cases done" {}
-            table #job-cells {
+            div.scroll { table #job-cells {
                 thead { tr { th { "Model" } th { "Task" } th.num { "Cases done" } th.num { "Passed" } th.num { "Latest latency" } } }
                 tbody {
                     @for c in &p.cells {
                         tr { td { (c.model) } td { (c.task) } td.num { (c.done) } td.num { (c.passed) } td.num { (c.latency_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "-".into())) } }
                     }
                 }
-            }
+            } }
             p #job-result { (result_line(&p)) }
         }
         div.actions {

@@ -240,6 +240,7 @@ fn page_with_status(status: StatusCode, title: &str, viewer: Option<&Viewer>, bo
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · gm" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/ui/assets/dashboard.css";
                 script src="/ui/assets/dashboard.js" defer {}
             }

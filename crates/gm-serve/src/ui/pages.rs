@@ -566,7 +566,7 @@ pub(super) async fn quotas(
                 Ok(s) => {
                     @let shown: Vec<_> = s.keys.iter().filter(|k| mine(k) && (who.is_admin() || k.provider != "gm-serve-public")).collect();
                     @if shown.is_empty() { p { "Nothing counted yet." } }
-                    div.scroll {
+                    @else { div.scroll {
                         table #windows {
                             thead { tr { th { "Who or what" } th { "Limits" } th { "Use" } } }
                             tbody {
@@ -575,7 +575,7 @@ pub(super) async fn quotas(
                                 }
                             }
                         }
-                    }
+                    } }
                 }
             }
             @if who.is_admin() {
