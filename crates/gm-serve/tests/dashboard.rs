@@ -260,6 +260,12 @@ async fn forms_from_elsewhere_change_nothing() {
         assert_eq!(p.status, StatusCode::FORBIDDEN);
     }
     assert!(!get(&app, "/ui/evaluate", local()).await.body.contains("Evaluations started here"), "no job started");
+    // A form names only what the page offers: no path of the server's disk, however it is spelt.
+    for task in ["Cargo.toml", "..%2F..%2Fetc%2Fpasswd", "x.prompt.yml"] {
+        let p = post(&app, "/ui/evaluate", local(), &format!("model=openai%2Fgpt-4.1&task={task}")).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{task}: {}", p.body);
+        assert!(p.body.contains("neither a task nor a suite this page offers"), "{}", p.body);
+    }
     assert_eq!(post(&app, "/ui/cache/clear", local(), "").await.status, StatusCode::SEE_OTHER);
 }
 
@@ -354,4 +360,28 @@ async fn a_visitor_over_the_limit_is_told_so_and_nothing_reaches_the_upstream() 
     assert!(mine.contains("you (a visitor)") && mine.contains("2 of 2 this minute"), "{mine}");
     let his = get(&app, "/ui/quotas", bob).await.body;
     assert!(!his.contains("127.0.0.2") && !his.contains("2 of 2"), "{his}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_suite_is_evaluated_and_its_names_are_shown_as_text() {
+    let dir = TempDir::new("ui-upload");
+    let app = app(&ServeConfig::new(Routing::demo()), kept_in(&dir));
+    let yaml = "name: \"<b>mine</b>\"\nmodel: openai/gpt-4.1\nmessages:\n  - role: user\n    content: \"What is {{a}} + 2?\"\n\
+                testData:\n  - {a: 40, want: \"42\"}\n  - {a: 1, want: \"3\"}\nevaluators:\n  - name: sum\n    string: {contains: \"{{want}}\"}\n";
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("model", "openai/gpt-4.1")
+        .append_pair("suite_yaml", yaml)
+        .finish();
+    let done = evaluate(&app, local(), &form).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    assert_eq!((done["done"].as_u64(), done["passed"].as_u64()), (Some(2), Some(2)), "{done}");
+    let page = get(&app, &format!("/ui/runs/{}", done["run_id"]), local()).await.body;
+    assert!(page.contains("&lt;b&gt;mine&lt;/b&gt;") && !page.contains("<b>mine"), "{page}");
+    let broken = form_urlencoded::Serializer::new(String::new())
+        .append_pair("model", "openai/gpt-4.1")
+        .append_pair("suite_yaml", "name: [unclosed")
+        .finish();
+    let p = post(&app, "/ui/evaluate", local(), &broken).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("the uploaded suite"), "{}", p.body);
 }

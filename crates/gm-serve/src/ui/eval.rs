@@ -260,11 +260,16 @@ pub(super) async fn start(
     };
     let models: Vec<String> = all(&form, "model").into_iter().map(String::from).collect();
     let mut tasks: Vec<String> = all(&form, "task").into_iter().map(String::from).collect();
-    // Files only from the configured folder: a form cannot name any other path.
+    // Only what the page offers: a task of the catalog or a suite of the configured folder, never another path.
     let offered = suites(ui.options.suites_dir.as_deref());
+    let catalog = match ui.evaluator.task_catalog(ui.options.tasks_dir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return app_error(&who, &e),
+    };
     for t in &tasks {
-        if (t.contains('/') || t.ends_with(".yml")) && !offered.iter().any(|(_, p)| p.to_string_lossy() == *t) {
-            return refuse(&who, &format!("`{t}` is not a suite of the configured folder; choose one the page lists"));
+        let known = catalog.iter().any(|c| c.name == *t) || offered.iter().any(|(_, p)| p.to_string_lossy() == *t);
+        if !known {
+            return refuse(&who, &format!("`{t}` is neither a task nor a suite this page offers; choose one it lists"));
         }
     }
     if let Some(yaml) = first(&form, "suite_yaml") {
