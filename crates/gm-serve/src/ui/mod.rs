@@ -73,7 +73,10 @@ impl Dashboard {
         let ui = Ui {
             gateway: state.clone(),
             api: crate::server::api_router(state),
-            evaluator: Arc::new(Session::new(evaluator)),
+            // Its notices (the demo provider answers, a state file moved aside) go to the log, not into memory.
+            evaluator: Arc::new(
+                Session::new(evaluator).on_notice(|n| tracing::info!(notice = %n, "dashboard evaluations")),
+            ),
             upstream,
             options: self.options,
             routing: self.routing,
