@@ -43,6 +43,8 @@ pub struct BenchRun {
     pub resume: bool,
     /// Stop cleanly (resumable) once this many requests were sent, judges included.
     pub max_requests: Option<u64>,
+    /// Samples of each test case (1: one); a case's score is over its samples, as `gm eval --repeat` scores.
+    pub repeat: u32,
     /// A TOML price table of USD per million tokens, added to the built-in one.
     pub prices: Option<PathBuf>,
     /// An earlier bench run to compare each cell with, once this one finished.
@@ -63,6 +65,7 @@ impl BenchRun {
             serial: false,
             resume: false,
             max_requests: None,
+            repeat: 1,
             prices: None,
             baseline: None,
         }
@@ -145,7 +148,12 @@ impl Session {
             kind: RunKind::Bench.as_str().into(),
             name: format!("{} models x {} tasks", run.models.len(), tasks.len()),
             file: run.tasks.join(","),
-            digest: bench_digest(&tasks),
+            // Samples change the scores: a resumed run must not mix cases sampled two ways. One sample keeps
+            // the definition's digest as it always was.
+            digest: match run.repeat {
+                0 | 1 => bench_digest(&tasks),
+                n => format!("{};repeat={n}", bench_digest(&tasks)),
+            },
             model: run.models.join(","),
             provider: client.provider().to_string(),
             base_url: client.base_url().to_string(),
@@ -154,6 +162,7 @@ impl Session {
             concurrency: run.concurrency,
             serial: run.serial,
             max_requests: run.max_requests,
+            repeat: run.repeat.max(1),
             prices: Some(self.price_table(run.prices.as_deref())?),
             stop: cancel.drain_signal(),
             ..RunOptions::default()

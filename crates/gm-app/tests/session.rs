@@ -182,6 +182,27 @@ async fn a_two_by_two_bench_runs_to_the_store_and_is_shown_and_compared() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_samples_each_case_as_often_as_asked_and_resumes_only_the_same_sampling() {
+    let dir = TempDir::new("app-bench-repeat");
+    let session = Session::new(SessionConfig {
+        cache: gm_app::CacheSettings { enabled: false, ..Default::default() },
+        ..config(&dir)
+    });
+    let sums = suite(&dir, "sums", 4);
+    let run =
+        BenchRun { repeat: 3, ..BenchRun::new(vec!["openai/gpt-4.1".to_string()], vec![sums.display().to_string()]) };
+    let result = session.run_bench(&run, &(), &Cancel::new()).await.unwrap().finished().unwrap();
+    let cell = &result.report.cells[0];
+    assert_eq!(cell.evaluation.gm.requests, 12, "4 cases x 3 samples");
+    assert!(cell.evaluation.gm.cases.iter().all(|f| f.samples == Some((3, 3))), "{:?}", cell.evaluation.gm.cases);
+    // Resuming with another sampling does not continue this run: its cases were scored over other samples.
+    let once = BenchRun { repeat: 1, resume: true, ..run.clone() };
+    let heard = Heard::default();
+    session.run_bench(&once, &heard, &Cancel::new()).await.unwrap().finished().unwrap();
+    assert_eq!(heard.started.lock().unwrap()[0].resume, Resume::NothingToResume);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_suite_keeps_what_it_recorded_and_resumes_from_there() {
     let dir = TempDir::new("app-cancel");
     let session = Session::new(SessionConfig {

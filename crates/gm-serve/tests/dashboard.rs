@@ -371,10 +371,14 @@ async fn an_uploaded_suite_is_evaluated_and_its_names_are_shown_as_text() {
     let form = form_urlencoded::Serializer::new(String::new())
         .append_pair("model", "openai/gpt-4.1")
         .append_pair("suite_yaml", yaml)
+        .append_pair("repeats", "3")
         .finish();
     let done = evaluate(&app, local(), &form).await;
     assert_eq!(done["state"], "finished", "{done}");
     assert_eq!((done["done"].as_u64(), done["passed"].as_u64()), (Some(2), Some(2)), "{done}");
+    let session = Session::new(kept_in(&dir));
+    let Ok(StoredRun::Bench(run)) = session.show_run(done["run_id"].as_i64().unwrap()) else { panic!("a bench") };
+    assert_eq!(run.report.cells[0].evaluation.gm.requests, 6, "each case sampled 3 times");
     let page = get(&app, &format!("/ui/runs/{}", done["run_id"]), local()).await.body;
     assert!(page.contains("&lt;b&gt;mine&lt;/b&gt;") && !page.contains("<b>mine"), "{page}");
     let broken = form_urlencoded::Serializer::new(String::new())

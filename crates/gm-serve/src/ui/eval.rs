@@ -30,6 +30,9 @@ pub(crate) const VISITOR_TASKS: usize = 2;
 /// Items per task of a visitor evaluation.
 pub(crate) const VISITOR_ITEMS: usize = 2;
 
+/// The most samples of each case an evaluation may ask for.
+const MAX_REPEATS: u32 = 20;
+
 /// The evaluations started from the dashboard since the gateway started.
 #[derive(Default)]
 pub(super) struct Jobs {
@@ -181,7 +184,7 @@ pub(super) async fn show(
         h1 { "Evaluate" }
         p { "Every chosen model answers every chosen task on the upstream " code { (ui.upstream) } "; the run is recorded in the run history and resumable if it stops." }
         @if visitor {
-            p.note role="note" { "As a visitor you may run up to " (super::eval::VISITOR_MODELS) " models × " (VISITOR_TASKS) " tasks with " (VISITOR_ITEMS) " items each; every request is counted against your visitor limits before the run starts." }
+            p.note role="note" { "As a visitor you may run up to " (super::eval::VISITOR_MODELS) " models × " (VISITOR_TASKS) " tasks with " (VISITOR_ITEMS) " items each, one sample of each case; every request is counted against your visitor limits before the run starts." }
         }
         form.evaluate method="post" action="/ui/evaluate" {
             fieldset {
@@ -211,6 +214,7 @@ pub(super) async fn show(
             fieldset {
                 legend { "Limits of the run" }
                 label { "Items per task " input type="number" name="items" min="1" value=(first(&q, "items").unwrap_or("3")); }
+                label { "Repeats of each case " input type="number" name="repeats" min="1" max="20" value=(first(&q, "repeats").unwrap_or("1")); }
                 label { "Max requests " input type="number" name="max_requests" min="1" placeholder="no limit" value=[first(&q, "max_requests")]; }
                 label { input type="checkbox" name="resume" value="1" checked[first(&q, "resume").is_some()]; " Resume the last unfinished run of these models and tasks" }
             }
@@ -285,13 +289,15 @@ pub(super) async fn start(
         None => Ok(None),
         Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).map(Some).ok_or(()),
     };
-    let (Ok(items), Ok(max_requests)) = (number("items"), number("max_requests")) else {
-        return refuse(&who, "items and max requests are whole numbers above 0 (or empty)");
+    let (Ok(items), Ok(max_requests), Ok(repeats)) = (number("items"), number("max_requests"), number("repeats"))
+    else {
+        return refuse(&who, "items, repeats and max requests are whole numbers above 0 (or empty)");
     };
     let mut run = BenchRun::new(models, tasks);
     run.tasks_dir = ui.options.tasks_dir.clone();
     run.limit_items = items.map(|n| n as usize);
     run.max_requests = max_requests;
+    run.repeat = repeats.map_or(1, |n| n.min(u64::from(MAX_REPEATS)) as u32);
     run.resume = first(&form, "resume").is_some();
     launch(&ui, &who, peer, run)
 }
@@ -311,6 +317,7 @@ fn launch(ui: &Shared, who: &Viewer, peer: SocketAddr, mut run: BenchRun) -> Res
         }
         let items = run.limit_items.unwrap_or(VISITOR_ITEMS).min(VISITOR_ITEMS);
         run.limit_items = Some(items);
+        run.repeat = 1;
         let requests = (run.models.len() * run.tasks.len() * items) as u64;
         run.max_requests = Some(run.max_requests.unwrap_or(requests).min(requests));
         // Each request the run may send is counted against the visitor's limits before it starts.
