@@ -12,7 +12,9 @@
 //! A concurrency cap is shared by the stores that hold leases ([`WindowStore::release`]): `SqliteWindows`
 //! records one per request in flight, with the process that holds it, so processes on one machine share the
 //! cap; the lease of a process that was killed stops counting at once (where `/proc` tells), and any lease
-//! lapses after [`LEASE`]. The Redis store keeps concurrency per process.
+//! lapses after [`LEASE`]. `RedisWindows` records one per request in flight with a short lease
+//! (`REDIS_LEASE`) that the store renews while the request lasts, so processes on many machines share the
+//! cap and a killed process's requests stop counting within one lease.
 //! [`Limiter::status`](crate::Limiter::status) shows this process's view; a store's own methods
 //! (`SqliteWindows::keys`, [`WindowStore::count`]) show what every process has counted.
 
@@ -152,7 +154,7 @@ fn span_us(per: Duration, spec: &LimitSpec) -> i64 {
 #[cfg(feature = "redis")]
 mod redis_windows;
 #[cfg(feature = "redis")]
-pub use self::redis_windows::RedisWindows;
+pub use self::redis_windows::{RedisWindows, REDIS_LEASE};
 
 #[cfg(feature = "sqlite")]
 mod sqlite {

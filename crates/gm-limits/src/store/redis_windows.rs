@@ -1,9 +1,10 @@
 //! Windows in Redis, for many machines sharing one credential's quota.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
-use super::{from_micros, micros, span_us, StoreAdmission, WindowStore};
+use super::{from_micros, micros, span_us, StoreAdmission, WindowStore, LEASE_POLL};
 use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
 
 fn store_err(e: ::redis::RedisError) -> LimitError {
@@ -14,11 +15,13 @@ fn store_err(e: ::redis::RedisError) -> LimitError {
 /// doubles up to 2^53, i.e. for 285 years after 1970).
 ///
 /// KEYS: admissions (sorted set: id by time), tokens (hash: id → tokens), block (hash), sequence, horizon (the
-/// longest window any spec has used on the key, in microseconds).
+/// longest window any spec has used on the key, in microseconds), leases (sorted set: id by the time its
+/// concurrency lease lapses).
 /// ARGV: now, tokens, the number of request windows and their (limit, span) pairs, the number of token
-/// windows and their (budget, span) pairs, the shortest history to keep and the most admissions to keep.
+/// windows and their (budget, span) pairs, the shortest history to keep and the most admissions to keep, the
+/// concurrency cap (0: none), the lease, the poll interval.
 /// Returns `{1, id}` when admitted, `{0, until, kind, index}` otherwise (kind 0: server block with index 1
-/// when daily; 1: request window `index`; 2: token window `index`).
+/// when daily; 1: request window `index`; 2: token window `index`; 3: the concurrency cap).
 const ADMIT: &str = r"
 local now = tonumber(ARGV[1])
 local tokens = tonumber(ARGV[2])
@@ -58,6 +61,12 @@ for w = 1, ntok do
     later(free, 2, w)
   end
 end
+local conc, lease, poll = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+if conc > 0 then
+  -- A lease its holder stopped renewing (the process died) has lapsed and no longer counts.
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  if redis.call('ZCARD', KEYS[6]) >= conc then later(now + poll, 3, conc) end
+end
 if wait_until then return {0, wait_until, kind, index} end
 -- Keep what the longest window any spec ever used on this key counts (another process may use longer ones),
 -- and at least ARGV[a] (a day), up to the latest ARGV[a + 1] admissions.
@@ -84,45 +93,135 @@ if over > 0 then
 end
 local ttl = math.ceil(longest / 1000) + 60000
 for k = 1, 5 do redis.call('PEXPIRE', KEYS[k], ttl) end
+if conc > 0 then
+  redis.call('ZADD', KEYS[6], now + lease, id)
+  redis.call('PEXPIRE', KEYS[6], math.ceil(lease / 1000) + 60000)
+end
 return {1, id}
 ";
 
-/// Request windows and token budgets in Redis, shared by every process on every machine that uses the
-/// same server and prefix.
+/// Request windows, token budgets and concurrency caps in Redis, shared by every process on every machine
+/// that uses the same server and prefix.
 ///
 /// Admission is one Lua script, which Redis runs atomically: it reads the key's recent admissions, checks
 /// every window and records the admission. A key's data sits under `{prefix}:{key}:…` (the braces keep a
 /// key's entries in one Redis Cluster slot) and expires once no window counts it any more. Times are the
 /// clients' wall clocks in microseconds, so the machines' clocks should agree (NTP keeps them within a few
 /// milliseconds, well inside the default margin for windows of a minute or longer).
+///
+/// A concurrency cap is shared too: each request in flight holds a lease in Redis that lapses after
+/// [`RedisWindows::lease`] ([`REDIS_LEASE`] unless set with [`RedisWindows::open_with_lease`]). A thread of
+/// the store renews the leases it holds every third of that, so a lease outlives its request only when
+/// the process holding it dies (or cannot reach Redis): then the slot frees within one lease.
 pub struct RedisWindows {
+    inner: Arc<Inner>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Inner {
     conn: Mutex<::redis::Connection>,
     prefix: String,
     admit: ::redis::Script,
+    lease: Duration,
+    /// The leases this store holds, by the Redis key of their set.
+    held: Mutex<HashMap<String, HashSet<i64>>>,
 }
 
 impl std::fmt::Debug for RedisWindows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisWindows").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisWindows")
+            .field("prefix", &self.inner.prefix)
+            .field("lease", &self.inner.lease)
+            .finish_non_exhaustive()
     }
 }
 
 /// How long connecting to the Redis server, or one command, may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a concurrency lease in Redis holds without being renewed.
+pub const REDIS_LEASE: Duration = Duration::from_secs(10);
+
+fn us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4)
+}
+
 impl RedisWindows {
     /// Connects to `url` (`redis://host:port/db`) and keeps keys under `prefix` (e.g. `gm:limits`). Connecting,
     /// and every later command, gives up after 5 seconds, so a server that stops answering fails the request
     /// instead of hanging it.
     pub fn open(url: &str, prefix: &str) -> Result<Self, LimitError> {
+        Self::open_with_lease(url, prefix, REDIS_LEASE)
+    }
+
+    /// As [`RedisWindows::open`], with concurrency leases that lapse after `lease` unless renewed (at least
+    /// 30 ms).
+    pub fn open_with_lease(url: &str, prefix: &str, lease: Duration) -> Result<Self, LimitError> {
+        let lease = lease.max(Duration::from_millis(30));
         let client = ::redis::Client::open(url).map_err(store_err)?;
         let conn = client.get_connection_with_timeout(REDIS_TIMEOUT).map_err(store_err)?;
         conn.set_read_timeout(Some(REDIS_TIMEOUT)).map_err(store_err)?;
         conn.set_write_timeout(Some(REDIS_TIMEOUT)).map_err(store_err)?;
-        Ok(Self { conn: Mutex::new(conn), prefix: prefix.to_string(), admit: ::redis::Script::new(ADMIT) })
+        let inner = Arc::new(Inner {
+            conn: Mutex::new(conn),
+            prefix: prefix.to_string(),
+            admit: ::redis::Script::new(ADMIT),
+            lease,
+            held: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let renewer = std::thread::Builder::new()
+            .name("gm-limits-leases".into())
+            .spawn(move || renew_while_open(&weak, lease / 3))
+            .map_err(|e| LimitError::Store(Box::new(e)))?;
+        Ok(Self { inner, renewer: Some(renewer) })
     }
 
-    fn keys(&self, key: &LimitKey) -> [String; 5] {
+    /// How long a concurrency lease holds without being renewed.
+    pub fn lease(&self) -> Duration {
+        self.inner.lease
+    }
+
+    /// Extends every lease this store holds to `now` plus [`RedisWindows::lease`]. The store's own thread
+    /// calls this with the wall clock every third of a lease; a lease that already lapsed is not revived.
+    pub fn renew(&self, now: SystemTime) -> Result<(), LimitError> {
+        self.inner.renew(now)
+    }
+
+    /// The requests in flight under a key across every process, as counted by their leases at `now`.
+    pub fn in_flight(&self, key: &LimitKey, now: SystemTime) -> Result<u64, LimitError> {
+        let [.., leases] = self.inner.keys(key);
+        ::redis::cmd("ZCOUNT")
+            .arg(&leases)
+            .arg(format!("({}", micros(now)))
+            .arg("+inf")
+            .query(&mut *self.inner.conn())
+            .map_err(store_err)
+    }
+}
+
+impl Drop for RedisWindows {
+    fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            // The thread holds only a weak reference: once woken it finds the store gone and ends.
+            renewer.thread().unpark();
+        }
+    }
+}
+
+/// The renewing thread: every `every`, extends the leases held, until the store is dropped.
+fn renew_while_open(inner: &Weak<Inner>, every: Duration) {
+    loop {
+        std::thread::park_timeout(every);
+        let Some(inner) = inner.upgrade() else { return };
+        // A failed renewal is retried at the next turn; meanwhile the leases may lapse, which only frees slots
+        // early for other processes if this one cannot reach Redis for a whole lease.
+        let _ = inner.renew(SystemTime::now());
+    }
+}
+
+impl Inner {
+    fn keys(&self, key: &LimitKey) -> [String; 6] {
         let base = format!("{}:{{{key}}}", self.prefix);
         [
             format!("{base}:admissions"),
@@ -130,11 +229,32 @@ impl RedisWindows {
             format!("{base}:block"),
             format!("{base}:seq"),
             format!("{base}:horizon"),
+            format!("{base}:leases"),
         ]
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, ::redis::Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<i64>>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn renew(&self, now: SystemTime) -> Result<(), LimitError> {
+        let until = micros(now).saturating_add(us(self.lease));
+        let mut pipe = ::redis::pipe();
+        let held = self.held();
+        if held.is_empty() {
+            return Ok(());
+        }
+        for (set, ids) in held.iter() {
+            for id in ids {
+                // XX: only a lease still there is extended; one that lapsed stays gone.
+                pipe.cmd("ZADD").arg(set).arg("XX").arg(until).arg(*id).ignore();
+            }
+        }
+        pipe.query::<()>(&mut *self.conn()).map_err(store_err)
     }
 }
 
@@ -146,8 +266,9 @@ impl WindowStore for RedisWindows {
         tokens: u64,
         now: SystemTime,
     ) -> Result<StoreAdmission, LimitError> {
-        let keys = self.keys(key);
-        let mut call = self.admit.prepare_invoke();
+        let inner = &*self.inner;
+        let keys = inner.keys(key);
+        let mut call = inner.admit.prepare_invoke();
         for k in &keys {
             call.key(k);
         }
@@ -160,10 +281,16 @@ impl WindowStore for RedisWindows {
             call.arg(w.limit).arg(span_us(w.per, spec));
         }
         call.arg(i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX)).arg(crate::HISTORY_CAP);
-        let out: Vec<i64> = call.invoke(&mut *self.conn()).map_err(store_err)?;
+        call.arg(spec.concurrency.unwrap_or(0)).arg(us(inner.lease)).arg(us(LEASE_POLL));
+        let out: Vec<i64> = call.invoke(&mut *inner.conn()).map_err(store_err)?;
         let bad = || LimitError::Store(format!("unexpected answer from the admission script: {out:?}").into());
         match out.as_slice() {
-            [1, id] => Ok(StoreAdmission::Admitted { id: *id }),
+            [1, id] => {
+                if spec.concurrency.is_some() {
+                    inner.held().entry(keys[5].clone()).or_default().insert(*id);
+                }
+                Ok(StoreAdmission::Admitted { id: *id })
+            }
             [0, until, kind, index] => {
                 let window = |list: &[crate::Window]| {
                     usize::try_from(*index).ok().and_then(|i| i.checked_sub(1)).and_then(|i| list.get(i)).copied()
@@ -171,6 +298,7 @@ impl WindowStore for RedisWindows {
                 let reason = match kind {
                     0 => WaitReason::Server { daily: *index == 1 },
                     1 => WaitReason::Requests(window(&spec.windows).ok_or_else(bad)?),
+                    3 => WaitReason::Concurrency(u32::try_from(*index).map_err(|_| bad())?),
                     _ => WaitReason::Tokens(window(&spec.token_windows).ok_or_else(bad)?),
                 };
                 Ok(StoreAdmission::Wait { until: from_micros(*until), reason })
@@ -180,19 +308,19 @@ impl WindowStore for RedisWindows {
     }
 
     fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {
-        let [_, tok, _, _, _] = self.keys(key);
+        let [_, tok, ..] = self.inner.keys(key);
         // Only an admission still counted has an entry to update.
         let script = ::redis::Script::new(
             r"
             if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
             return 1",
         );
-        script.key(&tok).arg(id).arg(tokens).invoke::<i64>(&mut *self.conn()).map_err(store_err)?;
+        script.key(&tok).arg(id).arg(tokens).invoke::<i64>(&mut *self.inner.conn()).map_err(store_err)?;
         Ok(())
     }
 
     fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError> {
-        let [_, _, block, _, _] = self.keys(key);
+        let [_, _, block, ..] = self.inner.keys(key);
         let script = ::redis::Script::new(
             r"
             local cur = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
@@ -209,24 +337,42 @@ impl WindowStore for RedisWindows {
             .key(&block)
             .arg(micros(until))
             .arg(i64::from(daily))
-            .invoke::<i64>(&mut *self.conn())
+            .invoke::<i64>(&mut *self.inner.conn())
             .map_err(store_err)?;
         Ok(())
     }
 
     fn reset(&self, key: &LimitKey) -> Result<(), LimitError> {
-        let keys = self.keys(key);
-        ::redis::cmd("DEL").arg(&keys[..3]).arg(&keys[4]).query::<()>(&mut *self.conn()).map_err(store_err)
+        let [admissions, tokens, block, _, horizon, leases] = self.inner.keys(key);
+        self.inner.held().remove(&leases);
+        ::redis::cmd("DEL")
+            .arg(&[admissions, tokens, block, horizon, leases])
+            .query::<()>(&mut *self.inner.conn())
+            .map_err(store_err)
+    }
+
+    fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
+        let [.., leases] = self.inner.keys(key);
+        {
+            let mut held = self.inner.held();
+            if let Some(ids) = held.get_mut(&leases) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    held.remove(&leases);
+                }
+            }
+        }
+        ::redis::cmd("ZREM").arg(&leases).arg(id).query::<()>(&mut *self.inner.conn()).map_err(store_err)
     }
 
     fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError> {
-        let [adm, _, _, _, _] = self.keys(key);
+        let [adm, ..] = self.inner.keys(key);
         let since = micros(now) - i64::try_from(within.as_micros()).unwrap_or(i64::MAX / 4);
         ::redis::cmd("ZCOUNT")
             .arg(&adm)
             .arg(format!("({since}"))
             .arg("+inf")
-            .query(&mut *self.conn())
+            .query(&mut *self.inner.conn())
             .map_err(store_err)
     }
 }
