@@ -39,7 +39,11 @@ commands:
           a bench of one model under two names in both orders, checked against the server's own log
   bench-matrix [--models a,b,c] [--runs N]
           gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
-          second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request";
+          second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request
+  bench-serve [--rates 500,2000] [--seconds N] [--litellm PATH]
+          chat requests at fixed rates to the emulator directly and through gm serve (limits on in the state
+          file and in Redis, limits off, cache hits), beside LiteLLM's proxy when PATH is its `litellm`: latency
+          p50/p99 added over direct, errors, the server's CPU and peak memory";
 
 fn main() {
     if let Err(e) = run() {
@@ -70,6 +74,7 @@ fn run() -> Result<()> {
         Some("bench-eval") => bench_eval(&args[1..]),
         Some("bench-matrix") => bench_matrix(&args[1..]),
         Some("bench-score") => bench_score(&args[1..]),
+        Some("bench-serve") => bench_serve(&args[1..]),
         Some("check-html") => check_html(),
         Some("faults") => cargo_env(
             &["test", "-p", "gm-cli", "--test", "faults", "--", "--nocapture", "--test-threads", "1"],
@@ -424,6 +429,37 @@ fn bench_score(args: &[String]) -> Result<()> {
         p.peak_mb / g.peak_mb.max(0.1)
     );
     Ok(())
+}
+
+/// The gateway under load (benches/benches/serve_load.rs) with the release `gm`, and a redis-server of its own
+/// when one is installed.
+fn bench_serve(args: &[String]) -> Result<()> {
+    let (gm, dir) = release_gm("bench-serve", true)?;
+    let mut redis = None;
+    let mut env = vec![("GM_BENCH_GM", gm.display().to_string()), ("GM_BENCH_DIR", dir.display().to_string())];
+    if Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        redis = Some(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("could not start redis-server")?,
+        );
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        env.push(("GM_BENCH_REDIS", format!("redis://127.0.0.1:{port}/")));
+    }
+    let mut cargo_args = vec!["bench", "-p", "gm-benches", "--bench", "serve_load", "--"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let result = cargo_env(&cargo_args, &env);
+    if let Some(mut r) = redis {
+        let _ = r.kill();
+        let _ = r.wait();
+    }
+    result
 }
 
 /// Clock ticks per second, the unit of `/proc/PID/stat` times.
