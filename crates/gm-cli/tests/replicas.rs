@@ -202,12 +202,12 @@ fn three_replicas_on_one_redis_share_quota_keys_cache_and_leases() {
     let mut replicas = replicas;
     let doomed = replicas.pop().unwrap();
     let (slow_url, key) = (doomed.url.clone(), ops.clone());
-    let _ = rt.spawn(async move { chat(&slow_url, "openai/gpt-4.1-mini", "slow", Some(&key)).await });
+    let _in_flight = rt.spawn(async move { chat(&slow_url, "openai/gpt-4.1-mini", "slow", Some(&key)).await });
     while slow_proxy.connections() < 1 {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(doomed); // SIGKILL: the replica never ends its lease
-    assert_eq!(leases(redis.port(), "gpt-4.1-mini"), 1, "the dead replica's lease does not count");
+    assert_eq!(leases(redis.port(), "gpt-4.1-mini"), 1, "the dead replica's lease is held until it lapses");
     let after = rt.block_on(chat(&urls[0], "openai/gpt-4.1-mini", "after the kill", Some(&ops)));
     assert_eq!(after.0, 200);
     assert_eq!(slow.stats().by_status.get(&429), None, "the slow upstream saw two at once");
