@@ -13,7 +13,8 @@
 //! quality is not significantly different (a paired bootstrap over the cases both ran includes zero), the two
 //! are tied on quality and the one that is significantly faster (the same test over the latencies of the cases
 //! both sent) wins; with no significant difference in either, the report says so and names the higher quality,
-//! then the first name: never the first model listed.
+//! then the first name: never the first model listed. Cached answers have no latency: with no case sent for
+//! both, the reason says latency was not compared.
 
 use std::collections::BTreeMap;
 
@@ -422,21 +423,35 @@ pub fn report(cells: Vec<Cell>) -> BenchReport {
                     format!("{first} ({q1:.3}) and {second} ({q2:.3}) are not significantly different in quality");
                 // "Faster" takes the same paired test as quality, over the latencies of the cases both sent.
                 let (la, lb) = paired_latencies(&cells, first, second);
-                let median = |v: &[f64]| LatencySummary::from_millis(v).map_or(f64::NAN, |l| l.p50_ms);
-                let (l1, l2) = (median(&la), median(&lb));
-                let faster = paired_bootstrap(&la, &lb, BootstrapOptions { resamples: 2000, seed: 11 })
-                    .ok()
-                    .filter(|p| p.low > 0.0 || p.high < 0.0)
-                    .map(|p| if p.high < 0.0 { (*first, l1, l2) } else { (*second, l2, l1) });
-                let reason = match faster {
-                    Some((winner, own, other)) => format!(
+                let named = format!("{first} is named for its higher quality, or its name where quality is equal");
+                // Cached answers have no latency: with no case sent for both, there is no latency to compare.
+                let medians = LatencySummary::from_millis(&la).zip(LatencySummary::from_millis(&lb));
+                let faster = medians.and_then(|(s1, s2)| {
+                    paired_bootstrap(&la, &lb, BootstrapOptions { resamples: 2000, seed: 11 })
+                        .ok()
+                        .filter(|p| p.low > 0.0 || p.high < 0.0)
+                        .map(|p| {
+                            if p.high < 0.0 {
+                                (*first, s1.p50_ms, s2.p50_ms)
+                            } else {
+                                (*second, s2.p50_ms, s1.p50_ms)
+                            }
+                        })
+                });
+                let reason = match (faster, medians) {
+                    (Some((winner, own, other)), _) => format!(
                         "{tied}; {winner} is faster ({own:.0} ms against {other:.0} ms at the median, a significant \
                          difference over {} paired cases)",
                         la.len()
                     ),
-                    None => format!(
-                        "{tied}, and there is no significant difference in latency ({l1:.0} ms against {l2:.0} ms at \
-                         the median); {first} is named for its higher quality, or its name where quality is equal"
+                    (None, Some((s1, s2))) => format!(
+                        "{tied}, and there is no significant difference in latency ({:.0} ms against {:.0} ms at the \
+                         median); {named}",
+                        s1.p50_ms, s2.p50_ms
+                    ),
+                    (None, None) => format!(
+                        "{tied}; latency was not compared (no case of both was sent: the answers came from the cache \
+                         or a recording of cached answers); {named}"
                     ),
                 };
                 (Some(faster.map_or(*first, |f| f.0).clone()), Some(false), reason)
@@ -688,6 +703,26 @@ mod tests {
         let r = timed(|m, i| if m == 1 { 300.0 + i as f64 } else { 400.0 + i as f64 }).await;
         assert_eq!(r.summary.best_model.as_deref(), Some("OpenAI/GPT-4.1"));
         assert!(r.summary.best_model_reason.contains("OpenAI/GPT-4.1 is faster"), "{}", r.summary.best_model_reason);
+    }
+
+    #[tokio::test]
+    async fn answers_all_from_the_cache_leave_latency_uncompared_not_nan() {
+        let r = timed(|_, _| 0.0).await;
+        let cells = r
+            .cells
+            .into_iter()
+            .map(|mut c| {
+                c.evaluation.gm.cases.iter_mut().for_each(|f| f.cached = true);
+                c
+            })
+            .collect();
+        let r = report(cells);
+        let reason = &r.summary.best_model_reason;
+        assert!(reason.contains("latency was not compared"), "{reason}");
+        assert!(!reason.contains("NaN") && !reason.contains("inf") && !reason.contains(" ms"), "{reason}");
+        // The rule's remaining criteria decide: equal quality, so the first name.
+        assert_eq!(r.summary.best_model.as_deref(), Some("OpenAI/GPT-4.1"), "{reason}");
+        assert_eq!(r.summary.best_model_significant, Some(false));
     }
 
     #[tokio::test]
