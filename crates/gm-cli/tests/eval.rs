@@ -790,3 +790,35 @@ fn a_token_budget_is_reserved_before_sending_and_stopping_at_it_prints_the_parti
     assert!(String::from_utf8_lossy(&out.stderr).contains("now called --token-budget"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Running evaluation: Quickstart"));
 }
+
+#[test]
+fn a_demo_run_has_no_cost_in_any_report_nor_a_cost_efficiency() {
+    let data = scratch("demo-cost");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let (junit, md, html) = (data.join("r.xml"), data.join("r.md"), data.join("r.html"));
+    let reports = ["--junit", junit.to_str().unwrap(), "--markdown", md.to_str().unwrap(), "--html"];
+    let args = [&["eval", suite.to_str().unwrap()][..], &reports[..], &[html.to_str().unwrap()]].concat();
+    let out = gm(&data, &args, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The demo's models are named after priced ones, but no priced model answered.
+    assert!(text.contains("n/a (demo provider: no model was asked)") && !text.contains("$0."), "{text}");
+    for report in [&junit, &md, &html] {
+        let page = std::fs::read_to_string(report).unwrap();
+        assert!(!page.contains("$0."), "{}: {page}", report.display());
+    }
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("n/a (demo provider: no model was asked)"), "{md}");
+    let v = json(&gm(&data, &["eval", "--json", suite.to_str().unwrap()], &[]));
+    assert!(v["gm"]["cost_usd"].is_null(), "{}", v["gm"]);
+
+    let bench_html = data.join("bench.html");
+    let args = ["bench", "--limit-items", "2", "--models", "openai/gpt-4.1,openai/gpt-4o-mini", "--tasks", "reasoning"];
+    let v = json(&gm(&data, &[&args[..], &["--json", "--html", bench_html.to_str().unwrap()]].concat(), &[]));
+    for cell in v["cells"].as_array().unwrap() {
+        assert!(cell["metrics"]["cost_usd"].is_null() && cell["metrics"]["quality_per_dollar"].is_null(), "{cell}");
+    }
+    let page = std::fs::read_to_string(&bench_html).unwrap();
+    assert!(page.contains("the demo provider asks no model") && !page.contains("$0."), "{page}");
+    let table = String::from_utf8_lossy(&gm(&data, &args, &[]).stdout).into_owned();
+    assert!(table.contains("n/a (demo)") && !table.contains("$0."), "{table}");
+}

@@ -114,7 +114,7 @@ pub struct EvaluationResult {
     pub tokens_in: u64,
     /// Completion tokens.
     pub tokens_out: u64,
-    /// What it cost, when the price table knows the model.
+    /// What it cost, when the price table knows the model (never for the demo provider, which asks no model).
     pub cost_usd: Option<f64>,
     /// Whether it came from the cache.
     pub cached: bool,
@@ -276,7 +276,7 @@ impl Evaluator {
         }
         let answer = self.client.chat(&chat).await?;
         let usage = answer.usage();
-        let cost = self.options.prices.as_ref().and_then(|t| t.price_for(&request.model_id));
+        let cost = self.options.prices.as_ref().and_then(|t| t.price_from(self.client.provider(), &request.model_id));
         Ok(EvaluationResult {
             model_id: request.model_id.clone(),
             task_type: request.task_type.clone(),

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use gm_core::metrics::Price;
+use gm_core::ProviderKind;
 use serde::Deserialize;
 
 /// Prices by model id.
@@ -96,6 +97,15 @@ impl PriceTable {
         let name = m.rsplit('/').next().unwrap_or(&m);
         self.models.iter().find(|(id, _)| id.rsplit('/').next() == Some(name)).map(|(_, p)| *p)
     }
+
+    /// The price of `model`'s answers from `provider`: none from the demo provider, which asks no model (its
+    /// answers are computed offline, whatever model they are named after), so a demo run has no cost.
+    pub fn price_from(&self, provider: ProviderKind, model: &str) -> Option<Price> {
+        if provider == ProviderKind::Demo {
+            return None;
+        }
+        self.price_for(model)
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +122,12 @@ mod tests {
             .unwrap_err()
             .contains("non-negative"));
         assert!(t.extend_from_toml("models = 3").unwrap_err().contains("[models]"));
+    }
+
+    #[test]
+    fn the_demo_provider_has_no_price() {
+        let t = PriceTable::builtin();
+        assert!(t.price_from(ProviderKind::Demo, "openai/gpt-4.1").is_none());
+        assert_eq!(t.price_from(ProviderKind::OpenAi, "openai/gpt-4.1"), t.price_for("openai/gpt-4.1"));
     }
 }

@@ -380,7 +380,7 @@ pub struct RunFigures {
     #[serde(default)]
     pub tokens_per_second_wall: Option<f64>,
     /// What the model calls of this run cost in US dollars (cached answers cost nothing; judge calls are not
-    /// included), when the price table knows the model.
+    /// included), when the price table knows the model; never for the demo provider, which asks no model.
     pub cost_usd: Option<f64>,
     /// Model answers served from the cache (each sample of a repeated case counts).
     pub cache_hits: u64,
@@ -589,7 +589,7 @@ impl EvalRunner {
                 .options
                 .prices
                 .as_ref()
-                .and_then(|t| t.price_for(model))
+                .and_then(|t| t.price_from(self.client.provider(), model))
                 // `+ 0.0` turns the -0.0 of an empty float sum into 0.0.
                 .map(|p| {
                     calls.iter().filter(|c| !c.cached).map(|c| p.cost_usd(c.tokens_in, c.tokens_out)).sum::<f64>() + 0.0

@@ -123,7 +123,8 @@ impl Observer for Progress {
 /// The human form of a bench report: one line a cell, then the best model and the rule.
 pub(crate) fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if gm_eval::report::is_demo(&report.provider) {
+    let demo = gm_eval::report::is_demo(&report.provider);
+    if demo {
         writeln!(out, "{}", gm_eval::report::DEMO_NOTE)?;
         writeln!(out)?;
     }
@@ -149,7 +150,11 @@ pub(crate) fn print_bench_table(report: &gm_eval::bench::BenchReport) -> Result<
             ms(m.queue_p50_ms),
             rate(m.tokens_per_second),
             rate(m.tokens_per_second_wall),
-            m.cost_usd.map_or("-".into(), |c| format!("${c:.5}")),
+            match m.cost_usd {
+                Some(c) => format!("${c:.5}"),
+                None if demo => "n/a (demo)".into(),
+                None => "-".into(),
+            },
             m.cache_hits,
         )?;
     }

@@ -155,8 +155,11 @@ pub fn bench_fragment(report: &BenchReport, baseline: &[(String, String, Compari
         })
         .collect();
     // A model the price table does not know has no cost: it is left out of the chart, and the page says so.
+    let demo = super::is_demo(&report.provider);
     let unpriced: Vec<&str> = models.iter().copied().filter(|m| !priced.iter().any(|p| p.0 == *m)).collect();
-    if priced.is_empty() {
+    if demo {
+        page.push_str("<p>No cell has a cost: the demo provider asks no model, so its answers have no price.</p>\n");
+    } else if priced.is_empty() {
         page.push_str("<p>No cell has a price (the price table does not know these models).</p>\n");
     } else {
         let max_cost = priced.iter().map(|p| p.2).fold(f64::MIN_POSITIVE, f64::max);
@@ -222,7 +225,7 @@ pub fn bench_fragment(report: &BenchReport, baseline: &[(String, String, Compari
         }
         page.push_str("</svg>\n<p><small>Each dot is one task of one model, labelled with its task.</small></p>\n");
     }
-    if !unpriced.is_empty() {
+    if !unpriced.is_empty() && !demo {
         let names: Vec<String> = unpriced.iter().map(|m| format!("<code>{}</code>", esc(m))).collect();
         let _ = writeln!(
             page,
@@ -279,7 +282,7 @@ pub fn bench_fragment(report: &BenchReport, baseline: &[(String, String, Compari
             opt(m.queue_p50_ms, &|v| format!("{v:.0} ms")),
             opt(m.tokens_per_second, &|v| format!("{v:.0}")),
             opt(m.tokens_per_second_wall, &|v| format!("{v:.0}")),
-            opt(m.cost_usd, &|v| format!("${v:.5}")),
+            if demo { "n/a (demo)".to_string() } else { opt(m.cost_usd, &|v| format!("${v:.5}")) },
             opt(m.quality_per_dollar, &|v| format!("{v:.0}")),
             m.cache_hits,
         );

@@ -187,7 +187,7 @@ pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
         ("Tokens out", estimated(figures.tokens_out, figures.tokens_estimated)),
         ("Tokens/s per request", fmt_tps(figures.tokens_per_second)),
         ("Tokens/s over wall time", fmt_tps(figures.tokens_per_second_wall)),
-        ("Cost", figures.cost_usd.map_or_else(|| "n/a".to_string(), |c| format!("${c:.6}"))),
+        ("Cost", fmt_cost(figures.cost_usd, &figures.provider)),
         ("Cache hits", figures.cache_hits.to_string()),
         ("Retries", figures.retries.to_string()),
         ("429s", figures.rate_limited.to_string()),
@@ -205,6 +205,15 @@ pub(crate) fn figure_rows(figures: &RunFigures) -> Vec<(&'static str, String)> {
         rows.push(("pass^k", join(&r.pass_hat_k)));
     }
     rows
+}
+
+/// A cost to the millionth of a dollar; `n/a` without a price, labelled for the demo provider, which has none.
+pub(crate) fn fmt_cost(cost: Option<f64>, provider: &str) -> String {
+    match cost {
+        Some(c) => format!("${c:.6}"),
+        None if is_demo(provider) => "n/a (demo provider: no model was asked)".to_string(),
+        None => "n/a".to_string(),
+    }
 }
 
 /// A token count, marked when some calls' counts are estimates (the server sent no usage).
