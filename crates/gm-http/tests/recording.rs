@@ -115,3 +115,64 @@ fn a_strict_replay_needs_no_credential() {
     let record = Client::builder().provider(ProviderKind::OpenAi).recording(answers, RecordMode::ReplayRecordMissing);
     assert!(matches!(record.build(), Err(Error::MissingCredentials { .. })));
 }
+
+/// A recording that records a cached answer, and one whose usage the server did not send.
+#[tokio::test]
+async fn a_cached_answer_is_recorded_as_cached_with_no_latency_and_an_estimate_stays_estimated() {
+    // The second answer has no usage, as some servers send.
+    let no_usage = r#"{"id":"c1","object":"chat.completion","model":"openai/gpt-4.1-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Lima is the capital."},"finish_reason":"stop"}]}"#;
+    let emu = emulator::start(EmulatorConfig::default(), []).await;
+    let dir = TempDir::new("recording-cached");
+    let path = dir.path().join("answers.jsonl");
+    let recording = Arc::new(RecordedAnswers::new(&path));
+    let cache = Arc::new(gm_cache::Cache::new(gm_cache::CacheConfig::default()));
+    let live = Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url(emu.openai_url())
+        .credential(Credential::explicit(SECRET))
+        .cache(cache.clone(), gm_http::CachePolicy::default())
+        .recording(recording.clone(), RecordMode::Record)
+        .build()
+        .unwrap();
+    // Warmed before the recording run: the recording run's answer comes from the cache.
+    let warm = Client::builder()
+        .provider(ProviderKind::OpenAiCompatible)
+        .base_url(emu.openai_url())
+        .credential(Credential::explicit(SECRET))
+        .cache(cache, gm_http::CachePolicy::default())
+        .build()
+        .unwrap();
+    warm.chat(&ask("what is the capital of Japan?")).await.unwrap();
+    let cached = live.chat(&ask("what is the capital of Japan?")).await.unwrap();
+    assert!(cached.cached);
+    // Measured, then asked again in the same run: the cached repeat keeps the measured entry.
+    let measured = live.chat(&ask("what is the capital of France?")).await.unwrap();
+    assert!(!measured.cached && live.chat(&ask("what is the capital of France?")).await.unwrap().cached);
+    emu.inject(emulator::raw(200, "application/json", no_usage, 1));
+    let estimated = live.chat(&ask("what is the capital of Peru?")).await.unwrap();
+    assert!(estimated.usage_estimated && estimated.usage().completion_tokens > 0, "{estimated:?}");
+    recording.save().unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let line = |prompt: &str| lines.iter().find(|l| l["request"]["prompt"] == prompt).unwrap().clone();
+    let japan = line("what is the capital of Japan?");
+    assert_eq!(japan["cached"], true, "{japan}");
+    assert!(japan.get("latency_us").is_none(), "a cache look-up recorded as a latency: {japan}");
+    let france = line("what is the capital of France?");
+    assert_eq!(france["cached"], false, "{france}");
+    assert_eq!(france["latency_us"].as_u64(), Some(measured.latency.as_micros() as u64), "{france}");
+    let peru = line("what is the capital of Peru?");
+    assert!(peru.get("usage").is_none() && peru["response"].get("usage").is_none(), "{peru}");
+
+    // Replayed: the cached answer is cached, with no latency; the estimate is still an estimate, the same one.
+    let replayed = Arc::new(RecordedAnswers::open(&path).unwrap());
+    let strict = client(&emu.openai_url(), &replayed, RecordMode::Replay);
+    let again = strict.chat(&ask("what is the capital of Japan?")).await.unwrap();
+    assert!(again.cached && again.latency.is_zero(), "{again:?}");
+    let again = strict.chat(&ask("what is the capital of France?")).await.unwrap();
+    assert!(!again.cached && again.latency == measured.latency, "{again:?}");
+    let again = strict.chat(&ask("what is the capital of Peru?")).await.unwrap();
+    assert!(again.usage_estimated, "the estimate lost its mark: {again:?}");
+    assert_eq!(again.usage(), estimated.usage());
+}

@@ -339,7 +339,12 @@ impl Client {
         let Some(rec) = &self.inner.recorder else { return self.chat_answer(req, sample, started).await };
         let key = self.cache_key(req, sample);
         if let Some(entry) = self.replayed(&key, req, sample)? {
-            return ChatResponse::from_recorded(self.inner.provider, &entry);
+            let mut answer = ChatResponse::from_recorded(self.inner.provider, &entry)?;
+            // Recorded as the server sent it, without usage: estimated again, and marked so.
+            if answer.usage_estimated {
+                answer.completion.usage = Some(estimate_usage(req, &answer.completion));
+            }
+            return Ok(answer);
         }
         let mut answer = self.chat_answer(req, sample, started).await?;
         answer.latency = replay::to_micros(answer.latency);
@@ -351,7 +356,15 @@ impl Client {
             cached: answer.cached,
             streamed: false,
         };
-        rec.record(key, self.summary(req, sample), &answer.completion, took);
+        // The file keeps the usage the server sent: an estimate is left out, so the replay marks it estimated.
+        let as_sent;
+        let completion = if answer.usage_estimated {
+            as_sent = ChatCompletion { usage: None, ..answer.completion.clone() };
+            &as_sent
+        } else {
+            &answer.completion
+        };
+        rec.record(key, self.summary(req, sample), completion, took);
         Ok(answer)
     }
 

@@ -4,7 +4,9 @@
 //! The layer sits in front of the cache: a replayed answer is neither looked up in nor stored in the cache,
 //! and carries the figures it was recorded with (latency, time to first token, attempts, 429s, whether the
 //! cache had answered it), so a replayed run reports what the recorded run reported. A recorded latency is
-//! kept to the microsecond, and the recording run reports it to the microsecond too.
+//! kept to the microsecond, and the recording run reports it to the microsecond too. An answer the cache gave
+//! is recorded as cached, with no latency (the look-up is not a model's latency); an answer whose usage the
+//! server did not send is recorded without usage, so its replay estimates it again and marks it estimated.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,8 +69,12 @@ pub(super) struct Took {
 }
 
 impl Recorder {
-    /// Adds an answer to the file (kept in memory until the file is saved).
+    /// Adds an answer to the file (kept in memory until the file is saved). An answer the cache gave does not
+    /// replace one the provider gave under the same key earlier in the run: that one has a measured latency.
     pub(super) fn record(&self, key: RequestKey, summary: RequestSummary, completion: &ChatCompletion, took: Took) {
+        if took.cached && self.answers.get(&key).is_some_and(|earlier| !earlier.cached) {
+            return;
+        }
         let response = match serde_json::to_value(completion) {
             Ok(v) => v,
             Err(e) => {
@@ -78,8 +84,12 @@ impl Recorder {
         };
         let mut entry = Recorded::new(key, response);
         entry.request = Some(summary);
-        entry.latency_us = Some(micros(took.latency));
-        entry.time_to_first_token_us = took.time_to_first_token.map(micros);
+        // An answer the cache gave took only the look-up: it is marked cached, with no latency, so that no
+        // replay takes the look-up for a model's latency (record with the cache off for measured latencies).
+        if !took.cached {
+            entry.latency_us = Some(micros(took.latency));
+            entry.time_to_first_token_us = took.time_to_first_token.map(micros);
+        }
         entry.attempts = took.attempts;
         entry.rate_limited = took.rate_limited;
         entry.cached = took.cached;
