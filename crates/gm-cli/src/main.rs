@@ -75,7 +75,8 @@ fn init_logging(verbose: u8) {
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Above the progress bars, when some are drawn, rather than into them.
+        .with_writer(progress::LogWriter)
         // Coloured as gm's own messages are: on a terminal, unless NO_COLOR (or CLICOLOR=0, TERM=dumb) says not.
         .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
         .try_init();

@@ -1,15 +1,61 @@
 //! Progress on standard error while a command works: bars for runs, a spinner for a wait. Drawn only when
-//! standard error is a terminal, so logs and pipes get none of it.
+//! standard error is a terminal, so logs and pipes get none of it. Log lines go through [`LogWriter`], which
+//! prints them above the bars drawn at the time instead of into them.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, WeakProgressBar};
 
 /// Whether progress is drawn: standard error is a terminal.
 pub fn drawn() -> bool {
     std::io::stderr().is_terminal()
+}
+
+/// The bars made so far that may be on the terminal, newest last; a bar dropped is gone from it.
+static BARS: Mutex<Vec<WeakProgressBar>> = Mutex::new(Vec::new());
+
+/// Keeps `bar` where [`above_bars`] finds it.
+fn shown(bar: &ProgressBar) {
+    let mut bars = BARS.lock().unwrap_or_else(PoisonError::into_inner);
+    bars.retain(|b| b.upgrade().is_some());
+    bars.push(bar.downgrade());
+}
+
+/// Runs `print` with the newest bar still alive (and the other bars of its [`MultiProgress`]) lifted off the
+/// terminal, then draws them again below what it printed.
+fn above_bars(print: impl FnOnce()) {
+    let newest = BARS.lock().unwrap_or_else(PoisonError::into_inner).iter().rev().find_map(WeakProgressBar::upgrade);
+    match newest {
+        Some(bar) => bar.suspend(print),
+        None => print(),
+    }
+}
+
+/// Where log lines go: standard error, above any progress bar drawn there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    /// The formatter writes each event whole, in one call: the bars are lifted once a line.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut written = Ok(());
+        above_bars(|| written = std::io::stderr().lock().write_all(buf));
+        written.map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// A bar of `total` steps, `done` of them already done, drawn with `template` (indicatif's syntax).
@@ -19,6 +65,7 @@ pub fn bar(total: usize, done: usize, template: &str) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_position(done as u64);
+    shown(&bar);
     bar
 }
 
@@ -53,6 +100,7 @@ impl AfterASecond {
     }
 
     fn show(bar: ProgressBar, tick: bool) -> AfterASecond {
+        shown(&bar);
         let done = Arc::new(Mutex::new(false));
         if let (true, Ok(runtime)) = (drawn(), tokio::runtime::Handle::try_current()) {
             let (shown, finished) = (bar.clone(), done.clone());

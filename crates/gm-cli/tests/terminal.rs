@@ -146,3 +146,100 @@ fn has_sgr(text: &str) -> bool {
         rest[params..].starts_with('m')
     })
 }
+
+/// What an 80-column terminal shows at the end of `transcript`, a row a line (every row ever written, none
+/// scrolled away): enough of a terminal for progress bars (cursor up and down, erasing a line, wrapping).
+fn screen(transcript: &str) -> Vec<String> {
+    const WIDTH: usize = 80;
+    let mut rows: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = transcript.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                let mut params = String::new();
+                let command = loop {
+                    match chars.next() {
+                        Some(p) if p.is_ascii_digit() || p == ';' => params.push(p),
+                        other => break other,
+                    }
+                };
+                let n = params.parse::<usize>().unwrap_or(1);
+                match command {
+                    Some('A') => row = row.saturating_sub(n),
+                    Some('B') => row += n,
+                    Some('K') => rows[row].clear(),
+                    _ => {}
+                }
+            }
+            '\r' => col = 0,
+            // The program means a new line (the pseudo-terminal passes it on without a carriage return).
+            '\n' => (row, col) = (row + 1, 0),
+            c if c.is_control() => {}
+            c => {
+                if col == WIDTH {
+                    (row, col) = (row + 1, 0);
+                }
+                while rows.len() <= row {
+                    rows.push(Vec::new());
+                }
+                let line = &mut rows[row];
+                line.resize(line.len().max(col + 1), ' ');
+                line[col] = c;
+                col += 1;
+            }
+        }
+        while rows.len() <= row {
+            rows.push(Vec::new());
+        }
+    }
+    rows.into_iter().map(|r| r.into_iter().collect::<String>().trim_end().to_string()).collect()
+}
+
+#[test]
+fn a_log_line_during_a_bench_prints_above_its_bars_not_into_them() {
+    let emu = Background::start(EmulatorConfig { latency: Duration::from_millis(150), ..EmulatorConfig::default() });
+    let data = TempDir::new("terminal-bench-log");
+    let v1 = emu.openai_url();
+    let args = [
+        "--provider",
+        "openai-compatible",
+        "--base-url",
+        &v1,
+        "--no-cache",
+        "bench",
+        "--models",
+        "gpt-4o-mini,gpt-4.1",
+        "--tasks",
+        &quickstart(),
+        "--concurrency",
+        "1",
+    ];
+    // Retries are logged at info: one 500 once the bars are drawn makes one log line among them.
+    let cmd = command(data.path(), &args, &[("GM_LOG", "gm_http=info")]);
+    let mut session = Session::spawn(cmd).expect("a pseudo-terminal");
+    session.set_expect_timeout(Some(Duration::from_secs(60)));
+    session.expect("test cases").expect("the bars are drawn");
+    let started = std::time::Instant::now();
+    while emu.stats().total < 3 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::yield_now();
+    }
+    emu.inject(gm_testkit::emulator::fault(gm_emulator::FaultKind::Status { status: 500, retry_after: None }, 1));
+    let drawn = session.expect(Eof).expect("gm ends");
+    let drawn = String::from_utf8_lossy(drawn.as_bytes()).into_owned();
+    assert_eq!(exit_code(&session), 0, "{drawn}");
+    assert!(drawn.contains("retrying"), "no retry was logged: {drawn:?}");
+    // On the screen, the log line is whole and in the first column: not drawn into a bar, nor over-drawn by one.
+    let shown = screen(&drawn);
+    let logged: Vec<usize> = (0..shown.len()).filter(|&i| shown[i].contains("retrying")).collect();
+    // The line is longer than the terminal is wide, so it goes on in the next row.
+    let whole = |i: usize| format!("{}{}", shown[i], shown.get(i + 1).map_or("", String::as_str));
+    assert!(
+        logged.len() == 1
+            && shown[logged[0]].starts_with(|c: char| c.is_ascii_digit())
+            && whole(logged[0]).contains("told=false"),
+        "{}",
+        shown.join("\n")
+    );
+}
