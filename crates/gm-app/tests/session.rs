@@ -20,17 +20,7 @@ fn config(dir: &Path) -> SessionConfig {
 /// A suite of `n` sums whose check the demo's plain answers pass (`The answer is …`) and its wordy model
 /// (`openai/gpt-4.1-mini`) fails.
 fn suite(dir: &Path, name: &str, n: usize) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut yaml = format!(
-        "name: {name}\nmodel: openai/gpt-4.1\nmessages:\n  - role: user\n    content: \"What is {{{{a}}}} + {{{{b}}}}?\"\ntestData:\n"
-    );
-    for i in 0..n {
-        yaml.push_str(&format!("  - {{a: {i}, b: 7}}\n"));
-    }
-    yaml.push_str("evaluators:\n  - name: answers plainly\n    string: {startsWith: \"The answer\"}\n");
-    let path = dir.join(format!("{name}.prompt.yml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
+    gm_testkit::suite::write_sums(dir, name, 0..n, 7)
 }
 
 /// A case as an observer hears it: its suite or cell position, its cell's model and task, its index.

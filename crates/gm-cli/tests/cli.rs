@@ -3,48 +3,28 @@
 use std::process::{Command, Output, Stdio};
 
 use gm_emulator::EmulatorConfig;
+use gm_testkit::cli::{gm_command, text};
 use gm_testkit::emulator::Background;
 use gm_testkit::{RedisServer, TempDir};
 
 const SECRET: &str = "ghp_verysecrettokenvalue42";
 
+/// `gm ARGS…` with the test's `env` alone (see [`gm_command`]), and a state file of its own per call, so quotas
+/// counted by other runs on this machine do not apply.
 fn gm(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.args(args).stdin(Stdio::null());
-    for var in [
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "OPENAI_API_KEY",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_ENDPOINT",
-        "GM_PROVIDER",
-        "GM_BASE_URL",
-        "GM_API_KEY",
-    ] {
-        cmd.env_remove(var);
-    }
-    // No `gh` on the PATH: credentials come only from what each test sets.
-    cmd.env("PATH", "/nonexistent");
-    // A state file of its own per call, so quotas counted by other runs on this machine do not apply.
     let state = TempDir::new("cli-state");
-    cmd.env("GM_DATA_DIR", state.path());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.env("GM_DATA_DIR", state.path()).args(args).envs(env.iter().copied());
     cmd.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Starts `n` gm processes at once, each set up by `setup(i, cmd)`, and waits for every one to succeed.
 fn run_at_once(n: usize, setup: impl Fn(usize, &mut Command)) {
     let children: Vec<_> = (0..n)
         .map(|i| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+            let mut cmd = gm_command(env!("CARGO_BIN_EXE_gm"));
             setup(i, &mut cmd);
-            cmd.env_remove("GM_LIMITS").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             cmd.spawn().unwrap()
         })
         .collect();

@@ -1,9 +1,10 @@
 //! `gm eval` end to end: the gh-models example suites, gh-models' semantics, resuming, and limits.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use gm_emulator::EmulatorConfig;
+use gm_testkit::cli::{gm_command, json};
 use gm_testkit::emulator::Background;
 use gm_testkit::TempDir;
 
@@ -24,29 +25,15 @@ fn scratch(name: &str) -> TempDir {
     TempDir::new(&format!("cli-eval-{name}"))
 }
 
+/// `gm --data-dir data ARGS…` with the test's `env` alone (see [`gm_command`]).
 fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null());
-    for var in [
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "OPENAI_API_KEY",
-        "AZURE_OPENAI_API_KEY",
-        "GM_PROVIDER",
-        "GM_BASE_URL",
-        "GM_LIMITS",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(data).args(args).envs(env.iter().copied());
     cmd.output().unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+fn quickstart() -> PathBuf {
+    gm_testkit::repo("docs/examples/quickstart.prompt.yml")
 }
 
 fn check_shape(v: &serde_json::Value) {
@@ -248,14 +235,8 @@ fn a_killed_run_resumes_without_repeating_a_finished_case() {
         "--concurrency",
         "2",
     ];
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir")
-        .arg(&data)
-        .args(base)
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(&data).args(base).arg(&file).stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     // Kill it part-way: once the server has answered some requests.
     let started = std::time::Instant::now();
@@ -378,7 +359,7 @@ fn ci_reports_are_written_beside_the_run() {
 #[test]
 fn the_readme_quickstart_suite_passes_on_the_demo_provider() {
     let data = scratch("quickstart");
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let file = quickstart();
     let out = gm(&data, &["eval", "--json", file.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(json(&out)["summary"]["passedTests"], 5);
@@ -387,13 +368,7 @@ fn the_readme_quickstart_suite_passes_on_the_demo_provider() {
 #[test]
 fn runs_are_listed_shown_and_compared_and_only_a_real_regression_is_flagged() {
     let data = scratch("runs");
-    let file = data.join("arith.prompt.yml");
-    let mut yaml = String::from("name: arith\nmodel: openai/gpt-4.1\nmessages:\n  - role: user\n    content: \"What is {{a}} + {{b}}?\"\ntestData:\n");
-    for i in 0..30 {
-        yaml.push_str(&format!("  - {{a: {i}, b: 7}}\n"));
-    }
-    yaml.push_str("evaluators:\n  - name: answers plainly\n    string: {startsWith: \"The answer\"}\n");
-    std::fs::write(&file, yaml).unwrap();
+    let file = gm_testkit::suite::write_sums(&data, "arith", 0..30, 7);
     let f = file.to_str().unwrap();
     // Run 1 and 2: the same model twice (run 2 from the cache); run 3: a model that answers wordily.
     assert_eq!(gm(&data, &["eval", "--json", f], &[]).status.code(), Some(0));
@@ -420,7 +395,7 @@ fn runs_are_listed_shown_and_compared_and_only_a_real_regression_is_flagged() {
 #[test]
 fn gm_bench_runs_the_matrix_with_the_documented_json() {
     let data = scratch("bench");
-    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let quickstart = quickstart();
     let suite_file = data.join("cases.prompt.yml");
     suite(6, &suite_file);
     let tasks = format!("{},{}", quickstart.display(), suite_file.display());
@@ -702,7 +677,7 @@ fn a_task_config_may_enable_code_execution_and_pass_at_k_takes_k_samples() {
 fn a_base_url_without_a_provider_reaches_the_server_and_never_the_demo() {
     let emu = Background::start(EmulatorConfig::default());
     let data = scratch("base-url");
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite = quickstart();
     let url = format!("{}/v1", emu.url());
     let args = ["--limits", "1000/1s", "eval", "--json", "--model", "openai/gpt-4.1", suite.to_str().unwrap()];
     let out = gm(&data, &args, &[("GM_BASE_URL", &url)]);
@@ -720,7 +695,7 @@ fn a_base_url_without_a_provider_reaches_the_server_and_never_the_demo() {
 #[test]
 fn a_demo_run_says_so_in_every_report_and_refuses_models_outside_its_catalog() {
     let data = scratch("demo-marked");
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite = quickstart();
     let (junit, md, html) = (data.join("r.xml"), data.join("r.md"), data.join("r.html"));
     let args = [
         "eval",
@@ -767,7 +742,7 @@ fn a_demo_run_says_so_in_every_report_and_refuses_models_outside_its_catalog() {
 #[test]
 fn a_token_budget_is_reserved_before_sending_and_stopping_at_it_prints_the_partial_results() {
     let data = scratch("token-budget");
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite = quickstart();
     let file = suite.to_str().unwrap();
     // Each call reserves its input and its maxTokens (200): five at once would pass 300, so they cannot start.
     let out = gm(&data, &["eval", "--json", "--concurrency", "5", "--token-budget", "300", file], &[]);
@@ -794,7 +769,7 @@ fn a_token_budget_is_reserved_before_sending_and_stopping_at_it_prints_the_parti
 #[test]
 fn a_demo_run_has_no_cost_in_any_report_nor_a_cost_efficiency() {
     let data = scratch("demo-cost");
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite = quickstart();
     let (junit, md, html) = (data.join("r.xml"), data.join("r.md"), data.join("r.html"));
     let reports = ["--junit", junit.to_str().unwrap(), "--markdown", md.to_str().unwrap(), "--html"];
     let args = [&["eval", suite.to_str().unwrap()][..], &reports[..], &[html.to_str().unwrap()]].concat();

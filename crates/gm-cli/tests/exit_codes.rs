@@ -6,32 +6,15 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use gm_emulator::EmulatorConfig;
+use gm_testkit::cli::code;
 use gm_testkit::emulator::Background;
 use gm_testkit::TempDir;
 
-/// `gm` with `args`, its state under `GM_DATA_DIR=data`, and no credentials but those in `env`.
+/// `gm` with `args`, its state under `GM_DATA_DIR=data`, and the test's `env` alone (see
+/// [`gm_testkit::cli::gm_command`]).
 fn gm_command(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.args(args).stdin(Stdio::null()).env("GM_DATA_DIR", data);
-    for var in [
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "OPENAI_API_KEY",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_OPENAI_ENDPOINT",
-        "GM_PROVIDER",
-        "GM_BASE_URL",
-        "GM_API_KEY",
-        "GM_LIMITS",
-        "GM_LIMITS_CONFIG",
-        "GM_REDIS_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = gm_testkit::cli::gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.args(args).env("GM_DATA_DIR", data).envs(env.iter().copied());
     cmd
 }
 
@@ -39,12 +22,8 @@ fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     gm_command(data, args, env).output().unwrap()
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or_else(|| panic!("killed by a signal: {out:?}"))
-}
-
 fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml")
+    gm_testkit::repo("docs/examples/quickstart.prompt.yml")
 }
 
 /// A suite of one case the demo's answer fails.

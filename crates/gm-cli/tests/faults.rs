@@ -38,13 +38,8 @@ fn command(data: &Path, args: &[&str]) -> Command {
     // `ulimit -v` bounds the process's address space; `exec` keeps its pid the one waited for.
     cmd.arg("-c").arg(format!("ulimit -v {MEMORY_CAP_KIB} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_gm"));
     cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
-        cmd.env_remove(var);
-    }
-    for var in ["GM_API_KEY", "GM_LIMITS", "GM_LIMITS_CONFIG", "GM_REDIS_URL", "AZURE_OPENAI_ENDPOINT"] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent");
+    // The shell is found by its path, so the PATH gm gets may name nothing.
+    gm_testkit::cli::isolate(&mut cmd);
     cmd
 }
 

@@ -2,7 +2,6 @@
 //! data for the same runs, serialized.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use gm_app::{BenchRun, Cancel, Session, SessionConfig, StoredRun, SuiteRun};
 use gm_testkit::TempDir;
@@ -10,30 +9,16 @@ use serde_json::Value;
 
 /// `gm --data-dir DATA ARGS…` on the demo provider; its standard output as JSON.
 fn gm_json(data: &Path, args: &[&str]) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null());
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent");
-    let out = cmd.output().unwrap();
+    let out =
+        gm_testkit::cli::gm_command(env!("CARGO_BIN_EXE_gm")).arg("--data-dir").arg(data).args(args).output().unwrap();
     assert!(out.status.success(), "gm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("gm {args:?}: {e}"))
 }
 
-/// A suite of sums that the demo's plain answers pass and its wordy model fails, so one model is
+/// Ten sums from `first` that the demo's plain answers pass and its wordy model fails, so one model is
 /// significantly better and the best model does not depend on latency.
 fn suite(dir: &Path, name: &str, first: usize) -> PathBuf {
-    let mut yaml = format!(
-        "name: {name}\nmodel: openai/gpt-4.1\nmessages:\n  - role: user\n    content: \"What is {{{{a}}}} + {{{{b}}}}?\"\ntestData:\n"
-    );
-    for a in first..first + 10 {
-        yaml.push_str(&format!("  - {{a: {a}, b: 3}}\n"));
-    }
-    yaml.push_str("evaluators:\n  - name: answers plainly\n    string: {startsWith: \"The answer\"}\n");
-    let path = dir.join(format!("{name}.prompt.yml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
+    gm_testkit::suite::write_sums(dir, name, first..first + 10, 3)
 }
 
 /// Removes the fields at `path` (`*` for every element of an array) from `v`.

@@ -6,27 +6,17 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use gm_emulator::EmulatorConfig;
+use gm_testkit::cli::{code, gm_command, text};
 use gm_testkit::emulator::Background;
 use gm_testkit::{CountingProxy, TempDir};
 
-/// A `gm` command in `dir` whose environment holds only what the test gives: no credentials, no `gh`, no
-/// `GM_*` variable, and a home of its own (so no user file but the test's).
-fn gm_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.current_dir(dir).args(args).stdin(Stdio::null()).env_clear();
-    cmd.env("PATH", "/nonexistent").env("HOME", dir.join("home")).env("GM_DATA_DIR", dir.join("data"));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
+/// A `gm` command in `dir` whose environment holds only what the test gives (see [`gm_command`]), and a home
+/// of its own where gm looks for the user file (`XDG_CONFIG_HOME` unset), so no user file but the test's.
 fn gm(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    gm_in(dir, args, env).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    let mut cmd = gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.current_dir(dir).args(args).env_remove("XDG_CONFIG_HOME");
+    cmd.env("HOME", dir.join("home")).env("GM_DATA_DIR", dir.join("data")).envs(env.iter().copied());
+    cmd.output().unwrap()
 }
 
 fn write(path: &Path, content: &str) {
@@ -268,14 +258,10 @@ fn fresh(dir: &Path, label: &str, args: &[&str]) -> Output {
     gm(dir, &all, &[("GM_API_KEY", "sk-never-in-a-recording-0123")])
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
 #[test]
 fn a_suite_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
     let emu = Background::start(EmulatorConfig::default());
-    let proxy = CountingProxy::start(emu.url().trim_start_matches("http://").parse().unwrap());
+    let proxy = CountingProxy::start(emu.addr());
     let dir = recorded_project("record-suite", &proxy);
     let p = dir.path();
     let judge = ["--judge-model", "openai/gpt-4.1-mini"];
@@ -340,7 +326,7 @@ fn a_suite_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
 #[test]
 fn a_bench_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
     let emu = Background::start(EmulatorConfig::default());
-    let proxy = CountingProxy::start(emu.url().trim_start_matches("http://").parse().unwrap());
+    let proxy = CountingProxy::start(emu.addr());
     let dir = recorded_project("record-bench", &proxy);
     let p = dir.path();
     let bench = |label: &str, extra: &[&str]| {
@@ -372,7 +358,7 @@ fn a_bench_recorded_then_replayed_prints_the_same_json_and_connects_nowhere() {
 #[test]
 fn a_project_naming_its_key_variable_replays_in_ci_without_it() {
     let emu = Background::start(EmulatorConfig::default());
-    let proxy = CountingProxy::start(emu.url().trim_start_matches("http://").parse().unwrap());
+    let proxy = CountingProxy::start(emu.addr());
     let dir = TempDir::new("record-keyed");
     let p = dir.path();
     let toml = format!("provider = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"TEAM_KEY\"\n", proxy.openai_url());
@@ -407,7 +393,7 @@ fn a_project_naming_its_key_variable_replays_in_ci_without_it() {
 #[test]
 fn a_cache_exported_on_one_machine_answers_on_another() {
     let emu = Background::start(EmulatorConfig::default());
-    let proxy = CountingProxy::start(emu.url().trim_start_matches("http://").parse().unwrap());
+    let proxy = CountingProxy::start(emu.addr());
     let dir = recorded_project("cache-export", &proxy);
     let p = dir.path();
     let first = fresh(p, "a", &["eval", "--json", "capitals.prompt.yml"]);

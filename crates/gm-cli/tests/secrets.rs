@@ -4,7 +4,7 @@
 //! token back in an error body.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use gm_emulator::EmulatorConfig;
 use gm_testkit::emulator::{self, Background};
@@ -49,19 +49,9 @@ const CASES: [Case; 5] = [
 ];
 
 fn gm(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
+    let mut cmd = gm_testkit::cli::gm_command(env!("CARGO_BIN_EXE_gm"));
     // The data folder from the environment: `gm models` and `gm auth` refuse --data-dir, which they do not use.
-    cmd.arg("-vv").args(args).stdin(Stdio::null());
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"] {
-        cmd.env_remove(var);
-    }
-    for var in ["GM_PROVIDER", "GM_BASE_URL", "GM_API_KEY", "GM_LIMITS", "GM_REDIS_URL"] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent").env("RUST_LOG", "trace").env("GM_DATA_DIR", data);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    cmd.arg("-vv").args(args).env("RUST_LOG", "trace").env("GM_DATA_DIR", data).envs(env.iter().copied());
     cmd.output().unwrap()
 }
 

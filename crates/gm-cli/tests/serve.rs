@@ -10,34 +10,18 @@ use gm_app::{Session, SessionConfig};
 use gm_core::ProviderKind;
 use gm_emulator::{Emulator, EmulatorConfig};
 use gm_serve::{Gateway, LogTarget, Routing, ServeConfig, UpstreamConfig};
+use gm_testkit::cli::json;
 use gm_testkit::TempDir;
 
-/// `gm` with `--data-dir data`, no credentials from the environment and no `gh`.
+/// `gm` with `--data-dir data`, and nothing from the environment (see [`gm_testkit::cli::gm_command`]).
 fn command(data: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir").arg(data).args(args).stdin(Stdio::null());
-    for var in [
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "OPENAI_API_KEY",
-        "AZURE_OPENAI_API_KEY",
-        "GM_PROVIDER",
-        "GM_BASE_URL",
-        "GM_API_KEY",
-        "GM_REDIS_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent");
+    let mut cmd = gm_testkit::cli::gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(data).args(args);
     cmd
 }
 
 fn gm(data: &Path, args: &[&str]) -> Output {
     command(data, args).output().unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// What a run decides, without its timings and ids.
@@ -76,7 +60,7 @@ fn eval_and_bench_through_the_gateway_match_the_direct_run() {
     rt.spawn(gateway.run(std::future::pending()));
     let direct = emu.openai_url();
 
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml");
+    let suite = gm_testkit::repo("docs/examples/quickstart.prompt.yml");
     let suite = suite.to_str().unwrap();
     let run = |base: &str, name: &str, args: &[&str]| {
         let data = TempDir::new(name);

@@ -9,20 +9,16 @@ use gm_emulator::EmulatorConfig;
 use gm_testkit::emulator::Background;
 use gm_testkit::TempDir;
 
-/// `gm` with `args`, its state in `data`, no credentials from the environment, and `env` set.
+/// `gm` with `args`, its state in `data`, nothing from the environment (see [`gm_testkit::cli::isolate`]; no
+/// `NO_COLOR` either), a colour terminal, and `env` set. Its standard input is the pseudo-terminal's.
 fn command(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir").arg(data).args(args);
-    for var in ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL"] {
-        cmd.env_remove(var);
-    }
-    for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "GM_LIMITS"] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent").env("TERM", "xterm-256color");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    gm_testkit::cli::isolate(&mut cmd)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("TERM", "xterm-256color")
+        .envs(env.iter().copied());
     cmd
 }
 
@@ -43,7 +39,7 @@ fn exit_code(session: &expectrl::session::OsSession) -> i32 {
 }
 
 fn quickstart() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/quickstart.prompt.yml").display().to_string()
+    gm_testkit::repo("docs/examples/quickstart.prompt.yml").display().to_string()
 }
 
 #[test]

@@ -12,21 +12,27 @@
 //! - [`TempDir`] and [`StateFile`]: temporary folders and state files, removed when dropped.
 //! - [`child_test`]: one test of the running test binary in a child process (several processes sharing a
 //!   state file). Such a child is `#[ignore]`d with the name of its parent, so it never runs alone.
+//! - [`cli`]: the `gm` binary with nothing of the test's environment that gm reads, and its output as text,
+//!   JSON and an exit code.
+//! - [`suite`]: prompt files that tests of several crates run; [`repo`]: paths in this repository (the
+//!   documented examples).
 //!
 //! This crate is only ever a dev-dependency: `cargo xtask tidy` fails when any crate uses it as a normal or
 //! build dependency.
 
+pub mod cli;
 pub mod emulator;
 mod listener;
 mod redis;
 pub mod skip;
+pub mod suite;
 mod temp;
 
 pub use listener::{CountingListener, CountingProxy};
 pub use redis::RedisServer;
 pub use temp::{StateFile, TempDir};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The path of `relative` under `../shared`, the folder of fixtures and reference data that sits beside the
@@ -40,6 +46,16 @@ pub fn shared(relative: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
     assert!(root.is_dir(), "{}: shared/ must sit beside the repository (fixtures and reference data)", root.display());
     root.join(relative)
+}
+
+/// The path of `relative` in this repository, such as `docs/examples/quickstart.prompt.yml`.
+///
+/// ```
+/// assert!(gm_testkit::repo("docs/examples/quickstart.prompt.yml").is_file());
+/// ```
+pub fn repo(relative: &str) -> PathBuf {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("gm-testkit sits in crates/");
+    crates.parent().expect("crates/ sits in the repository").join(relative)
 }
 
 /// The bytes of the file at `relative` under `../shared`.
