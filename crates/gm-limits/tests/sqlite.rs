@@ -3,111 +3,48 @@
 #![cfg(feature = "sqlite")]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gm_core::{Clock, ManualClock};
 use gm_limits::{
-    Denied, LimitKey, LimitSpec, Limiter, LimitsConfig, ServerSignal, SqliteWindows, StoreAdmission, TokenCount,
-    WaitReason, WindowStore,
+    Denied, LimitSpec, Limiter, LimitsConfig, ServerSignal, SqliteWindows, StoreAdmission, TokenCount, WaitReason,
+    WindowStore,
 };
 use gm_testkit::{child_test, StateFile};
 
-fn key() -> LimitKey {
-    LimitKey::for_token("github", "ghp_shared", "openai/gpt-4.1")
-}
+mod stores;
+use stores::{key, most_within};
 
-/// The most admissions within any half-open interval of length `per`.
-fn most_within(times: &[SystemTime], per: Duration) -> usize {
-    let mut most = 0;
-    for (i, &a) in times.iter().enumerate() {
-        let n = times[i..].iter().take_while(|&&b| b < a + per).count();
-        most = most.max(n);
-    }
-    most
+/// A connection to the state file at `path`, for the checks that open several.
+fn opener(path: &std::path::Path) -> impl Fn() -> Arc<dyn WindowStore> + '_ {
+    move || Arc::new(SqliteWindows::open(path).unwrap())
 }
 
 #[test]
 fn two_connections_in_two_threads_never_exceed_the_window_together() {
     let file = StateFile::new("limits-threads");
-    let spec = LimitSpec::parse("5/3s,20/1m,margin=0s").unwrap();
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    // A shared clock in microseconds that every attempt moves forward by 100 ms.
-    let clock = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (path, spec, clock) = (file.to_path_buf(), spec.clone(), clock.clone());
-            std::thread::spawn(move || {
-                let store = SqliteWindows::open(&path).unwrap();
-                let mut admitted = 0;
-                for _ in 0..150 {
-                    let at = start + Duration::from_micros(clock.fetch_add(100_000, Ordering::SeqCst));
-                    match store.admit(&key(), &spec, 0, at).unwrap() {
-                        StoreAdmission::Admitted { .. } => admitted += 1,
-                        StoreAdmission::Wait { until, reason } => {
-                            assert!(until > at, "{reason:?}");
-                        }
-                        other => panic!("{other:?}"),
-                    }
-                }
-                admitted
-            })
-        })
-        .collect();
-    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let path = file.to_path_buf();
+    stores::two_connections_never_exceed_the_window_together(move || SqliteWindows::open(&path).unwrap());
+    // What the file recorded keeps the windows too, under the one key.
     let store = SqliteWindows::open(file.path()).unwrap();
     let times: Vec<SystemTime> = store.admissions(&key()).unwrap().into_iter().map(|(t, _)| t).collect();
     assert!(most_within(&times, Duration::from_secs(3)) <= 5, "{times:?}");
     assert!(most_within(&times, Duration::from_secs(60)) <= 20);
-    // 300 attempts over 30 s: the minute window allows 20, and the shared windows let them all through.
-    assert_eq!(admitted, 20);
     assert_eq!(store.keys().unwrap(), vec![key()]);
 }
 
 #[test]
 fn two_limiters_share_windows_blocks_and_resets() {
     let file = StateFile::new("limits-limiters");
-    let config = LimitsConfig::uniform(LimitSpec::parse("3/10s,margin=0s").unwrap());
-    let clock = ManualClock::new();
-    let a = Limiter::with_store(
-        config.clone(),
-        Arc::new(clock.clone()),
-        Arc::new(SqliteWindows::open(file.path()).unwrap()),
-    );
-    let b = Limiter::with_store(config, Arc::new(clock.clone()), Arc::new(SqliteWindows::open(file.path()).unwrap()));
-    let k = key();
-    let now = clock.now();
-    let p1 = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
-    let p2 = b.try_acquire(&k, TokenCount::ZERO, now).unwrap();
-    let p3 = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
-    // B has admitted only one itself, but the shared window is full.
-    let Err(Denied::Wait(w)) = b.try_acquire(&k, TokenCount::ZERO, now) else { panic!("admitted a fourth") };
-    assert_eq!(w.reason, WaitReason::Requests(gm_limits::Window::new(3, Duration::from_secs(10))));
-    let wait = w.after(now).unwrap();
-    assert!(wait > Duration::from_millis(9_900) && wait <= Duration::from_secs(10), "{wait:?}");
-    drop((p1, p2, p3));
-    // After the window, both may go again; a 429 seen by one blocks the other.
-    clock.advance(Duration::from_secs(11));
-    let now = clock.now();
-    a.observe(&k, &ServerSignal::new(429).header("retry-after", "30"), now);
-    let Err(Denied::Wait(w)) = b.try_acquire(&k, TokenCount::ZERO, now) else { panic!("the block was not shared") };
-    assert_eq!(w.reason, WaitReason::Server { daily: false });
-    a.reset(&k);
-    assert!(b.try_acquire(&k, TokenCount::ZERO, now).is_ok());
+    stores::two_limiters_share_windows_blocks_and_resets(opener(file.path()));
 }
 
 #[test]
 fn the_concurrency_cap_is_shared_and_a_lost_lease_lapses() {
     let file = StateFile::new("limits-leases");
-    let config = LimitsConfig::uniform(LimitSpec::parse("100/1m,concurrency=2,margin=0s").unwrap());
     let clock = ManualClock::new();
-    let a = Limiter::with_store(
-        config.clone(),
-        Arc::new(clock.clone()),
-        Arc::new(SqliteWindows::open(file.path()).unwrap()),
-    );
-    let b = Limiter::with_store(config, Arc::new(clock.clone()), Arc::new(SqliteWindows::open(file.path()).unwrap()));
+    let (a, b) = stores::two_limiters("100/1m,concurrency=2,margin=0s", &clock, opener(file.path()));
     let k = key();
     let now = clock.now();
     let in_a = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
@@ -156,16 +93,7 @@ fn an_unlimited_key_leaves_no_admission_in_the_store() {
 #[test]
 fn token_budgets_are_shared_and_settled() {
     let file = StateFile::new("limits-tokens");
-    let store = SqliteWindows::open(file.path()).unwrap();
-    let other = SqliteWindows::open(file.path()).unwrap();
-    let spec = LimitSpec::parse("tpm=1000,margin=0s").unwrap();
-    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let StoreAdmission::Admitted { id } = store.admit(&key(), &spec, 800, t).unwrap() else { panic!() };
-    let StoreAdmission::Wait { until, .. } = other.admit(&key(), &spec, 300, t).unwrap() else { panic!() };
-    assert_eq!(until, t + Duration::from_secs(60));
-    store.settle(&key(), id, 500).unwrap();
-    assert!(matches!(other.admit(&key(), &spec, 300, t).unwrap(), StoreAdmission::Admitted { .. }));
-    assert_eq!(other.count(&key(), Duration::from_secs(60), t).unwrap(), 2);
+    stores::token_budgets_are_shared_and_settled(|| SqliteWindows::open(file.path()).unwrap());
 }
 
 /// Run by [`two_processes_never_exceed_the_window_together`] in child processes.
@@ -239,23 +167,10 @@ fn a_killed_process_leaves_no_lease_that_counts() {
     assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
 }
 
-/// Five admissions under 6/1m, one under 2/1s, then 6/1m again: the short window's admission must not make
-/// the store forget the minute's history, so the minute is full and the count says six.
 #[test]
 fn a_shorter_spec_never_cuts_the_history_a_longer_one_counts() {
     let file = StateFile::new("limits-horizon");
-    let store = SqliteWindows::open(&file).unwrap();
-    let (long, short) = (LimitSpec::parse("6/1m,margin=0s").unwrap(), LimitSpec::parse("2/1s,margin=0s").unwrap());
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    for i in 0..5 {
-        let at = t0 + Duration::from_millis(100 * i);
-        assert!(matches!(store.admit(&key(), &long, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
-    }
-    let at = t0 + Duration::from_secs(2);
-    assert!(matches!(store.admit(&key(), &short, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
-    let later = t0 + Duration::from_secs(4);
-    assert!(matches!(store.admit(&key(), &long, 0, later).unwrap(), StoreAdmission::Wait { .. }));
-    assert_eq!(store.count(&key(), Duration::from_secs(60), later).unwrap(), 6);
+    stores::a_shorter_spec_never_cuts_the_history_a_longer_one_counts(&SqliteWindows::open(&file).unwrap());
 }
 
 proptest::proptest! {
@@ -290,7 +205,7 @@ proptest::proptest! {
             .collect();
         let file = StateFile::new("limits-changing");
         let store = SqliteWindows::open(&file).unwrap();
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let t0 = stores::start();
         let mut now = t0;
         let mut admitted: Vec<SystemTime> = Vec::new();
         for (gap, pick) in ops {
