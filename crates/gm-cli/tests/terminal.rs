@@ -42,25 +42,20 @@ fn quickstart() -> String {
     gm_testkit::repo("docs/examples/quickstart.prompt.yml").display().to_string()
 }
 
+/// `gm bench` of two models on the quickstart suite against `emu`, one case at a time.
+fn two_model_bench(emu: &Background) -> Vec<String> {
+    let (url, tasks) = (emu.openai_url(), quickstart());
+    let args = ["--provider", "openai-compatible", "--base-url", &url, "bench", "--models", "gpt-4o-mini,gpt-4.1"];
+    args.iter().chain(&["--tasks", &tasks, "--concurrency", "1"]).map(|a| a.to_string()).collect()
+}
+
 #[test]
 fn bench_draws_a_bar_for_the_bench_and_each_cell() {
     // Answers that take a while, so the bench runs long enough to be drawn.
     let emu = Background::start(EmulatorConfig { latency: Duration::from_millis(150), ..EmulatorConfig::default() });
     let data = TempDir::new("terminal-bench");
-    let v1 = emu.openai_url();
-    let args = [
-        "--provider",
-        "openai-compatible",
-        "--base-url",
-        &v1,
-        "bench",
-        "--models",
-        "gpt-4o-mini,gpt-4.1",
-        "--tasks",
-        &quickstart(),
-        "--concurrency",
-        "1",
-    ];
+    let args = two_model_bench(&emu);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (drawn, code) = on_terminal(command(data.path(), &args, &[]));
     assert_eq!(code, 0, "{drawn}");
     assert!(drawn.contains("test cases"), "no bar for the whole bench: {drawn}");
@@ -197,21 +192,8 @@ fn screen(transcript: &str) -> Vec<String> {
 fn a_log_line_during_a_bench_prints_above_its_bars_not_into_them() {
     let emu = Background::start(EmulatorConfig { latency: Duration::from_millis(150), ..EmulatorConfig::default() });
     let data = TempDir::new("terminal-bench-log");
-    let v1 = emu.openai_url();
-    let args = [
-        "--provider",
-        "openai-compatible",
-        "--base-url",
-        &v1,
-        "--no-cache",
-        "bench",
-        "--models",
-        "gpt-4o-mini,gpt-4.1",
-        "--tasks",
-        &quickstart(),
-        "--concurrency",
-        "1",
-    ];
+    let args = two_model_bench(&emu);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Retries are logged at info: one 500 once the bars are drawn makes one log line among them.
     let cmd = command(data.path(), &args, &[("GM_LOG", "gm_http=info")]);
     let mut session = Session::spawn(cmd).expect("a pseudo-terminal");
