@@ -97,10 +97,11 @@ pub struct Recorded {
     pub request: Option<RequestSummary>,
     /// The answer's body, as JSON (for chat, the completion; a streamed answer assembled into one).
     pub response: serde_json::Value,
-    /// The answer's usage, as the provider reported it.
+    /// The answer's usage, as the provider reported it (absent when it sent none: a replay estimates it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<serde_json::Value>,
-    /// From sending to the whole answer, in microseconds; absent for an answer exported from a cache.
+    /// From sending to the whole answer, in microseconds; absent for an answer the cache gave (recorded from
+    /// the cache, or exported from one): a look-up is not a model's latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
     /// For a streamed answer, from sending to the first text, in microseconds.
