@@ -196,8 +196,9 @@ fn chromium() -> Option<PathBuf> {
     })
 }
 
-/// Builds a bench page on the demo provider, renders it in headless Chromium, and fails when the page is blank
-/// (no rendered charts or text) or the screenshot is empty.
+/// Builds a bench page from the emulator's answers (priced models, so every chart is drawn: the demo provider
+/// has no cost), renders it in headless Chromium, and fails when the page is blank (no rendered charts or text)
+/// or the screenshot is empty.
 fn check_html() -> Result<()> {
     let chrome = chromium().context("chromium is not installed; apt-get install chromium")?;
     build_like_tests()?;
@@ -206,15 +207,21 @@ fn check_html() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let page = dir.join("bench.html");
-    let status = Command::new(root.join("target/debug/gm"))
+    let gm = root.join("target/debug/gm");
+    let (mut emu, addr) = start_emulator(&gm, "1000/1s", 0)?;
+    let status = Command::new(&gm)
         .arg("--data-dir")
         .arg(dir.join("state"))
-        .args(["--provider", "demo", "bench", "--models", "openai/gpt-4.1,openai/gpt-4.1-mini", "--tasks"])
+        .args(["--provider", "openai-compatible", "--base-url", &format!("http://{addr}/v1")])
+        .args(["bench", "--models", "openai/gpt-4.1,openai/gpt-4.1-mini", "--tasks"])
         .arg(root.join("docs/examples/quickstart.prompt.yml"))
         .arg("--html")
         .arg(&page)
         .stdout(std::process::Stdio::null())
-        .status()?;
+        .status();
+    let _ = emu.kill();
+    let _ = emu.wait();
+    let status = status?;
     if !status.success() {
         bail!("gm bench failed ({status})");
     }
@@ -484,7 +491,8 @@ fn release_gm(name: &str, fresh: bool) -> Result<(PathBuf, PathBuf)> {
     Ok((root.join("target/release/gm"), dir))
 }
 
-/// A release `gm emulate` on a free loopback port with `limit` and `latency_ms`; returns it and its address.
+/// `gm emulate` (the binary at `gm`) on a free loopback port with `limit` and `latency_ms`; returns it and its
+/// address.
 fn start_emulator(gm: &Path, limit: &str, latency_ms: u64) -> Result<(std::process::Child, String)> {
     let mut emu = Command::new(gm)
         .args(["emulate", "--port", "0", "--limit", limit, "--latency-ms", &latency_ms.to_string()])
