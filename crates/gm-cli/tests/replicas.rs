@@ -24,16 +24,11 @@ impl Drop for Replica {
     }
 }
 
-/// `gm` with its own data folder, sharing `redis`, with no credentials from the environment.
+/// `gm` with its own data folder, sharing `redis`, with nothing from the environment (see
+/// [`gm_testkit::cli::gm_command`]).
 fn gm(data: &Path, redis: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gm"));
-    cmd.arg("--data-dir").arg(data).args(["--redis", redis]).args(args).stdin(Stdio::null());
-    for var in
-        ["GITHUB_TOKEN", "GH_TOKEN", "OPENAI_API_KEY", "GM_PROVIDER", "GM_BASE_URL", "GM_API_KEY", "GM_REDIS_URL"]
-    {
-        cmd.env_remove(var);
-    }
-    cmd.env("PATH", "/nonexistent");
+    let mut cmd = gm_testkit::cli::gm_command(env!("CARGO_BIN_EXE_gm"));
+    cmd.arg("--data-dir").arg(data).args(["--redis", redis]).args(args);
     cmd
 }
 
