@@ -126,6 +126,10 @@ pub struct KeyRecord {
     /// Seconds since the Unix epoch at revocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<u64>,
+    /// Whether it administers the dashboard (keys, limits, the cache, larger runs, everyone's runs); as a
+    /// client key of the API it is like any other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl KeyRecord {
@@ -186,7 +190,7 @@ pub fn generate(name: &str, limits: Option<LimitSpec>, budget: Option<Budget>) -
     let hash = hash_key(&secret);
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let record =
-        KeyRecord { id: hash[..12].to_string(), name: name.to_string(), hash, limits, budget, created, revoked: None };
+        KeyRecord { id: hash[..12].to_string(), name: name.to_string(), hash, limits, budget, created, revoked: None, admin: false };
     Ok(NewKey { secret, record })
 }
 
@@ -202,6 +206,10 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn find(&self, hash: &str) -> Result<Option<Arc<KeyRecord>>, ServeError>;
     /// Whether any key was ever created (a revoked one too: revoking the last key does not open the gateway).
     fn any_active(&self) -> Result<bool, ServeError>;
+    /// Whether a key that administers the dashboard exists and is not revoked.
+    fn any_admin(&self) -> Result<bool, ServeError> {
+        Ok(self.list()?.iter().any(|k| k.admin && k.revoked.is_none()))
+    }
 }
 
 fn now_secs() -> u64 {

@@ -289,7 +289,8 @@ async fn the_playground_streams_through_the_gateway() {
 async fn a_keyed_gateway_asks_for_a_key_and_a_key_signs_in() {
     let dir = TempDir::new("ui-keys");
     let store = gm_serve::keys::open_store(Some(&dir.path().join("gm.sqlite")), None).unwrap();
-    let key = gm_serve::keys::generate("ops", None, None).unwrap();
+    let mut key = gm_serve::keys::generate("ops", None, None).unwrap();
+    key.record.admin = true;
     store.insert(&key.record).unwrap();
     let app = app(&ServeConfig::new(Routing::demo()), kept_in(&dir));
     let p = get(&app, "/ui/runs", local()).await;
@@ -304,9 +305,89 @@ async fn a_keyed_gateway_asks_for_a_key_and_a_key_signs_in() {
     let pair = cookie.split(';').next().unwrap().to_string();
     let p = get_with(&app, "/ui/quotas", local(), &[("cookie", &pair)]).await;
     assert_eq!(p.status, StatusCode::OK);
-    assert!(p.body.contains("signed in as ops"), "{}", p.body);
+    assert!(p.body.contains("signed in as ops (administrator)"), "{}", p.body);
     assert!(!p.body.contains(&key.secret), "a page never shows the key");
     assert!(p.body.contains(&key.record.id), "the key is listed by its id: {}", p.body);
+}
+
+/// A key made and stored as `gm serve keys create` makes it; its sign-in cookie.
+fn key_in(dir: &TempDir, name: &str, admin: bool) -> (gm_serve::keys::NewKey, String) {
+    let store = gm_serve::keys::open_store(Some(&dir.path().join("gm.sqlite")), None).unwrap();
+    let mut key = gm_serve::keys::generate(name, None, None).unwrap();
+    key.record.admin = admin;
+    store.insert(&key.record).unwrap();
+    let cookie = format!("gm_key={}", key.secret);
+    (key, cookie)
+}
+
+/// A form posted from the dashboard's own page by a signed-in browser.
+async fn post_as(app: &Router, path: &str, cookie: &str, form: &str) -> Page {
+    let h = [("origin", ORIGIN), ("content-type", "application/x-www-form-urlencoded"), ("cookie", cookie)];
+    send(app, request(Method::POST, path, local(), &h, form.to_string())).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administration_needs_the_admin_key_and_a_key_holder_sees_only_its_own_runs() {
+    let dir = TempDir::new("ui-admin");
+    let (alice, alice_c) = key_in(&dir, "alice", false);
+    let (_, bob_c) = key_in(&dir, "bob", false);
+    let app = app(&ServeConfig::new(Routing::demo()), kept_in(&dir));
+
+    // Without an admin key, no one administers the dashboard, and the refusal says how to make one.
+    let refused = post_as(&app, "/ui/cache/clear", &alice_c, "").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("gm serve keys create --name admin --admin"), "{}", refused.body);
+
+    let (_, root_c) = key_in(&dir, "root", true);
+    // An ordinary key is refused every administrative action, with a page that says what it takes.
+    for (path, form) in [
+        ("/ui/cache/clear", ""),
+        ("/ui/quotas/reset", "key="),
+        ("/ui/evaluate", "model=openai%2Fgpt-4.1&model=openai%2Fgpt-4.1-mini&model=x&task=reasoning&items=1"),
+    ] {
+        let p = post_as(&app, path, &alice_c, form).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}: {}", p.body);
+        assert!(p.body.contains("administrator&#39;s key") || p.body.contains("administrator's key"), "{path}: {}", p.body);
+    }
+    let quotas = get_with(&app, "/ui/quotas", local(), &[("cookie", &alice_c)]).await;
+    assert_eq!(quotas.status, StatusCode::OK);
+    assert!(quotas.body.contains("signed in as alice"), "{}", quotas.body);
+    assert!(!quotas.body.contains("id=\"keys\"") && !quotas.body.contains("bob"), "{}", quotas.body);
+    assert!(!quotas.body.contains("action=\"/ui/cache/clear\""), "{}", quotas.body);
+
+    // The admin key succeeds, and sees the keys with their roles.
+    assert_eq!(post_as(&app, "/ui/cache/clear", &root_c, "").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(post_as(&app, "/ui/quotas/reset", &root_c, "key=").await.status, StatusCode::SEE_OTHER);
+    let quotas = get_with(&app, "/ui/quotas", local(), &[("cookie", &root_c)]).await.body;
+    assert!(quotas.contains("signed in as root (administrator)"), "{quotas}");
+    assert!(quotas.contains(&alice.record.id) && quotas.contains("<td>administrator</td>"), "{quotas}");
+
+    // Alice's evaluation is hers: Bob sees neither its run nor its progress; the administrator sees both.
+    let started = post_as(&app, "/ui/evaluate", &alice_c, "model=openai%2Fgpt-4.1&task=reasoning&items=1").await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let job = started.headers["location"].to_str().unwrap().to_string();
+    let events = get_with(&app, &format!("{job}/events"), local(), &[("cookie", &alice_c)]).await;
+    let done = last_progress(&events.body);
+    assert_eq!(done["state"], "finished", "{done}");
+    let run = done["run_id"].as_i64().unwrap();
+    let link = format!("href=\"/ui/runs/{run}\"");
+    let as_ = |c: &str| [("cookie", c.to_string())];
+    let runs_of = |c: &str| {
+        let h = as_(c);
+        let app = app.clone();
+        async move { get_with(&app, "/ui/runs", local(), &[(h[0].0, &h[0].1)]).await.body }
+    };
+    assert!(runs_of(&alice_c).await.contains(&link));
+    assert!(!runs_of(&bob_c).await.contains(&link));
+    assert!(runs_of(&root_c).await.contains(&link));
+    for path in [format!("/ui/runs/{run}"), format!("/ui/runs/{run}/export/json"), job.clone()] {
+        assert_eq!(get_with(&app, &path, local(), &[("cookie", &bob_c)]).await.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(get_with(&app, &path, local(), &[("cookie", &root_c)]).await.status, StatusCode::OK, "{path}");
+    }
+    let compare = format!("/ui/compare?baseline={run}&candidate={run}");
+    assert_eq!(get_with(&app, &compare, local(), &[("cookie", &bob_c)]).await.status, StatusCode::NOT_FOUND);
+    // Bob cannot cancel it either.
+    assert_eq!(post_as(&app, &format!("{job}/cancel"), &bob_c, "").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,8 +431,8 @@ async fn a_visitor_over_the_limit_is_told_so_and_nothing_reaches_the_upstream() 
 
     // A bigger evaluation than a visitor's is refused before anything is counted; administration is refused.
     let big = post(&app, "/ui/evaluate", bob, "model=a&model=b&model=c&task=reasoning").await;
-    assert_eq!(big.status, StatusCode::BAD_REQUEST);
-    assert!(big.body.contains("at most 2 models"), "{}", big.body);
+    assert_eq!(big.status, StatusCode::FORBIDDEN);
+    assert!(big.body.contains("more than 2 models"), "{}", big.body);
     assert_eq!(post(&app, "/ui/cache/clear", bob, "").await.status, StatusCode::FORBIDDEN);
     assert_eq!(post(&app, "/ui/quotas/reset", bob, "").await.status, StatusCode::FORBIDDEN);
 

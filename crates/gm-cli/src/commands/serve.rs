@@ -23,6 +23,7 @@ use crate::exit::usage;
 gm --provider openai-compatible --base-url http://localhost:11434/v1 serve   # every model of one upstream\n  \
 gm serve --routes gateway.toml --port 9000  # routes, fallbacks and limits from a file (docs/serve.md)\n  \
 gm serve keys create --name ci --limits 60/1m --budget requests=1000,usd=5/1d\n  \
+gm serve keys create --name admin --admin    # a key that also administers the dashboard\n  \
 gm serve --host 0.0.0.0 --public --visitor-limits 5/1m,50/1d\n\n\
 The web dashboard (models, playground, evaluations, runs, quotas) is served at / unless --no-ui."
 )]
@@ -89,6 +90,10 @@ pub enum KeysCommand {
         /// Its budget, e.g. requests=1000,tokens=200000,usd=5/1d
         #[arg(long, value_name = "BUDGET")]
         budget: Option<String>,
+        /// It also administers the dashboard: client keys, resetting limits, clearing the cache, larger
+        /// evaluations, everyone's runs
+        #[arg(long)]
+        admin: bool,
     },
     /// List the keys (never the keys themselves)
     List {
@@ -192,11 +197,16 @@ fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
     };
     let store = keys::open_store(state_file.as_deref(), global.redis.as_deref())?;
     match cmd {
-        KeysCommand::Create { name, limits, budget } => {
+        KeysCommand::Create { name, limits, budget, admin } => {
             let budget = budget.map(|b| Budget::parse(&b)).transpose()?;
-            let key = keys::generate(&name, limits, budget)?;
+            let mut key = keys::generate(&name, limits, budget)?;
+            key.record.admin = admin;
             store.insert(&key.record)?;
-            eprintln!("created key {} ({name}); it is shown once, below, and stored only as a hash", key.record.id);
+            let role = if admin { ", the dashboard's administrator" } else { "" };
+            eprintln!(
+                "created key {} ({name}{role}); it is shown once, below, and stored only as a hash",
+                key.record.id
+            );
             println!("{}", key.secret);
         }
         KeysCommand::List { json } => {
@@ -205,18 +215,19 @@ fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
                 let view: Vec<_> = all
                     .iter()
                     .map(|k| {
-                        serde_json::json!({"id": k.id, "name": k.name, "limits": k.limits.as_ref().map(|l| l.to_string()),
+                        serde_json::json!({"id": k.id, "name": k.name, "admin": k.admin, "limits": k.limits.as_ref().map(|l| l.to_string()),
                             "budget": k.budget.as_ref().map(|b| b.to_string()), "created": k.created, "revoked": k.revoked})
                     })
                     .collect();
                 super::print_json(&view)?;
             } else {
-                println!("{:<14} {:<20} {:<8} {:<28} BUDGET", "ID", "NAME", "STATE", "LIMITS");
+                println!("{:<14} {:<20} {:<7} {:<8} {:<28} BUDGET", "ID", "NAME", "ROLE", "STATE", "LIMITS");
                 for k in all {
                     let limits = k.limits.as_ref().map(|l| l.to_string()).unwrap_or_else(|| "-".into());
                     let budget = k.budget.as_ref().map(|b| b.to_string()).unwrap_or_else(|| "-".into());
                     let state = if k.revoked.is_some() { "revoked" } else { "active" };
-                    println!("{:<14} {:<20} {:<8} {:<28} {budget}", k.id, k.name, state, limits);
+                    let role = if k.admin { "admin" } else { "client" };
+                    println!("{:<14} {:<20} {:<7} {:<8} {:<28} {budget}", k.id, k.name, role, state, limits);
                 }
             }
         }

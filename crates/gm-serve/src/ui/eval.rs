@@ -4,24 +4,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Path as UrlPath, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, Path as UrlPath, RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use gm_app::{BenchRun, BoxError, Cancel, CaseFinished, Observer, Outcome, RunStarted};
-use http::{HeaderMap, StatusCode};
+use http::request::Parts;
+use http::StatusCode;
 use maud::{html, Markup};
 use serde::Serialize;
 
-use super::{
-    all, app_error, cross_site, first, form_body, page, problem, same_origin, see_other, viewer, Shared, Viewer,
-};
-use crate::access::Caller;
+use super::{all, app_error, first, page, problem, see_other, Form, Owner, SameOrigin, Shared, Viewer};
 
 /// The largest evaluation a `--public` visitor may start.
 pub(crate) const VISITOR_MODELS: usize = 2;
@@ -49,13 +46,13 @@ impl Jobs {
 /// One evaluation: what it runs, who started it, where it stands.
 pub(super) struct Job {
     id: u64,
-    /// The visitor who started it; `None` for the administrator.
-    owner: Option<IpAddr>,
+    /// Who started it; `None` for the administrator.
+    owner: Option<Owner>,
     run: BenchRun,
     cancel: Cancel,
     progress: Mutex<Progress>,
     changed: tokio::sync::watch::Sender<u64>,
-    owners: Arc<Mutex<HashMap<IpAddr, HashSet<i64>>>>,
+    owners: Arc<Mutex<HashMap<Owner, HashSet<i64>>>>,
 }
 
 /// Where an evaluation stands, as the page and its event stream show it.
@@ -96,17 +93,14 @@ impl Job {
     }
 
     fn visible_to(&self, who: &Viewer) -> bool {
-        match who {
-            Viewer::Admin { .. } => true,
-            Viewer::Visitor(ip) => self.owner == Some(*ip),
-        }
+        who.is_admin() || self.owner.is_some() && self.owner == who.owner()
     }
 }
 
 impl Observer for Job {
     fn run_started(&self, run: &RunStarted) {
-        if let Some(ip) = self.owner {
-            self.owners.lock().unwrap_or_else(|p| p.into_inner()).entry(ip).or_default().insert(run.run_id);
+        if let Some(owner) = &self.owner {
+            self.owners.lock().unwrap_or_else(|p| p.into_inner()).entry(owner.clone()).or_default().insert(run.run_id);
         }
         self.update(|p| {
             p.run_id = Some(run.run_id);
@@ -161,14 +155,9 @@ fn suites(dir: Option<&Path>) -> Vec<(String, PathBuf)> {
 
 pub(super) async fn show(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let q = super::pairs(q.as_deref().unwrap_or(""));
     let checked_models: Vec<&str> = all(&q, "model");
     let checked_tasks: Vec<&str> = all(&q, "task");
@@ -184,7 +173,7 @@ pub(super) async fn show(
         h1 { "Evaluate" }
         p { "Every chosen model answers every chosen task on the upstream " code { (ui.upstream) } "; the run is recorded in the run history and resumable if it stops." }
         @if visitor {
-            p.note role="note" { "As a visitor you may run up to " (super::eval::VISITOR_MODELS) " models × " (VISITOR_TASKS) " tasks with " (VISITOR_ITEMS) " items each, one sample of each case; every request is counted against your visitor limits before the run starts." }
+            p.note role="note" { "Without the administrator's key you may run up to " (super::eval::VISITOR_MODELS) " models × " (VISITOR_TASKS) " tasks with " (VISITOR_ITEMS) " items each, one sample of each case; every request is counted against your limits before the run starts." }
         }
         form.evaluate method="post" action="/ui/evaluate" {
             fieldset {
@@ -247,21 +236,7 @@ fn refuse(who: &Viewer, message: &str) -> Response {
     problem(StatusCode::BAD_REQUEST, "Evaluate", Some(who), message)
 }
 
-pub(super) async fn start(
-    State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    if !same_origin(req.headers()) {
-        return cross_site();
-    }
-    let who = match viewer(&ui, req.headers(), peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let Some((_, form)) = form_body(req).await else {
-        return refuse(&who, "the form could not be read (at most 1 MiB); send it again");
-    };
+pub(super) async fn start(_: SameOrigin, who: Viewer, State(ui): State<Shared>, Form(form): Form) -> Response {
     let models: Vec<String> = all(&form, "model").into_iter().map(String::from).collect();
     let mut tasks: Vec<String> = all(&form, "task").into_iter().map(String::from).collect();
     // Only what the page offers: a task of the catalog or a suite of the configured folder, never another path.
@@ -299,20 +274,20 @@ pub(super) async fn start(
     run.max_requests = max_requests;
     run.repeat = repeats.map_or(1, |n| n.min(u64::from(MAX_REPEATS)) as u32);
     run.resume = first(&form, "resume").is_some();
-    launch(&ui, &who, peer, run)
+    launch(&ui, &who, run)
 }
 
-/// Starts `run` for `who`: a visitor's within the visitor's size and limits. Answers with the job's page.
-fn launch(ui: &Shared, who: &Viewer, peer: SocketAddr, mut run: BenchRun) -> Response {
-    let owner = match who {
-        Viewer::Admin { .. } => None,
-        Viewer::Visitor(ip) => Some(*ip),
-    };
+/// Starts `run` for `who`: anyone's but the administrator's within a visitor's size, each of its requests
+/// counted against their limits first. Answers with the job's page.
+fn launch(ui: &Shared, who: &Viewer, mut run: BenchRun) -> Response {
+    let owner = who.owner();
     if owner.is_some() {
         if run.models.len() > VISITOR_MODELS || run.tasks.len() > VISITOR_TASKS {
-            return refuse(
-                who,
-                &format!("a visitor's evaluation has at most {VISITOR_MODELS} models and {VISITOR_TASKS} tasks; choose fewer, or sign in with a key"),
+            return problem(
+                StatusCode::FORBIDDEN,
+                "Evaluate",
+                Some(who),
+                &format!("an evaluation of more than {VISITOR_MODELS} models or {VISITOR_TASKS} tasks needs the administrator's key; choose fewer"),
             );
         }
         let items = run.limit_items.unwrap_or(VISITOR_ITEMS).min(VISITOR_ITEMS);
@@ -320,8 +295,8 @@ fn launch(ui: &Shared, who: &Viewer, peer: SocketAddr, mut run: BenchRun) -> Res
         run.repeat = 1;
         let requests = (run.models.len() * run.tasks.len() * items) as u64;
         run.max_requests = Some(run.max_requests.unwrap_or(requests).min(requests));
-        // Each request the run may send is counted against the visitor's limits before it starts.
-        let caller = Caller::Visitor(owner.unwrap_or(peer.ip()));
+        // Each request the run may send is counted against the visitor's or the key's limits before it starts.
+        let caller = who.caller();
         for _ in 0..run.max_requests.unwrap_or(0) {
             if let Err(f) = ui.gateway.access().admit(&caller, gm_limits::TokenCount::ZERO) {
                 let mut r = problem(StatusCode::TOO_MANY_REQUESTS, "Evaluate", Some(who), &f.message);
@@ -384,32 +359,35 @@ fn uploaded(yaml: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn job_of(ui: &Shared, who: &Viewer, id: u64) -> Result<Arc<Job>, Box<Response>> {
-    match ui.jobs.get(id) {
-        Some(j) if j.visible_to(who) => Ok(j),
-        _ => Err(Box::new(problem(
-            StatusCode::NOT_FOUND,
-            "Evaluate",
-            Some(who),
-            &format!("no evaluation {id} of yours is known here (evaluations are kept until the gateway stops); the run history has every recorded run"),
-        ))),
+/// An evaluation of the path's id that the viewer may follow (the administrator any, others their own).
+pub(super) struct VisibleJob {
+    who: Viewer,
+    job: Arc<Job>,
+}
+
+impl FromRequestParts<Shared> for VisibleJob {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Self, Response> {
+        let who = Viewer::from_request_parts(parts, ui).await?;
+        let id = match UrlPath::<u64>::from_request_parts(parts, ui).await {
+            Ok(UrlPath(id)) => id,
+            Err(e) => return Err(problem(StatusCode::NOT_FOUND, "Evaluate", Some(&who), &e.body_text())),
+        };
+        match ui.jobs.get(id) {
+            Some(job) if job.visible_to(&who) => Ok(VisibleJob { who, job }),
+            _ => Err(problem(
+                StatusCode::NOT_FOUND,
+                "Evaluate",
+                Some(&who),
+                &format!("no evaluation {id} of yours is known here (evaluations are kept until the gateway stops); the run history has every recorded run"),
+            )),
+        }
     }
 }
 
-pub(super) async fn job_page(
-    State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
-    UrlPath(id): UrlPath<u64>,
-) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let job = match job_of(&ui, &who, id) {
-        Ok(j) => j,
-        Err(r) => return *r,
-    };
+pub(super) async fn job_page(VisibleJob { who, job }: VisibleJob) -> Response {
+    let id = job.id;
     let p = job.snapshot();
     let body = html! {
         h1 { "Evaluation " (id) }
@@ -455,20 +433,7 @@ fn result_line(p: &Progress) -> Markup {
     }
 }
 
-pub(super) async fn events(
-    State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
-    UrlPath(id): UrlPath<u64>,
-) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let job = match job_of(&ui, &who, id) {
-        Ok(j) => j,
-        Err(r) => return *r,
-    };
+pub(super) async fn events(VisibleJob { job, .. }: VisibleJob) -> Response {
     let rx = job.changed.subscribe();
     // The current state at once, then each change; the stream ends after the final state.
     let stream = futures_util::stream::unfold((job, rx, true, false), |(job, mut rx, first, over)| async move {
@@ -490,49 +455,16 @@ pub(super) async fn events(
     Sse::new(stream.boxed()).keep_alive(KeepAlive::default()).into_response()
 }
 
-pub(super) async fn cancel(
-    State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
-    UrlPath(id): UrlPath<u64>,
-) -> Response {
-    if !same_origin(&h) {
-        return cross_site();
-    }
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    match job_of(&ui, &who, id) {
-        Ok(j) => {
-            j.cancel.cancel();
-            see_other(&format!("/ui/jobs/{id}"))
-        }
-        Err(r) => *r,
-    }
+pub(super) async fn cancel(_: SameOrigin, VisibleJob { job, .. }: VisibleJob) -> Response {
+    job.cancel.cancel();
+    see_other(&format!("/ui/jobs/{}", job.id))
 }
 
-pub(super) async fn resume(
-    State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
-    UrlPath(id): UrlPath<u64>,
-) -> Response {
-    if !same_origin(&h) {
-        return cross_site();
-    }
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let job = match job_of(&ui, &who, id) {
-        Ok(j) => j,
-        Err(r) => return *r,
-    };
+pub(super) async fn resume(_: SameOrigin, State(ui): State<Shared>, VisibleJob { who, job }: VisibleJob) -> Response {
     if job.snapshot().state == "running" {
-        return see_other(&format!("/ui/jobs/{id}"));
+        return see_other(&format!("/ui/jobs/{}", job.id));
     }
     let mut run = job.run.clone();
     run.resume = true;
-    launch(&ui, &who, peer, run)
+    launch(&ui, &who, run)
 }

@@ -23,16 +23,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use gm_app::{Session, SessionConfig};
+use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::access::Caller;
 use crate::config::{Routing, ServeConfig};
+use crate::keys::KeyRecord;
 use crate::server::AppState;
 
 const STYLE: &str = include_str!("assets/dashboard.css");
@@ -125,27 +127,133 @@ struct Ui {
     visitor_limits: Option<gm_limits::LimitSpec>,
     public_limits: Option<gm_limits::LimitSpec>,
     jobs: eval::Jobs,
-    /// The runs each visitor started: a visitor sees these only.
-    owners: Arc<Mutex<HashMap<IpAddr, HashSet<i64>>>>,
+    /// The runs each visitor and each ordinary key started: they see these only.
+    owners: Arc<Mutex<HashMap<Owner, HashSet<i64>>>>,
 }
 
 type Shared = Arc<Ui>;
 
-/// Who is looking at a page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Viewer {
-    /// The gateway's administrator: a key holder, or anyone on a gateway without keys and not public.
+/// Who is looking at a page. A handler names the one it needs in its signature: [`Viewer`] for anyone the
+/// gateway lets in (else the sign-in page), [`Admin`] for its administrator (else a 403 page).
+#[derive(Debug, Clone)]
+pub(super) enum Viewer {
+    /// The gateway's administrator: the holder of an admin key, or anyone on a gateway without keys and not
+    /// public (local use).
     Admin {
         /// The key's name, when signed in with one.
         key: Option<String>,
     },
+    /// The holder of an ordinary client key: the playground and small evaluations within its limits, its own
+    /// runs.
+    Member(Arc<KeyRecord>),
     /// A `--public` visitor without a key, by address.
+    Visitor(IpAddr),
+}
+
+/// Whose runs and evaluations these are, when not the administrator's (who sees everyone's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Owner {
+    /// An ordinary client key, by id.
+    Key(String),
+    /// A visitor, by address.
     Visitor(IpAddr),
 }
 
 impl Viewer {
     fn is_admin(&self) -> bool {
         matches!(self, Viewer::Admin { .. })
+    }
+
+    /// Who owns what this viewer starts: `None` for the administrator.
+    fn owner(&self) -> Option<Owner> {
+        match self {
+            Viewer::Admin { .. } => None,
+            Viewer::Member(k) => Some(Owner::Key(k.id.clone())),
+            Viewer::Visitor(ip) => Some(Owner::Visitor(*ip)),
+        }
+    }
+
+    /// The caller whose limits count what this viewer starts.
+    fn caller(&self) -> Caller {
+        match self {
+            Viewer::Admin { .. } => Caller::Open,
+            Viewer::Member(k) => Caller::Key(k.clone()),
+            Viewer::Visitor(ip) => Caller::Visitor(*ip),
+        }
+    }
+}
+
+/// The browser's address, as the server saw it.
+fn peer_of(parts: &Parts) -> SocketAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+impl FromRequestParts<Shared> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Self, Response> {
+        viewer(ui, &parts.headers, peer_of(parts)).map_err(|r| *r)
+    }
+}
+
+/// The administrator, or the page that says what administering this gateway takes.
+#[derive(Debug, Clone)]
+pub(super) struct Admin(pub(super) Viewer);
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Self, Response> {
+        let who = Viewer::from_request_parts(parts, ui).await?;
+        if who.is_admin() {
+            return Ok(Admin(who));
+        }
+        Err(problem(StatusCode::FORBIDDEN, "Administration", Some(&who), &needs_admin(ui)))
+    }
+}
+
+/// What administering the dashboard takes, in words: signing in with the admin key, or making one.
+fn needs_admin(ui: &Ui) -> String {
+    match ui.gateway.access().keys.any_admin() {
+        Ok(true) => "this needs the administrator's key: sign in with the key made with `gm serve keys create --admin`"
+            .to_string(),
+        _ => "this needs the administrator's key, and this gateway has none, so no one administers it from the \
+              browser; on its machine, `gm serve keys create --name admin --admin` makes one"
+            .to_string(),
+    }
+}
+
+/// A form that changes something, sent from one of the dashboard's own pages; else the refusal.
+pub(super) struct SameOrigin;
+
+impl<S: Send + Sync> FromRequestParts<S> for SameOrigin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        if same_origin(&parts.headers) { Ok(SameOrigin) } else { Err(cross_site()) }
+    }
+}
+
+/// A form's fields (names may repeat), from a body of at most 1 MiB.
+pub(super) struct Form(pub(super) Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Response> {
+        match form_body(req).await {
+            Some((_, f)) => Ok(Form(f)),
+            None => Err(problem(
+                StatusCode::BAD_REQUEST,
+                "Error",
+                None,
+                "the form could not be read (at most 1 MiB of text); send it again",
+            )),
+        }
     }
 }
 
@@ -178,7 +286,8 @@ fn with_key(h: &HeaderMap) -> HeaderMap {
 fn viewer(ui: &Ui, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Box<Response>> {
     match ui.gateway.access().identify(&with_key(h), peer) {
         Ok(Caller::Open) => Ok(Viewer::Admin { key: None }),
-        Ok(Caller::Key(k)) => Ok(Viewer::Admin { key: Some(k.name.clone()) }),
+        Ok(Caller::Key(k)) if k.admin => Ok(Viewer::Admin { key: Some(k.name.clone()) }),
+        Ok(Caller::Key(k)) => Ok(Viewer::Member(k)),
         Ok(Caller::Visitor(ip)) => Ok(Viewer::Visitor(ip)),
         Err(f) => Err(Box::new(page_with_status(
             StatusCode::UNAUTHORIZED,
@@ -258,7 +367,11 @@ fn page_with_status(status: StatusCode, title: &str, viewer: Option<&Viewer>, bo
                     span.who {
                         @match viewer {
                             Some(Viewer::Admin { key: Some(k) }) => {
-                                "signed in as " (k) " "
+                                "signed in as " (k) " (administrator) "
+                                form.inline method="post" action="/ui/logout" { button type="submit" { "Sign out" } }
+                            }
+                            Some(Viewer::Member(k)) => {
+                                "signed in as " (k.name) " "
                                 form.inline method="post" action="/ui/logout" { button type="submit" { "Sign out" } }
                             }
                             Some(Viewer::Admin { key: None }) => { "local gateway" }
@@ -332,7 +445,8 @@ fn login_form() -> Markup {
             input #key name="key" type="password" autocomplete="off" required;
             button type="submit" { "Sign in" }
         }
-        p.hint { "A key made with " code { "gm serve keys create" } " administers this dashboard; it is kept in a cookie this site alone can read." }
+        p.hint { "A key made with " code { "gm serve keys create" } " uses the playground and evaluations within its limits; one made with "
+            code { "--admin" } " also administers this dashboard. It is kept in a cookie this site alone can read." }
     }
 }
 
@@ -341,15 +455,15 @@ async fn login_page(State(ui): State<Shared>, ConnectInfo(peer): ConnectInfo<Soc
     page("Sign in", who.as_ref(), html! { h1 { "Sign in" } (login_form()) })
 }
 
-async fn login(State(ui): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
-    if !same_origin(req.headers()) {
-        return cross_site();
-    }
-    let Some((parts, form)) = form_body(req).await else {
-        return problem(StatusCode::BAD_REQUEST, "Sign in", None, "the form could not be read; send it again");
-    };
+async fn login(
+    _: SameOrigin,
+    State(ui): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    h: HeaderMap,
+    Form(form): Form,
+) -> Response {
     let key = first(&form, "key").unwrap_or_default().to_string();
-    let mut h = parts.headers.clone();
+    let mut h = h;
     h.remove(header::COOKIE);
     match HeaderValue::from_str(&format!("Bearer {key}")) {
         Ok(v) => {
@@ -375,10 +489,7 @@ async fn login(State(ui): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAd
     }
 }
 
-async fn logout(req: Request) -> Response {
-    if !same_origin(req.headers()) {
-        return cross_site();
-    }
+async fn logout(_: SameOrigin) -> Response {
     let mut r = see_other("/");
     let cookie = format!("{KEY_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&cookie) {

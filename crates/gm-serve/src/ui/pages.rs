@@ -1,33 +1,26 @@
 //! The pages that read: the home page, Models, Runs (history, one run, a comparison, exports), Quotas and cache.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path as UrlPath, RawQuery, Request, State};
+use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::response::Response;
 use gm_app::{RunComparison, StoredRun};
 use gm_core::CatalogEntry;
 use gm_eval::compare::{Comparison, Verdict};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use maud::{html, Markup};
 
 use super::{
-    all, app_error, cross_site, first, form_body, page, pairs, problem, same_origin, seconds, see_other, trusted,
-    viewer, Shared, Viewer,
+    all, app_error, first, page, pairs, problem, seconds, see_other, trusted, Admin, Form, SameOrigin, Shared, Viewer,
 };
 use crate::server::Targets;
 
 pub(super) async fn home(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let body = html! {
         h1 { "gm serve" }
         p { "A gateway to " (ui.routing.upstreams.len()) " upstream" @if ui.routing.upstreams.len() != 1 { "s" } ": "
@@ -66,13 +59,8 @@ fn routes_of(routes: &[(String, Targets)], up: &str, model: &str) -> Vec<String>
 
 pub(super) async fn models(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let routes = ui.gateway.routes();
     let gateway = ui.gateway.session().config().clone();
     let mut sections = Vec::new();
@@ -168,12 +156,12 @@ fn parse_day(text: &str) -> Option<i64> {
     ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d) * 86_400)
 }
 
-/// Whether `who` may see run `id`: the administrator every run, a visitor the runs they started.
+/// Whether `who` may see run `id`: the administrator every run, anyone else the runs they started.
 fn may_see(ui: &Shared, who: &Viewer, id: i64) -> bool {
-    match who {
-        Viewer::Admin { .. } => true,
-        Viewer::Visitor(ip) => {
-            ui.owners.lock().unwrap_or_else(|p| p.into_inner()).get(ip).is_some_and(|runs| runs.contains(&id))
+    match who.owner() {
+        None => true,
+        Some(owner) => {
+            ui.owners.lock().unwrap_or_else(|p| p.into_inner()).get(&owner).is_some_and(|runs| runs.contains(&id))
         }
     }
 }
@@ -189,14 +177,9 @@ fn not_yours(who: &Viewer, id: i64) -> Response {
 
 pub(super) async fn runs(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let q = pairs(q.as_deref().unwrap_or(""));
     let (suite, model, since) = (first(&q, "suite"), first(&q, "model"), first(&q, "since"));
     let since_secs = match since.map(|s| parse_day(s).ok_or(s)).transpose() {
@@ -232,7 +215,7 @@ pub(super) async fn runs(
             button type="submit" { "Filter" }
         }
         @if rows.is_empty() {
-            p { "No run matches." @if !who.is_admin() { " A visitor sees the runs they started." } }
+            p { "No run matches." @if !who.is_admin() { " You see the runs you started here." } }
         } @else {
             form.compare method="get" action="/ui/compare" {
                 div.scroll {
@@ -274,14 +257,9 @@ fn export_links(id: i64) -> Markup {
 
 pub(super) async fn run(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
     UrlPath(id): UrlPath<i64>,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     if !may_see(&ui, &who, id) {
         return not_yours(&who, id);
     }
@@ -342,14 +320,9 @@ pub(super) async fn run(
 
 pub(super) async fn export(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
     UrlPath((id, format)): UrlPath<(i64, String)>,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     if !may_see(&ui, &who, id) {
         return not_yours(&who, id);
     }
@@ -429,14 +402,9 @@ fn comparison_table(c: &Comparison) -> Markup {
 
 pub(super) async fn compare(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let q = pairs(q.as_deref().unwrap_or(""));
     let id = |name| first(&q, name).and_then(|v| v.parse::<i64>().ok());
     let (Some(a), Some(b)) = (id("baseline"), id("candidate")) else {
@@ -518,13 +486,8 @@ fn gauges(k: &gm_app::KeyStatus) -> Markup {
 
 pub(super) async fn quotas(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let session = ui.gateway.session();
     // Client keys and visitors are counted under the gateway's own limits, not the upstreams'.
     let keys: BTreeMap<String, crate::keys::KeyRecord> = match ui.gateway.access().keys.list() {
@@ -546,11 +509,14 @@ pub(super) async fn quotas(
     let cache = if who.is_admin() { Some(session.cache_stats()) } else { None };
     let mine = |k: &gm_app::KeyStatus| match &who {
         Viewer::Admin { .. } => true,
+        Viewer::Member(rec) => k.provider == "gm-serve" && k.credential == rec.id,
         Viewer::Visitor(ip) => k.provider == "gm-serve-visitor" && k.credential == ip.to_string(),
     };
     let label = |k: &gm_app::KeyStatus| match k.provider.as_str() {
+        "gm-serve" if !who.is_admin() => format!("your key{}", if k.model == "usd" { " (dollars)" } else { "" }),
         "gm-serve" => {
-            format!("client key {}", keys.get(&k.credential).map(|r| r.name.as_str()).unwrap_or(&k.credential))
+            let name = keys.get(&k.credential).map(|r| r.name.as_str()).unwrap_or(&k.credential);
+            format!("client key {name}{}", if k.model == "usd" { " (dollars)" } else { "" })
         }
         "gm-serve-visitor" if who.is_admin() => format!("visitor {}", k.credential),
         "gm-serve-visitor" => "you (a visitor)".to_string(),
@@ -583,9 +549,9 @@ pub(super) async fn quotas(
                 @if keys.is_empty() { p { "No client keys; " code { "gm serve keys create" } " makes one." } }
                 @else {
                     table #keys {
-                        thead { tr { th { "Id" } th { "Name" } th { "Limits" } th { "Budget" } th { "State" } } }
+                        thead { tr { th { "Id" } th { "Name" } th { "Role" } th { "Limits" } th { "Budget" } th { "State" } } }
                         tbody { @for k in keys.values() {
-                            tr { td { (k.id) } td { (k.name) } td { (k.limits.as_ref().map(|l| l.to_string()).unwrap_or("-".into())) } td { (k.budget.as_ref().map(|b| b.to_string()).unwrap_or("-".into())) } td { @if k.revoked.is_some() { "revoked" } @else { "active" } } }
+                            tr { td { (k.id) } td { (k.name) } td { @if k.admin { "administrator" } @else { "client" } } td { (k.limits.as_ref().map(|l| l.to_string()).unwrap_or("-".into())) } td { (k.budget.as_ref().map(|b| b.to_string()).unwrap_or("-".into())) } td { @if k.revoked.is_some() { "revoked" } @else { "active" } } }
                         } }
                     }
                 }
@@ -615,39 +581,19 @@ pub(super) async fn quotas(
                 form method="post" action="/ui/cache/clear" { button type="submit" { "Clear the cache" } }
             }
         } @else {
-            p.hint { "Resetting limits and clearing the cache need a client key: " a href="/ui/login" { "sign in" } "." }
+            p.hint { "Resetting limits, clearing the cache and the client keys are the administrator's: "
+                @if matches!(who, Viewer::Visitor(_)) { a href="/ui/login" { "sign in" } " with the admin key." } @else { "sign in with the admin key." } }
         }
     };
     page("Quotas and cache", Some(&who), body)
 }
 
-/// The administrator, for a form that changes the gateway's state; else the refusal.
-fn admin_form(ui: &Shared, h: &HeaderMap, peer: SocketAddr) -> Result<Viewer, Box<Response>> {
-    if !same_origin(h) {
-        return Err(Box::new(cross_site()));
-    }
-    let who = viewer(ui, h, peer)?;
-    if !who.is_admin() {
-        return Err(Box::new(problem(
-            StatusCode::FORBIDDEN,
-            "Quotas and cache",
-            Some(&who),
-            "this needs a client key: sign in with one",
-        )));
-    }
-    Ok(who)
-}
-
 pub(super) async fn reset_limits(
+    _: SameOrigin,
+    Admin(who): Admin,
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
+    Form(form): Form,
 ) -> Response {
-    let who = match admin_form(&ui, req.headers(), peer) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
-    let form = form_body(req).await.map(|(_, f)| f).unwrap_or_default();
     let which = all(&form, "key").first().map(|s| s.to_string());
     match ui.gateway.session().reset_limits(which.as_deref()) {
         Ok(_) => see_other("/ui/quotas"),
@@ -655,15 +601,7 @@ pub(super) async fn reset_limits(
     }
 }
 
-pub(super) async fn clear_cache(
-    State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
-) -> Response {
-    let who = match admin_form(&ui, &h, peer) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
+pub(super) async fn clear_cache(_: SameOrigin, Admin(who): Admin, State(ui): State<Shared>) -> Response {
     match ui.gateway.session().clear_cache() {
         Ok(_) => see_other("/ui/quotas"),
         Err(e) => app_error(&who, &e),

@@ -10,24 +10,19 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderValue, StatusCode};
 use maud::html;
 use tower::ServiceExt;
 
-use super::{cross_site, page, same_origin, viewer, with_key, Shared};
+use super::{page, with_key, SameOrigin, Shared, Viewer};
 
 /// Models one prompt may go to at once.
 const MAX_COLUMNS: usize = 4;
 
 pub(super) async fn show(
     State(ui): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
+    who: Viewer,
 ) -> Response {
-    let who = match viewer(&ui, &h, peer) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let models: Vec<_> =
         crate::server::served_models(&ui.gateway).await.into_iter().filter(|m| m.is_chat_model()).collect();
     let prices = ui.gateway.prices();
@@ -73,13 +68,11 @@ pub(super) async fn show(
 
 /// Passes one playground request to the gateway's chat endpoint, as a stream, and its answer back.
 pub(super) async fn chat(
+    _: SameOrigin,
     State(ui): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if !same_origin(req.headers()) {
-        return cross_site();
-    }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
         return refused(StatusCode::PAYLOAD_TOO_LARGE, "the prompt is over 1 MiB; shorten it");
