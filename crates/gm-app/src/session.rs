@@ -58,6 +58,8 @@ pub struct Session {
     listener: Option<Listener>,
     kept: Mutex<Vec<Notice>>,
     state_checked: Mutex<bool>,
+    /// Where a damaged state file was moved this session, once it was.
+    moved_to: Mutex<Option<PathBuf>>,
     client: Mutex<Option<Client>>,
     /// The response cache, once opened (`Some(None)`: the session caches nothing).
     cache: Mutex<Option<Option<CacheParts>>>,
@@ -86,6 +88,7 @@ impl Session {
             listener: None,
             kept: Mutex::new(Vec::new()),
             state_checked: Mutex::new(false),
+            moved_to: Mutex::new(None),
             client: Mutex::new(None),
             cache: Mutex::new(None),
             windows: Mutex::new(None),
@@ -157,9 +160,16 @@ impl Session {
             }
         };
         if let Some((moved_to, kept)) = moved_to {
+            *lock(&self.moved_to) = Some(moved_to.clone());
             self.notice(Notice::StateFileMovedAside { path: path.clone(), moved_to, kept });
         }
         Ok(Some(path))
+    }
+
+    /// Where this session moved a damaged state file (the latest, if more than one), so a front end can
+    /// salvage from it what it keeps there itself: `None` while the state file has read well.
+    pub fn state_file_moved_to(&self) -> Option<PathBuf> {
+        lock(&self.moved_to).clone()
     }
 
     /// The state file when it exists, for a use case that only reads: nothing is created when it does not (a
@@ -179,6 +189,7 @@ impl Session {
     fn moved_aside(&self, path: &Path, cache: &SqliteCache) {
         if let Some(aside) = cache.moved_aside() {
             // Found damaged only now (after the first check): nothing of it was copied.
+            *lock(&self.moved_to) = Some(aside.to_path_buf());
             let notice =
                 Notice::StateFileMovedAside { path: path.to_path_buf(), moved_to: aside.to_path_buf(), kept: None };
             self.notice(notice);

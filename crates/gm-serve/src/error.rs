@@ -64,6 +64,23 @@ pub enum ServeError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The state file was damaged and moved aside, and the client keys it held could not be read back: the
+    /// gateway will not serve without keys it had.
+    #[error(
+        "the state file {} was damaged and moved to {}, and the client keys it held could not be read back from \
+         it; rather than serve without keys, gm serve stops. Make new keys with `gm serve keys create --name NAME` \
+         (`--admin` for the dashboard's administrator) and hand them out again; or, if this gateway never had \
+         client keys, `gm serve keys accept-lost` lets it serve on loopback without them",
+        state_file.display(),
+        moved_to.display()
+    )]
+    KeysLost {
+        /// The state file (new, without the keys).
+        state_file: std::path::PathBuf,
+        /// Where the damaged file is.
+        moved_to: std::path::PathBuf,
+    },
+
     // --- keys ---
     /// No key has this id or name.
     #[error("no key has the id or name `{0}`; `gm serve keys list` shows them")]

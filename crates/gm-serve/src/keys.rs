@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gm_limits::{LimitSpec, Window};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -292,10 +292,43 @@ impl SqliteKeys {
                  hash TEXT NOT NULL UNIQUE,
                  record TEXT NOT NULL,
                  created INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS serve_keys_lost (
+                 moved_to TEXT NOT NULL,
+                 at INTEGER NOT NULL
              );",
         )
         .map_err(sql_err("create the table"))?;
         Ok(Self { inner: Mutex::new(SqliteInner { conn, version: None, by_hash: HashMap::new(), active: false }) })
+    }
+
+    /// Remembers that the keys of the damaged state file now at `moved_to` could not be read back, so a
+    /// gateway does not serve without keys until one is made (or [`SqliteKeys::accept_lost`]).
+    pub fn mark_lost(&self, moved_to: &Path) -> Result<(), ServeError> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.conn
+            .execute(
+                "INSERT INTO serve_keys_lost (moved_to, at) VALUES (?1, ?2)",
+                params![moved_to.display().to_string(), now_secs() as i64],
+            )
+            .map_err(sql_err("note the lost keys"))?;
+        Ok(())
+    }
+
+    /// Where the damaged state file whose keys were lost is, while no key has been made since.
+    pub fn lost(&self) -> Result<Option<String>, ServeError> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.conn
+            .query_row("SELECT moved_to FROM serve_keys_lost ORDER BY at DESC LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(sql_err("read the lost keys"))
+    }
+
+    /// Forgets that keys were lost: a gateway without keys serves on loopback without one again.
+    pub fn accept_lost(&self) -> Result<bool, ServeError> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = g.conn.execute("DELETE FROM serve_keys_lost", []).map_err(sql_err("forget the lost keys"))?;
+        Ok(n > 0)
     }
 
     fn fresh(&self) -> Result<std::sync::MutexGuard<'_, SqliteInner>, ServeError> {
@@ -334,6 +367,8 @@ impl KeyStore for SqliteKeys {
                 params![record.id, record.hash, text, record.created as i64],
             )
             .map_err(sql_err("insert"))?;
+        // Keys exist again: the gateway needs them, whatever was lost before.
+        g.conn.execute("DELETE FROM serve_keys_lost", []).map_err(sql_err("insert"))?;
         // This connection's own writes do not move its data_version.
         g.version = None;
         Ok(())
@@ -459,6 +494,8 @@ impl KeyStore for RedisKeys {
         Ok(n.unwrap_or(0) > 0)
     }
 }
+
+pub use crate::salvage::{open_salvaging, salvage, KeysSalvaged};
 
 /// Opens the key store of a configuration: Redis when given, else the state file, else memory.
 pub fn open_store(state_file: Option<&Path>, redis: Option<&str>) -> Result<Arc<dyn KeyStore>, ServeError> {

@@ -35,6 +35,7 @@ mod config;
 mod error;
 pub mod keys;
 pub mod metrics;
+mod salvage;
 mod server;
 pub mod ui;
 mod upstream;

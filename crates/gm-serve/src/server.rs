@@ -86,12 +86,8 @@ impl AppState {
             }
         }
         // Client keys live in the state file or Redis; keys and visitors count in the session's shared windows
-        // too: across replicas, and across restarts.
-        let state_file = match session.config().redis_url {
-            Some(_) => None,
-            None => session.state_file()?,
-        };
-        let keys = keys::open_store(state_file.as_deref(), session.config().redis_url.as_deref())?;
+        // too: across replicas, and across restarts. A damaged state file's keys are read back from it.
+        let keys = keys::open_salvaging(&session, true)?;
         let key_limiter = session.limiter(gm_limits::LimitsConfig::default())?;
         let access =
             Access::new(keys, key_limiter, session.shared_windows()?, config.public.clone(), config.trust_proxy);

@@ -106,6 +106,9 @@ pub enum KeysCommand {
         /// The key's id or name
         key: String,
     },
+    /// After a damaged state file's keys could not be read back: serve without keys on loopback again
+    /// (only for a gateway that never had any)
+    AcceptLost,
 }
 
 fn parse_spec(s: &str) -> Result<gm_limits::LimitSpec, String> {
@@ -191,11 +194,8 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
 fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
     // Keys live where the gateway keeps them: in Redis when given, else in the state file.
     let session = context::open(context::state_config(global)?);
-    let state_file = match &global.redis {
-        Some(_) => None,
-        None => session.state_file()?,
-    };
-    let store = keys::open_store(state_file.as_deref(), global.redis.as_deref())?;
+    // A damaged state file's keys are read back from it, whichever command finds it damaged.
+    let store = keys::open_salvaging(&session, false)?;
     match cmd {
         KeysCommand::Create { name, limits, budget, admin } => {
             let budget = budget.map(|b| Budget::parse(&b)).transpose()?;
@@ -234,6 +234,16 @@ fn keys_command(global: &Global, cmd: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Revoke { key } => {
             let k = store.revoke(&key)?;
             eprintln!("revoked key {} ({})", k.id, k.name);
+        }
+        KeysCommand::AcceptLost => {
+            let Some(path) = session.state_file()?.filter(|_| global.redis.is_none()) else {
+                return Err(usage("keys in Redis or in memory are never lost with a state file; nothing to accept"));
+            };
+            if keys::SqliteKeys::open(&path)?.accept_lost()? {
+                eprintln!("the lost keys are forgotten: without keys, gm serve serves loopback without one again");
+            } else {
+                eprintln!("no keys were lost in {}; nothing changed", path.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
