@@ -105,6 +105,39 @@ fn a_key_is_printed_once_alone_and_listed_without_its_secret() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--public"));
 }
 
+#[test]
+fn an_admin_key_is_listed_as_one_and_lost_keys_keep_the_gateway_closed() {
+    let data = TempDir::new("serve-cli-admin");
+    let out = gm(&data, &["serve", "keys", "create", "--name", "root", "--admin"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the dashboard's administrator"));
+    let v = json(&gm(&data, &["serve", "keys", "list", "--json"]));
+    assert_eq!((v[0]["name"].as_str(), v[0]["admin"].as_bool()), (Some("root"), Some(true)));
+    let table = String::from_utf8(gm(&data, &["serve", "keys", "list"]).stdout).unwrap();
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains("root") && l.contains("admin")), "{table}");
+
+    // The state file is destroyed whole: its key cannot be read back, and gm serve will not start open.
+    let state = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sqlite"))
+        .expect("the state file");
+    let len = std::fs::metadata(&state).unwrap().len() as usize;
+    std::fs::write(&state, vec![0x5a; len]).unwrap();
+    for _ in 0..2 {
+        let out = gm(&data, &["serve", "--port", "0"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("could not be read back") && err.contains(".unreadable-"), "{err}");
+        assert!(err.contains("gm serve keys create") && err.contains("gm serve keys accept-lost"), "{err}");
+    }
+    assert_eq!(gm(&data, &["serve", "keys", "accept-lost"]).status.code(), Some(0));
+    let (mut child, lines, _, _) = serve(&data, &["serve", "--port", "0", "--no-access-log"]);
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    drop(lines.count());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
 /// `gm serve` on a free port: the process, the rest of its standard error, what it said before listening, and
 /// its address.
 fn serve(data: &Path, args: &[&str]) -> (std::process::Child, impl Iterator<Item = String>, Vec<String>, String) {
