@@ -60,6 +60,8 @@ pub struct Session {
     state_checked: Mutex<bool>,
     /// Where a damaged state file was moved this session, once it was.
     moved_to: Mutex<Option<PathBuf>>,
+    /// Where the clients it builds send their requests, when not to the network.
+    transport: Option<Arc<dyn gm_http::Transport>>,
     client: Mutex<Option<Client>>,
     /// The response cache, once opened (`Some(None)`: the session caches nothing).
     cache: Mutex<Option<Option<CacheParts>>>,
@@ -89,6 +91,7 @@ impl Session {
             kept: Mutex::new(Vec::new()),
             state_checked: Mutex::new(false),
             moved_to: Mutex::new(None),
+            transport: None,
             client: Mutex::new(None),
             cache: Mutex::new(None),
             windows: Mutex::new(None),
@@ -100,6 +103,13 @@ impl Session {
     /// Hands every notice to `listener` as it arises, instead of keeping it for [`Session::take_notices`].
     pub fn on_notice(mut self, listener: impl Fn(&Notice) + Send + Sync + 'static) -> Session {
         self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Sends the requests of every client the session builds through `transport` instead of the network: a
+    /// server that runs use cases through its own routes in process, or a test double.
+    pub fn with_transport(mut self, transport: Arc<dyn gm_http::Transport>) -> Session {
+        self.transport = Some(transport);
         self
     }
 
@@ -403,6 +413,9 @@ impl Session {
     /// timeout, on the session's clock, without a limiter or a cache.
     fn base_builder(&self, c: &SessionConfig) -> ClientBuilder {
         let mut b = Client::builder().provider(c.provider).clock(self.clock.clone());
+        if let Some(t) = &self.transport {
+            b = b.transport(t.clone());
+        }
         if let Some(url) = &c.base_url {
             b = b.base_url(url.clone());
         }

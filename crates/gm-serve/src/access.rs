@@ -33,6 +33,12 @@ impl Caller {
     }
 }
 
+/// Marks a request the gateway sends itself, in process (the dashboard's evaluations, whose requests were
+/// counted against the viewer's limits before they started): it needs no key. Only code of this crate can put
+/// it on a request; nothing from the network carries it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InProcess;
+
 /// An admitted request: the permits that count it, settled with its usage once it is answered.
 #[derive(Debug, Default)]
 pub(crate) struct Pass {
@@ -92,6 +98,14 @@ impl Access {
         trust_proxy: bool,
     ) -> Self {
         Self { keys, limiter, store, public, trust_proxy, anchor: (Instant::now(), SystemTime::now()) }
+    }
+
+    /// Who sent `parts`: the gateway itself in process, else as [`Access::identify`] says.
+    pub(crate) fn identify_request(&self, parts: &http::request::Parts, peer: SocketAddr) -> Result<Caller, ApiFailure> {
+        if parts.extensions.get::<InProcess>().is_some() {
+            return Ok(Caller::Open);
+        }
+        self.identify(&parts.headers, peer)
     }
 
     /// Who is calling. A key is a bearer token or an `api-key` header.

@@ -416,7 +416,7 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         Ok(x) => x,
         Err(f) => return fail(dialect, f, o, None),
     };
-    let caller = match s.inner.access.identify(&parts.headers, peer) {
+    let caller = match s.inner.access.identify_request(&parts, peer) {
         Ok(c) => c,
         Err(f) => return fail(dialect, f, o, None),
     };

@@ -470,3 +470,60 @@ async fn an_uploaded_suite_is_evaluated_and_its_names_are_shown_as_text() {
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains("the uploaded suite"), "{}", p.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluations_and_the_models_page_follow_the_routing_file() {
+    let dir = TempDir::new("ui-routes");
+    let emu = Emulator::start(EmulatorConfig { require_auth: false, ..Default::default() }).await.unwrap();
+    // `fast` is an alias; `openai/gpt-4.1` falls back from an upstream nothing answers; `*` passes the rest on.
+    let file = format!(
+        r#"
+[upstreams.down]
+provider = "openai-compatible"
+base_url = "http://127.0.0.1:9/v1"
+[upstreams.emu]
+provider = "openai-compatible"
+base_url = "{}"
+[[routes]]
+model = "fast"
+to = ["emu:openai/gpt-4.1-mini"]
+[[routes]]
+model = "openai/gpt-4.1"
+to = ["down", "emu"]
+[[routes]]
+model = "*"
+to = ["emu"]
+"#,
+        emu.openai_url()
+    );
+    let routing = Routing::from_toml(&file, &|_| None).unwrap();
+    let app = app(&ServeConfig::new(routing), kept_in(&dir));
+
+    let done = evaluate(&app, local(), "model=fast&model=openai%2Fgpt-4.1&task=reasoning&items=1").await;
+    assert_eq!(done["state"], "finished", "{done}");
+    assert_eq!(done["cells"].as_array().unwrap().len(), 2, "{done}");
+    let answered = emu.stats().answered_by_model;
+    assert_eq!(answered.get("openai/gpt-4.1-mini"), Some(&1), "the alias reached its model: {answered:?}");
+    assert_eq!(answered.get("openai/gpt-4.1"), Some(&1), "the fallback answered: {answered:?}");
+    assert!(!answered.contains_key("fast"), "{answered:?}");
+    // The run is named by the ids the form sent, as a client's requests are.
+    let run = get(&app, &format!("/ui/runs/{}", done["run_id"]), local()).await.body;
+    assert!(run.contains("fast"), "{run}");
+
+    // The models page says the same: each row names the routes that reach it.
+    let models = get(&app, "/ui/models", local()).await.body;
+    let row = |id: &str| {
+        let at = models.find(&format!("<td>{id}</td>")).unwrap_or_else(|| panic!("no row for {id}: {models}"));
+        let end = at + models[at..].find("</tr>").unwrap();
+        models[at..end].to_string()
+    };
+    let emu_part = &models[models.find("<h2>emu").unwrap()..];
+    let emu_row = |id: &str| {
+        let at = emu_part.find(&format!("<td>{id}</td>")).unwrap();
+        let end = at + emu_part[at..].find("</tr>").unwrap();
+        emu_part[at..end].to_string()
+    };
+    assert!(emu_row("openai/gpt-4.1-mini").ends_with("<td>fast, *</td>"), "{}", row("openai/gpt-4.1-mini"));
+    assert!(emu_row("openai/gpt-4.1").ends_with("<td>openai/gpt-4.1</td>"), "{}", emu_row("openai/gpt-4.1"));
+}
+

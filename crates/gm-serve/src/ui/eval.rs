@@ -171,7 +171,7 @@ pub(super) async fn show(
     let visitor = !who.is_admin();
     let body = html! {
         h1 { "Evaluate" }
-        p { "Every chosen model answers every chosen task on the upstream " code { (ui.upstream) } "; the run is recorded in the run history and resumable if it stops." }
+        p { "Every chosen model answers every chosen task through the gateway's routes (the model ids as clients send them, with their fallbacks); the run is recorded in the run history and resumable if it stops." }
         @if visitor {
             p.note role="note" { "Without the administrator's key you may run up to " (super::eval::VISITOR_MODELS) " models × " (VISITOR_TASKS) " tasks with " (VISITOR_ITEMS) " items each, one sample of each case; every request is counted against your limits before the run starts." }
         }

@@ -16,6 +16,7 @@
 mod eval;
 mod pages;
 mod playground;
+mod through;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +28,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use gm_app::{Session, SessionConfig};
+use gm_app::Session;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -65,21 +66,30 @@ impl Dashboard {
 
     /// Its router over the gateway's state: the pages, their forms and event streams, and the assets.
     pub fn router(self, state: AppState) -> Router {
-        // Evaluations run on the first upstream, over the gateway's state (its run store, windows and cache).
-        let gateway = state.session().config().clone();
-        let evaluator = match self.routing.upstreams.first() {
-            Some(up) => up.session_config(&gateway, self.routing.limits.as_ref()),
-            None => SessionConfig { provider_reason: "the gateway has no upstream".into(), ..gateway },
+        // Evaluations send their requests through the gateway's own routes, in process, as a client of its API
+        // would (without its key: what a viewer starts is counted against their limits before it starts). The
+        // session keeps the gateway's state (its run store and cache); the upstreams' quotas are the gateway's.
+        let mut evaluator = state.session().config().clone();
+        evaluator.provider = gm_core::ProviderKind::OpenAiCompatible;
+        evaluator.provider_reason = "the dashboard's evaluations go through the gateway's routes".into();
+        evaluator.base_url = Some(through::BASE_URL.into());
+        evaluator.org = None;
+        evaluator.credential = None;
+        evaluator.aliases = Default::default();
+        evaluator.recording = None;
+        evaluator.limits = gm_app::LimitsSettings { spec: Some(gm_limits::LimitSpec::default()), ..Default::default() };
+        let through = through::ThroughGateway {
+            api: crate::server::observed(crate::server::api_router(state.clone()), state.clone()),
         };
-        let upstream = self.routing.upstreams.first().map(|u| u.name.clone()).unwrap_or_default();
         let ui = Ui {
             gateway: state.clone(),
             api: crate::server::api_router(state),
-            // Its notices (the demo provider answers, a state file moved aside) go to the log, not into memory.
+            // Its notices go to the log, not into memory.
             evaluator: Arc::new(
-                Session::new(evaluator).on_notice(|n| tracing::info!(notice = %n, "dashboard evaluations")),
+                Session::new(evaluator)
+                    .with_transport(Arc::new(through))
+                    .on_notice(|n| tracing::info!(notice = %n, "dashboard evaluations")),
             ),
-            upstream,
             options: self.options,
             routing: self.routing,
             visitor_limits: self.public.as_ref().map(|p| p.visitor.clone()),
@@ -119,8 +129,6 @@ struct Ui {
     api: Router,
     /// The session evaluations run in (and the run store the run pages read).
     evaluator: Arc<Session>,
-    /// The upstream evaluations run on.
-    upstream: String,
     options: DashboardOptions,
     routing: Routing,
     /// Each visitor's limits and all visitors' together, on a `--public` gateway.

@@ -40,8 +40,10 @@ pub(super) async fn home(
     page("gm serve", Some(&who), body)
 }
 
-/// Which routes serve `model` of upstream `up`: a route's id, or `*` for a route that passes every id on.
+/// Which routes send a request to `model` of upstream `up`, first or as a fallback, as the gateway routes
+/// them: a route's id, or `*` for the route that passes on every id no route of its own takes.
 fn routes_of(routes: &[(String, Targets)], up: &str, model: &str) -> Vec<String> {
+    let own_route = routes.iter().any(|(id, _)| id != "*" && id.eq_ignore_ascii_case(model));
     routes
         .iter()
         .filter(|(id, targets)| {
@@ -49,7 +51,8 @@ fn routes_of(routes: &[(String, Targets)], up: &str, model: &str) -> Vec<String>
                 &*u.name == up
                     && match m {
                         Some(m) => m.eq_ignore_ascii_case(model),
-                        None => id == "*" || id.eq_ignore_ascii_case(model),
+                        None if id == "*" => !own_route,
+                        None => id.eq_ignore_ascii_case(model),
                     }
             })
         })
