@@ -101,7 +101,11 @@ impl Access {
     }
 
     /// Who sent `parts`: the gateway itself in process, else as [`Access::identify`] says.
-    pub(crate) fn identify_request(&self, parts: &http::request::Parts, peer: SocketAddr) -> Result<Caller, ApiFailure> {
+    pub(crate) fn identify_request(
+        &self,
+        parts: &http::request::Parts,
+        peer: SocketAddr,
+    ) -> Result<Caller, ApiFailure> {
         if parts.extensions.get::<InProcess>().is_some() {
             return Ok(Caller::Open);
         }

@@ -189,8 +189,16 @@ pub fn generate(name: &str, limits: Option<LimitSpec>, budget: Option<Budget>) -
     }
     let hash = hash_key(&secret);
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let record =
-        KeyRecord { id: hash[..12].to_string(), name: name.to_string(), hash, limits, budget, created, revoked: None, admin: false };
+    let record = KeyRecord {
+        id: hash[..12].to_string(),
+        name: name.to_string(),
+        hash,
+        limits,
+        budget,
+        created,
+        revoked: None,
+        admin: false,
+    };
     Ok(NewKey { secret, record })
 }
 

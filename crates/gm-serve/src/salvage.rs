@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gm_app::Session;
-use gm_limits::{LimitSpec, SqliteWindows, Window, WindowStore};
 #[cfg(test)]
 use gm_limits::LimitKey;
+use gm_limits::{LimitSpec, SqliteWindows, Window, WindowStore};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::keys::{KeyRecord, KeyStore, RedisKeys, SqliteKeys};
@@ -124,11 +124,10 @@ fn read_table(damaged: &Path) -> (Vec<KeyRecord>, bool) {
     let Ok(conn) = Connection::open_with_flags(damaged, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
         return (Vec::new(), false);
     };
-    let has_table = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'serve_keys'",
-        [],
-        |r| r.get::<_, i64>(0),
-    );
+    let has_table =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'serve_keys'", [], |r| {
+            r.get::<_, i64>(0)
+        });
     match has_table {
         Ok(0) => return (Vec::new(), true),
         Ok(_) => {}

@@ -347,7 +347,11 @@ async fn administration_needs_the_admin_key_and_a_key_holder_sees_only_its_own_r
     ] {
         let p = post_as(&app, path, &alice_c, form).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}: {}", p.body);
-        assert!(p.body.contains("administrator&#39;s key") || p.body.contains("administrator's key"), "{path}: {}", p.body);
+        assert!(
+            p.body.contains("administrator&#39;s key") || p.body.contains("administrator's key"),
+            "{path}: {}",
+            p.body
+        );
     }
     let quotas = get_with(&app, "/ui/quotas", local(), &[("cookie", &alice_c)]).await;
     assert_eq!(quotas.status, StatusCode::OK);
@@ -526,4 +530,3 @@ to = ["emu"]
     assert!(emu_row("openai/gpt-4.1-mini").ends_with("<td>fast, *</td>"), "{}", row("openai/gpt-4.1-mini"));
     assert!(emu_row("openai/gpt-4.1").ends_with("<td>openai/gpt-4.1</td>"), "{}", emu_row("openai/gpt-4.1"));
 }
-

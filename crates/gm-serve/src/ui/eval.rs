@@ -153,11 +153,7 @@ fn suites(dir: Option<&Path>) -> Vec<(String, PathBuf)> {
     out
 }
 
-pub(super) async fn show(
-    State(ui): State<Shared>,
-    who: Viewer,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub(super) async fn show(State(ui): State<Shared>, who: Viewer, RawQuery(q): RawQuery) -> Response {
     let q = super::pairs(q.as_deref().unwrap_or(""));
     let checked_models: Vec<&str> = all(&q, "model");
     let checked_tasks: Vec<&str> = all(&q, "task");

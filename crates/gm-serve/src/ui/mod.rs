@@ -242,7 +242,11 @@ impl<S: Send + Sync> FromRequestParts<S> for SameOrigin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
-        if same_origin(&parts.headers) { Ok(SameOrigin) } else { Err(cross_site()) }
+        if same_origin(&parts.headers) {
+            Ok(SameOrigin)
+        } else {
+            Err(cross_site())
+        }
     }
 }
 

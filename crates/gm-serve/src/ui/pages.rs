@@ -17,10 +17,7 @@ use super::{
 };
 use crate::server::Targets;
 
-pub(super) async fn home(
-    State(ui): State<Shared>,
-    who: Viewer,
-) -> Response {
+pub(super) async fn home(State(ui): State<Shared>, who: Viewer) -> Response {
     let body = html! {
         h1 { "gm serve" }
         p { "A gateway to " (ui.routing.upstreams.len()) " upstream" @if ui.routing.upstreams.len() != 1 { "s" } ": "
@@ -60,10 +57,7 @@ fn routes_of(routes: &[(String, Targets)], up: &str, model: &str) -> Vec<String>
         .collect()
 }
 
-pub(super) async fn models(
-    State(ui): State<Shared>,
-    who: Viewer,
-) -> Response {
+pub(super) async fn models(State(ui): State<Shared>, who: Viewer) -> Response {
     let routes = ui.gateway.routes();
     let gateway = ui.gateway.session().config().clone();
     let mut sections = Vec::new();
@@ -178,11 +172,7 @@ fn not_yours(who: &Viewer, id: i64) -> Response {
     )
 }
 
-pub(super) async fn runs(
-    State(ui): State<Shared>,
-    who: Viewer,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub(super) async fn runs(State(ui): State<Shared>, who: Viewer, RawQuery(q): RawQuery) -> Response {
     let q = pairs(q.as_deref().unwrap_or(""));
     let (suite, model, since) = (first(&q, "suite"), first(&q, "model"), first(&q, "since"));
     let since_secs = match since.map(|s| parse_day(s).ok_or(s)).transpose() {
@@ -258,11 +248,7 @@ fn export_links(id: i64) -> Markup {
     }
 }
 
-pub(super) async fn run(
-    State(ui): State<Shared>,
-    who: Viewer,
-    UrlPath(id): UrlPath<i64>,
-) -> Response {
+pub(super) async fn run(State(ui): State<Shared>, who: Viewer, UrlPath(id): UrlPath<i64>) -> Response {
     if !may_see(&ui, &who, id) {
         return not_yours(&who, id);
     }
@@ -403,11 +389,7 @@ fn comparison_table(c: &Comparison) -> Markup {
     }
 }
 
-pub(super) async fn compare(
-    State(ui): State<Shared>,
-    who: Viewer,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub(super) async fn compare(State(ui): State<Shared>, who: Viewer, RawQuery(q): RawQuery) -> Response {
     let q = pairs(q.as_deref().unwrap_or(""));
     let id = |name| first(&q, name).and_then(|v| v.parse::<i64>().ok());
     let (Some(a), Some(b)) = (id("baseline"), id("candidate")) else {
@@ -487,10 +469,7 @@ fn gauges(k: &gm_app::KeyStatus) -> Markup {
     }
 }
 
-pub(super) async fn quotas(
-    State(ui): State<Shared>,
-    who: Viewer,
-) -> Response {
+pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
     let session = ui.gateway.session();
     // Client keys and visitors are counted under the gateway's own limits, not the upstreams'.
     let keys: BTreeMap<String, crate::keys::KeyRecord> = match ui.gateway.access().keys.list() {

@@ -19,10 +19,7 @@ use super::{page, with_key, SameOrigin, Shared, Viewer};
 /// Models one prompt may go to at once.
 const MAX_COLUMNS: usize = 4;
 
-pub(super) async fn show(
-    State(ui): State<Shared>,
-    who: Viewer,
-) -> Response {
+pub(super) async fn show(State(ui): State<Shared>, who: Viewer) -> Response {
     let models: Vec<_> =
         crate::server::served_models(&ui.gateway).await.into_iter().filter(|m| m.is_chat_model()).collect();
     let prices = ui.gateway.prices();

@@ -36,9 +36,8 @@ impl Transport for ThroughGateway {
         let path = request.url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut inner = http::Request::new(Body::from(request.body));
         *inner.method_mut() = request.method;
-        *inner.uri_mut() = path
-            .parse()
-            .map_err(|e| TransportError::new(TransportErrorKind::InvalidRequest, format!("{e}")))?;
+        *inner.uri_mut() =
+            path.parse().map_err(|e| TransportError::new(TransportErrorKind::InvalidRequest, format!("{e}")))?;
         *inner.headers_mut() = request.headers;
         // The session's own cache answers what it holds (and says so); what reaches the gateway is asked fresh,
         // so no answer is counted as a measured one while it came from the gateway's cache.
