@@ -530,3 +530,63 @@ to = ["emu"]
     assert!(emu_row("openai/gpt-4.1-mini").ends_with("<td>fast, *</td>"), "{}", row("openai/gpt-4.1-mini"));
     assert!(emu_row("openai/gpt-4.1").ends_with("<td>openai/gpt-4.1</td>"), "{}", emu_row("openai/gpt-4.1"));
 }
+
+/// The key a "Key created" page shows once.
+fn shown_key(body: &str) -> String {
+    let at = body.find("id=\"new-key\"").unwrap_or_else(|| panic!("no new key: {body}"));
+    let v = &body[at..];
+    let v = &v[v.find("value=\"").unwrap() + 7..];
+    v[..v.find('"').unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_makes_and_revokes_keys_in_the_browser() {
+    let dir = TempDir::new("ui-keys-admin");
+    let app = app(&ServeConfig::new(Routing::demo()), kept_in(&dir));
+    // On a local gateway without keys, the first key must be an administrator's, and its maker is signed in.
+    let first = post(&app, "/ui/keys/create", local(), "name=alice").await;
+    assert_eq!(first.status, StatusCode::BAD_REQUEST, "{}", first.body);
+    assert!(first.body.contains("administrator"), "{}", first.body);
+    let made = post(&app, "/ui/keys/create", local(), "name=root&admin=1").await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let root = shown_key(&made.body);
+    assert!(root.starts_with("gm_"), "{root}");
+    let cookie = made.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with(&format!("gm_key={root};")) && cookie.contains("HttpOnly"), "{cookie}");
+    let root_c = format!("gm_key={root}");
+    assert_eq!(get(&app, "/ui/quotas", local()).await.status, StatusCode::UNAUTHORIZED, "the gateway is closed now");
+
+    // Another key, with limits; bad limits are refused with the reason.
+    let bad = post_as(&app, "/ui/keys/create", &root_c, "name=x&limits=lots").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    let made = post_as(&app, "/ui/keys/create", &root_c, "name=alice&limits=2%2F1m").await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let alice_c = format!("gm_key={}", shown_key(&made.body));
+    assert!(made.headers.get("set-cookie").is_none(), "the administrator stays signed in as themself");
+    let quotas = get_with(&app, "/ui/quotas", local(), &[("cookie", &root_c)]).await.body;
+    assert!(quotas.contains("<td>alice</td>") && quotas.contains("2/1m"), "{quotas}");
+    assert!(!quotas.contains(&root) && !quotas.contains(&alice_c[7..]), "no page lists a key itself");
+
+    // Alice administers nothing; the administrator revokes her key, and it opens nothing any more.
+    let id = quotas[..quotas.find("<td>alice</td>").unwrap()].rsplit("<td>").next().unwrap().trim_end_matches("</td>");
+    for (path, form) in
+        [("/ui/keys/create", "name=mallory&admin=1".to_string()), ("/ui/keys/revoke", format!("key={id}"))]
+    {
+        assert_eq!(post_as(&app, path, &alice_c, &form).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(get_with(&app, "/ui/playground", local(), &[("cookie", &alice_c)]).await.status, StatusCode::OK);
+    // Her evaluations count against her key's limits (2 a minute) before they start: a 2-request one fits,
+    // the next is refused with the wait, and nothing of it runs.
+    let form = "model=openai%2Fgpt-4.1&task=reasoning&task=summarization&items=1";
+    let started = post_as(&app, "/ui/evaluate", &alice_c, form).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let over = post_as(&app, "/ui/evaluate", &alice_c, "model=openai%2Fgpt-4.1&task=reasoning&items=1").await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert!(over.body.contains("this key&#39;s limits") || over.body.contains("this key's limits"), "{}", over.body);
+    let revoked = post_as(&app, "/ui/keys/revoke", &root_c, &format!("key={id}")).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(
+        get_with(&app, "/ui/playground", local(), &[("cookie", &alice_c)]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

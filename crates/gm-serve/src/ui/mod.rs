@@ -116,6 +116,8 @@ impl Dashboard {
             .route("/ui/quotas", get(pages::quotas))
             .route("/ui/quotas/reset", post(pages::reset_limits))
             .route("/ui/cache/clear", post(pages::clear_cache))
+            .route("/ui/keys/create", post(pages::create_key))
+            .route("/ui/keys/revoke", post(pages::revoke_key))
             .route("/ui/login", get(login_page).post(login))
             .route("/ui/logout", post(logout))
             .route("/ui/assets/dashboard.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
@@ -488,10 +490,7 @@ async fn login(
     match ui.gateway.access().identify(&h, peer) {
         Ok(Caller::Key(_)) => {
             let mut r = see_other("/");
-            let cookie = format!("{KEY_COOKIE}={key}; Path=/; HttpOnly; SameSite=Strict");
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
+            sign_in(&mut r, &key);
             r
         }
         _ => problem(
@@ -500,6 +499,14 @@ async fn login(
             None,
             "that is not a key of this gateway; make one with `gm serve keys create`",
         ),
+    }
+}
+
+/// Keeps `key` in the browser's cookie for this site.
+fn sign_in(r: &mut Response, key: &str) {
+    let cookie = format!("{KEY_COOKIE}={key}; Path=/; HttpOnly; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
     }
 }
 

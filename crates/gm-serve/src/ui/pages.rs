@@ -530,11 +530,27 @@ pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
                 h2 { "Client keys" }
                 @if keys.is_empty() { p { "No client keys; " code { "gm serve keys create" } " makes one." } }
                 @else {
-                    table #keys {
+                    div.scroll { table #keys {
                         thead { tr { th { "Id" } th { "Name" } th { "Role" } th { "Limits" } th { "Budget" } th { "State" } } }
                         tbody { @for k in keys.values() {
-                            tr { td { (k.id) } td { (k.name) } td { @if k.admin { "administrator" } @else { "client" } } td { (k.limits.as_ref().map(|l| l.to_string()).unwrap_or("-".into())) } td { (k.budget.as_ref().map(|b| b.to_string()).unwrap_or("-".into())) } td { @if k.revoked.is_some() { "revoked" } @else { "active" } } }
+                            tr { td { (k.id) } td { (k.name) } td { @if k.admin { "administrator" } @else { "client" } } td { (k.limits.as_ref().map(|l| l.to_string()).unwrap_or("-".into())) } td { (k.budget.as_ref().map(|b| b.to_string()).unwrap_or("-".into())) }
+                                td { @if k.revoked.is_some() { "revoked" } @else {
+                                    form.inline method="post" action="/ui/keys/revoke" {
+                                        input type="hidden" name="key" value=(k.id);
+                                        "active " button type="submit" aria-label={ "revoke the key " (k.name) } { "Revoke" }
+                                    }
+                                } } }
                         } }
+                    } }
+                }
+                form.newkey method="post" action="/ui/keys/create" {
+                    fieldset {
+                        legend { "A new client key" }
+                        label { "Name " input type="text" name="name" required maxlength="64"; }
+                        label { "Limits " input type="text" name="limits" placeholder="60/1m,concurrency=4"; }
+                        label { "Budget " input type="text" name="budget" placeholder="requests=1000,usd=5/1d"; }
+                        label { input type="checkbox" name="admin" value="1"; " administers this dashboard" }
+                        button type="submit" { "Create" }
                     }
                 }
                 h2 { "Cache" }
@@ -563,7 +579,7 @@ pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
                 form method="post" action="/ui/cache/clear" { button type="submit" { "Clear the cache" } }
             }
         } @else {
-            p.hint { "Resetting limits, clearing the cache and the client keys are the administrator's: "
+            p.hint { "Resetting limits, clearing the cache and managing the client keys are the administrator's: "
                 @if matches!(who, Viewer::Visitor(_)) { a href="/ui/login" { "sign in" } " with the admin key." } @else { "sign in with the admin key." } }
         }
     };
@@ -587,6 +603,71 @@ pub(super) async fn clear_cache(_: SameOrigin, Admin(who): Admin, State(ui): Sta
     match ui.gateway.session().clear_cache() {
         Ok(_) => see_other("/ui/quotas"),
         Err(e) => app_error(&who, &e),
+    }
+}
+
+pub(super) async fn create_key(
+    _: SameOrigin,
+    Admin(who): Admin,
+    State(ui): State<Shared>,
+    Form(form): Form,
+) -> Response {
+    let bad = |m: String| problem(StatusCode::BAD_REQUEST, "Quotas and cache", Some(&who), &m);
+    let Some(name) = first(&form, "name").filter(|n| n.chars().count() <= 64) else {
+        return bad("a key needs a name of at most 64 characters".into());
+    };
+    let limits = match first(&form, "limits").map(gm_limits::LimitSpec::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => return bad(format!("the limits: {e}")),
+    };
+    let budget = match first(&form, "budget").map(crate::keys::Budget::parse).transpose() {
+        Ok(b) => b,
+        Err(e) => return bad(format!("the budget: {e}")),
+    };
+    let mut key = match crate::keys::generate(name, limits, budget) {
+        Ok(k) => k,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, "Quotas and cache", Some(&who), &e.to_string()),
+    };
+    key.record.admin = first(&form, "admin").is_some();
+    // The first key closes the gateway to everyone without one: this browser keeps administering it only
+    // with an admin key, which it is then signed in with.
+    let first_key = !ui.gateway.access().keys.any_active().unwrap_or(true);
+    if first_key && !key.record.admin {
+        return bad("the first key closes this gateway to everyone without a key, this browser too: make it an \
+                    administrator's key (tick the box), then make the others"
+            .into());
+    }
+    if let Err(e) = ui.gateway.access().keys.insert(&key.record) {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, "Quotas and cache", Some(&who), &e.to_string());
+    }
+    let who = if first_key { Viewer::Admin { key: Some(key.record.name.clone()) } } else { who };
+    let body = html! {
+        h1 { "Key created" }
+        p { "The key " strong { (key.record.name) } " (" (key.record.id) @if key.record.admin { ", an administrator's" } ") is below. "
+            "It is shown this once and stored only as a hash: copy it now and hand it to its holder." }
+        p { input #new-key type="text" readonly value=(key.secret) aria-label="the new key" size="56"; }
+        p { a href="/ui/quotas" { "Back to quotas and cache" } }
+    };
+    let mut r = page("Quotas and cache", Some(&who), body);
+    if first_key {
+        super::sign_in(&mut r, &key.secret);
+    }
+    r
+}
+
+pub(super) async fn revoke_key(
+    _: SameOrigin,
+    Admin(who): Admin,
+    State(ui): State<Shared>,
+    Form(form): Form,
+) -> Response {
+    let Some(id) = first(&form, "key") else {
+        return problem(StatusCode::BAD_REQUEST, "Quotas and cache", Some(&who), "name the key to revoke by its id");
+    };
+    match ui.gateway.access().keys.revoke(id) {
+        Ok(_) => see_other("/ui/quotas"),
+        Err(e) if e.is_usage() => problem(StatusCode::NOT_FOUND, "Quotas and cache", Some(&who), &e.to_string()),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "Quotas and cache", Some(&who), &e.to_string()),
     }
 }
 
