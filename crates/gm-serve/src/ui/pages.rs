@@ -537,7 +537,7 @@ pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
                                 td { @if k.revoked.is_some() { "revoked" } @else {
                                     form.inline method="post" action="/ui/keys/revoke" {
                                         input type="hidden" name="key" value=(k.id);
-                                        "active " button type="submit" aria-label={ "revoke the key " (k.name) } { "Revoke" }
+                                        "active " button.danger type="submit" aria-label={ "revoke the key " (k.name) } { "Revoke" }
                                     }
                                 } } }
                         } }
