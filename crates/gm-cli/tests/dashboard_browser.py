@@ -5,8 +5,9 @@ Usage: dashboard_browser.py BASE_URL SHOTS_DIR PROFILE_DIR
 Loads every page at desktop and phone width (a screenshot of each in SHOTS_DIR) and fails on any console error
 or uncaught exception; sends a playground prompt to two models and sees each answer stream in as text; starts
 a 2-model x 2-task evaluation, waits for the live progress to say it is done, opens the run and finds the best
-model the run's JSON export gives; runs it again and compares the two runs. Exits non-zero on the first
-failure, with what it saw.
+model the run's JSON export gives; runs it again and compares the two runs; makes an administrator's key and
+an ordinary one on the Quotas page, and signed in with the ordinary one sees no administration and none of the
+runs. Exits non-zero on the first failure, with what it saw.
 """
 
 import json
@@ -155,6 +156,33 @@ def main():
         with page.expect_response(lambda r: r.url == f"{BASE}/ui/quotas", timeout=20_000):
             pass
         shoot(page, "quotas-refreshed")
+
+        # Keys from the browser: the local administrator makes the first key, an administrator's, and stays
+        # signed in with it; then an ordinary key, which administers nothing and sees none of the runs.
+        page.get_by_label("Name", exact=True).fill("root")
+        page.get_by_label("administers this dashboard").check()
+        page.get_by_role("button", name="Create").click()
+        expect(page.locator(".who")).to_contain_text("signed in as root (administrator)")
+        page.goto(f"{BASE}/ui/quotas")
+        page.get_by_label("Name", exact=True).fill("alice")
+        page.get_by_role("button", name="Create").click()
+        holder = page.locator("#new-key").input_value()
+        context.clear_cookies()
+        page.goto(f"{BASE}/ui/login")
+        page.get_by_label("Client key").fill(holder)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{BASE}/")
+        expect(page.locator(".who")).to_contain_text("signed in as alice")
+        page.goto(f"{BASE}/ui/runs")
+        expect(page.locator("main")).to_contain_text("No run matches.")
+        shoot(page, "runs-key-holder")
+        page.goto(f"{BASE}/ui/quotas")
+        if page.get_by_role("button", name="Clear the cache").count() or page.locator("#keys").count():
+            problems.append("a key holder is offered the administrator's forms")
+        shoot(page, "quotas-key-holder")
+        refused = page.request.post(f"{BASE}/ui/cache/clear", headers={"origin": BASE})
+        if refused.status != 403 or "administrator" not in refused.text():
+            problems.append(f"a key holder clearing the cache got {refused.status}")
         context.close()
 
     for p in problems:
