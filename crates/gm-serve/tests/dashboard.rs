@@ -151,9 +151,13 @@ async fn an_evaluation_streams_to_its_end_and_its_run_shows_what_gm_bench_prints
     assert_eq!((done["total"].as_u64(), done["done"].as_u64()), (Some(12), Some(12)), "{done}");
     let cells = done["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 4, "{done}");
-    assert!(cells.iter().all(|c| c["done"] == 3), "{done}");
+    assert!(cells.iter().all(|c| c["done"] == 3 && c["total"] == 3), "{done}");
     assert_eq!(cells[0]["model"], "openai/gpt-4.1", "cells in the order chosen: {done}");
     let run_id = done["run_id"].as_i64().unwrap();
+    // Each cell has its own bar, full at the end.
+    let job = get(&app, "/ui/jobs/1", local()).await.body;
+    let bar = "<progress max=\"3\" value=\"3\" aria-label=\"openai/gpt-4.1 × reasoning: test cases done\">";
+    assert!(job.contains(bar), "{job}");
 
     // The run as the library gives it (what `gm bench --json` printed) is what the page shows.
     let session = Session::new(kept_in(&dir));
@@ -220,6 +224,8 @@ async fn a_cancelled_evaluation_resumes_where_it_stopped() {
     assert_eq!(done["resumed"].as_u64(), Some(recorded), "{done}");
     assert_eq!(done["run_id"], last["run_id"], "the same run continued");
     assert_eq!(done["done"].as_u64(), Some(20));
+    // The resumed run's cell counts the cases of the run it continues.
+    assert_eq!((done["cells"][0]["done"].as_u64(), done["cells"][0]["total"].as_u64()), (Some(20), Some(20)), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,9 @@ struct Progress {
 struct CellProgress {
     model: String,
     task: String,
+    /// Test cases in the cell.
+    total: usize,
+    /// Those recorded, by this run or the one it resumes.
     done: usize,
     passed: usize,
     /// The latest case's latency.
@@ -107,6 +110,17 @@ impl Observer for Job {
             p.total = run.total;
             p.done = run.done;
             p.resumed = run.done;
+            p.cells = run
+                .cells
+                .iter()
+                .map(|c| CellProgress {
+                    model: c.model.clone(),
+                    task: c.task.clone(),
+                    total: c.total,
+                    done: c.done,
+                    ..CellProgress::default()
+                })
+                .collect();
         });
     }
 
@@ -392,10 +406,12 @@ pub(super) async fn job_page(VisibleJob { who, job }: VisibleJob) -> Response {
             p #job-status { (status_line(&p)) }
             progress #job-bar max=(p.total.max(1)) value=(p.done) aria-label="test cases done" {}
             div.scroll { table #job-cells {
-                thead { tr { th { "Model" } th { "Task" } th.num { "Cases done" } th.num { "Passed" } th.num { "Latest latency" } } }
+                thead { tr { th { "Model" } th { "Task" } th { "Progress" } th.num { "Cases done" } th.num { "Passed" } th.num { "Latest latency" } } }
                 tbody {
                     @for c in &p.cells {
-                        tr { td { (c.model) } td { (c.task) } td.num { (c.done) } td.num { (c.passed) } td.num { (c.latency_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "-".into())) } }
+                        tr { td { (c.model) } td { (c.task) }
+                            td { progress max=(c.total.max(1)) value=(c.done) aria-label={ (c.model) " × " (c.task) ": test cases done" } {} }
+                            td.num { (c.done) " of " (c.total) } td.num { (c.passed) } td.num { (c.latency_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "-".into())) } }
                     }
                 }
             } }

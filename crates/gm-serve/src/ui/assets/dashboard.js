@@ -150,7 +150,11 @@ function job(section) {
     bar.value = p.done;
     tbody.replaceChildren(...p.cells.map((c) => {
       const tr = el("tr");
-      tr.append(el("td", {}, c.model), el("td", {}, c.task), el("td", { class: "num" }, String(c.done)),
+      const bar = el("progress", { max: String(Math.max(c.total, 1)), "aria-label": `${c.model} × ${c.task}: test cases done` });
+      bar.value = c.done;
+      const cell = el("td");
+      cell.append(bar);
+      tr.append(el("td", {}, c.model), el("td", {}, c.task), cell, el("td", { class: "num" }, `${c.done} of ${c.total}`),
         el("td", { class: "num" }, String(c.passed)),
         el("td", { class: "num" }, c.latency_ms === null ? "-" : `${Math.round(c.latency_ms)} ms`));
       return tr;
