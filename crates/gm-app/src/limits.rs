@@ -42,6 +42,10 @@ pub struct KeyStatus {
     pub requests: RecentRequests,
     /// Each configured window: how much of it is used.
     pub windows: Vec<WindowUse>,
+    /// Each token window (a budget of tokens, or of whatever unit the key counts, such as a server's
+    /// micro-dollars): how much of it is used, in that unit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_windows: Vec<WindowUse>,
     /// A block the server asked for (a 429), while it lasts.
     pub blocked: Option<Blocked>,
 }
@@ -121,6 +125,25 @@ impl Session {
             let since = |within: Duration| now.checked_sub(within).unwrap_or(SystemTime::UNIX_EPOCH);
             let count = |within: Duration| admissions.iter().filter(|(at, _)| *at > since(within)).count();
             let last = |secs: u64| count(Duration::from_secs(secs));
+            let token_windows = spec
+                .token_windows
+                .iter()
+                .map(|w| {
+                    let within: Vec<_> = admissions.iter().filter(|(at, _)| *at > since(w.per)).collect();
+                    let used: u64 = within.iter().map(|(_, tokens)| *tokens).sum();
+                    let next_frees_in_s = within
+                        .first()
+                        .and_then(|(at, _)| (*at + w.per).duration_since(now).ok())
+                        .map(|d| d.as_secs_f64());
+                    WindowUse {
+                        limit: w.limit,
+                        per: gm_limits::format_duration(w.per),
+                        used,
+                        remaining: w.limit.saturating_sub(used),
+                        next_frees_in_s,
+                    }
+                })
+                .collect();
             let windows = spec
                 .windows
                 .iter()
@@ -160,6 +183,7 @@ impl Session {
                 counted: last(86_400 * 366),
                 requests: RecentRequests { last_minute: last(60), last_hour: last(3_600), last_day: last(86_400) },
                 windows,
+                token_windows,
                 blocked,
             });
         }

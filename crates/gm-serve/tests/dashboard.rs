@@ -596,3 +596,27 @@ async fn the_administrator_makes_and_revokes_keys_in_the_browser() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_s_budgets_are_drawn_in_tokens_and_dollars() {
+    let dir = TempDir::new("ui-budgets");
+    let store = gm_serve::keys::open_store(Some(&dir.path().join("gm.sqlite")), None).unwrap();
+    let budget = gm_serve::keys::Budget::parse("requests=100,tokens=5000,usd=1/1d").unwrap();
+    let ci = gm_serve::keys::generate("ci", None, Some(budget)).unwrap();
+    store.insert(&ci.record).unwrap();
+    let (_, root_c) = key_in(&dir, "root", true);
+    let app = app(&ServeConfig::new(Routing::demo()), kept_in(&dir));
+    let body =
+        serde_json::json!({"model": "openai/gpt-4.1", "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+    let h = [("content-type", "application/json"), ("authorization", &format!("Bearer {}", ci.secret))];
+    let answer = send(&app, request(Method::POST, "/v1/chat/completions", local(), &h, body.to_string())).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // The tokens the answer used, as the usage it reports says (the budget is settled with them).
+    let usage =
+        serde_json::from_str::<serde_json::Value>(&answer.body).unwrap()["usage"]["total_tokens"].as_u64().unwrap();
+    let quotas = get_with(&app, "/ui/quotas", local(), &[("cookie", &root_c)]).await.body;
+    assert!(quotas.contains("1 of 100 today"), "{quotas}");
+    assert!(quotas.contains(&format!("{usage} tokens of 5000 tokens today")), "{usage}: {quotas}");
+    assert!(quotas.contains("<td>client key ci (dollars)</td><td>usd=1/1d</td>"), "{quotas}");
+    assert!(quotas.contains(" of $1.0000 today"), "{quotas}");
+}

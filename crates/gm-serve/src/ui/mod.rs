@@ -5,12 +5,12 @@
 //! gm-eval's bench report ([`gm_eval::report::bench_fragment`]), so what a page shows is what `gm bench --json`
 //! and `gm runs show` print. The playground sends its prompts through the gateway's own chat endpoint, so its
 //! requests pass the same routes, keys, visitor limits, cache and metrics as any client's; evaluations send
-//! theirs through the same routes in process ([`through`]), so a model id means what it means to a client.
+//! theirs through the same routes in process, so a model id means what it means to a client.
 //!
 //! Pages are rendered on the server with maud (templates checked when compiling; every interpolated text is
 //! escaped); the stylesheet and the script are embedded in the binary. Forms that change anything are checked
 //! to come from the dashboard's own origin. Who is looking decides what a page offers, and a handler names
-//! what it needs in its signature ([`Viewer`], [`Admin`]): on a gateway without keys or `--public` everyone is
+//! what it needs in its signature (`Viewer`, `Admin`): on a gateway without keys or `--public` everyone is
 //! its administrator; with keys, the holder of an admin key is (signing in keeps the key in an HTTP-only,
 //! same-site cookie), and the holder of any other key, like a `--public` visitor without one, uses the
 //! playground and small evaluations within their own limits and sees only their own runs.

@@ -454,12 +454,22 @@ fn window_name(per: &str) -> String {
 }
 
 fn gauges(k: &gm_app::KeyStatus) -> Markup {
+    // A client key's dollar budget is counted in micro-dollars.
+    let dollars = k.provider == "gm-serve" && k.model == "usd";
+    let amount = |n: u64| if dollars { format!("${:.4}", n as f64 / 1e6) } else { format!("{n} tokens") };
     html! {
-        @if k.windows.is_empty() { span { "no windows set; " (k.requests.last_minute) " requests in the last minute" } }
+        @if k.windows.is_empty() && k.token_windows.is_empty() { span { "no windows set; " (k.requests.last_minute) " requests in the last minute" } }
         @for w in &k.windows {
             div.gauge {
                 meter min="0" max=(w.limit) value=(w.used) low=(w.limit * 7 / 10) high=(w.limit * 9 / 10) optimum="0" aria-label={ (k.model) " " (window_name(&w.per)) } {}
                 span { (w.used) " of " (w.limit) " " (window_name(&w.per))
+                    @if let Some(s) = w.next_frees_in_s { ", frees in " (seconds(s)) } }
+            }
+        }
+        @for w in &k.token_windows {
+            div.gauge {
+                meter min="0" max=(w.limit) value=(w.used) low=(w.limit * 7 / 10) high=(w.limit * 9 / 10) optimum="0" aria-label={ (if dollars { "dollars" } else { "tokens" }) " " (window_name(&w.per)) } {}
+                span { (amount(w.used)) " of " (amount(w.limit)) " " (window_name(&w.per))
                     @if let Some(s) = w.next_frees_in_s { ", frees in " (seconds(s)) } }
             }
         }
@@ -482,6 +492,10 @@ pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
         let (p, c, m) = (parts.next()?, parts.next()?, parts.next()?);
         match (p, m) {
             ("gm-serve", "requests") => Some(keys.get(c)?.spec()),
+            ("gm-serve", "usd") => {
+                let w = keys.get(c)?.budget.as_ref()?.micro_usd?;
+                Some(gm_limits::LimitSpec { token_windows: vec![w], ..gm_limits::LimitSpec::default() })
+            }
             ("gm-serve-visitor", _) => visitor.clone(),
             ("gm-serve-public", _) => public.clone(),
             _ => None,
@@ -505,6 +519,15 @@ pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
         "gm-serve-public" => "all visitors together".to_string(),
         _ => format!("{} · {}", k.provider, k.model),
     };
+    // A dollar budget is counted in micro-dollars; it reads as it was given.
+    let limits_of = |k: &gm_app::KeyStatus| match (k.provider.as_str(), k.model.as_str()) {
+        ("gm-serve", "usd") => keys
+            .get(&k.credential)
+            .and_then(|r| r.budget.as_ref()?.micro_usd)
+            .map(|w| format!("usd={}/{}", w.limit as f64 / 1e6, gm_limits::format_duration(w.per)))
+            .unwrap_or_else(|| k.limits.clone()),
+        _ => k.limits.clone(),
+    };
     let body = html! {
         h1 { "Quotas and cache" }
         section #live data-refresh="5" aria-live="polite" {
@@ -519,7 +542,7 @@ pub(super) async fn quotas(State(ui): State<Shared>, who: Viewer) -> Response {
                             thead { tr { th { "Who or what" } th { "Limits" } th { "Use" } } }
                             tbody {
                                 @for k in shown {
-                                    tr { td { (label(k)) } td { (k.limits) } td { (gauges(k)) } }
+                                    tr { td { (label(k)) } td { (limits_of(k)) } td { (gauges(k)) } }
                                 }
                             }
                         }
