@@ -177,8 +177,11 @@ mod sqlite {
     /// Request windows and token budgets in a SQLite file, shared by every process that opens it.
     ///
     /// The file is in WAL mode; its tables are prefixed `limits_` so it can live beside other state.
-    /// Each admission is one `BEGIN IMMEDIATE` transaction that reads the key's recent admissions, checks
-    /// every window and inserts the admission, so processes never exceed a window together. Times are
+    /// Each admission is one `BEGIN IMMEDIATE` transaction that checks every window and inserts the admission,
+    /// so processes never exceed a window together. A key's admissions are numbered in order, so checking
+    /// "N per W" is one index look-up (the admission N − 1 places before the newest), as cheap for a window
+    /// of a million as for one of five; token budgets read the admissions within their window. Every
+    /// process sharing a file must number its admissions (this version of gm or later). Times are
     /// microseconds of the wall clock; an admission is recorded no earlier than the key's latest, so a
     /// process with a slightly stale clock reading only makes the windows stricter.
     #[derive(Debug)]
@@ -189,7 +192,7 @@ mod sqlite {
     impl SqliteWindows {
         /// Opens (and creates if needed) the store in the file at `path`.
         pub fn open(path: impl AsRef<Path>) -> Result<Self, LimitError> {
-            let conn = Connection::open(path).map_err(store_err)?;
+            let mut conn = Connection::open(path).map_err(store_err)?;
             // Other processes may hold the write lock for the length of one admission.
             conn.busy_timeout(Duration::from_secs(10)).map_err(store_err)?;
             let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(store_err)?;
@@ -220,7 +223,31 @@ mod sqlite {
                  );",
             )
             .map_err(store_err)?;
+            Self::number_admissions(&mut conn).map_err(store_err)?;
             Ok(Self { conn: Mutex::new(conn) })
+        }
+
+        /// Gives every admission its place in its key's sequence (`seq`, 1, 2, 3, … in the order of `at_us`),
+        /// adding the column to a file made before it existed. With it a window's check is two index look-ups
+        /// whatever its size: the N-th most recent admission is the one whose `seq` is N − 1 below the newest.
+        /// Admissions are only ever removed from the old end of a key's sequence (expiry, the history cap) or
+        /// all at once (reset), so the numbers of the rows left stay consecutive.
+        fn number_admissions(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let has_seq =
+                tx.prepare("SELECT 1 FROM pragma_table_info('limits_admissions') WHERE name = 'seq'")?.exists([])?;
+            if !has_seq {
+                tx.execute_batch("ALTER TABLE limits_admissions ADD COLUMN seq INTEGER")?;
+            }
+            tx.execute_batch(
+                "UPDATE limits_admissions SET seq = numbered.n FROM (
+                     SELECT id, ROW_NUMBER() OVER (PARTITION BY key ORDER BY at_us, id) AS n FROM limits_admissions
+                     WHERE key IN (SELECT key FROM limits_admissions WHERE seq IS NULL)
+                 ) AS numbered
+                 WHERE limits_admissions.id = numbered.id;
+                 CREATE INDEX IF NOT EXISTS limits_admissions_key_seq ON limits_admissions(key, seq);",
+            )?;
+            tx.commit()
         }
 
         /// Every key with admissions or a block in the store.
@@ -282,18 +309,25 @@ mod sqlite {
             if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
                 later(until, WaitReason::Server { daily });
             }
-            // The N-th most recent admission still counting, if there is one, fills the window; the window
-            // frees when it expires. Admissions later than `now` (another process's clock ran ahead) count too.
-            let mut nth = tx.prepare_cached(
-                "SELECT at_us FROM limits_admissions WHERE key = ?1 AND at_us > ?2
-                 ORDER BY at_us DESC LIMIT 1 OFFSET ?3",
-            )?;
-            for w in &spec.windows {
-                let span = span_us(w.per, spec);
-                let offset = i64::try_from(w.limit - 1).unwrap_or(i64::MAX);
-                let at: Option<i64> = nth.query_row(params![key, now - span, offset], |r| r.get(0)).optional()?;
-                if let Some(at) = at {
-                    later(at + span, WaitReason::Requests(*w));
+            // The key's newest admission: its place in the sequence and its time.
+            let newest: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT seq, at_us FROM limits_admissions WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            // The N-th most recent admission, if it still counts, fills the window; the window frees when it
+            // expires. Admissions later than `now` (another process's clock ran ahead) count too. Times grow
+            // with the sequence, so the N-th most recent is N - 1 places before the newest: one look-up in the
+            // (key, seq) index, however many the window holds.
+            let mut nth = tx.prepare_cached("SELECT at_us FROM limits_admissions WHERE key = ?1 AND seq = ?2")?;
+            if let Some((last, _)) = newest {
+                for w in &spec.windows {
+                    let span = span_us(w.per, spec);
+                    let back = i64::try_from(w.limit - 1).unwrap_or(i64::MAX);
+                    let Some(seq) = last.checked_sub(back).filter(|&s| s >= 1) else { continue };
+                    let at: Option<i64> = nth.query_row(params![key, seq], |r| r.get(0)).optional()?;
+                    if let Some(at) = at.filter(|&at| at > now - span) {
+                        later(at + span, WaitReason::Requests(*w));
+                    }
                 }
             }
             let mut recent = tx.prepare_cached(
@@ -316,17 +350,21 @@ mod sqlite {
             // Requests in flight in every process: a full cap frees when one of them ends, which only a look
             // can tell, so the wait is a short poll.
             if let Some(cap) = spec.concurrency {
-                // A lease whose process is gone (killed mid-request) no longer counts, and is dropped.
-                let owners: Vec<(i64, i64)> = tx
-                    .prepare_cached("SELECT id, pid FROM limits_inflight WHERE key = ?1 AND until_us > ?2")?
-                    .query_map(params![key, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                // A lease whose process is gone (killed mid-request) no longer counts, and is dropped. Leases are
+                // counted per process, so each process is looked up once.
+                let owners: Vec<(i64, u64)> = tx
+                    .prepare_cached(
+                        "SELECT pid, COUNT(*) FROM limits_inflight WHERE key = ?1 AND until_us > ?2 GROUP BY pid",
+                    )?
+                    .query_map(params![key, now], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?
                     .collect::<Result<_, _>>()?;
                 let mut open = 0u64;
-                for (id, pid) in owners {
+                for (pid, n) in owners {
                     if process_alive(pid) {
-                        open += 1;
+                        open += n;
                     } else {
-                        tx.prepare_cached("DELETE FROM limits_inflight WHERE id = ?1")?.execute([id])?;
+                        tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND pid = ?2")?
+                            .execute(params![key, pid])?;
                     }
                 }
                 if open >= u64::from(cap) {
@@ -336,12 +374,9 @@ mod sqlite {
             if let Some((until, reason)) = wait {
                 return Ok(StoreAdmission::Wait { until: from_micros(until), reason });
             }
-            let latest: Option<i64> = tx
-                .prepare_cached("SELECT MAX(at_us) FROM limits_admissions WHERE key = ?1")?
-                .query_row([key], |r| r.get(0))?;
-            let at = latest.map_or(now, |l| l.max(now));
-            tx.prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens) VALUES (?1, ?2, ?3)")?
-                .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX)])?;
+            let (seq, at) = newest.map_or((1, now), |(seq, latest)| (seq + 1, latest.max(now)));
+            tx.prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens, seq) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX), seq])?;
             let id = tx.last_insert_rowid();
             if spec.concurrency.is_some() {
                 let until = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4);
@@ -365,13 +400,11 @@ mod sqlite {
                 .query_row(params![key, longest.unwrap_or(0).max(floor)], |r| r.get(0))?;
             tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2")?
                 .execute(params![key, now.saturating_sub(horizon)])?;
-            // Counting the key's rows costs a scan, so the cap is enforced every so often.
-            if id % 1024 == 0 {
-                tx.prepare_cached(
-                    "DELETE FROM limits_admissions WHERE key = ?1 AND at_us < (
-                         SELECT at_us FROM limits_admissions WHERE key = ?1 ORDER BY at_us DESC LIMIT 1 OFFSET ?2)",
-                )?
-                .execute(params![key, i64::try_from(crate::HISTORY_CAP).unwrap_or(i64::MAX)])?;
+            // The sequence tells how many rows the key keeps: those more than the cap behind the newest go.
+            let cap = i64::try_from(crate::HISTORY_CAP).unwrap_or(i64::MAX);
+            if seq > cap {
+                tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND seq <= ?2")?
+                    .execute(params![key, seq - cap])?;
             }
             Ok(StoreAdmission::Admitted { id })
         }

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use gm_core::{Clock, ManualClock};
 use gm_limits::{
-    Denied, LimitSpec, Limiter, LimitsConfig, ServerSignal, SqliteWindows, StoreAdmission, TokenCount, WaitReason,
-    WindowStore,
+    Denied, LimitKey, LimitSpec, Limiter, LimitsConfig, ServerSignal, SqliteWindows, StoreAdmission, TokenCount,
+    WaitReason, WindowStore,
 };
 use gm_testkit::{child_test, StateFile};
 
@@ -173,6 +173,47 @@ fn a_shorter_spec_never_cuts_the_history_a_longer_one_counts() {
     stores::a_shorter_spec_never_cuts_the_history_a_longer_one_counts(&SqliteWindows::open(&file).unwrap());
 }
 
+/// A file whose admissions were recorded before they were numbered: opening it numbers them, and its windows
+/// count them as before.
+#[test]
+fn admissions_recorded_before_numbering_still_count() {
+    let file = StateFile::new("limits-unnumbered");
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let us = |t: SystemTime| i64::try_from(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros()).unwrap();
+    {
+        let conn = rusqlite::Connection::open(file.path()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE limits_admissions (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at_us INTEGER NOT NULL,
+                 tokens INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE INDEX limits_admissions_key_at ON limits_admissions(key, at_us);",
+        )
+        .unwrap();
+        // Three admissions of the key and one of another, out of order by id.
+        for (k, ms) in [(key(), 200), (LimitKey::anonymous("github", "other"), 250), (key(), 100), (key(), 300)] {
+            conn.execute(
+                "INSERT INTO limits_admissions (key, at_us) VALUES (?1, ?2)",
+                rusqlite::params![k.to_string(), us(t0 + Duration::from_millis(ms))],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteWindows::open(&file).unwrap();
+    let spec = LimitSpec::parse("4/10s,margin=0s").unwrap();
+    let at = t0 + Duration::from_secs(1);
+    assert!(matches!(store.admit(&key(), &spec, 0, at).unwrap(), StoreAdmission::Admitted { .. }));
+    // Four within 10 s now: the next waits until the oldest (100 ms) is 10 s old.
+    let StoreAdmission::Wait { until, .. } = store.admit(&key(), &spec, 0, at).unwrap() else {
+        panic!("admitted a fifth")
+    };
+    assert_eq!(until, t0 + Duration::from_millis(10_100));
+    let three = LimitSpec::parse("3/10s,margin=0s").unwrap();
+    let StoreAdmission::Wait { until, .. } = store.admit(&key(), &three, 0, at).unwrap() else { panic!() };
+    assert_eq!(until, t0 + Duration::from_millis(10_200));
+    assert_eq!(store.count(&key(), Duration::from_secs(10), at).unwrap(), 4);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig {
         cases: 48,
@@ -183,7 +224,8 @@ proptest::proptest! {
     })]
 
     /// The store admits exactly when every window of the spec in force has fewer than N admissions within
-    /// its length, counting every earlier admission of the key whatever spec it passed under.
+    /// its length, counting every earlier admission of the key whatever spec it passed under and whichever
+    /// connection admitted it.
     #[test]
     fn the_store_keeps_the_guarantee_when_specs_change(
         specs in proptest::collection::vec(
@@ -204,13 +246,15 @@ proptest::proptest! {
             })
             .collect();
         let file = StateFile::new("limits-changing");
-        let store = SqliteWindows::open(&file).unwrap();
+        // Two connections, as two processes would hold, take turns by the same pick.
+        let stores = [SqliteWindows::open(&file).unwrap(), SqliteWindows::open(&file).unwrap()];
         let t0 = stores::start();
         let mut now = t0;
         let mut admitted: Vec<SystemTime> = Vec::new();
         for (gap, pick) in ops {
             now += Duration::from_millis(gap);
             let spec = &specs[pick % specs.len()];
+            let store = &stores[pick % 2];
             let allowed = spec.windows.iter().all(|w| {
                 admitted.iter().filter(|&&a| a <= now && a + w.per > now).count() < w.limit as usize
             });
