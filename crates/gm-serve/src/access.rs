@@ -123,17 +123,14 @@ impl Access {
             .filter(|t| !t.is_empty());
         let store_failed =
             |e: crate::ServeError| ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", e.to_string());
-        // A known key is the common case: it is looked up first, and only a request without one asks whether
-        // any key exists (one look-up in the store per request either way).
-        if let Some(t) = token {
-            if let Some(rec) = self.keys.find(&hash_key(t)).map_err(store_failed)? {
-                if rec.revoked.is_some() {
-                    return Err(unauthorized("this key was revoked; ask the gateway's owner for a new one"));
-                }
-                return Ok(Caller::Key(rec));
+        // One look at the store per request: the key sent, and whether any key exists.
+        let (found, any_keys) = self.keys.lookup(token.map(hash_key).as_deref()).map_err(store_failed)?;
+        if let Some(rec) = found {
+            if rec.revoked.is_some() {
+                return Err(unauthorized("this key was revoked; ask the gateway's owner for a new one"));
             }
+            return Ok(Caller::Key(rec));
         }
-        let any_keys = self.keys.any_active().map_err(store_failed)?;
         if token.is_some() {
             if any_keys {
                 return Err(unauthorized(

@@ -218,6 +218,14 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn any_admin(&self) -> Result<bool, ServeError> {
         Ok(self.list()?.iter().any(|k| k.admin && k.revoked.is_none()))
     }
+    /// What a request needs to know, in one look: the key with this hash if one was sent and is known, else
+    /// whether any key exists ([`KeyStore::any_active`]; `true` when a key was found).
+    fn lookup(&self, hash: Option<&str>) -> Result<(Option<Arc<KeyRecord>>, bool), ServeError> {
+        if let Some(found) = hash.map(|h| self.find(h)).transpose()?.flatten() {
+            return Ok((Some(found), true));
+        }
+        Ok((None, self.any_active()?))
+    }
 }
 
 fn now_secs() -> u64 {
@@ -270,7 +278,10 @@ impl KeyStore for MemoryKeys {
 }
 
 /// Keys in the state file, table `serve_keys`. Every process that opens the file sees a change at its next
-/// request: the table is read again whenever SQLite's `data_version` says another connection wrote.
+/// request. Each request looks first at SQLite's `data_version` (did another connection write to the file at
+/// all?), then, when it moved, at the table's generation, which triggers bump on every change of
+/// `serve_keys` whoever makes it; the keys are read again only when that moved. The file's other writers (the
+/// limiter's admissions, the cache) move `data_version` on nearly every request, but not the generation.
 #[derive(Debug)]
 pub struct SqliteKeys {
     inner: Mutex<SqliteInner>,
@@ -280,6 +291,7 @@ pub struct SqliteKeys {
 struct SqliteInner {
     conn: Connection,
     version: Option<i64>,
+    generation: Option<i64>,
     by_hash: HashMap<String, Arc<KeyRecord>>,
     active: bool,
 }
@@ -304,10 +316,22 @@ impl SqliteKeys {
              CREATE TABLE IF NOT EXISTS serve_keys_lost (
                  moved_to TEXT NOT NULL,
                  at INTEGER NOT NULL
-             );",
+             );
+             CREATE TABLE IF NOT EXISTS serve_keys_generation (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 n INTEGER NOT NULL
+             );
+             INSERT OR IGNORE INTO serve_keys_generation (id, n) VALUES (1, 0);
+             CREATE TRIGGER IF NOT EXISTS serve_keys_inserted AFTER INSERT ON serve_keys
+                 BEGIN UPDATE serve_keys_generation SET n = n + 1 WHERE id = 1; END;
+             CREATE TRIGGER IF NOT EXISTS serve_keys_updated AFTER UPDATE ON serve_keys
+                 BEGIN UPDATE serve_keys_generation SET n = n + 1 WHERE id = 1; END;
+             CREATE TRIGGER IF NOT EXISTS serve_keys_deleted AFTER DELETE ON serve_keys
+                 BEGIN UPDATE serve_keys_generation SET n = n + 1 WHERE id = 1; END;",
         )
         .map_err(sql_err("create the table"))?;
-        Ok(Self { inner: Mutex::new(SqliteInner { conn, version: None, by_hash: HashMap::new(), active: false }) })
+        let inner = SqliteInner { conn, version: None, generation: None, by_hash: HashMap::new(), active: false };
+        Ok(Self { inner: Mutex::new(inner) })
     }
 
     /// Remembers that the keys of the damaged state file now at `moved_to` could not be read back, so a
@@ -342,12 +366,21 @@ impl SqliteKeys {
     fn fresh(&self) -> Result<std::sync::MutexGuard<'_, SqliteInner>, ServeError> {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let v: i64 = g.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql_err("read"))?;
-        if g.version != Some(v) {
+        if g.version == Some(v) {
+            return Ok(g);
+        }
+        let n: i64 = g
+            .conn
+            .prepare_cached("SELECT n FROM serve_keys_generation WHERE id = 1")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(sql_err("read"))?;
+        if g.generation != Some(n) {
             let all = read_all(&g.conn)?;
             g.active = !all.is_empty();
             g.by_hash = all.into_iter().map(|k| (k.hash.clone(), Arc::new(k))).collect();
-            g.version = Some(v);
+            g.generation = Some(n);
         }
+        g.version = Some(v);
         Ok(g)
     }
 }
@@ -379,6 +412,7 @@ impl KeyStore for SqliteKeys {
         g.conn.execute("DELETE FROM serve_keys_lost", []).map_err(sql_err("insert"))?;
         // This connection's own writes do not move its data_version.
         g.version = None;
+        g.generation = None;
         Ok(())
     }
 
@@ -396,6 +430,7 @@ impl KeyStore for SqliteKeys {
             .execute("UPDATE serve_keys SET record = ?2 WHERE id = ?1", params![k.id, text])
             .map_err(sql_err("revoke"))?;
         g.version = None;
+        g.generation = None;
         Ok(k)
     }
 
@@ -406,10 +441,16 @@ impl KeyStore for SqliteKeys {
     fn any_active(&self) -> Result<bool, ServeError> {
         Ok(self.fresh()?.active)
     }
+
+    fn lookup(&self, hash: Option<&str>) -> Result<(Option<Arc<KeyRecord>>, bool), ServeError> {
+        let g = self.fresh()?;
+        Ok((hash.and_then(|h| g.by_hash.get(h).cloned()), g.active))
+    }
 }
 
 /// Keys in Redis, shared by every replica: a hash `{prefix}:keys` from key hash to record, and the number of
-/// keys ever created in `{prefix}:created`. Each lookup is one command, so a change is seen by the next request.
+/// keys ever created in `{prefix}:created`. Each request's lookup is one round trip, so a change is seen by the
+/// next request.
 pub struct RedisKeys {
     conn: Mutex<::redis::Connection>,
     keys: String,
@@ -501,6 +542,23 @@ impl KeyStore for RedisKeys {
             ::redis::cmd("GET").arg(&self.active).query(&mut *self.conn()).map_err(redis_err("count"))?;
         Ok(n.unwrap_or(0) > 0)
     }
+
+    /// One round trip: the key's record and the count of keys, pipelined.
+    fn lookup(&self, hash: Option<&str>) -> Result<(Option<Arc<KeyRecord>>, bool), ServeError> {
+        let Some(hash) = hash else { return Ok((None, self.any_active()?)) };
+        let (text, n): (Option<String>, Option<i64>) = ::redis::pipe()
+            .cmd("HGET")
+            .arg(&self.keys)
+            .arg(hash)
+            .cmd("GET")
+            .arg(&self.active)
+            .query(&mut *self.conn())
+            .map_err(redis_err("look up"))?;
+        let found = text
+            .map(|t| serde_json::from_str(&t).map(Arc::new).map_err(|e| ServeError::store("the key store in Redis", e)))
+            .transpose()?;
+        Ok((found, n.unwrap_or(0) > 0))
+    }
 }
 
 pub use crate::salvage::{open_salvaging, salvage, KeysSalvaged};
@@ -546,5 +604,38 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.windows(k.secret.len()).any(|w| w == k.secret.as_bytes()));
         assert!(!format!("{k:?}").contains(&k.secret));
+    }
+
+    /// The file's other writers (the limiter, the cache) move its `data_version` on every request; a change
+    /// of the keys, however it is written, is still seen by the next lookup.
+    #[test]
+    fn a_lookup_sees_every_change_of_the_keys_among_other_writes() {
+        let dir = gm_testkit::TempDir::new("serve-keys-generation");
+        let path = dir.join("state.sqlite");
+        let gateway = SqliteKeys::open(&path).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE elsewhere (n INTEGER)").unwrap();
+        let k = generate("ci", None, None).unwrap();
+        let hash = hash_key(&k.secret);
+        assert_eq!(gateway.lookup(Some(&hash)).unwrap(), (None, false));
+        other.execute("INSERT INTO elsewhere VALUES (1)", []).unwrap();
+        assert_eq!(gateway.lookup(Some(&hash)).unwrap(), (None, false));
+        // Written by hand, as a tool that knows only the table would.
+        let text = serde_json::to_string(&k.record).unwrap();
+        other
+            .execute(
+                "INSERT INTO serve_keys (id, hash, record, created) VALUES (?1, ?2, ?3, 0)",
+                params![k.record.id, hash, text],
+            )
+            .unwrap();
+        let (found, any) = gateway.lookup(Some(&hash)).unwrap();
+        assert!(any);
+        assert_eq!(found.unwrap().name, "ci");
+        other.execute("INSERT INTO elsewhere VALUES (2)", []).unwrap();
+        assert!(gateway.lookup(Some(&hash)).unwrap().0.is_some());
+        SqliteKeys::open(&path).unwrap().revoke("ci").unwrap();
+        assert!(gateway.lookup(Some(&hash)).unwrap().0.unwrap().revoked.is_some());
+        other.execute("DELETE FROM serve_keys", []).unwrap();
+        assert_eq!(gateway.lookup(Some(&hash)).unwrap(), (None, false));
     }
 }
