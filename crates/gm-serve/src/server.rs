@@ -410,34 +410,88 @@ fn wants_fresh(h: &HeaderMap) -> bool {
         .any(|v| v.split(',').any(|d| matches!(d.trim(), "no-cache" | "no-store")))
 }
 
-async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> Response {
-    let mut o = Outcome { endpoint: "chat", ..Outcome::default() };
+/// A request to a model, as the gateway's common step reads it.
+trait ModelRequest: serde::de::DeserializeOwned {
+    /// The model the client asked for.
+    fn model(&self) -> &str;
+    /// The tokens it counts against a caller's token budgets.
+    fn tokens(&self) -> gm_limits::TokenCount;
+}
+
+impl ModelRequest for ChatRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn tokens(&self) -> gm_limits::TokenCount {
+        gm_limits::count_tokens(self)
+    }
+}
+
+impl ModelRequest for EmbeddingRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn tokens(&self) -> gm_limits::TokenCount {
+        // Embeddings are counted by the usage the upstream reports, once it has answered.
+        gm_limits::TokenCount::ZERO
+    }
+}
+
+/// A request admitted by the gateway's common step: its head, the parsed body, its route, the caller's pass,
+/// and the outcome so far.
+struct Admitted<R> {
+    parts: http::request::Parts,
+    request: R,
+    route: Arc<Route>,
+    pass: Pass,
+    o: Outcome,
+}
+
+/// The step every call to a model begins with: read the body, identify the caller, parse the request, find
+/// its route, and admit it under the caller's limits (counting its tokens only for a key with token
+/// budgets). Any failure is the answer, in the dialect's envelope.
+async fn admit<R: ModelRequest>(
+    s: &AppState,
+    endpoint: &'static str,
+    dialect: Dialect,
+    peer: SocketAddr,
+    req: Request,
+) -> Result<Admitted<R>, Response> {
+    let mut o = Outcome { endpoint, ..Outcome::default() };
     let (parts, body) = match read_body(req).await {
         Ok(x) => x,
-        Err(f) => return fail(dialect, f, o, None),
+        Err(f) => return Err(fail(dialect, f, o, None)),
     };
     let caller = match s.inner.access.identify_request(&parts, peer) {
         Ok(c) => c,
-        Err(f) => return fail(dialect, f, o, None),
+        Err(f) => return Err(fail(dialect, f, o, None)),
     };
     o.key = caller.label().to_string();
-    let mut request: ChatRequest = match serde_json::from_slice(&body) {
+    let request: R = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return fail(dialect, bad_json(e), o, None),
+        Err(e) => return Err(fail(dialect, bad_json(e), o, None)),
     };
-    o.asked = request.model.clone();
-    let Some(route) = s.route(&request.model).cloned() else {
-        return fail(dialect, unknown_model(&request.model), o, None);
+    o.asked = request.model().to_string();
+    let Some(route) = s.route(request.model()).cloned() else {
+        return Err(fail(dialect, unknown_model(request.model()), o, None));
     };
     o.model = route.model.clone();
     let tokens = match &caller {
-        Caller::Key(k) if !k.spec().token_windows.is_empty() => gm_limits::count_tokens(&request),
+        Caller::Key(k) if !k.spec().token_windows.is_empty() => request.tokens(),
         _ => gm_limits::TokenCount::ZERO,
     };
-    let pass = match s.inner.access.admit(&caller, tokens) {
-        Ok(p) => p,
-        Err(f) => return fail(dialect, f, o, None),
-    };
+    match s.inner.access.admit(&caller, tokens) {
+        Ok(pass) => Ok(Admitted { parts, request, route, pass, o }),
+        Err(f) => Err(fail(dialect, f, o, None)),
+    }
+}
+
+async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> Response {
+    let Admitted { parts, mut request, route, pass, mut o } =
+        match admit::<ChatRequest>(&s, "chat", dialect, peer, req).await {
+            Ok(a) => a,
+            Err(answer) => return answer,
+        };
     let stream = request.stream == Some(true);
     let include_usage = request.stream_options.as_ref().is_some_and(|x| x.include_usage);
     if stream {
@@ -679,29 +733,11 @@ async fn embeddings_github(
 }
 
 async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> Response {
-    let mut o = Outcome { endpoint: "embeddings", ..Outcome::default() };
-    let (parts, body) = match read_body(req).await {
-        Ok(x) => x,
-        Err(f) => return fail(dialect, f, o, None),
-    };
-    let caller = match s.inner.access.identify(&parts.headers, peer) {
-        Ok(c) => c,
-        Err(f) => return fail(dialect, f, o, None),
-    };
-    o.key = caller.label().to_string();
-    let mut request: EmbeddingRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return fail(dialect, bad_json(e), o, None),
-    };
-    o.asked = request.model.clone();
-    let Some(route) = s.route(&request.model).cloned() else {
-        return fail(dialect, unknown_model(&request.model), o, None);
-    };
-    o.model = route.model.clone();
-    let pass = match s.inner.access.admit(&caller, gm_limits::TokenCount::ZERO) {
-        Ok(p) => p,
-        Err(f) => return fail(dialect, f, o, None),
-    };
+    let Admitted { parts, mut request, route, pass, mut o } =
+        match admit::<EmbeddingRequest>(&s, "embeddings", dialect, peer, req).await {
+            Ok(a) => a,
+            Err(answer) => return answer,
+        };
     let exchange = Exchange::new(request_id(&parts.extensions));
     let asked = request.model.clone();
     let mut last = None;
