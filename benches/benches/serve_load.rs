@@ -5,8 +5,10 @@
 //! and peak memory.
 //!
 //! Run: `cargo xtask bench-serve` (builds the release `gm`, which this harness starts as `gm emulate` and
-//! `gm serve` processes). Options after `--`: `--rates 500,2000` `--seconds 5` `--litellm PATH` (a
-//! `litellm` executable: LiteLLM's proxy in front of the same emulator).
+//! `gm serve` processes). Options after `--`: `--rates 500,2000` `--seconds 5` `--threads N` (the
+//! generator's, 2 by default) `--only cache,Redis` (targets whose name contains one of these, beside the
+//! direct run) `--litellm PATH` (a `litellm` executable: LiteLLM's proxy in front of the same emulator; by
+//! default `target/litellm/bin/litellm` when it is there).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -53,23 +55,57 @@ impl Server {
         Server { child, url }
     }
 
-    /// The process's CPU time so far, in seconds.
+    /// The CPU time so far of the process and every process under it (a server's workers), in seconds.
     fn cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / clock_ticks()
+        let ticks: f64 = tree(self.child.id())
+            .iter()
+            .map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+                let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                ticks(11) + ticks(12)
+            })
+            .sum();
+        ticks / clock_ticks()
     }
 
-    /// The process's peak resident memory, in MB.
+    /// The peak resident memory of the process and every process under it (the sum of their peaks), in MB.
     fn peak_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        tree(self.child.id())
+            .iter()
+            .map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                    .map_or(0.0, |kb| kb / 1024.0)
+            })
+            .sum()
     }
+}
+
+/// `pid` and every process descended from it.
+fn tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+                    let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()?;
+                    Some((p, ppid))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(parents.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p));
+        i += 1;
+    }
+    out
 }
 
 fn clock_ticks() -> f64 {
@@ -116,9 +152,17 @@ async fn one(client: &Raw, url: &str, body: Bytes) -> bool {
 }
 
 /// Sends `rate` requests a second for `seconds` to `server`, each at its scheduled time whatever the answers
-/// before it, and waits for the last.
-fn step(rt: &tokio::runtime::Runtime, server: &Server, rate: u32, seconds: u64, same: bool, offset: usize) -> Step {
-    let client: Raw = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
+/// before it, and waits for the last. The schedule is dealt out to `senders` tasks (request i to sender
+/// i mod senders), one per thread of the generator's runtime, each with its own connection pool.
+fn step(
+    rt: &tokio::runtime::Runtime,
+    senders: usize,
+    server: &Server,
+    rate: u32,
+    seconds: u64,
+    same: bool,
+    offset: usize,
+) -> Step {
     let url = format!("{}/v1/chat/completions", server.url);
     let n = usize::try_from(u64::from(rate) * seconds).unwrap_or(usize::MAX);
     let interval = Duration::from_secs(1) / rate;
@@ -127,21 +171,31 @@ fn step(rt: &tokio::runtime::Runtime, server: &Server, rate: u32, seconds: u64, 
     let wall0 = Instant::now();
     rt.block_on(async {
         let start = tokio::time::Instant::now() + Duration::from_millis(50);
-        let mut tasks = Vec::with_capacity(n);
-        for i in 0..n {
-            let at = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
-            tokio::time::sleep_until(at).await;
-            let (client, url, latencies) = (client.clone(), url.clone(), latencies.clone());
-            let body = body(offset + i, same);
-            tasks.push(tokio::spawn(async move {
-                if one(&client, &url, body).await {
-                    let took = tokio::time::Instant::now().saturating_duration_since(at);
-                    latencies.lock().expect("latencies").push(took);
+        let mut sends = Vec::new();
+        for first in 0..senders {
+            let (url, latencies) = (url.clone(), latencies.clone());
+            sends.push(tokio::spawn(async move {
+                let client: Raw = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
+                let mut tasks = Vec::with_capacity(n / senders + 1);
+                for i in (first..n).step_by(senders) {
+                    let at = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
+                    tokio::time::sleep_until(at).await;
+                    let (client, url, latencies) = (client.clone(), url.clone(), latencies.clone());
+                    let body = body(offset + i, same);
+                    tasks.push(tokio::spawn(async move {
+                        if one(&client, &url, body).await {
+                            let took = tokio::time::Instant::now().saturating_duration_since(at);
+                            latencies.lock().expect("latencies").push(took);
+                        }
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
                 }
             }));
         }
-        for t in tasks {
-            let _ = t.await;
+        for s in sends {
+            let _ = s.await;
         }
     });
     let wall = wall0.elapsed().as_secs_f64();
@@ -164,6 +218,10 @@ struct Options {
     seconds: u64,
     litellm: Option<PathBuf>,
     redis: Option<String>,
+    /// Threads (and senders) of the load generator.
+    threads: usize,
+    /// Only the targets whose name contains one of these (all when empty).
+    only: Vec<String>,
 }
 
 fn options() -> Options {
@@ -175,8 +233,10 @@ fn options() -> Options {
         dir,
         rates: vec![500, 1000, 2000, 4000],
         seconds: 5,
-        litellm: None,
+        litellm: std::env::var_os("GM_BENCH_LITELLM").map(PathBuf::from),
         redis: std::env::var("GM_BENCH_REDIS").ok(),
+        threads: 2,
+        only: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut it = args.iter();
@@ -186,6 +246,8 @@ fn options() -> Options {
             "--rates" => o.rates = value().split(',').map(|r| r.parse().expect("--rates: numbers")).collect(),
             "--seconds" => o.seconds = value().parse().expect("--seconds: a number"),
             "--litellm" => o.litellm = Some(PathBuf::from(value())),
+            "--threads" => o.threads = value().parse().expect("--threads: a number"),
+            "--only" => o.only = value().split(',').map(str::to_string).collect(),
             other => panic!("unknown option {other}"),
         }
     }
@@ -210,14 +272,18 @@ fn litellm(o: &Options, exe: &Path, emulator: &str) -> Server {
         format!(
             "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      \
              api_base: {emulator}/v1\n      api_key: bench\nlitellm_settings:\n  drop_params: true\n  \
-             set_verbose: false\n"
+             set_verbose: false\n  request_timeout: 600\ngeneral_settings:\n  disable_spend_logs: true\n  \
+             disable_error_logs: true\n"
         ),
     )
     .expect("litellm config");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
     let mut cmd = Command::new(exe);
-    cmd.arg("--config").arg(&config).args(["--port", &port.to_string(), "--host", "127.0.0.1", "--num_workers", "1"]);
-    cmd.env("LITELLM_LOG", "ERROR").env("LITELLM_TELEMETRY", "False");
+    // Its production settings: a worker per core, no database, no spend or error logs, logging at ERROR.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
+    cmd.arg("--config").arg(&config).args(["--port", &port.to_string(), "--host", "127.0.0.1"]);
+    cmd.args(["--num_workers", &workers]);
+    cmd.env("LITELLM_LOG", "ERROR").env("LITELLM_TELEMETRY", "False").env_remove("DATABASE_URL");
     let mut child =
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start litellm");
     // Ready when it answers its liveness path.
@@ -235,7 +301,8 @@ fn litellm(o: &Options, exe: &Path, emulator: &str) -> Server {
 fn main() {
     let o = options();
     std::fs::create_dir_all(&o.dir).expect("scratch folder");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(o.threads).enable_all().build().expect("runtime");
     let mut emulate = Command::new(&o.gm);
     emulate.args(["emulate", "--port", "0", "--latency-ms", "0"]);
     let mut emulator = Server::start(emulate, "http://");
@@ -243,23 +310,34 @@ fn main() {
     let emu = emulator.url.clone();
     let limits = ["--limits", "1000000/1m,concurrency=1000"];
     let no_cache = [&limits[..], &["--no-cache"]].concat();
-    // `None`: the emulator itself.
+    let wanted = |name: &str| o.only.is_empty() || o.only.iter().any(|w| name.contains(w.as_str()));
+    // `None`: the emulator itself, always run: every other target's added latency is measured against it.
     let mut targets: Vec<(&str, Option<Server>, bool)> = vec![("emulator directly", None, false)];
-    targets.push(("gm serve, limits (state file), no cache", Some(gm_serve(&o, "limits", &emu, &no_cache)), false));
+    let mut add = |name: &'static str, start: &dyn Fn() -> Server, same: bool| {
+        if wanted(name) {
+            targets.push((name, Some(start()), same));
+        }
+    };
+    add("gm serve, limits (state file), no cache", &|| gm_serve(&o, "limits", &emu, &no_cache), false);
     if let Some(redis) = &o.redis {
         let args = [&no_cache[..], &["--redis", redis.as_str()]].concat();
-        targets.push(("gm serve, limits (Redis), no cache", Some(gm_serve(&o, "redis", &emu, &args)), false));
+        add("gm serve, limits (Redis), no cache", &|| gm_serve(&o, "redis", &emu, &args), false);
     }
     let bare = ["--limits", "none", "--no-cache"];
-    targets.push(("gm serve, no limits, no cache", Some(gm_serve(&o, "bare", &emu, &bare)), false));
-    targets.push(("gm serve, cache hits", Some(gm_serve(&o, "cache", &emu, &limits)), true));
-    if let Some(exe) = &o.litellm {
-        targets.push(("LiteLLM proxy", Some(litellm(&o, exe, &emu)), false));
+    add("gm serve, no limits, no cache", &|| gm_serve(&o, "bare", &emu, &bare), false);
+    add("gm serve, cache hits", &|| gm_serve(&o, "cache", &emu, &limits), true);
+    match &o.litellm {
+        Some(exe) => add("LiteLLM proxy", &|| litellm(&o, exe, &emu), false),
+        None => println!(
+            "LiteLLM proxy: skipped, not installed (python3 -m venv target/litellm && \
+             target/litellm/bin/pip install 'litellm[proxy]', or --litellm PATH)"
+        ),
     }
     println!(
-        "rates: {:?} req/s for {} s each; emulator answers at once; errors: non-200 or over {} s",
+        "rates: {:?} req/s for {} s each; {} generator threads; emulator answers at once; errors: non-200 or over {} s",
         o.rates,
         o.seconds,
+        o.threads,
         TIMEOUT.as_secs()
     );
     println!("| target | rate | errors | p50 | p99 | added p50 | added p99 | server CPU | peak memory |");
@@ -271,11 +349,11 @@ fn main() {
         let server = server.as_ref().unwrap_or(&emulator);
         if *same {
             // Warm the cache with the one answer every request asks for.
-            let _ = step(&rt, server, 10, 1, true, 0);
+            let _ = step(&rt, o.threads, server, 10, 1, true, 0);
         }
         let mut best = None;
         for (r, &rate) in o.rates.iter().enumerate() {
-            let s = step(&rt, server, rate, o.seconds, *same, offset);
+            let s = step(&rt, o.threads, server, rate, o.seconds, *same, offset);
             offset += s.sent;
             let err = (s.sent - s.ok) as f64 / s.sent as f64 * 100.0;
             if t == 0 {

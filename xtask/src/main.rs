@@ -40,10 +40,10 @@ commands:
   bench-matrix [--models a,b,c] [--runs N]
           gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
           second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request
-  bench-serve [--rates 500,2000] [--seconds N] [--litellm PATH]
+  bench-serve [--rates 500,2000] [--seconds N] [--threads N] [--only NAME,..] [--litellm PATH]
           chat requests at fixed rates to the emulator directly and through gm serve (limits on in the state
-          file and in Redis, limits off, cache hits), beside LiteLLM's proxy when PATH is its `litellm`: latency
-          p50/p99 added over direct, errors, the server's CPU and peak memory";
+          file and in Redis, limits off, cache hits), beside LiteLLM's proxy (PATH, or target/litellm/bin/litellm
+          when installed there): latency p50/p99 added over direct, errors, the server's CPU and peak memory";
 
 fn main() {
     if let Err(e) = run() {
@@ -457,6 +457,11 @@ fn bench_serve(args: &[String]) -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         env.push(("GM_BENCH_REDIS", format!("redis://127.0.0.1:{port}/")));
+    }
+    // LiteLLM's proxy joins when it is installed in the harness's own virtual environment.
+    let litellm = workspace_root().join("target/litellm/bin/litellm");
+    if litellm.exists() && !args.iter().any(|a| a == "--litellm") {
+        env.push(("GM_BENCH_LITELLM", litellm.display().to_string()));
     }
     let mut cargo_args = vec!["bench", "-p", "gm-benches", "--bench", "serve_load", "--"];
     cargo_args.extend(args.iter().map(String::as_str));
