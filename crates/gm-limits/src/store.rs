@@ -181,12 +181,53 @@ mod sqlite {
     /// so processes never exceed a window together. A key's admissions are numbered in order, so checking
     /// "N per W" is one index look-up (the admission N − 1 places before the newest), as cheap for a window
     /// of a million as for one of five; token budgets read the admissions within their window. Every
-    /// process sharing a file must number its admissions (this version of gm or later). Times are
+    /// process sharing a file must number its admissions (this version of gm or later). A request's
+    /// concurrency lease is ended by the next transaction of the connection when another thread holds it
+    /// ([`WindowStore::release`]), so under load releases cost no commit of their own; the log is
+    /// checkpointed every 10,000 pages rather than 1,000, which spares most of the checkpoints' writes and
+    /// syncs (the same pages are written again and again). Times are
     /// microseconds of the wall clock; an admission is recorded no earlier than the key's latest, so a
     /// process with a slightly stale clock reading only makes the windows stricter.
     #[derive(Debug)]
     pub struct SqliteWindows {
         conn: Mutex<Connection>,
+        /// Concurrency leases whose requests have ended, waiting to be deleted: by the transaction of whoever
+        /// holds the connection next (see [`SqliteWindows::release`]).
+        ended: Mutex<Vec<(String, i64)>>,
+    }
+
+    /// The connection, locked; when let go, it deletes the leases ended meanwhile.
+    struct Conn<'a> {
+        guard: Option<std::sync::MutexGuard<'a, Connection>>,
+        store: &'a SqliteWindows,
+    }
+
+    impl std::ops::Deref for Conn<'_> {
+        type Target = Connection;
+        fn deref(&self) -> &Connection {
+            self.guard.as_deref().unwrap_or_else(|| unreachable!("the guard is taken only when dropped"))
+        }
+    }
+
+    impl std::ops::DerefMut for Conn<'_> {
+        fn deref_mut(&mut self) -> &mut Connection {
+            self.guard.as_deref_mut().unwrap_or_else(|| unreachable!("the guard is taken only when dropped"))
+        }
+    }
+
+    impl Drop for Conn<'_> {
+        fn drop(&mut self) {
+            drop(self.guard.take());
+            self.store.end_leases_left();
+        }
+    }
+
+    fn delete_leases(tx: &rusqlite::Transaction<'_>, ended: &[(String, i64)]) -> Result<(), rusqlite::Error> {
+        let mut st = tx.prepare_cached("DELETE FROM limits_inflight WHERE id = ?1 AND key = ?2")?;
+        for (key, id) in ended {
+            st.execute(params![id, key])?;
+        }
+        Ok(())
     }
 
     impl SqliteWindows {
@@ -198,6 +239,7 @@ mod sqlite {
             let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(store_err)?;
             conn.execute_batch(
                 "PRAGMA synchronous=NORMAL;
+                 PRAGMA wal_autocheckpoint=10000;
                  CREATE TABLE IF NOT EXISTS limits_admissions (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      key TEXT NOT NULL,
@@ -224,7 +266,45 @@ mod sqlite {
             )
             .map_err(store_err)?;
             Self::number_admissions(&mut conn).map_err(store_err)?;
-            Ok(Self { conn: Mutex::new(conn) })
+            Ok(Self { conn: Mutex::new(conn), ended: Mutex::new(Vec::new()) })
+        }
+
+        fn conn(&self) -> Conn<'_> {
+            Conn { guard: Some(self.conn.lock().unwrap_or_else(PoisonError::into_inner)), store: self }
+        }
+
+        fn take_ended(&self) -> Vec<(String, i64)> {
+            std::mem::take(&mut *self.ended.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+
+        fn give_back(&self, ended: Vec<(String, i64)>) {
+            self.ended.lock().unwrap_or_else(PoisonError::into_inner).extend(ended);
+        }
+
+        /// Deletes the ended leases nobody has deleted yet, unless another thread holds the connection: that
+        /// thread does it when it lets go. Whoever lets go of the connection calls this, and a release adds
+        /// its lease before it calls this, so no ended lease is left behind once the connection is free.
+        fn end_leases_left(&self) {
+            loop {
+                if self.ended.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                    return;
+                }
+                let mut conn = match self.conn.try_lock() {
+                    Ok(c) => c,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return,
+                };
+                let ended = self.take_ended();
+                let done = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .and_then(|tx| delete_leases(&tx, &ended).and_then(|()| tx.commit()));
+                drop(conn);
+                if done.is_err() {
+                    // Kept for the next transaction; the leases lapse on their own in the end.
+                    self.give_back(ended);
+                    return;
+                }
+            }
         }
 
         /// Gives every admission its place in its key's sequence (`seq`, 1, 2, 3, … in the order of `at_us`),
@@ -252,7 +332,7 @@ mod sqlite {
 
         /// Every key with admissions or a block in the store.
         pub fn keys(&self) -> Result<Vec<LimitKey>, LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             let mut stmt = conn
                 .prepare("SELECT key FROM limits_admissions UNION SELECT key FROM limits_blocks ORDER BY 1")
                 .map_err(store_err)?;
@@ -268,7 +348,7 @@ mod sqlite {
 
         /// Every admission recorded for a key, as (wall-clock time, tokens), oldest first.
         pub fn admissions(&self, key: &LimitKey) -> Result<Vec<(SystemTime, u64)>, LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             let mut stmt = conn
                 .prepare("SELECT at_us, tokens FROM limits_admissions WHERE key = ?1 ORDER BY at_us, id")
                 .map_err(store_err)?;
@@ -280,7 +360,7 @@ mod sqlite {
 
         /// The server's block on a key, if one was recorded: until when, and whether the day's quota is spent.
         pub fn block_of(&self, key: &LimitKey) -> Result<Option<(SystemTime, bool)>, LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             conn.query_row("SELECT until_us, daily FROM limits_blocks WHERE key = ?1", [key.to_string()], |r| {
                 Ok((from_micros(r.get(0)?), r.get::<_, bool>(1)?))
             })
@@ -391,13 +471,23 @@ mod sqlite {
             // short window never drops what another's long window still counts.
             let longest = spec.windows.iter().chain(&spec.token_windows).map(|w| span_us(w.per, spec)).max();
             let floor = i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX);
-            let horizon: i64 = tx
-                .prepare_cached(
-                    "INSERT INTO limits_horizons (key, span_us) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET span_us = MAX(span_us, excluded.span_us)
-                     RETURNING span_us",
-                )?
-                .query_row(params![key, longest.unwrap_or(0).max(floor)], |r| r.get(0))?;
+            // Written only when it grows (a write costs a page of the log at every commit).
+            let want = longest.unwrap_or(0).max(floor);
+            let known: Option<i64> = tx
+                .prepare_cached("SELECT span_us FROM limits_horizons WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?;
+            let horizon = match known {
+                Some(h) if h >= want => h,
+                _ => {
+                    tx.prepare_cached(
+                        "INSERT INTO limits_horizons (key, span_us) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET span_us = MAX(span_us, excluded.span_us)",
+                    )?
+                    .execute(params![key, want])?;
+                    want.max(known.unwrap_or(0))
+                }
+            };
             tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND at_us <= ?2")?
                 .execute(params![key, now.saturating_sub(horizon)])?;
             // The sequence tells how many rows the key keeps: those more than the cap behind the newest go.
@@ -418,15 +508,23 @@ mod sqlite {
             tokens: u64,
             now: SystemTime,
         ) -> Result<StoreAdmission, LimitError> {
-            let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_err)?;
-            let out = Self::admit_in(&tx, &key.to_string(), spec, tokens, micros(now)).map_err(store_err)?;
-            tx.commit().map_err(store_err)?;
-            Ok(out)
+            let mut conn = self.conn();
+            // The leases of requests that ended meanwhile go in the same transaction, before the count.
+            let ended = self.take_ended();
+            let out = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
+                delete_leases(&tx, &ended)?;
+                let out = Self::admit_in(&tx, &key.to_string(), spec, tokens, micros(now))?;
+                tx.commit()?;
+                Ok(out)
+            });
+            if out.is_err() {
+                self.give_back(ended);
+            }
+            out.map_err(store_err)
         }
 
         fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             conn.prepare_cached("UPDATE limits_admissions SET tokens = ?3 WHERE id = ?1 AND key = ?2")
                 .and_then(|mut st| st.execute(params![id, key.to_string(), i64::try_from(tokens).unwrap_or(i64::MAX)]))
                 .map_err(store_err)?;
@@ -434,7 +532,7 @@ mod sqlite {
         }
 
         fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             conn.execute(
                 "INSERT INTO limits_blocks (key, until_us, daily) VALUES (?1, ?2, ?3)
                  ON CONFLICT(key) DO UPDATE SET
@@ -447,7 +545,7 @@ mod sqlite {
         }
 
         fn reset(&self, key: &LimitKey) -> Result<(), LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             let k = key.to_string();
             conn.execute("DELETE FROM limits_admissions WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_blocks WHERE key = ?1", [&k]).map_err(store_err)?;
@@ -456,16 +554,18 @@ mod sqlite {
             Ok(())
         }
 
+        /// Ends a lease: at once when the connection is free, else in the transaction of the thread holding
+        /// it (usually an admission, so under load a release costs no commit of its own). Until then the
+        /// request counts as in flight for the other processes, which only makes their cap stricter; this
+        /// process's admissions delete every ended lease before they count.
         fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-            conn.prepare_cached("DELETE FROM limits_inflight WHERE id = ?1 AND key = ?2")
-                .and_then(|mut st| st.execute(params![id, key.to_string()]))
-                .map_err(store_err)?;
+            self.ended.lock().unwrap_or_else(PoisonError::into_inner).push((key.to_string(), id));
+            self.end_leases_left();
             Ok(())
         }
 
         fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError> {
-            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = self.conn();
             let since = micros(now) - i64::try_from(within.as_micros()).unwrap_or(i64::MAX / 4);
             let n: i64 = conn
                 .query_row(
@@ -475,6 +575,40 @@ mod sqlite {
                 )
                 .map_err(store_err)?;
             Ok(n.unsigned_abs())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::LimitKey;
+
+        fn leases(path: &Path) -> i64 {
+            let c = Connection::open(path).unwrap();
+            c.query_row("SELECT COUNT(*) FROM limits_inflight", [], |r| r.get(0)).unwrap()
+        }
+
+        /// A lease ended while another thread holds the connection is deleted when that thread lets go.
+        #[test]
+        fn a_lease_ended_while_the_connection_is_busy_is_deleted_when_it_is_free() {
+            let dir = gm_testkit::TempDir::new("limits-ended-lease");
+            let path = dir.join("state.sqlite");
+            let store = std::sync::Arc::new(SqliteWindows::open(&path).unwrap());
+            let key = LimitKey::anonymous("x", "m");
+            let spec = LimitSpec::parse("concurrency=1").unwrap();
+            let StoreAdmission::Admitted { id } = store.admit(&key, &spec, 0, SystemTime::now()).unwrap() else {
+                panic!("the first request waits")
+            };
+            let held = store.conn();
+            let releaser = {
+                let (store, key) = (store.clone(), key.clone());
+                std::thread::spawn(move || store.release(&key, id).unwrap())
+            };
+            releaser.join().unwrap();
+            assert_eq!(leases(&path), 1, "the release must wait for the connection");
+            drop(held);
+            assert_eq!(leases(&path), 0);
+            assert!(matches!(store.admit(&key, &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
         }
     }
 }

@@ -214,6 +214,47 @@ fn admissions_recorded_before_numbering_still_count() {
     assert_eq!(store.count(&key(), Duration::from_secs(10), at).unwrap(), 4);
 }
 
+/// Six threads, four sharing one connection and two another (as two processes would), take and end leases
+/// under a cap of 3 as fast as they can: never more than 3 at once, and once every request has ended no
+/// lease is left behind (three more pass at once).
+#[test]
+fn racing_releases_never_let_more_than_the_cap_in_and_leave_no_lease_behind() {
+    let file = StateFile::new("limits-racing-leases");
+    let spec = LimitSpec::parse("concurrency=3").unwrap();
+    let stores = [Arc::new(SqliteWindows::open(&file).unwrap()), Arc::new(SqliteWindows::open(&file).unwrap())];
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (store, spec, in_flight, most) =
+                (stores[usize::from(i >= 4)].clone(), spec.clone(), in_flight.clone(), most.clone());
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while done < 150 {
+                    let StoreAdmission::Admitted { id } = store.admit(&key(), &spec, 0, SystemTime::now()).unwrap()
+                    else {
+                        std::thread::yield_now();
+                        continue;
+                    };
+                    let n = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    store.release(&key(), id).unwrap();
+                    done += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 3, "{} in flight at once", most.load(Ordering::SeqCst));
+    let other = SqliteWindows::open(&file).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(other.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig {
         cases: 48,
