@@ -184,8 +184,8 @@ mod sqlite {
     /// process sharing a file must number its admissions (this version of gm or later). A request's
     /// concurrency lease is ended by the next transaction of the connection when another thread holds it
     /// ([`WindowStore::release`]), so under load releases cost no commit of their own; the log is
-    /// checkpointed every 10,000 pages rather than 1,000, which spares most of the checkpoints' writes and
-    /// syncs (the same pages are written again and again). Times are
+    /// checkpointed by a thread of the store's own every 250 ms, so no admission waits for a
+    /// checkpoint's writes and sync (and repeated writes of the same pages are copied back once). Times are
     /// microseconds of the wall clock; an admission is recorded no earlier than the key's latest, so a
     /// process with a slightly stale clock reading only makes the windows stricter.
     #[derive(Debug)]
@@ -194,6 +194,47 @@ mod sqlite {
         /// Concurrency leases whose requests have ended, waiting to be deleted: by the transaction of whoever
         /// holds the connection next (see [`SqliteWindows::release`]).
         ended: Mutex<Vec<(String, i64)>>,
+        _checkpoints: Option<Checkpoints>,
+    }
+
+    /// How often the checkpointing thread copies the log back into the file.
+    const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+    /// A thread with a connection of its own that checkpoints the file's log every [`CHECKPOINT_EVERY`]
+    /// (`PASSIVE`: it never waits for, nor holds up, a writer), until dropped.
+    #[derive(Debug)]
+    struct Checkpoints {
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Checkpoints {
+        fn start(path: &Path) -> Option<Self> {
+            let conn = Connection::open(path).ok()?;
+            conn.busy_timeout(Duration::from_secs(1)).ok()?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopped = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name("gm-limits-checkpoint".into())
+                .spawn(move || {
+                    while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::park_timeout(CHECKPOINT_EVERY);
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                })
+                .ok()?;
+            Some(Self { stop, thread: Some(thread) })
+        }
+    }
+
+    impl Drop for Checkpoints {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                t.thread().unpark();
+                let _ = t.join();
+            }
+        }
     }
 
     /// The connection, locked; when let go, it deletes the leases ended meanwhile.
@@ -233,13 +274,12 @@ mod sqlite {
     impl SqliteWindows {
         /// Opens (and creates if needed) the store in the file at `path`.
         pub fn open(path: impl AsRef<Path>) -> Result<Self, LimitError> {
-            let mut conn = Connection::open(path).map_err(store_err)?;
+            let mut conn = Connection::open(path.as_ref()).map_err(store_err)?;
             // Other processes may hold the write lock for the length of one admission.
             conn.busy_timeout(Duration::from_secs(10)).map_err(store_err)?;
             let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(store_err)?;
             conn.execute_batch(
                 "PRAGMA synchronous=NORMAL;
-                 PRAGMA wal_autocheckpoint=10000;
                  CREATE TABLE IF NOT EXISTS limits_admissions (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      key TEXT NOT NULL,
@@ -266,7 +306,13 @@ mod sqlite {
             )
             .map_err(store_err)?;
             Self::number_admissions(&mut conn).map_err(store_err)?;
-            Ok(Self { conn: Mutex::new(conn), ended: Mutex::new(Vec::new()) })
+            // The log is copied back into the file by a thread of its own, so no admission waits for a
+            // checkpoint's writes and sync; without that thread, by the connection as usual.
+            let checkpoints = Checkpoints::start(path.as_ref());
+            if checkpoints.is_some() {
+                conn.execute_batch("PRAGMA wal_autocheckpoint=0").map_err(store_err)?;
+            }
+            Ok(Self { conn: Mutex::new(conn), ended: Mutex::new(Vec::new()), _checkpoints: checkpoints })
         }
 
         fn conn(&self) -> Conn<'_> {
