@@ -21,6 +21,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// The bearer token every request sends: LiteLLM's master key (its production settings require one); the
+/// emulator and a gateway without client keys accept any.
+const BEARER: &str = "sk-gm-bench-5f1c9e7a2b4d4c0e8a6f3b1d9c7e5a20";
+
 /// How long one request may take before it counts as an error.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -32,6 +36,11 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Its workers too (LiteLLM's), which would outlive it.
+        let workers: Vec<String> = tree(self.child.id()).iter().skip(1).map(u32::to_string).collect();
+        if !workers.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(&workers).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -139,7 +148,7 @@ fn body(i: usize, same: bool) -> Bytes {
 async fn one(client: &Raw, url: &str, body: Bytes) -> bool {
     let req = hyper::Request::post(url)
         .header("content-type", "application/json")
-        .header("authorization", "Bearer bench")
+        .header("authorization", format!("Bearer {BEARER}"))
         .body(Full::new(body))
         .expect("request");
     let answer = async {
@@ -279,23 +288,26 @@ fn litellm(o: &Options, exe: &Path, emulator: &str) -> Server {
     .expect("litellm config");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
     let mut cmd = Command::new(exe);
-    // Its production settings: a worker per core, no database, no spend or error logs, logging at ERROR.
+    // Its production settings: a master key, a worker per core, no database, no spend or error logs, logging
+    // at ERROR.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
     cmd.arg("--config").arg(&config).args(["--port", &port.to_string(), "--host", "127.0.0.1"]);
     cmd.args(["--num_workers", &workers]);
     cmd.env("LITELLM_LOG", "ERROR").env("LITELLM_TELEMETRY", "False").env_remove("DATABASE_URL");
-    let mut child =
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start litellm");
-    // Ready when it answers its liveness path.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    cmd.env("LITELLM_MASTER_KEY", BEARER);
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start litellm");
+    // Owned at once, so that its workers end with it even if it never starts.
+    let mut server = Server { child, url: format!("http://127.0.0.1:{port}") };
+    // Ready when it accepts connections.
+    let deadline = Instant::now() + Duration::from_secs(180);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "litellm did not start");
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = server.child.try_wait() {
             panic!("litellm exited: {status}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Server { child, url: format!("http://127.0.0.1:{port}") }
+    server
 }
 
 fn main() {
