@@ -25,8 +25,9 @@
 //! config.addr = "127.0.0.1:0".parse().unwrap();
 //! // Everything in memory; give the session a data folder (or a Redis URL) to keep keys, counts and answers.
 //! let gateway = Gateway::bind(config, Session::new(SessionConfig::default())).await?;
+//! let stop = gm_serve::shutdown_signal(); // before announcing: a signal sent at once stops it gracefully
 //! eprintln!("listening on http://{}", gateway.local_addr());
-//! gateway.run(gm_serve::shutdown_signal()).await
+//! gateway.run(stop).await
 //! # }
 //! ```
 

@@ -182,11 +182,13 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         dashboard.map(|d| d.router(state)).unwrap_or_default()
     })
     .await?;
+    // SIGINT and SIGTERM are handled before the address is announced: a client may signal at once.
+    let stop = gm_serve::shutdown_signal();
     eprintln!("gm serve: listening on http://{}", gateway.local_addr());
     if ui {
         eprintln!("gm serve: the dashboard is at http://{}/", gateway.local_addr());
     }
-    gateway.run(gm_serve::shutdown_signal()).await?;
+    gateway.run(stop).await?;
     eprintln!("gm serve: stopped");
     Ok(ExitCode::SUCCESS)
 }
