@@ -190,7 +190,9 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, Er
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)
         .map_err(|e| Error::Open { path: path.to_path_buf(), source: Box::new(e) })?;
-    match prepare(&mut conn, busy_timeout) {
+    // Processes opening a new file at once can be told "locked" without waiting: try again.
+    let busy = |e: &PrepareError| matches!(e, PrepareError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy));
+    match gm_core::busy::retry_while_busy(busy_timeout, busy, || prepare(&mut conn, busy_timeout)) {
         Ok(()) => Ok(conn),
         Err(PrepareError::Newer(found)) => {
             Err(Error::NewerSchema { path: path.to_path_buf(), found, supported: SCHEMA_VERSION })

@@ -225,6 +225,19 @@ fn the_same_run_with_cache_twice_reaches_the_emulator_once() {
 }
 
 #[test]
+fn processes_starting_together_on_a_new_state_file_all_open_it() {
+    // Opening a new state file at the same moment, SQLite may tell all but one of them "database is locked"
+    // without waiting (waiting could deadlock); each must try again rather than fail.
+    for round in 0..8 {
+        let dir = TempDir::new(&format!("cli-open-{round}"));
+        run_at_once(8, |i, cmd| {
+            cmd.arg("--data-dir").arg(&dir).args(["--limits", "1000/1s,concurrency=2"]);
+            cmd.args(["run", "openai/gpt-4.1", &format!("request {i}")]);
+        });
+    }
+}
+
+#[test]
 fn concurrent_processes_share_the_concurrency_cap_without_a_429() {
     let limits = gm_emulator::EmulatorLimits { windows: vec![], concurrency: Some(2) };
     let config =

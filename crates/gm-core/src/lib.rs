@@ -29,6 +29,7 @@
 //! # Crate features
 //! None: this crate is plain data with serde.
 
+pub mod busy;
 mod catalog;
 mod chat;
 mod clock;

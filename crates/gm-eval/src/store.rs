@@ -192,7 +192,10 @@ impl RunStore {
             )?;
             Ok(conn)
         };
-        let conn = open().map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        // Processes opening a new file at once can be told "locked" without waiting: try again.
+        let busy = |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
+        let conn = gm_core::busy::retry_while_busy(std::time::Duration::from_secs(10), busy, open)
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Ok(RunStore { conn: Mutex::new(conn) })
     }
 

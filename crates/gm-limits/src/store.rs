@@ -274,10 +274,26 @@ mod sqlite {
     impl SqliteWindows {
         /// Opens (and creates if needed) the store in the file at `path`.
         pub fn open(path: impl AsRef<Path>) -> Result<Self, LimitError> {
-            let mut conn = Connection::open(path.as_ref()).map_err(store_err)?;
+            let path = path.as_ref();
+            // Processes opening a new file at once can be told "locked" without waiting: try again.
+            let busy = |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
+            let conn = gm_core::busy::retry_while_busy(Duration::from_secs(10), busy, || Self::prepare(path))
+                .map_err(store_err)?;
+            // The log is copied back into the file by a thread of its own, so no admission waits for a
+            // checkpoint's writes and sync; without that thread, by the connection as usual.
+            let checkpoints = Checkpoints::start(path);
+            if checkpoints.is_some() {
+                conn.execute_batch("PRAGMA wal_autocheckpoint=0").map_err(store_err)?;
+            }
+            Ok(Self { conn: Mutex::new(conn), ended: Mutex::new(Vec::new()), _checkpoints: checkpoints })
+        }
+
+        /// A connection to the file at `path` in WAL mode, with the store's tables and its admissions numbered.
+        fn prepare(path: &Path) -> Result<Connection, rusqlite::Error> {
+            let mut conn = Connection::open(path)?;
             // Other processes may hold the write lock for the length of one admission.
-            conn.busy_timeout(Duration::from_secs(10)).map_err(store_err)?;
-            let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(store_err)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             conn.execute_batch(
                 "PRAGMA synchronous=NORMAL;
                  CREATE TABLE IF NOT EXISTS limits_admissions (
@@ -303,16 +319,9 @@ mod sqlite {
                      key TEXT PRIMARY KEY,
                      span_us INTEGER NOT NULL
                  );",
-            )
-            .map_err(store_err)?;
-            Self::number_admissions(&mut conn).map_err(store_err)?;
-            // The log is copied back into the file by a thread of its own, so no admission waits for a
-            // checkpoint's writes and sync; without that thread, by the connection as usual.
-            let checkpoints = Checkpoints::start(path.as_ref());
-            if checkpoints.is_some() {
-                conn.execute_batch("PRAGMA wal_autocheckpoint=0").map_err(store_err)?;
-            }
-            Ok(Self { conn: Mutex::new(conn), ended: Mutex::new(Vec::new()), _checkpoints: checkpoints })
+            )?;
+            Self::number_admissions(&mut conn)?;
+            Ok(conn)
         }
 
         fn conn(&self) -> Conn<'_> {

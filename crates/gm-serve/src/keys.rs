@@ -303,9 +303,20 @@ fn sql_err(what: &str) -> impl Fn(rusqlite::Error) -> ServeError + '_ {
 impl SqliteKeys {
     /// Opens (and creates if needed) the table in the file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ServeError> {
-        let conn = Connection::open(path).map_err(sql_err("open"))?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(sql_err("open"))?;
-        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sql_err("open"))?;
+        let path = path.as_ref();
+        // Processes opening a new file at once can be told "locked" without waiting: try again.
+        let busy = |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
+        let conn = gm_core::busy::retry_while_busy(Duration::from_secs(10), busy, || Self::prepare(path))
+            .map_err(sql_err("open"))?;
+        let inner = SqliteInner { conn, version: None, generation: None, by_hash: HashMap::new(), active: false };
+        Ok(Self { inner: Mutex::new(inner) })
+    }
+
+    /// A connection to the file at `path` in WAL mode, with the key tables.
+    fn prepare(path: &Path) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS serve_keys (
                  id TEXT PRIMARY KEY,
@@ -328,10 +339,8 @@ impl SqliteKeys {
                  BEGIN UPDATE serve_keys_generation SET n = n + 1 WHERE id = 1; END;
              CREATE TRIGGER IF NOT EXISTS serve_keys_deleted AFTER DELETE ON serve_keys
                  BEGIN UPDATE serve_keys_generation SET n = n + 1 WHERE id = 1; END;",
-        )
-        .map_err(sql_err("create the table"))?;
-        let inner = SqliteInner { conn, version: None, generation: None, by_hash: HashMap::new(), active: false };
-        Ok(Self { inner: Mutex::new(inner) })
+        )?;
+        Ok(conn)
     }
 
     /// Remembers that the keys of the damaged state file now at `moved_to` could not be read back, so a
