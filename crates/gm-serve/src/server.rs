@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::StreamExt;
 use gm_app::Session;
-use gm_core::{CatalogEntry, ChatRequest, EmbeddingRequest, StreamOptions, Usage};
+use gm_core::{CatalogEntry, ChatRequest, EmbeddingRequest, ProviderKind, StreamOptions, Usage};
 use gm_http::{ChatStream, Client};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -126,6 +126,13 @@ impl AppState {
         &self.inner.prices
     }
 
+    /// The price of an answer to `model` from its route's first upstream, if that upstream's answers have one.
+    pub(crate) fn route_price(&self, model: &str) -> Option<gm_core::metrics::Price> {
+        let (upstream, upstream_model) = self.route(model)?.targets.first()?;
+        let provider = upstream.uncached.provider();
+        self.inner.prices.price_from(provider, upstream_model.as_deref().unwrap_or(model))
+    }
+
     /// Every route (the `*` route last), with its upstreams and the model each knows it by.
     pub(crate) fn routes(&self) -> Vec<(String, Targets)> {
         let mut out: Vec<_> = self.inner.routes.values().map(|r| (r.model.clone(), r.targets.clone())).collect();
@@ -217,6 +224,8 @@ struct Outcome {
     key: String,
     cache: Option<bool>,
     upstream: Option<Arc<str>>,
+    /// The provider and model that answered, which price the answer (the demo provider's are not priced).
+    answered_by: Option<(ProviderKind, String)>,
     usage: Option<(u64, u64)>,
     /// For a streamed answer: its input and output tokens, told once the stream has ended.
     streamed: Option<Tally>,
@@ -520,6 +529,7 @@ async fn chat(s: AppState, dialect: Dialect, peer: SocketAddr, req: Request) -> 
         match result {
             Ok(answer) => {
                 o.upstream = Some(upstream.name.clone());
+                o.answered_by = Some((client.provider(), request.model.clone()));
                 if route.model == "*" {
                     o.model = asked.clone();
                 }
@@ -550,10 +560,11 @@ enum Answer {
     Stream(Box<ChatStream>),
 }
 
-fn cost_micro_usd(s: &AppState, model: &str, usage: &Usage) -> u64 {
-    s.inner
-        .prices
-        .price_for(model)
+/// What an answer cost, in millionths of a dollar: by the price of the model that answered it (a route's own
+/// id may be an alias no price table knows), none for the demo provider's, whose answers no model gave.
+fn cost_micro_usd(s: &AppState, answered_by: Option<&(ProviderKind, String)>, usage: &Usage) -> u64 {
+    answered_by
+        .and_then(|(provider, model)| s.inner.prices.price_from(*provider, model))
         .map(|p| (p.cost_usd(usage.prompt_tokens, usage.completion_tokens) * 1e6).round() as u64)
         .unwrap_or(0)
 }
@@ -563,7 +574,7 @@ fn account(s: &AppState, o: &mut Outcome, pass: Pass, usage: Option<&Usage>, cac
     // Without usage from the upstream the reservations stand: what was counted before sending.
     let Some(u) = usage else { return };
     // A cached answer costs the upstream nothing; it still counts against the caller's token budget.
-    let cost = if cached { 0 } else { cost_micro_usd(s, &o.model, u) };
+    let cost = if cached { 0 } else { cost_micro_usd(s, o.answered_by.as_ref(), u) };
     let total = if u.total_tokens > 0 { u.total_tokens } else { u.prompt_tokens + u.completion_tokens };
     pass.settle(total, cost);
     let labels = ModelLabels { model: o.model.clone(), key: o.key.clone() };
@@ -746,6 +757,7 @@ async fn embeddings(s: AppState, dialect: Dialect, peer: SocketAddr, req: Reques
         o.upstream = Some(upstream.name.clone());
         match EXCHANGE.scope(exchange.clone(), upstream.uncached.embeddings(&request)).await {
             Ok(r) => {
+                o.answered_by = Some((upstream.uncached.provider(), request.model.clone()));
                 if route.model == "*" {
                     o.model = asked.clone();
                 }

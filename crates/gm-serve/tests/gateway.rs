@@ -377,3 +377,34 @@ async fn an_upstream_answer_is_held_to_the_gateway_s_cap_and_deadline() {
     let a = chat(&gw.url(), "openai/gpt-4.1", "answered", &[]).await;
     assert_eq!(a.status, 200, "{}", a.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_costs_the_price_of_the_model_that_gave_it_and_the_demo_s_cost_nothing() {
+    let emu = emulator().await;
+    let route = |model: &str, upstream: &str| RouteConfig {
+        model: model.into(),
+        targets: vec![Target { upstream: upstream.into(), model: Some("openai/gpt-4.1".into()) }],
+        cache: false,
+    };
+    let routing = Routing {
+        upstreams: vec![upstream("emu", &emu), UpstreamConfig::new("demo", ProviderKind::Demo)],
+        routes: vec![route("team/priced", "emu"), route("team/demo", "demo")],
+        limits: None,
+    };
+    let gw = start(ServeConfig::new(routing), uncached()).await;
+    for model in ["team/priced", "team/demo"] {
+        let a = chat(&gw.url(), model, "what does this cost?", &[]).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
+    let metrics = call(Method::GET, &format!("{}/metrics", gw.url()), &[], "").await.text();
+    let cost = |model: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("gm_serve_cost_micro_usd_total{") && l.contains(&format!("model=\"{model}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<f64>().unwrap())
+    };
+    // An alias is priced as the upstream model it names (gpt-4.1 has a price), the demo's answer not at all.
+    assert!(cost("team/priced").is_some_and(|c| c > 0.0), "{metrics}");
+    assert!(cost("team/demo").unwrap_or(0.0) == 0.0, "{metrics}");
+}

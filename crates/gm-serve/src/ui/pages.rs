@@ -89,7 +89,7 @@ pub(super) async fn models(State(ui): State<Shared>, who: Viewer) -> Response {
                                 tbody {
                                     @for m in list {
                                         @let spec = limits.as_ref().map(|c| c.spec_for(up.provider.as_str(), &m.id));
-                                        @let price = ui.gateway.prices().price_for(&m.id);
+                                        @let price = ui.gateway.prices().price_from(up.provider, &m.id);
                                         @let served = routes_of(&routes, &up.name, &m.id);
                                         tr {
                                             td { (m.id) }

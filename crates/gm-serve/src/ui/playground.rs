@@ -22,12 +22,11 @@ const MAX_COLUMNS: usize = 4;
 pub(super) async fn show(State(ui): State<Shared>, who: Viewer) -> Response {
     let models: Vec<_> =
         crate::server::served_models(&ui.gateway).await.into_iter().filter(|m| m.is_chat_model()).collect();
-    let prices = ui.gateway.prices();
     let options = |selected: Option<usize>| {
         html! {
             @if selected.is_none() { option value="" { "(none)" } }
             @for (i, m) in models.iter().enumerate() {
-                @let p = prices.price_for(&m.id);
+                @let p = ui.gateway.route_price(&m.id);
                 option value=(m.id) selected[selected == Some(i)]
                     data-in=[p.map(|p| p.input_per_million)] data-out=[p.map(|p| p.output_per_million)] { (m.id) }
             }
