@@ -56,7 +56,7 @@ pub use progress::{
     Cancel, CaseFinished, CellRef, CellStarted, Interrupted, Observer, Outcome, Resume, RunKind, RunStarted,
     SuiteFinished, STOP_GRACE,
 };
-pub use runs::{CellComparison, RunComparison, StoredBenchRun, StoredRun};
+pub use runs::{parse_day, utc_minutes, CellComparison, RunComparison, StoredBenchRun, StoredRun};
 pub use session::Session;
 
 /// An error an [`Observer`] returns to stop a run.

@@ -36,7 +36,7 @@ pub fn list(global: &Global, json: bool) -> Result<ExitCode> {
     )?;
     for r in rows {
         let status = if r.finished_at.is_some() { "finished" } else { "unfinished" };
-        let started = utc_minutes(r.started_at);
+        let started = gm_app::utc_minutes(r.started_at);
         writeln!(
             out,
             "{:>5}  {:<5}  {:<10}  {:<provider_w$}  {:>5}  {:<model_w$}  {:<16}  {}",
@@ -131,21 +131,6 @@ pub fn compare(global: &Global, a: i64, b: i64, json: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn utc_minutes(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), for a date without a time-zone library.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
-}
 fn print_comparison(out: &mut impl Write, c: &gm_eval::compare::Comparison, indent: &str) -> Result<()> {
     if c.shared_cases > 0 {
         writeln!(out, "{indent}Pass rate:   {:.1}% -> {:.1}%", c.pass_rate_before * 100.0, c.pass_rate_after * 100.0)?;

@@ -121,38 +121,6 @@ pub(super) async fn models(State(ui): State<Shared>, who: Viewer) -> Response {
     page("Models", Some(&who), body)
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The UTC date and time of Unix seconds, `2026-12-04 17:46`.
-fn utc(secs: i64) -> String {
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rest / 3600, rest % 3600 / 60)
-}
-
-/// Unix seconds at the start of a `YYYY-MM-DD` day (UTC).
-fn parse_day(text: &str) -> Option<i64> {
-    let mut it = text.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d) * 86_400)
-}
-
 /// Whether `who` may see run `id`: the administrator every run, anyone else the runs they started.
 fn may_see(ui: &Shared, who: &Viewer, id: i64) -> bool {
     match who.owner() {
@@ -175,7 +143,7 @@ fn not_yours(who: &Viewer, id: i64) -> Response {
 pub(super) async fn runs(State(ui): State<Shared>, who: Viewer, RawQuery(q): RawQuery) -> Response {
     let q = pairs(q.as_deref().unwrap_or(""));
     let (suite, model, since) = (first(&q, "suite"), first(&q, "model"), first(&q, "since"));
-    let since_secs = match since.map(|s| parse_day(s).ok_or(s)).transpose() {
+    let since_secs = match since.map(|s| gm_app::parse_day(s).ok_or(s)).transpose() {
         Ok(s) => s,
         Err(s) => {
             return problem(
@@ -221,7 +189,7 @@ pub(super) async fn runs(State(ui): State<Shared>, who: Viewer, RawQuery(q): Raw
                                     td { (r.kind) }
                                     td { (r.name) }
                                     td { (r.model) }
-                                    td { (utc(r.started_at)) }
+                                    td { (gm_app::utc_minutes(r.started_at)) }
                                     td.num { (r.cases) }
                                     td { @if r.finished_at.is_some() { "finished" } @else { "unfinished" } }
                                     td { input type="radio" name="baseline" value=(r.id) aria-label={ "run " (r.id) " as the baseline" }; }
@@ -691,20 +659,5 @@ pub(super) async fn revoke_key(
         Ok(_) => see_other("/ui/quotas"),
         Err(e) if e.is_usage() => problem(StatusCode::NOT_FOUND, "Quotas and cache", Some(&who), &e.to_string()),
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "Quotas and cache", Some(&who), &e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_go_both_ways() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(1_796_406_360), "2026-12-04 17:46");
-        assert_eq!(parse_day("2026-12-04"), Some(1_796_342_400));
-        assert_eq!(parse_day("2024-02-29").map(utc).as_deref(), Some("2024-02-29 00:00"));
-        assert_eq!(parse_day("2026-13-01"), None);
-        assert_eq!(parse_day("yesterday"), None);
     }
 }
