@@ -125,46 +125,23 @@ impl Session {
             let since = |within: Duration| now.checked_sub(within).unwrap_or(SystemTime::UNIX_EPOCH);
             let count = |within: Duration| admissions.iter().filter(|(at, _)| *at > since(within)).count();
             let last = |secs: u64| count(Duration::from_secs(secs));
-            let token_windows = spec
-                .token_windows
-                .iter()
-                .map(|w| {
-                    let within: Vec<_> = admissions.iter().filter(|(at, _)| *at > since(w.per)).collect();
-                    let used: u64 = within.iter().map(|(_, tokens)| *tokens).sum();
-                    let next_frees_in_s = within
-                        .first()
-                        .and_then(|(at, _)| (*at + w.per).duration_since(now).ok())
-                        .map(|d| d.as_secs_f64());
-                    WindowUse {
-                        limit: w.limit,
-                        per: gm_limits::format_duration(w.per),
-                        used,
-                        remaining: w.limit.saturating_sub(used),
-                        next_frees_in_s,
-                    }
-                })
-                .collect();
-            let windows = spec
-                .windows
-                .iter()
-                .map(|w| {
-                    let used = count(w.per) as u64;
-                    // The oldest admission still counted frees its place one window after it was made.
-                    let next_frees_in_s = admissions
-                        .iter()
-                        .map(|(at, _)| *at)
-                        .find(|at| *at > since(w.per))
-                        .and_then(|at| (at + w.per).duration_since(now).ok())
-                        .map(|d| d.as_secs_f64());
-                    WindowUse {
-                        limit: w.limit,
-                        per: gm_limits::format_duration(w.per),
-                        used,
-                        remaining: w.limit.saturating_sub(used),
-                        next_frees_in_s,
-                    }
-                })
-                .collect();
+            // A window's use: `weigh` says what one admission counts (1 against requests, its tokens against
+            // tokens). The oldest admission still counted frees its place one window after it was made.
+            let use_of = |w: &gm_limits::Window, weigh: fn(u64) -> u64| {
+                let mut within = admissions.iter().filter(|(at, _)| *at > since(w.per)).peekable();
+                let next_frees_in_s =
+                    within.peek().and_then(|(at, _)| (*at + w.per).duration_since(now).ok()).map(|d| d.as_secs_f64());
+                let used: u64 = within.map(|(_, tokens)| weigh(*tokens)).sum();
+                WindowUse {
+                    limit: w.limit,
+                    per: gm_limits::format_duration(w.per),
+                    used,
+                    remaining: w.limit.saturating_sub(used),
+                    next_frees_in_s,
+                }
+            };
+            let token_windows = spec.token_windows.iter().map(|w| use_of(w, |tokens| tokens)).collect();
+            let windows = spec.windows.iter().map(|w| use_of(w, |_| 1)).collect();
             let blocked = store.block_of(&key)?.filter(|(until, _)| *until > now).map(|(until, daily)| Blocked {
                 for_s: until.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0),
                 daily_quota_spent: daily,
