@@ -103,5 +103,5 @@ pub use state::{Denied, Wait, WaitReason, WindowStatus};
 pub use store::RedisWindows;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteWindows;
-pub use store::{StoreAdmission, WindowStore};
+pub use store::{BlockAdmission, BlockWant, StoreAdmission, WindowStore};
 pub use tokens::{count_text_tokens, count_tokens, estimate_tokens, CountMethod, TokenCount};

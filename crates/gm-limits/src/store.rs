@@ -41,6 +41,41 @@ pub enum StoreAdmission {
     },
 }
 
+/// What a process asks a store for in one step when it hands admissions out itself
+/// ([`WindowStore::admit_block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockWant {
+    /// Request admissions to hand out (0: none, only leases).
+    pub requests: u32,
+    /// Concurrency leases to keep (0: none).
+    pub leases: u32,
+    /// How long after `now` the process may hand the admissions out; the store records them as made at the
+    /// end of it, so each counts in every window for at least as long as the request it admits.
+    pub hold: Duration,
+}
+
+/// What a store says about a [`BlockWant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockAdmission {
+    /// At least one of each kind asked for, and at most as many as asked.
+    Granted {
+        /// Request admissions the process may hand out until `until`.
+        requests: u32,
+        /// The last moment the admissions may be handed out (at or before `now + hold`).
+        until: SystemTime,
+        /// Concurrency leases, by id (for [`WindowStore::release`]).
+        leases: Vec<i64>,
+    },
+    /// Not before `until`.
+    Wait {
+        /// The earliest wall-clock time at which the request may pass.
+        until: SystemTime,
+        /// The limit in the way.
+        reason: WaitReason,
+    },
+}
+
 /// Request windows and token budgets counted in a place several processes share.
 ///
 /// Implementations make [`WindowStore::admit`] atomic: the check of every window and the record of the
@@ -73,6 +108,43 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
     fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
         let _ = (key, id);
         Ok(())
+    }
+
+    /// Admits up to `want.requests` requests (token budgets are counted with no tokens) and takes up to
+    /// `want.leases` concurrency leases in one atomic step, for a process to hand out itself without asking
+    /// again: at least one of each kind asked for, or a wait. The admissions are recorded as made at
+    /// `until` (`now + want.hold`), no earlier than any request they admit, so every window counts them at
+    /// least as long as it would count the requests; the windows are checked at `now`, which counts every
+    /// admission that may still fall inside them. Admissions a process never hands out count all the same
+    /// (they only make the windows stricter), and leases it keeps count as requests in flight until
+    /// released.
+    ///
+    /// The default asks [`WindowStore::admit`] for one admission, recorded at `now`, to be handed out at once
+    /// (`until` is `now`), with its lease when the key has a concurrency cap.
+    fn admit_block(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        want: BlockWant,
+        now: SystemTime,
+    ) -> Result<BlockAdmission, LimitError> {
+        if want.requests == 0 && want.leases == 0 {
+            return Ok(BlockAdmission::Granted { requests: 0, until: now, leases: Vec::new() });
+        }
+        Ok(match self.admit(key, spec, 0, now)? {
+            StoreAdmission::Admitted { id } => {
+                let mut leases = Vec::new();
+                if spec.concurrency.is_some() {
+                    if want.leases > 0 {
+                        leases.push(id);
+                    } else {
+                        self.release(key, id)?;
+                    }
+                }
+                BlockAdmission::Granted { requests: want.requests.min(1), until: now, leases }
+            }
+            StoreAdmission::Wait { until, reason } => BlockAdmission::Wait { until, reason },
+        })
     }
 }
 
@@ -165,7 +237,7 @@ mod sqlite {
 
     use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-    use super::{StoreAdmission, WindowStore};
+    use super::{BlockAdmission, BlockWant, StoreAdmission, WindowStore};
     use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
 
     fn store_err(e: rusqlite::Error) -> LimitError {
@@ -487,22 +559,7 @@ mod sqlite {
             if let Some(cap) = spec.concurrency {
                 // A lease whose process is gone (killed mid-request) no longer counts, and is dropped. Leases are
                 // counted per process, so each process is looked up once.
-                let owners: Vec<(i64, u64)> = tx
-                    .prepare_cached(
-                        "SELECT pid, COUNT(*) FROM limits_inflight WHERE key = ?1 AND until_us > ?2 GROUP BY pid",
-                    )?
-                    .query_map(params![key, now], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?
-                    .collect::<Result<_, _>>()?;
-                let mut open = 0u64;
-                for (pid, n) in owners {
-                    if process_alive(pid) {
-                        open += n;
-                    } else {
-                        tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND pid = ?2")?
-                            .execute(params![key, pid])?;
-                    }
-                }
-                if open >= u64::from(cap) {
+                if Self::open_leases(tx, key, now)? >= u64::from(cap) {
                     later(now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000), WaitReason::Concurrency(cap));
                 }
             }
@@ -520,10 +577,43 @@ mod sqlite {
                 tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
                     .execute(params![key, now])?;
             }
-            // Forget what no window counts any more. Processes (or runs) may use different limits on one key,
-            // so the history reaches back as far as the longest window any of them has used (the key's
-            // horizon), and at least a day, keeping the latest `HISTORY_CAP` admissions: a process with a
-            // short window never drops what another's long window still counts.
+            Self::forget_old(tx, key, spec, now, seq)?;
+            Ok(StoreAdmission::Admitted { id })
+        }
+
+        /// The leases of requests in flight on a key at `now`, in every process. A lease whose process is gone
+        /// (killed mid-request) no longer counts, and is dropped. Leases are counted per process, so each
+        /// process is looked up once.
+        fn open_leases(tx: &rusqlite::Transaction<'_>, key: &str, now: i64) -> Result<u64, rusqlite::Error> {
+            let owners: Vec<(i64, u64)> = tx
+                .prepare_cached(
+                    "SELECT pid, COUNT(*) FROM limits_inflight WHERE key = ?1 AND until_us > ?2 GROUP BY pid",
+                )?
+                .query_map(params![key, now], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs())))?
+                .collect::<Result<_, _>>()?;
+            let mut open = 0u64;
+            for (pid, n) in owners {
+                if process_alive(pid) {
+                    open += n;
+                } else {
+                    tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND pid = ?2")?
+                        .execute(params![key, pid])?;
+                }
+            }
+            Ok(open)
+        }
+
+        /// Forgets what no window counts any more, once admissions up to `seq` are recorded. Processes (or runs)
+        /// may use different limits on one key, so the history reaches back as far as the longest window any
+        /// of them has used (the key's horizon), and at least a day, keeping the latest `HISTORY_CAP`
+        /// admissions: a process with a short window never drops what another's long window still counts.
+        fn forget_old(
+            tx: &rusqlite::Transaction<'_>,
+            key: &str,
+            spec: &LimitSpec,
+            now: i64,
+            seq: i64,
+        ) -> Result<(), rusqlite::Error> {
             let longest = spec.windows.iter().chain(&spec.token_windows).map(|w| span_us(w.per, spec)).max();
             let floor = i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX);
             // Written only when it grows (a write costs a page of the log at every commit).
@@ -551,7 +641,139 @@ mod sqlite {
                 tx.prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND seq <= ?2")?
                     .execute(params![key, seq - cap])?;
             }
-            Ok(StoreAdmission::Admitted { id })
+            Ok(())
+        }
+
+        /// [`WindowStore::admit_block`] in a transaction: how many admissions each window has room for at
+        /// `now` (counting those recorded later than `now`), how many leases the cap has room for, then the
+        /// grant: at most half of the tightest room (so one process leaves room for the others), at least one.
+        fn admit_block_in(
+            tx: &rusqlite::Transaction<'_>,
+            key: &str,
+            spec: &LimitSpec,
+            want: BlockWant,
+            now: i64,
+        ) -> Result<BlockAdmission, rusqlite::Error> {
+            let until = now.saturating_add(i64::try_from(want.hold.as_micros()).unwrap_or(i64::MAX / 4));
+            let mut wait: Option<(i64, WaitReason)> = None;
+            let mut later = |until: i64, reason: WaitReason| {
+                if wait.is_none_or(|(u, _)| until > u) {
+                    wait = Some((until, reason));
+                }
+            };
+            let block: Option<(i64, bool)> = tx
+                .prepare_cached("SELECT until_us, daily FROM limits_blocks WHERE key = ?1")?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
+                later(until, WaitReason::Server { daily });
+            }
+            let mut requests = want.requests;
+            let newest: Option<(i64, i64)> = if want.requests > 0 {
+                tx.prepare_cached("SELECT seq, at_us FROM limits_admissions WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?
+                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+            } else {
+                None
+            };
+            if want.requests > 0 {
+                // The oldest admission still in a window is its first after `now - span`; the window holds it and
+                // every later one (their numbers follow their times).
+                let mut first = tx.prepare_cached(
+                    "SELECT seq FROM limits_admissions WHERE key = ?1 AND at_us > ?2 ORDER BY at_us, id LIMIT 1",
+                )?;
+                let mut nth = tx.prepare_cached("SELECT at_us FROM limits_admissions WHERE key = ?1 AND seq = ?2")?;
+                for w in &spec.windows {
+                    let span = span_us(w.per, spec);
+                    let last = newest.map_or(0, |(last, _)| last);
+                    let held = match newest {
+                        None => 0,
+                        Some(_) => first
+                            .query_row(params![key, now - span], |r| r.get::<_, i64>(0))
+                            .optional()?
+                            .map_or(0, |oldest| u64::try_from(last - oldest + 1).unwrap_or(0)),
+                    };
+                    let room = w.limit.saturating_sub(held);
+                    if room == 0 {
+                        // Full: it frees when the N-th most recent admission expires.
+                        let back = i64::try_from(w.limit - 1).unwrap_or(i64::MAX);
+                        let at: Option<i64> = nth.query_row(params![key, last - back], |r| r.get(0)).optional()?;
+                        later(at.map_or(now, |at| at + span).max(now + 1), WaitReason::Requests(*w));
+                    } else {
+                        requests = requests.min(u32::try_from(room.div_ceil(2)).unwrap_or(u32::MAX));
+                    }
+                }
+            }
+            if want.requests > 0 {
+                let mut recent = tx.prepare_cached(
+                    "SELECT at_us, tokens FROM limits_admissions WHERE key = ?1 AND at_us > ?2 ORDER BY at_us",
+                )?;
+                for w in &spec.token_windows {
+                    let span = span_us(w.per, spec);
+                    let rows: Vec<(i64, i64)> = recent
+                        .query_map(params![key, now - span], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<_, _>>()?;
+                    let used: u64 = rows.iter().map(|(_, n)| n.unsigned_abs()).sum();
+                    if used > w.limit {
+                        let mut left = used;
+                        let free = rows.iter().find_map(|(at, n)| {
+                            left -= n.unsigned_abs();
+                            (left <= w.limit).then_some(at + span)
+                        });
+                        later(free.unwrap_or(now + span), WaitReason::Tokens(*w));
+                    }
+                }
+            }
+            let mut leases = want.leases;
+            if let (Some(cap), true) = (spec.concurrency, want.leases > 0) {
+                let room = u64::from(cap).saturating_sub(Self::open_leases(tx, key, now)?);
+                if room == 0 {
+                    later(now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000), WaitReason::Concurrency(cap));
+                } else {
+                    leases = leases.min(u32::try_from(room.div_ceil(2)).unwrap_or(u32::MAX));
+                }
+            }
+            if let Some((until, reason)) = wait {
+                return Ok(BlockAdmission::Wait { until: from_micros(until), reason });
+            }
+            if requests > 0 {
+                let (mut seq, at) = newest.map_or((0, until), |(seq, latest)| (seq, latest.max(until)));
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens, seq) VALUES (?1, ?2, 0, ?3)")?;
+                for _ in 0..requests {
+                    seq += 1;
+                    insert.execute(params![key, at, seq])?;
+                }
+                Self::forget_old(tx, key, spec, now, seq)?;
+            }
+            let mut ids = Vec::new();
+            if spec.concurrency.is_some() && leases > 0 {
+                // Lease ids come from the admissions' own sequence, so they never repeat, nor meet an
+                // admission's id (which a single admission's lease uses).
+                let n = i64::from(leases);
+                tx.prepare_cached(
+                    "INSERT INTO sqlite_sequence (name, seq)
+                     SELECT 'limits_admissions', COALESCE((SELECT MAX(id) FROM limits_admissions), 0)
+                     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'limits_admissions')",
+                )?
+                .execute([])?;
+                let top: i64 = tx
+                    .prepare_cached(
+                        "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'limits_admissions' RETURNING seq",
+                    )?
+                    .query_row([n], |r| r.get(0))?;
+                let lapse = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4);
+                let pid = i64::from(std::process::id());
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO limits_inflight (id, key, until_us, pid) VALUES (?1, ?2, ?3, ?4)")?;
+                for id in top - n + 1..=top {
+                    insert.execute(params![id, key, lapse, pid])?;
+                    ids.push(id);
+                }
+                tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
+                    .execute(params![key, now])?;
+            }
+            Ok(BlockAdmission::Granted { requests, until: from_micros(until), leases: ids })
         }
     }
 
@@ -569,6 +791,27 @@ mod sqlite {
             let out = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
                 delete_leases(&tx, &ended)?;
                 let out = Self::admit_in(&tx, &key.to_string(), spec, tokens, micros(now))?;
+                tx.commit()?;
+                Ok(out)
+            });
+            if out.is_err() {
+                self.give_back(ended);
+            }
+            out.map_err(store_err)
+        }
+
+        fn admit_block(
+            &self,
+            key: &LimitKey,
+            spec: &LimitSpec,
+            want: BlockWant,
+            now: SystemTime,
+        ) -> Result<BlockAdmission, LimitError> {
+            let mut conn = self.conn();
+            let ended = self.take_ended();
+            let out = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
+                delete_leases(&tx, &ended)?;
+                let out = Self::admit_block_in(&tx, &key.to_string(), spec, want, micros(now))?;
                 tx.commit()?;
                 Ok(out)
             });
