@@ -80,6 +80,7 @@ mod duration;
 mod error;
 mod key;
 mod limiter;
+pub mod pool;
 pub mod presets;
 mod signal;
 mod spec;

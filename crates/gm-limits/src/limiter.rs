@@ -10,7 +10,8 @@ use gm_core::{Clock, Usage};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::state::{ser_opt_ms, Admission, KeyState, Waiter};
+use crate::pool::{Blocks, Pool};
+use crate::state::{ser_opt_ms, Admission, KeyState, Lease, Waiter};
 use crate::store::{StoreAdmission, StoreLink, WindowStore};
 use crate::{Denied, LimitError, LimitKey, LimitSpec, LimitsConfig, Observation, ServerSignal, TokenCount};
 use crate::{Wait, WaitReason, WindowStatus};
@@ -101,6 +102,18 @@ pub(crate) struct KeyShared {
     queued: AtomicUsize,
     /// The store shared with other processes, if any.
     store: Option<StoreLink>,
+    /// Admissions and leases taken from the store in blocks (see [`crate::pool`]).
+    pool: Pool,
+}
+
+impl Drop for KeyShared {
+    fn drop(&mut self) {
+        if let Some(link) = &self.store {
+            for id in self.pool.drain_leases() {
+                let _ = link.store.release(&self.key, id);
+            }
+        }
+    }
 }
 
 impl KeyShared {
@@ -111,6 +124,7 @@ impl KeyShared {
             in_flight: AtomicU32::new(0),
             queued: AtomicUsize::new(0),
             store,
+            pool: Pool::new(),
         }
     }
 
@@ -123,11 +137,17 @@ impl KeyShared {
             // Limits that count nothing the store keeps (no request window, no token budget, no concurrency cap)
             // need no record there: no process would ever read it, and the store would only grow.
             if !spec.counts_in_store() {
-                return Ok(None);
+                return Ok((None, None));
+            }
+            if let Some(blocks) = Blocks::of(spec) {
+                return self.pool.take(link, &self.key, spec, blocks, now);
             }
             let wall = link.wall(now);
             match link.store.admit(&self.key, spec, tokens.total(), wall) {
-                Ok(StoreAdmission::Admitted { id }) => Ok(Some(id)),
+                Ok(StoreAdmission::Admitted { id }) => {
+                    let lease = spec.concurrency.map(|_| Lease { id, taken: now, epoch: 0, from_block: false });
+                    Ok((Some(id), lease))
+                }
                 Ok(StoreAdmission::Wait { until, reason }) => {
                     Err(Denied::Wait(Wait { until: Some(link.instant(now, wall, until)), reason }))
                 }
@@ -258,6 +278,7 @@ impl Limiter {
         let e = self.entry(key);
         let mut st = e.lock();
         if st.spec != spec {
+            e.pool.end_block();
             st.reconfigure(spec);
             wake_front(&st);
         }
@@ -316,6 +337,7 @@ impl Limiter {
             if let Some(link) = &e.store {
                 // The local block holds even if the store cannot record it for the other processes.
                 let _ = link.store.block(key, link.wall(until), seen.daily);
+                e.pool.end_block();
             }
         }
         if let Some(r) = seen.remaining_requests {
@@ -359,6 +381,7 @@ impl Limiter {
         st.reset();
         if let Some(link) = &e.store {
             let _ = link.store.reset(key);
+            e.pool.reset();
         }
         wake_front(&st);
         true
@@ -572,12 +595,12 @@ pub struct Permit {
     shared: Arc<KeyShared>,
     reservation: Option<u64>,
     store_id: Option<i64>,
-    leased: bool,
+    lease: Option<Lease>,
 }
 
 impl Permit {
     fn new(shared: &Arc<KeyShared>, a: Admission) -> Self {
-        Self { shared: Arc::clone(shared), reservation: a.reservation, store_id: a.store_id, leased: a.leased }
+        Self { shared: Arc::clone(shared), reservation: a.reservation, store_id: a.store_id, lease: a.lease }
     }
 
     /// The key the request was admitted under.
@@ -613,9 +636,12 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let (Some(link), Some(id), true) = (&self.shared.store, self.store_id, self.leased) {
-            // Other processes count this request in flight until its lease ends (or lapses, if this fails).
-            let _ = link.store.release(&self.shared.key, id);
+        if let (Some(link), Some(lease)) = (&self.shared.store, self.lease) {
+            // Other processes count this request in flight until its lease ends (or lapses, if this fails), or
+            // its lease is kept for the next request.
+            if !self.shared.pool.keep(lease) {
+                let _ = link.store.release(&self.shared.key, lease.id);
+            }
         }
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         // A waiter that enqueued after this load re-checks the count before it sleeps, so no wake is lost.

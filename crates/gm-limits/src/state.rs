@@ -258,8 +258,21 @@ pub(crate) struct Admission {
     pub(crate) reservation: Option<u64>,
     /// The admission's id in the shared store, if there is one.
     pub(crate) store_id: Option<i64>,
-    /// Whether the store holds a concurrency lease for it (the key has a concurrency cap).
-    pub(crate) leased: bool,
+    /// The concurrency lease the store holds for it, if the key has a cap.
+    pub(crate) lease: Option<Lease>,
+}
+
+/// A concurrency lease in a shared store, held by one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lease {
+    /// Its id in the store.
+    pub(crate) id: i64,
+    /// When this process took it from the store.
+    pub(crate) taken: Instant,
+    /// The key's resets up to then (a reset deletes the key's leases in the store).
+    pub(crate) epoch: u64,
+    /// Whether it came in a block, and may be kept for a later request when this one ends.
+    pub(crate) from_block: bool,
 }
 
 impl KeyState {
@@ -310,7 +323,7 @@ impl KeyState {
         tokens: &TokenCount,
         in_flight: &AtomicU32,
     ) -> Result<Admission, Denied> {
-        self.try_admit_with(now, tokens, in_flight, |_| Ok(None))
+        self.try_admit_with(now, tokens, in_flight, |_| Ok((None, None)))
     }
 
     /// As [`KeyState::try_admit`], asking `shared` (a store shared with other processes) last, once every
@@ -321,7 +334,7 @@ impl KeyState {
         now: Instant,
         tokens: &TokenCount,
         in_flight: &AtomicU32,
-        shared: impl FnOnce(&LimitSpec) -> Result<Option<i64>, Denied>,
+        shared: impl FnOnce(&LimitSpec) -> Result<(Option<i64>, Option<Lease>), Denied>,
     ) -> Result<Admission, Denied> {
         self.spec.check_request(tokens).map_err(Denied::Refused)?;
         let mut wait: Option<(Instant, WaitReason)> = None;
@@ -355,7 +368,7 @@ impl KeyState {
                 return Err(Denied::Wait(Wait { until: None, reason: WaitReason::Concurrency(cap) }));
             }
         }
-        let store_id = shared(&self.spec)?;
+        let (store_id, lease) = shared(&self.spec)?;
         for w in &mut self.windows {
             w.record(now);
         }
@@ -367,8 +380,7 @@ impl KeyState {
         self.remember(now, id, total);
         let reservation = (!self.tokens.is_empty()).then_some(id);
         in_flight.fetch_add(1, Ordering::SeqCst);
-        let leased = store_id.is_some() && self.spec.concurrency.is_some();
-        Ok(Admission { reservation, store_id, leased })
+        Ok(Admission { reservation, store_id, lease })
     }
 
     /// Replaces a reservation's estimate by the actual usage; true when that frees tokens.

@@ -314,3 +314,44 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_steady_stream_takes_the_state_file_a_block_at_a_time() {
+    let file = StateFile::new("limits-blocks-steady");
+    stores::a_steady_stream_takes_the_store_a_block_at_a_time(opener(file.path()));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "proptest-regressions/sqlite-blocks.txt",
+        ))),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Three limiters taking blocks from one state file never let more requests through a window, nor more
+    /// into flight, than the limits allow, whatever the order of admissions and ends.
+    #[test]
+    fn blocks_from_three_limiters_keep_every_window_and_the_cap(
+        spec in proptest::sample::select(vec![
+            "256/200ms,concurrency=32,margin=0s",
+            "64/60ms,600/1s,margin=0s",
+            "concurrency=48",
+            "96/100ms,600/1s,concurrency=64,margin=0s",
+            "128/80ms,margin=0s",
+        ]),
+        steps in proptest::collection::vec(
+            proptest::prop_oneof![
+                40 => proptest::strategy::Strategy::prop_map((0u64..500, 0usize..3), |(gap_us, limiter)| stores::Step::Admit { gap_us, limiter }),
+                1 => proptest::strategy::Strategy::prop_map((0u64..300_000, 0usize..3), |(gap_us, limiter)| stores::Step::Admit { gap_us, limiter }),
+                24 => proptest::strategy::Strategy::prop_map(0usize..3, |limiter| stores::Step::End { limiter }),
+                8 => proptest::strategy::Strategy::prop_map(0usize..3, |limiter| stores::Step::EndNewest { limiter }),
+            ],
+            1..3000,
+        ),
+    ) {
+        let file = StateFile::new("limits-blocks-oracle");
+        stores::blocks_keep_every_window_and_the_cap(opener(file.path()), spec, &steps);
+    }
+}

@@ -139,3 +139,143 @@ pub fn a_shorter_spec_never_cuts_the_history_a_longer_one_counts(store: &dyn Win
     assert!(matches!(store.admit(&key(), &long, 0, later).unwrap(), StoreAdmission::Wait { .. }));
     assert_eq!(store.count(&key(), Duration::from_secs(60), later).unwrap(), 6);
 }
+
+/// A store that counts what it is asked, around another.
+#[derive(Debug)]
+pub struct Counting {
+    pub inner: Arc<dyn WindowStore>,
+    /// Calls to `admit` and `admit_block`.
+    pub asked: AtomicU64,
+    /// Calls to `release`.
+    pub released: AtomicU64,
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn WindowStore>) -> Arc<Self> {
+        Arc::new(Self { inner, asked: AtomicU64::new(0), released: AtomicU64::new(0) })
+    }
+}
+
+impl WindowStore for Counting {
+    fn admit(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        tokens: u64,
+        now: SystemTime,
+    ) -> Result<StoreAdmission, gm_limits::LimitError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.inner.admit(key, spec, tokens, now)
+    }
+    fn admit_block(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        want: gm_limits::BlockWant,
+        now: SystemTime,
+    ) -> Result<gm_limits::BlockAdmission, gm_limits::LimitError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.inner.admit_block(key, spec, want, now)
+    }
+    fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), gm_limits::LimitError> {
+        self.inner.settle(key, id, tokens)
+    }
+    fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), gm_limits::LimitError> {
+        self.inner.block(key, until, daily)
+    }
+    fn reset(&self, key: &LimitKey) -> Result<(), gm_limits::LimitError> {
+        self.inner.reset(key)
+    }
+    fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, gm_limits::LimitError> {
+        self.inner.count(key, within, now)
+    }
+    fn release(&self, key: &LimitKey, id: i64) -> Result<(), gm_limits::LimitError> {
+        self.released.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(key, id)
+    }
+}
+
+/// A steady 2,000 requests a second for one second under the gateway benchmark's limits
+/// (`1000000/1m,concurrency=1000`), each ending at once: the limiter takes admissions and leases from the
+/// store a block at a time, so it asks the store a few dozen times rather than 2,000, ends no lease in the
+/// store while it runs, and the store records every admission it handed out (and at most one block more).
+pub fn a_steady_stream_takes_the_store_a_block_at_a_time(open: impl Fn() -> Arc<dyn WindowStore>) {
+    let clock = ManualClock::new();
+    let store = Counting::new(open());
+    let config = LimitsConfig::uniform(LimitSpec::parse("1000000/1m,concurrency=1000,margin=0s").unwrap());
+    let limiter = Limiter::with_store(config, Arc::new(clock.clone()), store.clone());
+    let k = key();
+    for _ in 0..2000 {
+        clock.advance(Duration::from_micros(500));
+        let permit = limiter.try_acquire(&k, TokenCount::ZERO, clock.now()).unwrap();
+        drop(permit);
+    }
+    let asked = store.asked.load(Ordering::SeqCst);
+    assert!(asked <= 60, "asked the store {asked} times for 2,000 admissions");
+    assert_eq!(store.released.load(Ordering::SeqCst), 0, "a lease was ended in the store");
+    let recorded = open().count(&k, Duration::from_secs(3600), SystemTime::now() + Duration::from_secs(60)).unwrap();
+    assert!((2000..=2000 + 100).contains(&recorded), "{recorded} admissions recorded for 2,000");
+    // Dropping the limiter gives the leases it kept back to the store.
+    drop(limiter);
+    assert!(store.released.load(Ordering::SeqCst) >= 1);
+}
+
+/// What one step of [`blocks_keep_every_window_and_the_cap`] does.
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    /// Time passes, then a limiter tries to admit a request.
+    Admit { gap_us: u64, limiter: usize },
+    /// A limiter's oldest request in flight ends.
+    End { limiter: usize },
+    /// A limiter's newest request in flight ends.
+    EndNewest { limiter: usize },
+}
+
+/// Three limiters (three processes) admitting under limits large enough for blocks, on one store and one
+/// clock, in the order `steps` gives: every request window holds across the three for the requests actually
+/// admitted, and so does the concurrency cap at every moment.
+pub fn blocks_keep_every_window_and_the_cap(open: impl Fn() -> Arc<dyn WindowStore>, spec: &str, steps: &[Step]) {
+    let spec = LimitSpec::parse(spec).unwrap();
+    let clock = ManualClock::new();
+    let config = LimitsConfig::uniform(spec.clone());
+    let limiters: Vec<Limiter> =
+        (0..3).map(|_| Limiter::with_store(config.clone(), Arc::new(clock.clone()), open())).collect();
+    let k = key();
+    let t0 = clock.now();
+    let mut admitted: Vec<SystemTime> = Vec::new();
+    let mut in_flight: Vec<Vec<gm_limits::Permit>> = (0..3).map(|_| Vec::new()).collect();
+    for step in steps {
+        match *step {
+            Step::Admit { gap_us, limiter } => {
+                clock.advance(Duration::from_micros(gap_us));
+                let now = clock.now();
+                match limiters[limiter % 3].try_acquire(&k, TokenCount::ZERO, now) {
+                    Ok(p) => {
+                        // The oracle's time: the shared clock as an offset from a common origin.
+                        admitted.push(start() + (now - t0));
+                        in_flight[limiter % 3].push(p);
+                        let open: usize = in_flight.iter().map(Vec::len).sum();
+                        if let Some(cap) = spec.concurrency {
+                            assert!(open <= cap as usize, "{open} requests in flight under a cap of {cap}");
+                        }
+                    }
+                    Err(Denied::Wait(w)) => assert!(w.until.is_none_or(|u| u >= now), "{w:?}"),
+                    Err(other) => panic!("refused: {other:?}"),
+                }
+            }
+            Step::End { limiter } => {
+                let list = &mut in_flight[limiter % 3];
+                if !list.is_empty() {
+                    drop(list.remove(0));
+                }
+            }
+            Step::EndNewest { limiter } => {
+                in_flight[limiter % 3].pop();
+            }
+        }
+    }
+    for w in &spec.windows {
+        let most = most_within(&admitted, w.per);
+        assert!(most as u64 <= w.limit, "{most} admissions within {:?} under {spec}", w.per);
+    }
+}

@@ -1,0 +1,275 @@
+//! Admissions and concurrency leases a process takes from a shared store in blocks and hands out itself.
+//!
+//! Asking the store for every request costs a transaction (or a round trip) per request, under the key's lock.
+//! Where the limits leave room for it, a key of a [`Limiter`](crate::Limiter) with a store instead takes a
+//! block of admissions ([`WindowStore::admit_block`](crate::WindowStore::admit_block)), recorded in the store as
+//! made at the end of a short hold ([`HOLD`]), and hands them out until the hold ends; and it keeps the
+//! concurrency leases of requests that ended for the requests to come, up to a share of the cap.
+//!
+//! What this costs the limits, and what it keeps:
+//! - **Windows stay exact for every request actually sent.** A block's admissions are checked against every
+//!   window at the moment it is taken, counting every admission recorded later than that moment too, and are
+//!   recorded no earlier than the last moment one may be handed out, so every window counts each of them at
+//!   least as long as it counts the request it admits. A block is at most half the room the tightest window
+//!   has left, and at most `1/BLOCK_SHARE` of its limit, so small limits (GitHub's tiers) are admitted one
+//!   request at a time as before. Admissions a block did not hand out before its hold ended count in the
+//!   windows all the same: they make the windows stricter, never looser. The block's size follows the
+//!   request rate: what the rate seen during the last block hands out in three quarters of a hold, so at a
+//!   steady rate each block runs out before its hold ends and none is left unused.
+//! - **The concurrency cap stays exact.** A lease kept for later still counts in the store as a request in
+//!   flight, so other processes see the cap as stricter by the leases a process keeps, at most
+//!   `cap / LEASE_SHARE`. A lease goes back to the store at the key's first admission after it has been held
+//!   for [`IDLE_LEASE_FOR`] since the store granted it, and when the key's limiter is dropped. Caps under
+//!   `LEASE_SHARE` keep no lease.
+//! - **Token budgets** need each request's tokens in the store, so a key with one is admitted one request at a
+//!   time, as before.
+//! - A 429 another process recorded in the store reaches this one's next block (within [`HOLD`]); this
+//!   process's own 429s block it at once and end its block.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::state::Lease;
+use crate::store::{BlockAdmission, BlockWant, StoreLink};
+use crate::{Denied, LimitKey, LimitSpec, Wait};
+
+/// How long a block's admissions may be handed out after the block is taken.
+pub const HOLD: Duration = Duration::from_millis(50);
+
+/// The most admissions one block takes.
+const MAX_BLOCK: u32 = 256;
+
+/// A block is at most this fraction of the tightest request window's limit.
+const BLOCK_SHARE: u64 = 32;
+
+/// The leases kept for later are at most this fraction of the concurrency cap.
+const LEASE_SHARE: u32 = 16;
+
+/// How long a lease is kept for later before it is given back to the store.
+pub const IDLE_LEASE_FOR: Duration = Duration::from_secs(30);
+
+/// How a spec is admitted against a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Blocks {
+    /// The most admissions a block may take (1: one at a time, recorded when admitted).
+    max_block: u32,
+    /// How many leases may be kept for later.
+    spare: u32,
+}
+
+impl Blocks {
+    /// How `spec` is admitted in blocks; `None` when it is admitted one request at a time by
+    /// [`WindowStore::admit`](crate::WindowStore::admit) (it has a token budget, or its limits are too small
+    /// for blocks to take anything off the store).
+    pub(crate) fn of(spec: &LimitSpec) -> Option<Self> {
+        if !spec.token_windows.is_empty() {
+            return None;
+        }
+        let max_block = spec
+            .windows
+            .iter()
+            .map(|w| u32::try_from(w.limit / BLOCK_SHARE).unwrap_or(u32::MAX))
+            .min()
+            .unwrap_or(1)
+            .clamp(1, MAX_BLOCK);
+        let spare = spec.concurrency.map_or(0, |cap| cap / LEASE_SHARE);
+        (max_block > 1 || spare > 0).then_some(Self { max_block, spare })
+    }
+}
+
+/// A key's admissions and leases taken from the store and not yet handed out.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    inner: Mutex<PoolState>,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    /// Admissions recorded in the store and not yet handed out.
+    credits: u32,
+    /// The last instant they may be handed out.
+    credits_until: Option<Instant>,
+    /// How many admissions the next block asks for.
+    block: u32,
+    /// The current block: when it was taken and how many admissions it granted.
+    taken_at: Option<Instant>,
+    granted: u32,
+    /// Leases kept for the requests to come.
+    idle: Vec<Lease>,
+    /// How many leases may be kept (from the spec last admitted under).
+    spare: u32,
+    /// The key's resets so far.
+    epoch: u64,
+}
+
+impl Pool {
+    pub(crate) fn new() -> Self {
+        Self { inner: Mutex::new(PoolState { block: 1, ..PoolState::default() }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands out an admission (when `spec` has request windows) and a lease (when it has a cap) from what the
+    /// pool holds, taking a block from the store first when it holds too little.
+    pub(crate) fn take(
+        &self,
+        link: &StoreLink,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        blocks: Blocks,
+        now: Instant,
+    ) -> Result<(Option<i64>, Option<Lease>), Denied> {
+        let mut stale = Vec::new();
+        let out = self.take_keeping(link, key, spec, blocks, now, &mut stale);
+        for id in stale {
+            // A lease that cannot be ended here lapses in the store on its own.
+            let _ = link.store.release(key, id);
+        }
+        out
+    }
+
+    fn take_keeping(
+        &self,
+        link: &StoreLink,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        blocks: Blocks,
+        now: Instant,
+        stale: &mut Vec<i64>,
+    ) -> Result<(Option<i64>, Option<Lease>), Denied> {
+        let mut p = self.lock();
+        p.spare = blocks.spare;
+        let in_time = p.credits_until.is_some_and(|u| now <= u);
+        if p.credits > 0 && !in_time {
+            // The block's hold ended with admissions left: the next block asks for as many as were handed out.
+            p.block = p.granted - p.credits;
+            p.credits = 0;
+        }
+        // Leases kept too long go back to the store, which counts them until they lapse.
+        while p.idle.first().is_some_and(|l| now.saturating_duration_since(l.taken) > IDLE_LEASE_FOR) {
+            stale.push(p.idle.remove(0).id);
+        }
+        let need_requests = !spec.windows.is_empty() && p.credits == 0;
+        let cap = spec.concurrency;
+        let need_lease = cap.is_some() && p.idle.is_empty();
+        if need_requests || need_lease {
+            if let (true, true, Some(taken)) = (need_requests, in_time, p.taken_at) {
+                // The last block ran out before its hold ended: the next one asks for what the rate since it
+                // was taken hands out in three quarters of a hold, so it runs out (and the next is taken)
+                // before its hold ends unless the rate falls by a quarter.
+                let spent = now.saturating_duration_since(taken).max(HOLD / 64);
+                let rate = f64::from(p.granted) / spent.as_secs_f64();
+                p.block = (rate * HOLD.as_secs_f64() * 0.75).ceil().min(f64::from(MAX_BLOCK)) as u32;
+            }
+            p.block = p.block.clamp(1, blocks.max_block);
+            let want = BlockWant {
+                requests: if need_requests { p.block } else { 0 },
+                leases: if need_lease { (blocks.spare / 4).clamp(1, 16) } else { 0 },
+                // One at a time, an admission is recorded when it is made, as `admit` would.
+                hold: if blocks.max_block > 1 { HOLD } else { Duration::ZERO },
+            };
+            let wall = link.wall(now);
+            match link.store.admit_block(key, spec, want, wall) {
+                Ok(BlockAdmission::Granted { requests, until, leases }) => {
+                    if need_requests {
+                        p.credits = requests;
+                        p.granted = requests;
+                        p.taken_at = Some(now);
+                        p.credits_until = Some(link.instant(now, wall, until));
+                    }
+                    let epoch = p.epoch;
+                    p.idle.extend(leases.into_iter().map(|id| Lease { id, taken: now, epoch, from_block: true }));
+                }
+                Ok(BlockAdmission::Wait { until, reason }) => {
+                    return Err(Denied::Wait(Wait { until: Some(link.instant(now, wall, until)), reason }));
+                }
+                Err(e) => return Err(Denied::Refused(e)),
+            }
+        }
+        if !spec.windows.is_empty() {
+            if p.credits == 0 {
+                let e = "the store granted a block without an admission".to_string();
+                return Err(Denied::Refused(crate::LimitError::Store(e.into())));
+            }
+            p.credits -= 1;
+        }
+        let lease = match cap {
+            Some(_) => match p.idle.pop() {
+                Some(l) => Some(l),
+                None => {
+                    let e = "the store granted a block without a lease".to_string();
+                    return Err(Denied::Refused(crate::LimitError::Store(e.into())));
+                }
+            },
+            None => None,
+        };
+        Ok((None, lease))
+    }
+
+    /// Takes back the lease of a request that ended; false when it must be ended in the store instead (the
+    /// pool keeps enough, or the key was reset since it was taken).
+    pub(crate) fn keep(&self, lease: Lease) -> bool {
+        let mut p = self.lock();
+        if lease.from_block && lease.epoch == p.epoch && p.idle.len() < p.spare as usize {
+            // The oldest first, so the ones kept too long are at the front.
+            let at = p.idle.partition_point(|l| l.taken <= lease.taken);
+            p.idle.insert(at, lease);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets the block's admissions (the limits changed, or a 429 came): the next request takes a new block.
+    pub(crate) fn end_block(&self) {
+        let mut p = self.lock();
+        p.credits = 0;
+        p.credits_until = None;
+        p.block = 1;
+    }
+
+    /// Forgets everything after the key's reset, which deleted its admissions and leases in the store.
+    pub(crate) fn reset(&self) {
+        let mut p = self.lock();
+        p.credits = 0;
+        p.credits_until = None;
+        p.block = 1;
+        p.idle.clear();
+        p.epoch += 1;
+    }
+
+    /// The leases kept, to be ended in the store.
+    pub(crate) fn drain_leases(&self) -> Vec<i64> {
+        self.lock().idle.drain(..).map(|l| l.id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks(spec: &str) -> Option<Blocks> {
+        Blocks::of(&LimitSpec::parse(spec).unwrap())
+    }
+
+    /// GitHub's tiers, small caps and token budgets are admitted one request at a time, as without blocks.
+    #[test]
+    fn small_limits_and_token_budgets_take_no_blocks() {
+        for spec in
+            ["15/1m,150/1d,concurrency=5", "10/1m,50/1d,concurrency=2", "63/1m", "concurrency=15", "100000/1m,tpm=1000"]
+        {
+            assert_eq!(blocks(spec), None, "{spec}");
+        }
+    }
+
+    #[test]
+    fn a_block_is_a_small_share_of_the_tightest_window_and_of_the_cap() {
+        assert_eq!(blocks("1000000/1m,concurrency=1000"), Some(Blocks { max_block: MAX_BLOCK, spare: 62 }));
+        assert_eq!(blocks("640/1s,100000/1d"), Some(Blocks { max_block: 20, spare: 0 }));
+        // Windows too small for blocks, with a cap large enough to keep leases: one admission at a time.
+        assert_eq!(blocks("15/1m,concurrency=64"), Some(Blocks { max_block: 1, spare: 4 }));
+        assert_eq!(blocks("concurrency=16"), Some(Blocks { max_block: 1, spare: 1 }));
+    }
+}
