@@ -7,7 +7,8 @@
 //! Run: `cargo xtask bench-serve` (builds the release `gm`, which this harness starts as `gm emulate` and
 //! `gm serve` processes). Options after `--`: `--rates 500,2000` `--seconds 5` `--threads N` (the
 //! generator's, 2 by default) `--only cache,Redis` (targets whose name contains one of these, beside the
-//! direct run) `--litellm PATH` (a `litellm` executable: LiteLLM's proxy in front of the same emulator; by
+//! direct run) `--rounds N` (every target at every rate N times, in turn, reporting medians: runs of a few
+//! seconds on a shared machine move by a millisecond at p99) `--litellm PATH` (a `litellm` executable: LiteLLM's proxy in front of the same emulator; by
 //! default `target/litellm/bin/litellm` when it is there).
 
 use std::io::{BufRead, BufReader};
@@ -160,6 +161,16 @@ async fn one(client: &Raw, url: &str, body: Bytes) -> bool {
     matches!(tokio::time::timeout(TIMEOUT, answer).await, Ok(Some(true)))
 }
 
+/// The median of some figures (the mean of the middle two for an even count; NaN for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// Sends `rate` requests a second for `seconds` to `server`, each at its scheduled time whatever the answers
 /// before it, and waits for the last. The schedule is dealt out to `senders` tasks (request i to sender
 /// i mod senders), one per thread of the generator's runtime, each with its own connection pool.
@@ -231,6 +242,8 @@ struct Options {
     threads: usize,
     /// Only the targets whose name contains one of these (all when empty).
     only: Vec<String>,
+    /// How many times every target runs at every rate (figures are the medians).
+    rounds: usize,
 }
 
 fn options() -> Options {
@@ -246,6 +259,7 @@ fn options() -> Options {
         redis: std::env::var("GM_BENCH_REDIS").ok(),
         threads: 2,
         only: Vec::new(),
+        rounds: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut it = args.iter();
@@ -257,6 +271,7 @@ fn options() -> Options {
             "--litellm" => o.litellm = Some(PathBuf::from(value())),
             "--threads" => o.threads = value().parse().expect("--threads: a number"),
             "--only" => o.only = value().split(',').map(str::to_string).collect(),
+            "--rounds" => o.rounds = value().parse::<usize>().expect("--rounds: a number").max(1),
             other => panic!("unknown option {other}"),
         }
     }
@@ -352,34 +367,55 @@ fn main() {
         o.threads,
         TIMEOUT.as_secs()
     );
+    if o.rounds > 1 {
+        println!(
+            "{} rounds, each running every target in turn at each rate; figures are medians over the rounds, \
+             added latency the median of each round's difference from that round's direct run",
+            o.rounds
+        );
+    }
+    // Every target warm before it is measured: the cache-hit path's one answer is in its cache.
+    for (_, server, same) in &targets {
+        if *same {
+            let _ = step(&rt, o.threads, server.as_ref().unwrap_or(&emulator), 10, 1, true, 0);
+        }
+    }
+    // steps[t][r]: target t at rate r, one per round.
+    let mut steps: Vec<Vec<Vec<Step>>> = targets.iter().map(|_| o.rates.iter().map(|_| Vec::new()).collect()).collect();
+    let mut offset = 0;
+    for _ in 0..o.rounds {
+        for (r, &rate) in o.rates.iter().enumerate() {
+            for (t, (_, server, same)) in targets.iter().enumerate() {
+                let s = step(&rt, o.threads, server.as_ref().unwrap_or(&emulator), rate, o.seconds, *same, offset);
+                offset += s.sent;
+                steps[t][r].push(s);
+            }
+        }
+    }
     println!("| target | rate | errors | p50 | p99 | added p50 | added p99 | server CPU | peak memory |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut direct: Vec<(f64, f64)> = Vec::new();
-    let mut offset = 0;
     let mut highest: Vec<(String, Option<u32>)> = Vec::new();
-    for (t, (name, server, same)) in targets.iter().enumerate() {
+    for (t, (name, server, _)) in targets.iter().enumerate() {
         let server = server.as_ref().unwrap_or(&emulator);
-        if *same {
-            // Warm the cache with the one answer every request asks for.
-            let _ = step(&rt, o.threads, server, 10, 1, true, 0);
-        }
         let mut best = None;
         for (r, &rate) in o.rates.iter().enumerate() {
-            let s = step(&rt, o.threads, server, rate, o.seconds, *same, offset);
-            offset += s.sent;
-            let err = (s.sent - s.ok) as f64 / s.sent as f64 * 100.0;
-            if t == 0 {
-                direct.push((s.p50_ms, s.p99_ms));
-            }
-            let (d50, d99) = direct.get(r).copied().unwrap_or((f64::NAN, f64::NAN));
-            let added = |v: f64, d: f64| if t == 0 { "-".to_string() } else { format!("{:+.2} ms", v - d) };
+            let runs = &steps[t][r];
+            let direct = &steps[0][r];
+            let (sent, ok) = runs.iter().fold((0, 0), |(s, k), x| (s + x.sent, k + x.ok));
+            let err = (sent - ok) as f64 / sent as f64 * 100.0;
+            let added = |f: fn(&Step) -> f64| {
+                if t == 0 {
+                    return "-".to_string();
+                }
+                format!("{:+.2} ms", median(runs.iter().zip(direct).map(|(a, d)| f(a) - f(d)).collect()))
+            };
             println!(
                 "| {name} | {rate}/s | {err:.2} % | {:.2} ms | {:.2} ms | {} | {} | {:.0} % | {:.1} MB |",
-                s.p50_ms,
-                s.p99_ms,
-                added(s.p50_ms, d50),
-                added(s.p99_ms, d99),
-                s.cpu_pct,
+                median(runs.iter().map(|s| s.p50_ms).collect()),
+                median(runs.iter().map(|s| s.p99_ms).collect()),
+                added(|s| s.p50_ms),
+                added(|s| s.p99_ms),
+                median(runs.iter().map(|s| s.cpu_pct).collect()),
                 server.peak_mb()
             );
             if err < 1.0 {

@@ -40,7 +40,7 @@ commands:
   bench-matrix [--models a,b,c] [--runs N]
           gm bench of 3 models x the 5 built-in tasks (code execution on) against the emulator enforcing 15 per
           second and 5 at once per model: wall time against the quota bound, 429s, and gm's own CPU per request
-  bench-serve [--rates 500,2000] [--seconds N] [--threads N] [--only NAME,..] [--litellm PATH]
+  bench-serve [--rates 500,2000] [--seconds N] [--rounds N] [--threads N] [--only NAME,..] [--litellm PATH]
           chat requests at fixed rates to the emulator directly and through gm serve (limits on in the state
           file and in Redis, limits off, cache hits), beside LiteLLM's proxy (PATH, or target/litellm/bin/litellm
           when installed there): latency p50/p99 added over direct, errors, the server's CPU and peak memory";
