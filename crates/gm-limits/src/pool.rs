@@ -14,8 +14,9 @@
 //!   has left, and at most `1/BLOCK_SHARE` of its limit, so small limits (GitHub's tiers) are admitted one
 //!   request at a time as before. Admissions a block did not hand out before its hold ended count in the
 //!   windows all the same: they make the windows stricter, never looser. The block's size follows the
-//!   request rate: what the rate seen during the last block hands out in three quarters of a hold, so at a
-//!   steady rate each block runs out before its hold ends and none is left unused.
+//!   request rate measured over the last hold or more (what it hands out in three quarters of a hold), so at a
+//!   steady rate each block runs out before its hold ends and none is left unused, and a short burst takes
+//!   none: admissions are taken one at a time until a rate of more than one per hold has been measured.
 //! - **The concurrency cap stays exact.** A lease kept for later still counts in the store as a request in
 //!   flight, so other processes see the cap as stricter by the leases a process keeps, at most
 //!   `cap / LEASE_SHARE`. A lease goes back to the store at the key's first admission after it has been held
@@ -91,15 +92,37 @@ struct PoolState {
     credits_until: Option<Instant>,
     /// How many admissions the next block asks for.
     block: u32,
-    /// The current block: when it was taken and how many admissions it granted.
-    taken_at: Option<Instant>,
-    granted: u32,
+    /// The rate's measure: admissions handed out since `period_start`.
+    period_start: Option<Instant>,
+    period_count: u32,
     /// Leases kept for the requests to come.
     idle: Vec<Lease>,
     /// How many leases may be kept (from the spec last admitted under).
     spare: u32,
     /// The key's resets so far.
     epoch: u64,
+}
+
+impl PoolState {
+    /// Sizes the next block by the rate measured over the last hold or more: what that rate hands out in three
+    /// quarters of a hold, so at a steady rate a block runs out (and the next is taken) before its hold ends
+    /// unless the rate falls by a quarter. Until a whole hold has been measured the size stays as it was
+    /// (one at first), so a short burst of requests takes no block.
+    fn size_block(&mut self, now: Instant) {
+        let Some(start) = self.period_start else {
+            self.period_start = Some(now);
+            self.period_count = 0;
+            return;
+        };
+        let spent = now.saturating_duration_since(start);
+        if spent >= HOLD {
+            let rate = f64::from(self.period_count) / spent.as_secs_f64();
+            // Bounded above by MAX_BLOCK before the cast, so it cannot wrap.
+            self.block = (rate * HOLD.as_secs_f64() * 0.75).ceil().min(f64::from(MAX_BLOCK)) as u32;
+            self.period_start = Some(now);
+            self.period_count = 0;
+        }
+    }
 }
 
 impl Pool {
@@ -141,10 +164,9 @@ impl Pool {
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
         let mut p = self.lock();
         p.spare = blocks.spare;
-        let in_time = p.credits_until.is_some_and(|u| now <= u);
-        if p.credits > 0 && !in_time {
-            // The block's hold ended with admissions left: the next block asks for as many as were handed out.
-            p.block = p.granted - p.credits;
+        if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
+            // The block's hold ended with admissions left: they still count in the store, and the next block is
+            // sized by the rate (below).
             p.credits = 0;
         }
         // Leases kept too long go back to the store, which counts them until they lapse.
@@ -155,13 +177,8 @@ impl Pool {
         let cap = spec.concurrency;
         let need_lease = cap.is_some() && p.idle.is_empty();
         if need_requests || need_lease {
-            if let (true, true, Some(taken)) = (need_requests, in_time, p.taken_at) {
-                // The last block ran out before its hold ended: the next one asks for what the rate since it
-                // was taken hands out in three quarters of a hold, so it runs out (and the next is taken)
-                // before its hold ends unless the rate falls by a quarter.
-                let spent = now.saturating_duration_since(taken).max(HOLD / 64);
-                let rate = f64::from(p.granted) / spent.as_secs_f64();
-                p.block = (rate * HOLD.as_secs_f64() * 0.75).ceil().min(f64::from(MAX_BLOCK)) as u32;
+            if need_requests {
+                p.size_block(now);
             }
             p.block = p.block.clamp(1, blocks.max_block);
             let want = BlockWant {
@@ -175,8 +192,6 @@ impl Pool {
                 Ok(BlockAdmission::Granted { requests, until, leases }) => {
                     if need_requests {
                         p.credits = requests;
-                        p.granted = requests;
-                        p.taken_at = Some(now);
                         p.credits_until = Some(link.instant(now, wall, until));
                     }
                     let epoch = p.epoch;
@@ -194,6 +209,7 @@ impl Pool {
                 return Err(Denied::Refused(crate::LimitError::Store(e.into())));
             }
             p.credits -= 1;
+            p.period_count = p.period_count.saturating_add(1);
         }
         let lease = match cap {
             Some(_) => match p.idle.pop() {

@@ -355,3 +355,9 @@ proptest::proptest! {
         stores::blocks_keep_every_window_and_the_cap(opener(file.path()), spec, &steps);
     }
 }
+
+#[test]
+fn a_short_burst_is_admitted_one_request_at_a_time() {
+    let file = StateFile::new("limits-blocks-burst");
+    stores::a_short_burst_is_admitted_one_request_at_a_time(opener(file.path()));
+}
