@@ -42,6 +42,28 @@ fn a_shorter_spec_never_cuts_the_history_a_longer_one_counts() {
     );
 }
 
+/// Times near 1.8e15 µs have 16 digits, two more than Lua writes a number with: a window's lower bound written
+/// that way moved by up to 50 µs, so an admission 20 µs from leaving its window stopped counting early.
+#[test]
+fn windows_count_an_admission_to_the_microsecond() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = RedisWindows::open(&server.url(), "test").unwrap();
+    let first = stores::start() + Duration::from_micros(80);
+    for (spec, tokens, per) in
+        [("1/1s,margin=0s", 0, Duration::from_secs(1)), ("tpm=100,margin=0s", 100, Duration::from_secs(60))]
+    {
+        let spec = LimitSpec::parse(spec).unwrap();
+        store.reset(&key()).unwrap();
+        assert!(matches!(store.admit(&key(), &spec, tokens, first).unwrap(), StoreAdmission::Admitted { .. }));
+        let now = first + per - Duration::from_micros(20);
+        let StoreAdmission::Wait { until, .. } = store.admit(&key(), &spec, 1, now).unwrap() else {
+            panic!("admitted 20 µs before the first admission left its window of {per:?}")
+        };
+        assert_eq!(until, first + per);
+        assert!(matches!(store.admit(&key(), &spec, 1, first + per).unwrap(), StoreAdmission::Admitted { .. }));
+    }
+}
+
 #[test]
 fn the_concurrency_cap_is_shared_and_renewed_while_held() {
     let Some(server) = RedisServer::start() else { return };

@@ -12,7 +12,8 @@ fn store_err(e: ::redis::RedisError) -> LimitError {
 }
 
 /// Admission as one script, which Redis runs atomically. Times are integer microseconds (exact in Lua's
-/// doubles up to 2^53, i.e. for 285 years after 1970).
+/// doubles up to 2^53, i.e. for 285 years after 1970); a time written into a command's text goes through
+/// `%d`, since Lua's own conversion of a number to text keeps 14 digits (100 µs at today's times).
 ///
 /// KEYS: admissions (sorted set: id by time), tokens (hash: id → tokens), block (hash), sequence, horizon (the
 /// longest window any spec has used on the key, in microseconds), leases (sorted set: id by the time its
@@ -38,14 +39,14 @@ for w = 1, nreq do
   local limit, span = tonumber(ARGV[a]), tonumber(ARGV[a + 1]); a = a + 2
   if span > longest then longest = span end
   -- The limit-th most recent admission still counting fills the window until it expires.
-  local r = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. (now - span), 'WITHSCORES', 'LIMIT', limit - 1, 1)
+  local r = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', string.format('(%d', now - span), 'WITHSCORES', 'LIMIT', limit - 1, 1)
   if #r > 0 then later(tonumber(r[2]) + span, 1, w) end
 end
 local ntok = tonumber(ARGV[a]); a = a + 1
 for w = 1, ntok do
   local budget, span = tonumber(ARGV[a]), tonumber(ARGV[a + 1]); a = a + 2
   if span > longest then longest = span end
-  local r = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - span), '+inf', 'WITHSCORES')
+  local r = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now - span), '+inf', 'WITHSCORES')
   local used, entries = 0, {}
   for j = 1, #r, 2 do
     local t = tonumber(redis.call('HGET', KEYS[2], r[j]) or '0')
