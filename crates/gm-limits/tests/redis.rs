@@ -98,6 +98,25 @@ fn the_concurrency_cap_is_shared_and_renewed_while_held() {
     assert_eq!(b.in_flight(&key(), t + Duration::from_secs(30)).unwrap(), 0);
 }
 
+/// A request may outlast the minute Redis keeps a key's set of leases after its last admission: renewing the
+/// lease keeps the set too, or the lease would vanish and another process take the slot.
+#[test]
+fn renewing_keeps_the_set_of_leases_of_a_long_request() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = RedisWindows::open(&server.url(), "test").unwrap();
+    let spec = LimitSpec::parse("concurrency=1,margin=0s").unwrap();
+    let now = SystemTime::now();
+    let StoreAdmission::Admitted { .. } = store.admit(&key(), &spec, 0, now).unwrap() else { panic!() };
+    let mut raw = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let leases = format!("test:{{{}}}:leases", key());
+    // As if most of that minute had passed.
+    redis::cmd("PEXPIRE").arg(&leases).arg(10_000).query::<()>(&mut raw).unwrap();
+    store.renew(now).unwrap();
+    let left: i64 = redis::cmd("PTTL").arg(&leases).query(&mut raw).unwrap();
+    assert!(left > 60_000, "the set of leases expires in {left} ms");
+    assert_eq!(store.in_flight(&key(), now).unwrap(), 1);
+}
+
 #[test]
 fn limiters_share_the_cap_through_redis() {
     let Some(server) = RedisServer::start() else { return };

@@ -249,11 +249,15 @@ impl Inner {
         if held.is_empty() {
             return Ok(());
         }
+        // The set lasts a minute longer than its leases, as when a lease is taken: without that, Redis would
+        // drop it a minute after the key's last admission, while a long request still holds its lease.
+        let keep_ms = u64::try_from(self.lease.as_micros().div_ceil(1000)).unwrap_or(u64::MAX / 4) + 60_000;
         for (set, ids) in held.iter() {
             for id in ids {
                 // XX: only a lease still there is extended; one that lapsed stays gone.
                 pipe.cmd("ZADD").arg(set).arg("XX").arg(until).arg(*id).ignore();
             }
+            pipe.cmd("PEXPIRE").arg(set).arg(keep_ms).ignore();
         }
         pipe.query::<()>(&mut *self.conn()).map_err(store_err)
     }
