@@ -4,6 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
+use ::redis::ScriptInvocation;
+
 use super::{from_micros, micros, span_us, StoreAdmission, WindowStore, LEASE_POLL};
 use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
 
@@ -11,93 +13,138 @@ fn store_err(e: ::redis::RedisError) -> LimitError {
     LimitError::Store(Box::new(e))
 }
 
-/// Admission as one script, which Redis runs atomically. Times are integer microseconds (exact in Lua's
-/// doubles up to 2^53, i.e. for 285 years after 1970); a time written into a command's text goes through
-/// `%d`, since Lua's own conversion of a number to text keeps 14 digits (100 µs at today's times).
+/// The start of every admission script (each is this text followed by its own), run by Redis atomically.
+/// Times are integer microseconds (exact in Lua's doubles up to 2^53, i.e. for 285 years after 1970); a time
+/// written into a command's text goes through `%d`, since Lua's own conversion of a number to text keeps 14
+/// digits (100 µs at today's times).
 ///
-/// KEYS: admissions (sorted set: id by time), tokens (hash: id → tokens), block (hash), sequence, horizon (the
-/// longest window any spec has used on the key, in microseconds), leases (sorted set: id by the time its
-/// concurrency lease lapses).
-/// ARGV: now, tokens, the number of request windows and their (limit, span) pairs, the number of token
-/// windows and their (budget, span) pairs, the shortest history to keep and the most admissions to keep, the
-/// concurrency cap (0: none), the lease, the poll interval.
-/// Returns `{1, id}` when admitted, `{0, until, kind, index}` otherwise (kind 0: server block with index 1
-/// when daily; 1: request window `index`; 2: token window `index`; 3: the concurrency cap).
-const ADMIT: &str = r"
+/// KEYS: admissions (sorted set: id by time), tokens (hash: id → tokens), block (hash), sequence (the ids of
+/// admissions and leases), horizon (the longest window any spec has used on the key, in microseconds), leases
+/// (sorted set: id by the time its concurrency lease lapses).
+/// ARGV: now, the script's own arguments, then the spec as [`push_spec`] gives it: the number of request
+/// windows and their (limit, span) pairs, the number of token windows and their (budget, span) pairs, the
+/// shortest history to keep and the most admissions to keep, the concurrency cap (0: none), the lease, the
+/// poll interval.
+/// A script that waits returns `{0, until, kind, index}` (kind 0: server block with index 1 when daily;
+/// 1: request window `index`; 2: token window `index`; 3: the concurrency cap).
+const COMMON: &str = r"
 local now = tonumber(ARGV[1])
-local tokens = tonumber(ARGV[2])
 local wait_until, kind, index = nil, 0, 0
+-- Every limit in the way frees at some time: the wait lasts until the latest.
 local function later(u, k, i)
   if wait_until == nil or u > wait_until then wait_until, kind, index = u, k, i end
 end
-local b = redis.call('HMGET', KEYS[3], 'until', 'daily')
-if b[1] and tonumber(b[1]) > now then later(tonumber(b[1]), 0, tonumber(b[2] or '0')) end
-local longest = 0
-local a = 3
-local nreq = tonumber(ARGV[a]); a = a + 1
-for w = 1, nreq do
-  local limit, span = tonumber(ARGV[a]), tonumber(ARGV[a + 1]); a = a + 2
-  if span > longest then longest = span end
-  -- The limit-th most recent admission still counting fills the window until it expires.
-  local r = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', string.format('(%d', now - span), 'WITHSCORES', 'LIMIT', limit - 1, 1)
-  if #r > 0 then later(tonumber(r[2]) + span, 1, w) end
-end
-local ntok = tonumber(ARGV[a]); a = a + 1
-for w = 1, ntok do
-  local budget, span = tonumber(ARGV[a]), tonumber(ARGV[a + 1]); a = a + 2
-  if span > longest then longest = span end
-  local r = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now - span), '+inf', 'WITHSCORES')
-  local used, entries = 0, {}
-  for j = 1, #r, 2 do
-    local t = tonumber(redis.call('HGET', KEYS[2], r[j]) or '0')
-    used = used + t
-    entries[#entries + 1] = {tonumber(r[j + 1]), t}
-  end
-  if used + tokens > budget then
-    local free = now + span
-    for _, e in ipairs(entries) do
-      used = used - e[2]
-      if used + tokens <= budget then free = e[1] + span; break end
+local function read_spec(a)
+  local s = {req = {}, tok = {}, longest = 0}
+  for _, list in ipairs({s.req, s.tok}) do
+    local n = tonumber(ARGV[a]); a = a + 1
+    for w = 1, n do
+      local limit, span = tonumber(ARGV[a]), tonumber(ARGV[a + 1]); a = a + 2
+      list[w] = {limit = limit, span = span}
+      if span > s.longest then s.longest = span end
     end
-    later(free, 2, w)
+  end
+  s.floor, s.cap = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  s.conc, s.lease, s.poll = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  return s
+end
+local function check_block()
+  local b = redis.call('HMGET', KEYS[3], 'until', 'daily')
+  if b[1] and tonumber(b[1]) > now then later(tonumber(b[1]), 0, tonumber(b[2] or '0')) end
+end
+-- The time of the limit-th most recent admission a window of `span` still counts (those recorded later than
+-- now too), if it counts that many: it fills the window until it expires.
+local function nth(limit, span)
+  local r = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', string.format('(%d', now - span), 'WITHSCORES',
+    'LIMIT', limit - 1, 1)
+  if #r > 0 then return tonumber(r[2]) end
+end
+local function check_tokens(s, tokens)
+  for w, win in ipairs(s.tok) do
+    local budget, span = win.limit, win.span
+    local r = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now - span), '+inf', 'WITHSCORES')
+    local used, entries = 0, {}
+    for j = 1, #r, 2 do
+      local t = tonumber(redis.call('HGET', KEYS[2], r[j]) or '0')
+      used = used + t
+      entries[#entries + 1] = {tonumber(r[j + 1]), t}
+    end
+    if used + tokens > budget then
+      local free = now + span
+      for _, e in ipairs(entries) do
+        used = used - e[2]
+        if used + tokens <= budget then free = e[1] + span; break end
+      end
+      later(free, 2, w)
+    end
   end
 end
-local conc, lease, poll = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-if conc > 0 then
-  -- A lease its holder stopped renewing (the process died) has lapsed and no longer counts.
+-- The requests in flight: a lease its holder stopped renewing (the process died) has lapsed and no longer
+-- counts.
+local function open_leases()
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-  if redis.call('ZCARD', KEYS[6]) >= conc then later(now + poll, 3, conc) end
+  return redis.call('ZCARD', KEYS[6])
 end
+-- Records `n` admissions of `tokens` each at `at`, or at the key's latest admission if that is later (so the
+-- times follow the ids), and returns the last id. Then forgets what no window counts any more: the history
+-- keeps what the longest window any spec ever used on this key counts (another process may use longer ones),
+-- and at least s.floor (a day), up to the latest s.cap admissions; the key lasts a minute longer.
+local function record(s, n, at, tokens)
+  local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #last > 0 and tonumber(last[2]) > at then at = tonumber(last[2]) end
+  local top = redis.call('INCRBY', KEYS[4], n)
+  -- A thousand at a time, well within the arguments a Lua call may pass.
+  for first = top - n + 1, top, 1000 do
+    local scored, weighed = {}, {}
+    for id = first, math.min(first + 999, top) do
+      scored[#scored + 1] = at; scored[#scored + 1] = id
+      weighed[#weighed + 1] = id; weighed[#weighed + 1] = tokens
+    end
+    redis.call('ZADD', KEYS[1], unpack(scored))
+    redis.call('HSET', KEYS[2], unpack(weighed))
+  end
+  local longest = s.longest
+  if s.floor > longest then longest = s.floor end
+  local horizon = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if horizon > longest then longest = horizon else redis.call('SET', KEYS[5], longest) end
+  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+  if #old > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+    redis.call('HDEL', KEYS[2], unpack(old))
+  end
+  local over = redis.call('ZCARD', KEYS[1]) - s.cap
+  if over > 0 then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, over - 1)
+    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+    redis.call('HDEL', KEYS[2], unpack(oldest))
+  end
+  local ttl = math.ceil((at - now + longest) / 1000) + 60000
+  for k = 1, 5 do redis.call('PEXPIRE', KEYS[k], ttl) end
+  return top
+end
+-- Leases the ids `first` to `last` until now + s.lease; the set lasts a minute longer.
+local function lease(s, first, last)
+  for id = first, last do redis.call('ZADD', KEYS[6], now + s.lease, id) end
+  redis.call('PEXPIRE', KEYS[6], math.ceil(s.lease / 1000) + 60000)
+end
+";
+
+/// Admission of one request: [`COMMON`], then this. ARGV after now: the tokens to reserve, then the spec.
+/// Returns `{1, id}` when admitted (the admission's id, and its lease's when the key has a concurrency cap).
+const ADMIT: &str = r"
+local tokens = tonumber(ARGV[2])
+local s = read_spec(3)
+check_block()
+for w, win in ipairs(s.req) do
+  local at = nth(win.limit, win.span)
+  if at then later(at + win.span, 1, w) end
+end
+check_tokens(s, tokens)
+-- A full cap frees when a request ends, which only a look can tell: the wait is a short poll.
+if s.conc > 0 and open_leases() >= s.conc then later(now + s.poll, 3, s.conc) end
 if wait_until then return {0, wait_until, kind, index} end
--- Keep what the longest window any spec ever used on this key counts (another process may use longer ones),
--- and at least ARGV[a] (a day), up to the latest ARGV[a + 1] admissions.
-local floor, cap = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-if floor > longest then longest = floor end
-local horizon = tonumber(redis.call('GET', KEYS[5]) or '0')
-if horizon > longest then longest = horizon else redis.call('SET', KEYS[5], longest) end
-local at = now
-local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #last > 0 and tonumber(last[2]) > at then at = tonumber(last[2]) end
-local id = redis.call('INCR', KEYS[4])
-redis.call('ZADD', KEYS[1], at, id)
-redis.call('HSET', KEYS[2], id, tokens)
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - longest)
-if #old > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
-  redis.call('HDEL', KEYS[2], unpack(old))
-end
-local over = redis.call('ZCARD', KEYS[1]) - cap
-if over > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, over - 1)
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
-  redis.call('HDEL', KEYS[2], unpack(oldest))
-end
-local ttl = math.ceil(longest / 1000) + 60000
-for k = 1, 5 do redis.call('PEXPIRE', KEYS[k], ttl) end
-if conc > 0 then
-  redis.call('ZADD', KEYS[6], now + lease, id)
-  redis.call('PEXPIRE', KEYS[6], math.ceil(lease / 1000) + 60000)
-end
+local id = record(s, 1, now, tokens)
+if s.conc > 0 then lease(s, id, id) end
 return {1, id}
 ";
 
@@ -166,7 +213,7 @@ impl RedisWindows {
         let inner = Arc::new(Inner {
             conn: Mutex::new(conn),
             prefix: prefix.to_string(),
-            admit: ::redis::Script::new(ADMIT),
+            admit: ::redis::Script::new(&format!("{COMMON}{ADMIT}")),
             lease,
             held: Mutex::new(HashMap::new()),
         });
@@ -234,6 +281,16 @@ impl Inner {
         ]
     }
 
+    /// A call of `script` on the key's data at `now`, for the script's own arguments to follow.
+    fn call<'a>(&self, script: &'a ::redis::Script, keys: &[String; 6], now: SystemTime) -> ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        for k in keys {
+            call.key(k);
+        }
+        call.arg(micros(now));
+        call
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, ::redis::Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -263,6 +320,32 @@ impl Inner {
     }
 }
 
+/// Adds the spec's arguments to a script's call, in the order `read_spec` of [`COMMON`] reads them.
+fn push_spec(call: &mut ScriptInvocation<'_>, spec: &LimitSpec, lease: Duration) {
+    for windows in [&spec.windows, &spec.token_windows] {
+        call.arg(windows.len());
+        for w in windows {
+            call.arg(w.limit).arg(span_us(w.per, spec));
+        }
+    }
+    call.arg(i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX)).arg(crate::HISTORY_CAP);
+    call.arg(spec.concurrency.unwrap_or(0)).arg(us(lease)).arg(us(LEASE_POLL));
+}
+
+/// The limit a script's wait names (`kind` and `index` as [`COMMON`] tells); `None` if the spec has no such
+/// limit.
+fn wait_reason(spec: &LimitSpec, kind: i64, index: i64) -> Option<WaitReason> {
+    let window = |list: &[crate::Window]| {
+        usize::try_from(index).ok().and_then(|i| i.checked_sub(1)).and_then(|i| list.get(i)).copied()
+    };
+    Some(match kind {
+        0 => WaitReason::Server { daily: index == 1 },
+        1 => WaitReason::Requests(window(&spec.windows)?),
+        3 => WaitReason::Concurrency(u32::try_from(index).ok()?),
+        _ => WaitReason::Tokens(window(&spec.token_windows)?),
+    })
+}
+
 impl WindowStore for RedisWindows {
     fn admit(
         &self,
@@ -273,20 +356,9 @@ impl WindowStore for RedisWindows {
     ) -> Result<StoreAdmission, LimitError> {
         let inner = &*self.inner;
         let keys = inner.keys(key);
-        let mut call = inner.admit.prepare_invoke();
-        for k in &keys {
-            call.key(k);
-        }
-        call.arg(micros(now)).arg(tokens).arg(spec.windows.len());
-        for w in &spec.windows {
-            call.arg(w.limit).arg(span_us(w.per, spec));
-        }
-        call.arg(spec.token_windows.len());
-        for w in &spec.token_windows {
-            call.arg(w.limit).arg(span_us(w.per, spec));
-        }
-        call.arg(i64::try_from(crate::HISTORY_SPAN.as_micros()).unwrap_or(i64::MAX)).arg(crate::HISTORY_CAP);
-        call.arg(spec.concurrency.unwrap_or(0)).arg(us(inner.lease)).arg(us(LEASE_POLL));
+        let mut call = inner.call(&inner.admit, &keys, now);
+        call.arg(tokens);
+        push_spec(&mut call, spec, inner.lease);
         let out: Vec<i64> = call.invoke(&mut *inner.conn()).map_err(store_err)?;
         let bad = || LimitError::Store(format!("unexpected answer from the admission script: {out:?}").into());
         match out.as_slice() {
@@ -297,15 +369,7 @@ impl WindowStore for RedisWindows {
                 Ok(StoreAdmission::Admitted { id: *id })
             }
             [0, until, kind, index] => {
-                let window = |list: &[crate::Window]| {
-                    usize::try_from(*index).ok().and_then(|i| i.checked_sub(1)).and_then(|i| list.get(i)).copied()
-                };
-                let reason = match kind {
-                    0 => WaitReason::Server { daily: *index == 1 },
-                    1 => WaitReason::Requests(window(&spec.windows).ok_or_else(bad)?),
-                    3 => WaitReason::Concurrency(u32::try_from(*index).map_err(|_| bad())?),
-                    _ => WaitReason::Tokens(window(&spec.token_windows).ok_or_else(bad)?),
-                };
+                let reason = wait_reason(spec, *kind, *index).ok_or_else(bad)?;
                 Ok(StoreAdmission::Wait { until: from_micros(*until), reason })
             }
             _ => Err(bad()),
