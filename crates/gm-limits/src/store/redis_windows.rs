@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use ::redis::ScriptInvocation;
 
-use super::{from_micros, micros, span_us, StoreAdmission, WindowStore, LEASE_POLL};
+use super::{from_micros, micros, span_us, BlockAdmission, BlockWant, StoreAdmission, WindowStore, LEASE_POLL};
 use crate::{LimitError, LimitKey, LimitSpec, WaitReason};
 
 fn store_err(e: ::redis::RedisError) -> LimitError {
@@ -148,11 +148,61 @@ if s.conc > 0 then lease(s, id, id) end
 return {1, id}
 ";
 
+/// A block of admissions and leases ([`WindowStore::admit_block`]): [`COMMON`], then this. ARGV after now:
+/// the requests and the leases wanted and the hold, then the spec. Each kind is granted at most half the room
+/// its tightest limit has left (rounded up), so one process leaves room for the others, and at least one.
+/// Returns `{1, requests, until, lease ids…}` when granted.
+const BLOCK: &str = r"
+local requests, leases, hold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local s = read_spec(5)
+local function half(room) return math.floor((room + 1) / 2) end
+check_block()
+if requests > 0 then
+  for w, win in ipairs(s.req) do
+    local room = win.limit - redis.call('ZCOUNT', KEYS[1], string.format('(%d', now - win.span), '+inf')
+    if room > 0 then
+      requests = math.min(requests, half(room))
+    else
+      -- (A window that allows none has no such admission.)
+      local at = nth(win.limit, win.span)
+      later(at and at + win.span or now + 1, 1, w)
+    end
+  end
+  -- Handed out later, the admissions reserve no tokens: a token budget holds them only when already spent.
+  check_tokens(s, 0)
+  -- The history keeps s.cap admissions: a larger grant would not all count.
+  requests = math.min(requests, s.cap)
+end
+if s.conc == 0 then leases = 0 end
+if leases > 0 then
+  local room = s.conc - open_leases()
+  if room > 0 then leases = math.min(leases, half(room)) else later(now + s.poll, 3, s.conc) end
+end
+if wait_until then return {0, wait_until, kind, index} end
+-- Recorded as made at the end of the hold, the admissions count in every window at least as long as any
+-- request they admit.
+local out = {1, requests, now + hold}
+if requests > 0 then record(s, requests, now + hold, 0) end
+if leases > 0 then
+  -- Lease ids come from the admissions' sequence, so they never meet each other nor an admission's id; the
+  -- sequence lasts as long as an admission's record would (never less than it already does).
+  local top = redis.call('INCRBY', KEYS[4], leases)
+  lease(s, top - leases + 1, top)
+  for id = top - leases + 1, top do out[#out + 1] = id end
+  local keep = s.longest
+  if s.floor > keep then keep = s.floor end
+  keep = math.ceil(keep / 1000) + 60000
+  if redis.call('PTTL', KEYS[4]) < keep then redis.call('PEXPIRE', KEYS[4], keep) end
+end
+return out
+";
+
 /// Request windows, token budgets and concurrency caps in Redis, shared by every process on every machine
 /// that uses the same server and prefix.
 ///
 /// Admission is one Lua script, which Redis runs atomically: it reads the key's recent admissions, checks
-/// every window and records the admission. A key's data sits under `{prefix}:{key}:…` (the braces keep a
+/// every window and records the admission; so is a block of admissions and leases for a process to hand out
+/// itself ([`WindowStore::admit_block`]). A key's data sits under `{prefix}:{key}:…` (the braces keep a
 /// key's entries in one Redis Cluster slot) and expires once no window counts it any more. Times are the
 /// clients' wall clocks in microseconds, so the machines' clocks should agree (NTP keeps them within a few
 /// milliseconds, well inside the default margin for windows of a minute or longer).
@@ -160,7 +210,8 @@ return {1, id}
 /// A concurrency cap is shared too: each request in flight holds a lease in Redis that lapses after
 /// [`RedisWindows::lease`] ([`REDIS_LEASE`] unless set with [`RedisWindows::open_with_lease`]). A thread of
 /// the store renews the leases it holds every third of that, so a lease outlives its request only when
-/// the process holding it dies (or cannot reach Redis): then the slot frees within one lease.
+/// the process holding it dies (or cannot reach Redis): then the slot frees within one lease. The leases of
+/// a block are renewed the same way until released.
 pub struct RedisWindows {
     inner: Arc<Inner>,
     renewer: Option<std::thread::JoinHandle<()>>,
@@ -170,6 +221,7 @@ struct Inner {
     conn: Mutex<::redis::Connection>,
     prefix: String,
     admit: ::redis::Script,
+    block: ::redis::Script,
     lease: Duration,
     /// The leases this store holds, by the Redis key of their set.
     held: Mutex<HashMap<String, HashSet<i64>>>,
@@ -214,6 +266,7 @@ impl RedisWindows {
             conn: Mutex::new(conn),
             prefix: prefix.to_string(),
             admit: ::redis::Script::new(&format!("{COMMON}{ADMIT}")),
+            block: ::redis::Script::new(&format!("{COMMON}{BLOCK}")),
             lease,
             held: Mutex::new(HashMap::new()),
         });
@@ -371,6 +424,37 @@ impl WindowStore for RedisWindows {
             [0, until, kind, index] => {
                 let reason = wait_reason(spec, *kind, *index).ok_or_else(bad)?;
                 Ok(StoreAdmission::Wait { until: from_micros(*until), reason })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn admit_block(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        want: BlockWant,
+        now: SystemTime,
+    ) -> Result<BlockAdmission, LimitError> {
+        let inner = &*self.inner;
+        let keys = inner.keys(key);
+        let mut call = inner.call(&inner.block, &keys, now);
+        call.arg(want.requests).arg(want.leases).arg(us(want.hold));
+        push_spec(&mut call, spec, inner.lease);
+        let out: Vec<i64> = call.invoke(&mut *inner.conn()).map_err(store_err)?;
+        let bad = || LimitError::Store(format!("unexpected answer from the block script: {out:?}").into());
+        match out.as_slice() {
+            [1, requests, until, leases @ ..] => {
+                let requests = u32::try_from(*requests).map_err(|_| bad())?;
+                if !leases.is_empty() {
+                    // Renewed with the store's other leases until released.
+                    inner.held().entry(keys[5].clone()).or_default().extend(leases);
+                }
+                Ok(BlockAdmission::Granted { requests, until: from_micros(*until), leases: leases.to_vec() })
+            }
+            [0, until, kind, index] => {
+                let reason = wait_reason(spec, *kind, *index).ok_or_else(bad)?;
+                Ok(BlockAdmission::Wait { until: from_micros(*until), reason })
             }
             _ => Err(bad()),
         }
