@@ -195,6 +195,17 @@ fn granted(answer: BlockAdmission) -> (u32, SystemTime, Vec<i64>) {
     }
 }
 
+/// A fixed sequence of numbers from `seed` (xorshift), each below the bound it is asked for.
+fn numbers(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |below| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    }
+}
+
 /// The most requests granted within any half-open interval of length `per`, by the instants given.
 fn most_granted_within(grants: &[(SystemTime, u32)], per: Duration) -> u32 {
     let within = |a: SystemTime| grants.iter().filter(|&&(b, _)| b >= a && b < a + per).map(|&(_, n)| n).sum();
@@ -491,13 +502,7 @@ fn blocks_in_redis_are_those_of_the_state_file() {
     let spec = LimitSpec::parse("40/1s,150/10s,tpm=12000,concurrency=8,margin=0s").unwrap();
     // Ids of the same admission or lease in each store.
     let (mut held, mut admitted): (Vec<[i64; 2]>, Vec<[i64; 2]>) = (Vec::new(), Vec::new());
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
-    };
+    let mut next = numbers(0x2545_f491_4f6c_dd1d);
     let mut now = stores::start();
     // Blocks granted, and waits for the server, a request window, the token budget, the cap.
     let (mut blocks, mut waits) = (0, [0; 4]);
@@ -565,5 +570,46 @@ fn blocks_in_redis_are_those_of_the_state_file() {
     for per in [1, 10, 60].map(Duration::from_secs) {
         let [r, s] = [0, 1].map(|k| stores[k].count(&key(), per, now).unwrap());
         assert_eq!(r, s, "{per:?}");
+    }
+}
+
+/// A limiter on Redis takes a steady stream's admissions and leases a block at a time.
+#[test]
+fn a_steady_stream_takes_redis_a_block_at_a_time() {
+    let Some(server) = RedisServer::start() else { return };
+    stores::a_steady_stream_takes_the_store_a_block_at_a_time(|| {
+        Arc::new(RedisWindows::open(&server.url(), "test").unwrap())
+    });
+}
+
+/// Three limiters taking blocks from one Redis server never let more requests through a window, nor more into
+/// flight, than the limits allow: the check the state file's store runs under proptest, here on a fixed
+/// sequence of 3,000 admissions and ends for each spec.
+#[test]
+fn blocks_from_three_limiters_keep_every_window_and_the_cap() {
+    let specs = [
+        "256/200ms,concurrency=32,margin=0s",
+        "64/60ms,600/1s,margin=0s",
+        "concurrency=48",
+        "96/100ms,600/1s,concurrency=64,margin=0s",
+        "128/80ms,margin=0s",
+    ];
+    for (seed, spec) in (1..).map(|i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).zip(specs) {
+        let Some(server) = RedisServer::start() else { return };
+        let mut next = numbers(seed);
+        let steps: Vec<stores::Step> = (0..3_000)
+            .map(|_| {
+                let limiter = usize::try_from(next(3)).unwrap();
+                // Mostly admissions close together, some ends, now and then a pause.
+                match next(73) {
+                    0..=39 => stores::Step::Admit { gap_us: next(500), limiter },
+                    40 => stores::Step::Admit { gap_us: next(300_000), limiter },
+                    41..=64 => stores::Step::End { limiter },
+                    _ => stores::Step::EndNewest { limiter },
+                }
+            })
+            .collect();
+        let open = || Arc::new(quiet(&server)) as Arc<dyn WindowStore>;
+        stores::blocks_keep_every_window_and_the_cap(open, spec, &steps);
     }
 }
