@@ -582,6 +582,15 @@ fn a_steady_stream_takes_redis_a_block_at_a_time() {
     });
 }
 
+/// A burst shorter than a hold takes no block from Redis either.
+#[test]
+fn a_short_burst_is_admitted_one_request_at_a_time() {
+    let Some(server) = RedisServer::start() else { return };
+    stores::a_short_burst_is_admitted_one_request_at_a_time(|| {
+        Arc::new(RedisWindows::open(&server.url(), "test").unwrap())
+    });
+}
+
 /// Three limiters taking blocks from one Redis server never let more requests through a window, nor more into
 /// flight, than the limits allow: the check the state file's store runs under proptest, here on a fixed
 /// sequence of 3,000 admissions and ends for each spec.
