@@ -109,7 +109,11 @@ pub(crate) struct KeyShared {
 impl Drop for KeyShared {
     fn drop(&mut self) {
         if let Some(link) = &self.store {
-            for id in self.pool.drain_leases() {
+            let (unused, leases) = self.pool.drain();
+            if let Some(ids) = unused {
+                let _ = link.store.give_back(&self.key, ids);
+            }
+            for id in leases {
                 let _ = link.store.release(&self.key, id);
             }
         }
@@ -278,7 +282,9 @@ impl Limiter {
         let e = self.entry(key);
         let mut st = e.lock();
         if st.spec != spec {
-            e.pool.end_block();
+            if let (Some(ids), Some(link)) = (e.pool.end_block(), &e.store) {
+                let _ = link.store.give_back(key, ids);
+            }
             st.reconfigure(spec);
             wake_front(&st);
         }
@@ -337,7 +343,9 @@ impl Limiter {
             if let Some(link) = &e.store {
                 // The local block holds even if the store cannot record it for the other processes.
                 let _ = link.store.block(key, link.wall(until), seen.daily);
-                e.pool.end_block();
+                if let Some(ids) = e.pool.end_block() {
+                    let _ = link.store.give_back(key, ids);
+                }
             }
         }
         if let Some(r) = seen.remaining_requests {

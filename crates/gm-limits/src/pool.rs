@@ -12,8 +12,10 @@
 //!   recorded no earlier than the last moment one may be handed out, so every window counts each of them at
 //!   least as long as it counts the request it admits. A block is at most half the room the tightest window
 //!   has left, and at most `1/BLOCK_SHARE` of its limit, so small limits (GitHub's tiers) are admitted one
-//!   request at a time as before. Admissions a block did not hand out before its hold ended count in the
-//!   windows all the same: they make the windows stricter, never looser. The block's size follows the
+//!   request at a time as before. Admissions a block did not hand out before its hold ended, or before the
+//!   block was ended (new limits, a 429, the limiter dropped), are given back to the store
+//!   ([`WindowStore::give_back`](crate::WindowStore::give_back)), and count until then: a store that cannot
+//!   take them back keeps them, which only makes the windows stricter. The block's size follows the
 //!   request rate measured over the last hold or more (what it hands out in three quarters of a hold), so at a
 //!   steady rate each block runs out before its hold ends and none is left unused, and a short burst takes
 //!   none: admissions are taken one at a time until a rate of more than one per hold has been measured.
@@ -90,6 +92,9 @@ struct PoolState {
     credits: u32,
     /// The last instant they may be handed out.
     credits_until: Option<Instant>,
+    /// The current block's admissions: the first one's id and how many; the ones not handed out are its last.
+    block_first: i64,
+    block_granted: u32,
     /// How many admissions the next block asks for.
     block: u32,
     /// The rate's measure: admissions handed out since `period_start`.
@@ -104,6 +109,16 @@ struct PoolState {
 }
 
 impl PoolState {
+    /// Forgets the block's admissions not handed out, and says which they are, to give back to the store.
+    fn forget_credits(&mut self) -> Option<std::ops::RangeInclusive<i64>> {
+        let left = std::mem::take(&mut self.credits);
+        self.credits_until = None;
+        (left > 0).then(|| {
+            let end = self.block_first + i64::from(self.block_granted) - 1;
+            end - i64::from(left) + 1..=end
+        })
+    }
+
     /// Sizes the next block by the rate measured over the last hold or more: what that rate hands out in three
     /// quarters of a hold, so at a steady rate a block runs out (and the next is taken) before its hold ends
     /// unless the rate falls by a quarter. Until a whole hold has been measured the size stays as it was
@@ -145,10 +160,15 @@ impl Pool {
         now: Instant,
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
         let mut stale = Vec::new();
-        let out = self.take_keeping(link, key, spec, blocks, now, &mut stale);
+        let mut unused = None;
+        let out = self.take_keeping(link, key, spec, blocks, now, &mut stale, &mut unused);
         for id in stale {
             // A lease that cannot be ended here lapses in the store on its own.
             let _ = link.store.release(key, id);
+        }
+        if let Some(ids) = unused {
+            // Admissions that cannot be given back count until they leave the windows.
+            let _ = link.store.give_back(key, ids);
         }
         out
     }
@@ -161,13 +181,14 @@ impl Pool {
         blocks: Blocks,
         now: Instant,
         stale: &mut Vec<i64>,
+        unused: &mut Option<std::ops::RangeInclusive<i64>>,
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
         let mut p = self.lock();
         p.spare = blocks.spare;
         if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
-            // The block's hold ended with admissions left: they still count in the store, and the next block is
+            // The block's hold ended with admissions left: they go back to the store, and the next block is
             // sized by the rate (below).
-            p.credits = 0;
+            *unused = p.forget_credits();
         }
         // Leases kept too long go back to the store, which counts them until they lapse.
         while p.idle.first().is_some_and(|l| now.saturating_duration_since(l.taken) > IDLE_LEASE_FOR) {
@@ -189,9 +210,11 @@ impl Pool {
             };
             let wall = link.wall(now);
             match link.store.admit_block(key, spec, want, wall) {
-                Ok(BlockAdmission::Granted { requests, until, leases }) => {
+                Ok(BlockAdmission::Granted { requests, first, until, leases }) => {
                     if need_requests {
                         p.credits = requests;
+                        p.block_first = first;
+                        p.block_granted = requests;
                         p.credits_until = Some(link.instant(now, wall, until));
                     }
                     let epoch = p.epoch;
@@ -238,12 +261,12 @@ impl Pool {
         }
     }
 
-    /// Forgets the block's admissions (the limits changed, or a 429 came): the next request takes a new block.
-    pub(crate) fn end_block(&self) {
+    /// Ends the block (the limits changed, or a 429 came): the next request takes a new block. Returns the
+    /// admissions not handed out, to give back to the store.
+    pub(crate) fn end_block(&self) -> Option<std::ops::RangeInclusive<i64>> {
         let mut p = self.lock();
-        p.credits = 0;
-        p.credits_until = None;
         p.block = 1;
+        p.forget_credits()
     }
 
     /// Forgets everything after the key's reset, which deleted its admissions and leases in the store.
@@ -256,9 +279,11 @@ impl Pool {
         p.epoch += 1;
     }
 
-    /// The leases kept, to be ended in the store.
-    pub(crate) fn drain_leases(&self) -> Vec<i64> {
-        self.lock().idle.drain(..).map(|l| l.id).collect()
+    /// Everything the pool holds, to be given back to the store: the block's admissions not handed out and
+    /// the leases kept.
+    pub(crate) fn drain(&self) -> (Option<std::ops::RangeInclusive<i64>>, Vec<i64>) {
+        let mut p = self.lock();
+        (p.forget_credits(), p.idle.drain(..).map(|l| l.id).collect())
     }
 }
 

@@ -62,6 +62,8 @@ pub enum BlockAdmission {
     Granted {
         /// Request admissions the process may hand out until `until`.
         requests: u32,
+        /// The id of the first admission; a block's admissions have the ids `first .. first + requests`.
+        first: i64,
         /// The last moment the admissions may be handed out (at or before `now + hold`).
         until: SystemTime,
         /// Concurrency leases, by id (for [`WindowStore::release`]).
@@ -115,12 +117,14 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
     /// again: at least one of each kind asked for, or a wait. The admissions are recorded as made at
     /// `until` (`now + want.hold`), no earlier than any request they admit, so every window counts them at
     /// least as long as it would count the requests; the windows are checked at `now`, which counts every
-    /// admission that may still fall inside them. Admissions a process never hands out count all the same
-    /// (they only make the windows stricter), and leases it keeps count as requests in flight until
-    /// released.
+    /// admission that may still fall inside them. Admissions a process never hands out count until it gives
+    /// them back (they only make the windows stricter), and leases it keeps count as requests in flight
+    /// until released.
     ///
     /// The default asks [`WindowStore::admit`] for one admission, recorded at `now`, to be handed out at once
     /// (`until` is `now`), with its lease when the key has a concurrency cap.
+    ///
+    /// A process gives back the admissions it did not hand out with [`WindowStore::give_back`].
     fn admit_block(
         &self,
         key: &LimitKey,
@@ -129,7 +133,7 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
         now: SystemTime,
     ) -> Result<BlockAdmission, LimitError> {
         if want.requests == 0 && want.leases == 0 {
-            return Ok(BlockAdmission::Granted { requests: 0, until: now, leases: Vec::new() });
+            return Ok(BlockAdmission::Granted { requests: 0, first: 0, until: now, leases: Vec::new() });
         }
         Ok(match self.admit(key, spec, 0, now)? {
             StoreAdmission::Admitted { id } => {
@@ -141,10 +145,19 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
                         self.release(key, id)?;
                     }
                 }
-                BlockAdmission::Granted { requests: want.requests.min(1), until: now, leases }
+                BlockAdmission::Granted { requests: want.requests.min(1), first: id, until: now, leases }
             }
             StoreAdmission::Wait { until, reason } => BlockAdmission::Wait { until, reason },
         })
+    }
+
+    /// Forgets admissions of a block (`ids`, the last ones of a block granted by
+    /// [`WindowStore::admit_block`]) that the process never handed out and never will, so they stop
+    /// counting. The default keeps them: they count until they leave the windows, which only makes the
+    /// windows stricter.
+    fn give_back(&self, key: &LimitKey, ids: std::ops::RangeInclusive<i64>) -> Result<(), LimitError> {
+        let _ = (key, ids);
+        Ok(())
     }
 }
 
@@ -736,13 +749,18 @@ mod sqlite {
             if let Some((until, reason)) = wait {
                 return Ok(BlockAdmission::Wait { until: from_micros(until), reason });
             }
+            let mut first = 0;
             if requests > 0 {
                 let (mut seq, at) = newest.map_or((0, until), |(seq, latest)| (seq, latest.max(until)));
                 let mut insert = tx
                     .prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens, seq) VALUES (?1, ?2, 0, ?3)")?;
-                for _ in 0..requests {
+                // Inserted in one exclusive transaction, the block's ids follow each other.
+                for i in 0..requests {
                     seq += 1;
                     insert.execute(params![key, at, seq])?;
+                    if i == 0 {
+                        first = tx.last_insert_rowid();
+                    }
                 }
                 Self::forget_old(tx, key, spec, now, seq)?;
             }
@@ -773,7 +791,7 @@ mod sqlite {
                 tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
                     .execute(params![key, now])?;
             }
-            Ok(BlockAdmission::Granted { requests, until: from_micros(until), leases: ids })
+            Ok(BlockAdmission::Granted { requests, first, until: from_micros(until), leases: ids })
         }
     }
 
@@ -819,6 +837,35 @@ mod sqlite {
                 self.give_back(ended);
             }
             out.map_err(store_err)
+        }
+
+        /// Deletes the admissions and numbers the key's later ones again from the first deleted one's place,
+        /// so a key's sequence stays consecutive (a window's check looks an admission up by its place).
+        fn give_back(&self, key: &LimitKey, ids: std::ops::RangeInclusive<i64>) -> Result<(), LimitError> {
+            let mut conn = self.conn();
+            let k = key.to_string();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_err)?;
+            let lowest: Option<i64> = tx
+                .prepare_cached("DELETE FROM limits_admissions WHERE key = ?1 AND id BETWEEN ?2 AND ?3 RETURNING seq")
+                .and_then(|mut st| {
+                    let seqs = st.query_map(params![k, ids.start(), ids.end()], |r| r.get::<_, i64>(0))?;
+                    seqs.collect::<Result<Vec<i64>, _>>()
+                })
+                .map_err(store_err)?
+                .into_iter()
+                .min();
+            if let Some(lowest) = lowest {
+                tx.prepare_cached(
+                    "UPDATE limits_admissions SET seq = numbered.n + ?2 - 1 FROM (
+                         SELECT id, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM limits_admissions
+                         WHERE key = ?1 AND seq > ?2
+                     ) AS numbered
+                     WHERE limits_admissions.id = numbered.id",
+                )
+                .and_then(|mut st| st.execute(params![k, lowest]))
+                .map_err(store_err)?;
+            }
+            tx.commit().map_err(store_err)
         }
 
         fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {

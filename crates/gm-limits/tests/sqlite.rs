@@ -361,3 +361,10 @@ fn a_short_burst_is_admitted_one_request_at_a_time() {
     let file = StateFile::new("limits-blocks-burst");
     stores::a_short_burst_is_admitted_one_request_at_a_time(opener(file.path()));
 }
+
+#[test]
+fn giving_back_a_blocks_unused_admissions_frees_their_places() {
+    let file = StateFile::new("limits-blocks-give-back");
+    let path = file.to_path_buf();
+    stores::giving_back_a_blocks_unused_admissions_frees_their_places(move || SqliteWindows::open(&path).unwrap());
+}

@@ -151,7 +151,7 @@ return {1, id}
 /// A block of admissions and leases ([`WindowStore::admit_block`]): [`COMMON`], then this. ARGV after now:
 /// the requests and the leases wanted and the hold, then the spec. Each kind is granted at most half the room
 /// its tightest limit has left (rounded up), so one process leaves room for the others, and at least one.
-/// Returns `{1, requests, until, lease ids…}` when granted.
+/// Returns `{1, requests, until, first admission's id, lease ids…}` when granted.
 const BLOCK: &str = r"
 local requests, leases, hold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local s = read_spec(5)
@@ -181,8 +181,8 @@ end
 if wait_until then return {0, wait_until, kind, index} end
 -- Recorded as made at the end of the hold, the admissions count in every window at least as long as any
 -- request they admit.
-local out = {1, requests, now + hold}
-if requests > 0 then record(s, requests, now + hold, 0) end
+local out = {1, requests, now + hold, 0}
+if requests > 0 then out[4] = record(s, requests, now + hold, 0) - requests + 1 end
 if leases > 0 then
   -- Lease ids come from the admissions' sequence, so they never meet each other nor an admission's id; the
   -- sequence lasts as long as an admission's record would (never less than it already does).
@@ -444,13 +444,18 @@ impl WindowStore for RedisWindows {
         let out: Vec<i64> = call.invoke(&mut *inner.conn()).map_err(store_err)?;
         let bad = || LimitError::Store(format!("unexpected answer from the block script: {out:?}").into());
         match out.as_slice() {
-            [1, requests, until, leases @ ..] => {
+            [1, requests, until, first, leases @ ..] => {
                 let requests = u32::try_from(*requests).map_err(|_| bad())?;
                 if !leases.is_empty() {
                     // Renewed with the store's other leases until released.
                     inner.held().entry(keys[5].clone()).or_default().extend(leases);
                 }
-                Ok(BlockAdmission::Granted { requests, until: from_micros(*until), leases: leases.to_vec() })
+                Ok(BlockAdmission::Granted {
+                    requests,
+                    first: *first,
+                    until: from_micros(*until),
+                    leases: leases.to_vec(),
+                })
             }
             [0, until, kind, index] => {
                 let reason = wait_reason(spec, *kind, *index).ok_or_else(bad)?;
@@ -458,6 +463,26 @@ impl WindowStore for RedisWindows {
             }
             _ => Err(bad()),
         }
+    }
+
+    fn give_back(&self, key: &LimitKey, ids: std::ops::RangeInclusive<i64>) -> Result<(), LimitError> {
+        let [admissions, tokens, ..] = self.inner.keys(key);
+        let ids: Vec<i64> = ids.collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ::redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(&admissions)
+            .arg(&ids)
+            .ignore()
+            .cmd("HDEL")
+            .arg(&tokens)
+            .arg(&ids)
+            .ignore()
+            .query::<()>(&mut *self.inner.conn())
+            .map_err(store_err)
     }
 
     fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {

@@ -193,12 +193,16 @@ impl WindowStore for Counting {
         self.released.fetch_add(1, Ordering::SeqCst);
         self.inner.release(key, id)
     }
+    fn give_back(&self, key: &LimitKey, ids: std::ops::RangeInclusive<i64>) -> Result<(), gm_limits::LimitError> {
+        self.inner.give_back(key, ids)
+    }
 }
 
 /// A steady 2,000 requests a second for one second under the gateway benchmark's limits
 /// (`1000000/1m,concurrency=1000`), each ending at once: the limiter takes admissions and leases from the
-/// store a block at a time, so once it has measured the rate it asks the store a few times in 1,000, ends no lease in the
-/// store while it runs, and the store records every admission it handed out (and at most one block more).
+/// store a block at a time, so once it has measured the rate it asks the store a few times in 1,000, ends no
+/// lease in the store while it runs, and the store records every admission it handed out (and at most one
+/// block more, given back when the limiter is dropped).
 pub fn a_steady_stream_takes_the_store_a_block_at_a_time(open: impl Fn() -> Arc<dyn WindowStore>) {
     let clock = ManualClock::new();
     let store = Counting::new(open());
@@ -218,11 +222,13 @@ pub fn a_steady_stream_takes_the_store_a_block_at_a_time(open: impl Fn() -> Arc<
     let asked = store.asked.load(Ordering::SeqCst) - asked_at_half;
     assert!(asked <= 20, "asked the store {asked} times for the second 1,000 admissions");
     assert_eq!(store.released.load(Ordering::SeqCst), 0, "a lease was ended in the store");
-    let recorded = open().count(&k, Duration::from_secs(3600), SystemTime::now() + Duration::from_secs(60)).unwrap();
+    let counted = || open().count(&k, Duration::from_secs(3600), SystemTime::now() + Duration::from_secs(60)).unwrap();
+    let recorded = counted();
     assert!((2000..=2000 + 100).contains(&recorded), "{recorded} admissions recorded for 2,000");
-    // Dropping the limiter gives the leases it kept back to the store.
+    // Dropping the limiter gives the store back the leases it kept and the admissions it did not hand out.
     drop(limiter);
     assert!(store.released.load(Ordering::SeqCst) >= 1);
+    assert_eq!(counted(), 2000);
 }
 
 /// What one step of [`blocks_keep_every_window_and_the_cap`] does.
@@ -298,4 +304,27 @@ pub fn a_short_burst_is_admitted_one_request_at_a_time(open: impl Fn() -> Arc<dy
     let counted = open().count(&key(), Duration::from_secs(60), SystemTime::now() + Duration::from_secs(1)).unwrap();
     assert_eq!(counted, 10);
     drop(permits);
+}
+
+/// A block of 8 under `64/1m` of which 4 are handed out, 3 single admissions by another connection after it,
+/// then the block's last 4 given back: the store counts 7, and lets exactly 57 more through the minute (the
+/// state file numbers a key's admissions to find the N-th most recent: giving back must keep the numbers
+/// consecutive).
+pub fn giving_back_a_blocks_unused_admissions_frees_their_places<S: WindowStore>(open: impl Fn() -> S) {
+    let (a, b) = (open(), open());
+    let spec = LimitSpec::parse("64/1m,margin=0s").unwrap();
+    let t = start();
+    let want = gm_limits::BlockWant { requests: 8, leases: 0, hold: Duration::from_millis(50) };
+    let gm_limits::BlockAdmission::Granted { requests: 8, first, .. } = a.admit_block(&key(), &spec, want, t).unwrap()
+    else {
+        panic!("no block of 8")
+    };
+    for _ in 0..3 {
+        assert!(matches!(b.admit(&key(), &spec, 0, t).unwrap(), StoreAdmission::Admitted { .. }));
+    }
+    a.give_back(&key(), first + 4..=first + 7).unwrap();
+    assert_eq!(b.count(&key(), Duration::from_secs(60), t).unwrap(), 7);
+    let more =
+        (0..100).take_while(|_| matches!(b.admit(&key(), &spec, 0, t).unwrap(), StoreAdmission::Admitted { .. }));
+    assert_eq!(more.count(), 57);
 }
