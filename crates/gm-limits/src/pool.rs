@@ -80,6 +80,15 @@ impl Blocks {
     }
 }
 
+/// What a pool gives back to the store once its lock is let go.
+#[derive(Debug, Default)]
+struct Leftovers {
+    /// Leases kept too long.
+    leases: Vec<i64>,
+    /// A block's admissions not handed out in time.
+    admissions: Option<std::ops::RangeInclusive<i64>>,
+}
+
 /// A key's admissions and leases taken from the store and not yet handed out.
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -159,14 +168,13 @@ impl Pool {
         blocks: Blocks,
         now: Instant,
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
-        let mut stale = Vec::new();
-        let mut unused = None;
-        let out = self.take_keeping(link, key, spec, blocks, now, &mut stale, &mut unused);
-        for id in stale {
+        let mut back = Leftovers::default();
+        let out = self.take_keeping(link, key, spec, blocks, now, &mut back);
+        for id in back.leases {
             // A lease that cannot be ended here lapses in the store on its own.
             let _ = link.store.release(key, id);
         }
-        if let Some(ids) = unused {
+        if let Some(ids) = back.admissions {
             // Admissions that cannot be given back count until they leave the windows.
             let _ = link.store.give_back(key, ids);
         }
@@ -180,19 +188,18 @@ impl Pool {
         spec: &LimitSpec,
         blocks: Blocks,
         now: Instant,
-        stale: &mut Vec<i64>,
-        unused: &mut Option<std::ops::RangeInclusive<i64>>,
+        back: &mut Leftovers,
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
         let mut p = self.lock();
         p.spare = blocks.spare;
         if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
             // The block's hold ended with admissions left: they go back to the store, and the next block is
             // sized by the rate (below).
-            *unused = p.forget_credits();
+            back.admissions = p.forget_credits();
         }
         // Leases kept too long go back to the store, which counts them until they lapse.
         while p.idle.first().is_some_and(|l| now.saturating_duration_since(l.taken) > IDLE_LEASE_FOR) {
-            stale.push(p.idle.remove(0).id);
+            back.leases.push(p.idle.remove(0).id);
         }
         let need_requests = !spec.windows.is_empty() && p.credits == 0;
         let cap = spec.concurrency;
