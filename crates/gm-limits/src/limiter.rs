@@ -192,6 +192,32 @@ struct Inner {
     clock: Arc<dyn Clock>,
     shards: Box<[Shard]>,
     store: Option<StoreLink>,
+    /// The thread that gives back what the keys' pools no longer use (with a store), woken when the limiter
+    /// is dropped so that it ends.
+    sweeper: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(t) = self.sweeper.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl Inner {
+    /// Every key's pool gives back what it no longer uses (see [`crate::pool`]).
+    fn sweep(&self) {
+        let Some(link) = &self.store else { return };
+        let now = self.clock.now();
+        let mut entries: Vec<Arc<KeyShared>> = Vec::new();
+        for shard in self.shards.iter() {
+            entries.extend(shard.read().unwrap_or_else(PoisonError::into_inner).values().flatten().cloned());
+        }
+        for e in entries {
+            e.pool.sweep(link, &e.key, now);
+        }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -217,16 +243,31 @@ impl Limiter {
     /// tests); [`Limiter::try_acquire`] takes `now` and works with any clock.
     pub fn with_clock(config: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
         let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect();
-        Self { inner: Arc::new(Inner { config, clock, shards, store: None }) }
+        Self { inner: Arc::new(Inner { config, clock, shards, store: None, sweeper: std::sync::OnceLock::new() }) }
     }
 
     /// A limiter whose request windows and token budgets are also counted in `store`, shared with other
     /// processes (see [`WindowStore`]). The store's time is the wall clock, read once here and followed by
     /// `clock` from then on.
+    ///
+    /// Keys whose limits leave room for it take admissions and leases from the store in blocks
+    /// ([`crate::pool`]); a thread of the limiter's own gives back, every [`crate::pool::SWEEP_EVERY`], what
+    /// they no longer use, and ends when the limiter is dropped.
     pub fn with_store(config: LimitsConfig, clock: Arc<dyn Clock>, store: Arc<dyn WindowStore>) -> Self {
         let anchor = (clock.now(), std::time::SystemTime::now());
         let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect();
-        Self { inner: Arc::new(Inner { config, clock, shards, store: Some(StoreLink::new(store, anchor)) }) }
+        let store = Some(StoreLink::new(store, anchor));
+        let inner = Arc::new(Inner { config, clock, shards, store, sweeper: std::sync::OnceLock::new() });
+        let weak = Arc::downgrade(&inner);
+        // Without the thread (none could be started), what the pools hold goes back when it is next used.
+        if let Ok(t) = std::thread::Builder::new().name("gm-limits-sweep".into()).spawn(move || loop {
+            std::thread::park_timeout(crate::pool::SWEEP_EVERY);
+            let Some(inner) = weak.upgrade() else { return };
+            inner.sweep();
+        }) {
+            let _ = inner.sweeper.set(t.thread().clone());
+        }
+        Self { inner }
     }
 
     /// The configuration the limiter was made with.
@@ -355,6 +396,13 @@ impl Limiter {
             st.correct_tokens(r, seen.limit_tokens, now);
         }
         seen
+    }
+
+    /// Gives back to the shared store what the keys no longer use of what they took in blocks: admissions
+    /// whose hold has ended and leases kept too long or by a quiet key (see [`crate::pool`]). The limiter's
+    /// own thread does this every [`crate::pool::SWEEP_EVERY`]; without a store there is nothing to do.
+    pub fn sweep(&self) {
+        self.inner.sweep();
     }
 
     /// Where every key stands, at the clock's now.

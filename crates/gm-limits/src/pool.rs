@@ -12,8 +12,9 @@
 //!   recorded no earlier than the last moment one may be handed out, so every window counts each of them at
 //!   least as long as it counts the request it admits. A block is at most half the room the tightest window
 //!   has left, and at most `1/BLOCK_SHARE` of its limit, so small limits (GitHub's tiers) are admitted one
-//!   request at a time as before. Admissions a block did not hand out before its hold ended, or before the
-//!   block was ended (new limits, a 429, the limiter dropped), are given back to the store
+//!   request at a time as before. Admissions a block did not hand out before its hold ended (within
+//!   [`SWEEP_EVERY`] of its end), or before the block was ended (new limits, a 429, the limiter dropped), are
+//!   given back to the store
 //!   ([`WindowStore::give_back`](crate::WindowStore::give_back)), and count until then: a store that cannot
 //!   take them back keeps them, which only makes the windows stricter. The block's size follows the
 //!   request rate measured over the last hold or more (what it hands out in three quarters of a hold), so at a
@@ -21,9 +22,9 @@
 //!   none: admissions are taken one at a time until a rate of more than one per hold has been measured.
 //! - **The concurrency cap stays exact.** A lease kept for later still counts in the store as a request in
 //!   flight, so other processes see the cap as stricter by the leases a process keeps, at most
-//!   `cap / LEASE_SHARE`. A lease goes back to the store at the key's first admission after it has been held
-//!   for [`IDLE_LEASE_FOR`] since the store granted it, and when the key's limiter is dropped. Caps under
-//!   `LEASE_SHARE` keep no lease.
+//!   `cap / LEASE_SHARE`. A lease goes back to the store once it has been held for [`IDLE_LEASE_FOR`] since
+//!   the store granted it, once its key has had no admission for [`QUIET_FOR`], and when the key's limiter
+//!   is dropped. Caps under `LEASE_SHARE` keep no lease.
 //! - **Token budgets** need each request's tokens in the store, so a key with one is admitted one request at a
 //!   time, as before.
 //! - A 429 another process recorded in the store reaches this one's next block (within [`HOLD`]); this
@@ -50,6 +51,12 @@ const LEASE_SHARE: u32 = 16;
 
 /// How long a lease is kept for later before it is given back to the store.
 pub const IDLE_LEASE_FOR: Duration = Duration::from_secs(30);
+
+/// A key with no admission for this long gives every lease it keeps back to the store.
+pub const QUIET_FOR: Duration = Duration::from_secs(1);
+
+/// How often a limiter's sweeping thread gives back what its keys no longer use ([`Pool::sweep`]).
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// How a spec is admitted against a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +120,8 @@ struct PoolState {
     idle: Vec<Lease>,
     /// How many leases may be kept (from the spec last admitted under).
     spare: u32,
+    /// The last admission handed out.
+    last_take: Option<Instant>,
     /// The key's resets so far.
     epoch: u64,
 }
@@ -192,6 +201,7 @@ impl Pool {
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
         let mut p = self.lock();
         p.spare = blocks.spare;
+        p.last_take = Some(now);
         if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
             // The block's hold ended with admissions left: they go back to the store, and the next block is
             // sized by the rate (below).
@@ -284,6 +294,33 @@ impl Pool {
         p.block = 1;
         p.idle.clear();
         p.epoch += 1;
+    }
+
+    /// Gives back to the store what the pool holds and no longer uses: a block's admissions once its hold
+    /// has ended, leases kept for [`IDLE_LEASE_FOR`], and every lease once the key has been quiet for
+    /// [`QUIET_FOR`]. A limiter's sweeping thread calls this every [`SWEEP_EVERY`], so a process that stops
+    /// sending leaves nothing held for long.
+    pub(crate) fn sweep(&self, link: &StoreLink, key: &LimitKey, now: Instant) {
+        let back = {
+            let mut p = self.lock();
+            let mut back = Leftovers::default();
+            if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
+                back.admissions = p.forget_credits();
+            }
+            let quiet = p.last_take.is_none_or(|t| now.saturating_duration_since(t) >= QUIET_FOR);
+            let leases = std::mem::take(&mut p.idle);
+            let (keep, old): (Vec<Lease>, Vec<Lease>) =
+                leases.into_iter().partition(|l| !quiet && now.saturating_duration_since(l.taken) <= IDLE_LEASE_FOR);
+            p.idle = keep;
+            back.leases = old.into_iter().map(|l| l.id).collect();
+            back
+        };
+        for id in back.leases {
+            let _ = link.store.release(key, id);
+        }
+        if let Some(ids) = back.admissions {
+            let _ = link.store.give_back(key, ids);
+        }
     }
 
     /// Everything the pool holds, to be given back to the store: the block's admissions not handed out and

@@ -594,6 +594,12 @@ fn giving_back_a_blocks_unused_admissions_frees_their_places() {
     });
 }
 
+#[test]
+fn a_quiet_limiter_gives_back_what_it_holds() {
+    let Some(server) = RedisServer::start() else { return };
+    stores::a_quiet_limiter_gives_back_what_it_holds(|| Arc::new(RedisWindows::open(&server.url(), "test").unwrap()));
+}
+
 /// A burst shorter than a hold takes no block from Redis either.
 #[test]
 fn a_short_burst_is_admitted_one_request_at_a_time() {

@@ -368,3 +368,9 @@ fn giving_back_a_blocks_unused_admissions_frees_their_places() {
     let path = file.to_path_buf();
     stores::giving_back_a_blocks_unused_admissions_frees_their_places(move || SqliteWindows::open(&path).unwrap());
 }
+
+#[test]
+fn a_quiet_limiter_gives_back_what_it_holds() {
+    let file = StateFile::new("limits-blocks-quiet");
+    stores::a_quiet_limiter_gives_back_what_it_holds(opener(file.path()));
+}

@@ -328,3 +328,25 @@ pub fn giving_back_a_blocks_unused_admissions_frees_their_places<S: WindowStore>
         (0..100).take_while(|_| matches!(b.admit(&key(), &spec, 0, t).unwrap(), StoreAdmission::Admitted { .. }));
     assert_eq!(more.count(), 57);
 }
+
+/// A limiter that takes blocks for 100 ms of a steady stream and then falls quiet gives back, when swept, the
+/// admissions its last block did not hand out and every lease it kept, while it lives on: the store counts
+/// exactly the requests sent.
+pub fn a_quiet_limiter_gives_back_what_it_holds(open: impl Fn() -> Arc<dyn WindowStore>) {
+    let clock = ManualClock::new();
+    let store = Counting::new(open());
+    let config = LimitsConfig::uniform(LimitSpec::parse("1000000/1m,concurrency=1000,margin=0s").unwrap());
+    let limiter = Limiter::with_store(config, Arc::new(clock.clone()), store.clone());
+    let k = key();
+    for _ in 0..200 {
+        clock.advance(Duration::from_micros(500));
+        drop(limiter.try_acquire(&k, TokenCount::ZERO, clock.now()).unwrap());
+    }
+    clock.advance(gm_limits::pool::QUIET_FOR);
+    limiter.sweep();
+    let counted = open().count(&k, Duration::from_secs(3600), SystemTime::now() + Duration::from_secs(60)).unwrap();
+    assert_eq!(counted, 200);
+    assert!(store.released.load(Ordering::SeqCst) >= 1, "the kept leases were not given back");
+    // It goes on admitting after the sweep.
+    assert!(limiter.try_acquire(&k, TokenCount::ZERO, clock.now()).is_ok());
+}
