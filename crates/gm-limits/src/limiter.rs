@@ -149,7 +149,7 @@ impl KeyShared {
             let wall = link.wall(now);
             match link.store.admit(&self.key, spec, tokens.total(), wall) {
                 Ok(StoreAdmission::Admitted { id }) => {
-                    let lease = spec.concurrency.map(|_| Lease { id, taken: now, epoch: 0, from_block: false });
+                    let lease = spec.concurrency.map(|_| Lease { id, taken: now, from_block: false });
                     Ok((Some(id), lease))
                 }
                 Ok(StoreAdmission::Wait { until, reason }) => {
@@ -323,8 +323,10 @@ impl Limiter {
         let e = self.entry(key);
         let mut st = e.lock();
         if st.spec != spec {
-            if let (Some(ids), Some(link)) = (e.pool.end_block(), &e.store) {
-                let _ = link.store.give_back(key, ids);
+            if let Some(link) = &e.store {
+                // What the pool holds was taken under the old limits: it goes back, and leases are kept only
+                // as the new limits allow.
+                e.pool.reconfigure(link, key, Blocks::of(&spec));
             }
             st.reconfigure(spec);
             wake_front(&st);

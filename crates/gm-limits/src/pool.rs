@@ -21,8 +21,11 @@
 //!   steady rate each block runs out before its hold ends and none is left unused, and a short burst takes
 //!   none: admissions are taken one at a time until a rate of more than one per hold has been measured.
 //! - **The concurrency cap stays exact.** A lease kept for later still counts in the store as a request in
-//!   flight, so other processes see the cap as stricter by the leases a process keeps, at most
-//!   `cap / LEASE_SHARE`. A lease goes back to the store once it has been held for [`IDLE_LEASE_FOR`] since
+//!   flight (a reset of the key keeps it, as it keeps the leases of requests in flight), so other processes
+//!   see the cap as stricter by the leases a process keeps, at most `cap / LEASE_SHARE`. A lease lapses in the
+//!   state file [`LEASE`](crate::store::LEASE) after the store granted it, so a kept lease reused for a request
+//!   lapses up to [`IDLE_LEASE_FOR`] sooner than a fresh one would. When the key's limits change, the leases
+//!   kept beyond what the new limits allow go back at once. A lease goes back to the store once it has been held for [`IDLE_LEASE_FOR`] since
 //!   the store granted it, once its key has had no admission for [`QUIET_FOR`], and when the key's limiter
 //!   is dropped. Caps under `LEASE_SHARE` keep no lease.
 //! - **Token budgets** need each request's tokens in the store, so a key with one is admitted one request at a
@@ -96,6 +99,19 @@ struct Leftovers {
     admissions: Option<std::ops::RangeInclusive<i64>>,
 }
 
+impl Leftovers {
+    /// Gives it back to the store. A lease that cannot be ended here lapses in the store on its own;
+    /// admissions that cannot be given back count until they leave the windows.
+    fn give(self, link: &StoreLink, key: &LimitKey) {
+        for id in self.leases {
+            let _ = link.store.release(key, id);
+        }
+        if let Some(ids) = self.admissions {
+            let _ = link.store.give_back(key, ids);
+        }
+    }
+}
+
 /// A key's admissions and leases taken from the store and not yet handed out.
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -122,8 +138,6 @@ struct PoolState {
     spare: u32,
     /// The last admission handed out.
     last_take: Option<Instant>,
-    /// The key's resets so far.
-    epoch: u64,
 }
 
 impl PoolState {
@@ -179,14 +193,7 @@ impl Pool {
     ) -> Result<(Option<i64>, Option<Lease>), Denied> {
         let mut back = Leftovers::default();
         let out = self.take_keeping(link, key, spec, blocks, now, &mut back);
-        for id in back.leases {
-            // A lease that cannot be ended here lapses in the store on its own.
-            let _ = link.store.release(key, id);
-        }
-        if let Some(ids) = back.admissions {
-            // Admissions that cannot be given back count until they leave the windows.
-            let _ = link.store.give_back(key, ids);
-        }
+        back.give(link, key);
         out
     }
 
@@ -234,8 +241,7 @@ impl Pool {
                         p.block_granted = requests;
                         p.credits_until = Some(link.instant(now, wall, until));
                     }
-                    let epoch = p.epoch;
-                    p.idle.extend(leases.into_iter().map(|id| Lease { id, taken: now, epoch, from_block: true }));
+                    p.idle.extend(leases.into_iter().map(|id| Lease { id, taken: now, from_block: true }));
                 }
                 Ok(BlockAdmission::Wait { until, reason }) => {
                     return Err(Denied::Wait(Wait { until: Some(link.instant(now, wall, until)), reason }));
@@ -268,7 +274,7 @@ impl Pool {
     /// pool keeps enough, or the key was reset since it was taken).
     pub(crate) fn keep(&self, lease: Lease) -> bool {
         let mut p = self.lock();
-        if lease.from_block && lease.epoch == p.epoch && p.idle.len() < p.spare as usize {
+        if lease.from_block && p.idle.len() < p.spare as usize {
             // The oldest first, so the ones kept too long are at the front.
             let at = p.idle.partition_point(|l| l.taken <= lease.taken);
             p.idle.insert(at, lease);
@@ -286,14 +292,29 @@ impl Pool {
         p.forget_credits()
     }
 
-    /// Forgets everything after the key's reset, which deleted its admissions and leases in the store.
+    /// Forgets the block's admissions after the key's reset, which deleted them in the store (its leases
+    /// stay, and so do the ones kept here).
     pub(crate) fn reset(&self) {
         let mut p = self.lock();
         p.credits = 0;
         p.credits_until = None;
         p.block = 1;
-        p.idle.clear();
-        p.epoch += 1;
+    }
+
+    /// The key's limits changed to ones admitted by `blocks` (`None`: one request at a time): the block's
+    /// admissions not handed out go back to the store, and so do the leases kept beyond what the new limits
+    /// allow (all of them, one request at a time); a lease of a request still out is kept when it ends only
+    /// as the new limits allow.
+    pub(crate) fn reconfigure(&self, link: &StoreLink, key: &LimitKey, blocks: Option<Blocks>) {
+        let back = {
+            let mut p = self.lock();
+            p.block = 1;
+            p.spare = blocks.map_or(0, |b| b.spare);
+            let keep = (p.spare as usize).min(p.idle.len());
+            let extra: Vec<i64> = p.idle.drain(keep..).map(|l| l.id).collect();
+            Leftovers { leases: extra, admissions: p.forget_credits() }
+        };
+        back.give(link, key);
     }
 
     /// Gives back to the store what the pool holds and no longer uses: a block's admissions once its hold
@@ -315,12 +336,7 @@ impl Pool {
             back.leases = old.into_iter().map(|l| l.id).collect();
             back
         };
-        for id in back.leases {
-            let _ = link.store.release(key, id);
-        }
-        if let Some(ids) = back.admissions {
-            let _ = link.store.give_back(key, ids);
-        }
+        back.give(link, key);
     }
 
     /// Everything the pool holds, to be given back to the store: the block's admissions not handed out and

@@ -269,8 +269,6 @@ pub(crate) struct Lease {
     pub(crate) id: i64,
     /// When this process took it from the store.
     pub(crate) taken: Instant,
-    /// The key's resets up to then (a reset deletes the key's leases in the store).
-    pub(crate) epoch: u64,
     /// Whether it came in a block, and may be kept for a later request when this one ends.
     pub(crate) from_block: bool,
 }

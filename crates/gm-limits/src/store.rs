@@ -99,7 +99,8 @@ pub trait WindowStore: Send + Sync + fmt::Debug {
     /// Blocks a key for every process until `until` (a 429); never shortens an existing block.
     fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError>;
 
-    /// Forgets a key's admissions and blocks.
+    /// Forgets a key's admissions and blocks. Requests in flight keep their concurrency leases (and so do
+    /// the leases processes keep for their next requests): they still count against the cap.
     fn reset(&self, key: &LimitKey) -> Result<(), LimitError>;
 
     /// Requests counted for a key within the last `within` before `now`.
@@ -894,7 +895,6 @@ mod sqlite {
             let k = key.to_string();
             conn.execute("DELETE FROM limits_admissions WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_blocks WHERE key = ?1", [&k]).map_err(store_err)?;
-            conn.execute("DELETE FROM limits_inflight WHERE key = ?1", [&k]).map_err(store_err)?;
             conn.execute("DELETE FROM limits_horizons WHERE key = ?1", [&k]).map_err(store_err)?;
             Ok(())
         }

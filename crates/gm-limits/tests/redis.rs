@@ -600,6 +600,22 @@ fn a_quiet_limiter_gives_back_what_it_holds() {
     stores::a_quiet_limiter_gives_back_what_it_holds(|| Arc::new(RedisWindows::open(&server.url(), "test").unwrap()));
 }
 
+#[test]
+fn a_reset_keeps_the_leases_of_requests_in_flight_and_kept() {
+    let Some(server) = RedisServer::start() else { return };
+    stores::a_reset_keeps_the_leases_of_requests_in_flight_and_kept(|| {
+        Arc::new(RedisWindows::open(&server.url(), "test").unwrap())
+    });
+}
+
+#[test]
+fn new_limits_give_back_the_leases_kept_under_the_old() {
+    let Some(server) = RedisServer::start() else { return };
+    stores::new_limits_give_back_the_leases_kept_under_the_old(|| {
+        Arc::new(RedisWindows::open(&server.url(), "test").unwrap())
+    });
+}
+
 /// A burst shorter than a hold takes no block from Redis either.
 #[test]
 fn a_short_burst_is_admitted_one_request_at_a_time() {

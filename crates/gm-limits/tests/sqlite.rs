@@ -155,10 +155,13 @@ fn a_killed_process_leaves_no_lease_that_counts() {
     let file = StateFile::new("limits-dead-lease");
     let spec = LimitSpec::parse("100/1m,concurrency=1,margin=0s").unwrap();
     let store = SqliteWindows::open(file.path()).unwrap();
-    // A live holder (this process) keeps the slot.
-    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Admitted { .. }));
-    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Wait { .. }));
+    // A live holder (this process) keeps the slot, through a reset, until it ends its lease.
+    let StoreAdmission::Admitted { id } = store.admit(&key(), &spec, 0, SystemTime::now()).unwrap() else {
+        panic!("the first request waits")
+    };
     store.reset(&key()).unwrap();
+    assert!(matches!(store.admit(&key(), &spec, 0, SystemTime::now()).unwrap(), StoreAdmission::Wait { .. }));
+    store.release(&key(), id).unwrap();
     let out = child_test("child_process_takes_a_slot_and_dies")
         .env("GM_LIMITS_TEST_LEASE_STATE", file.path())
         .output()
@@ -373,4 +376,16 @@ fn giving_back_a_blocks_unused_admissions_frees_their_places() {
 fn a_quiet_limiter_gives_back_what_it_holds() {
     let file = StateFile::new("limits-blocks-quiet");
     stores::a_quiet_limiter_gives_back_what_it_holds(opener(file.path()));
+}
+
+#[test]
+fn a_reset_keeps_the_leases_of_requests_in_flight_and_kept() {
+    let file = StateFile::new("limits-blocks-reset");
+    stores::a_reset_keeps_the_leases_of_requests_in_flight_and_kept(opener(file.path()));
+}
+
+#[test]
+fn new_limits_give_back_the_leases_kept_under_the_old() {
+    let file = StateFile::new("limits-blocks-new-limits");
+    stores::new_limits_give_back_the_leases_kept_under_the_old(opener(file.path()));
 }

@@ -520,11 +520,11 @@ impl WindowStore for RedisWindows {
         Ok(())
     }
 
+    /// Forgets the key's admissions and block; the leases of requests in flight stay.
     fn reset(&self, key: &LimitKey) -> Result<(), LimitError> {
-        let [admissions, tokens, block, _, horizon, leases] = self.inner.keys(key);
-        self.inner.held().remove(&leases);
+        let [admissions, tokens, block, _, horizon, _] = self.inner.keys(key);
         ::redis::cmd("DEL")
-            .arg(&[admissions, tokens, block, horizon, leases])
+            .arg(&[admissions, tokens, block, horizon])
             .query::<()>(&mut *self.inner.conn())
             .map_err(store_err)
     }

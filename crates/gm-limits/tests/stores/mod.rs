@@ -350,3 +350,40 @@ pub fn a_quiet_limiter_gives_back_what_it_holds(open: impl Fn() -> Arc<dyn Windo
     // It goes on admitting after the sweep.
     assert!(limiter.try_acquire(&k, TokenCount::ZERO, clock.now()).is_ok());
 }
+
+/// Under `concurrency=16`, A has a request in flight and keeps the lease of one that ended; B resets the key
+/// (forgetting its admissions) and then gets 14 requests into flight, not 16: both of A's leases still count,
+/// and A's next request takes its kept lease without passing the cap.
+pub fn a_reset_keeps_the_leases_of_requests_in_flight_and_kept(open: impl Fn() -> Arc<dyn WindowStore>) {
+    let clock = ManualClock::new();
+    let (a, b) = two_limiters("concurrency=16", &clock, open);
+    let (k, now) = (key(), clock.now());
+    let in_flight = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    drop(a.try_acquire(&k, TokenCount::ZERO, now).unwrap());
+    // (B resets a key it knows.)
+    let _ = b.limits(&k);
+    assert!(b.reset(&k));
+    let held: Vec<_> = (0..20).map_while(|_| b.try_acquire(&k, TokenCount::ZERO, now).ok()).collect();
+    assert_eq!(held.len(), 14);
+    let again = a.try_acquire(&k, TokenCount::ZERO, now).unwrap();
+    drop((in_flight, again, held));
+}
+
+/// A key admitted in blocks under `1000/1m,concurrency=64` keeps leases of requests that ended; when its limits
+/// change to `60/1m,concurrency=4` (one request at a time) it gives them back, so the new cap lets 4 in at once,
+/// and a request of the old limits that ends later gives its lease back too.
+pub fn new_limits_give_back_the_leases_kept_under_the_old(open: impl Fn() -> Arc<dyn WindowStore>) {
+    let clock = ManualClock::new();
+    let config = LimitsConfig::uniform(LimitSpec::parse("1000/1m,concurrency=64,margin=0s").unwrap());
+    let limiter = Limiter::with_store(config, Arc::new(clock.clone()), open());
+    let k = key();
+    let mut ended: Vec<_> = (0..5).map(|_| limiter.try_acquire(&k, TokenCount::ZERO, clock.now()).unwrap()).collect();
+    let still_out = ended.pop();
+    drop(ended);
+    limiter.set_limits(&k, LimitSpec::parse("60/1m,concurrency=4,margin=0s").unwrap());
+    drop(still_out);
+    let new: Vec<_> = (0..4).map(|_| limiter.try_acquire(&k, TokenCount::ZERO, clock.now()).unwrap()).collect();
+    let Err(Denied::Wait(w)) = limiter.try_acquire(&k, TokenCount::ZERO, clock.now()) else { panic!("a fifth") };
+    assert_eq!(w.reason, WaitReason::Concurrency(4));
+    drop(new);
+}
