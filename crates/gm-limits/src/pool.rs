@@ -58,7 +58,7 @@ pub const IDLE_LEASE_FOR: Duration = Duration::from_secs(30);
 /// A key with no admission for this long gives every lease it keeps back to the store.
 pub const QUIET_FOR: Duration = Duration::from_secs(1);
 
-/// How often a limiter's sweeping thread gives back what its keys no longer use ([`Pool::sweep`]).
+/// How often a limiter's sweeping thread gives back what its keys no longer use ([`Limiter::sweep`](crate::Limiter::sweep)).
 pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// How a spec is admitted against a store.
