@@ -262,12 +262,19 @@ impl Session {
 
     /// A limiter with `config`, on the session's clock, counting in the windows the session shares with other
     /// processes (Redis, else the state file) or, for a session kept in memory, in this process only. A
-    /// server uses it for quotas of its own (its clients' keys); the session's clients get theirs from
-    /// [`Session::client_builder`].
+    /// server uses it for quotas of its own (its clients' keys): every admission asks the shared store, so
+    /// what it counts, and shows clients, is exactly what they were admitted
+    /// ([`Limiter::with_store_per_request`]). The session's clients get theirs from
+    /// [`Session::client_builder`], which take upstream quota in blocks where the limits leave room.
     pub fn limiter(&self, config: LimitsConfig) -> Result<Limiter, Error> {
+        self.shared_limiter(config, false)
+    }
+
+    fn shared_limiter(&self, config: LimitsConfig, blocks: bool) -> Result<Limiter, Error> {
         let clock = self.clock.clone();
         Ok(match self.shared_windows()? {
-            Some(store) => Limiter::with_store(config, clock, store),
+            Some(store) if blocks => Limiter::with_store(config, clock, store),
+            Some(store) => Limiter::with_store_per_request(config, clock, store),
             None => Limiter::with_clock(config, clock),
         })
     }
@@ -312,7 +319,7 @@ impl Session {
         // A strict replay sends nothing, so it needs no quota.
         let replays_only = upstream.recording.as_ref().is_some_and(|r| r.mode == RecordMode::Replay);
         if (upstream.provider != ProviderKind::Demo || upstream.limits.spec.is_some()) && !replays_only {
-            let limiter = self.limiter(limits_config(&upstream.limits)?)?;
+            let limiter = self.shared_limiter(limits_config(&upstream.limits)?, true)?;
             b = b.limiter(Arc::new(limiter), upstream.max_wait);
         }
         if let Some(n) = upstream.limits.server_concurrency {

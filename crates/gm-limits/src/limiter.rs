@@ -143,7 +143,7 @@ impl KeyShared {
             if !spec.counts_in_store() {
                 return Ok((None, None));
             }
-            if let Some(blocks) = Blocks::of(spec) {
+            if let Some(blocks) = Blocks::of(spec).filter(|_| link.blocks) {
                 return self.pool.take(link, &self.key, spec, blocks, now);
             }
             let wall = link.wall(now);
@@ -254,11 +254,26 @@ impl Limiter {
     /// ([`crate::pool`]); a thread of the limiter's own gives back, every [`crate::pool::SWEEP_EVERY`], what
     /// they no longer use, and ends when the limiter is dropped.
     pub fn with_store(config: LimitsConfig, clock: Arc<dyn Clock>, store: Arc<dyn WindowStore>) -> Self {
+        Self::sharing(config, clock, store, true)
+    }
+
+    /// As [`Limiter::with_store`], but every admission asks the store, whatever the limits: what the store
+    /// counts is then exactly the requests admitted at every moment, never a block ahead of them. For limits
+    /// whose counts are shown to the clients they hold (a gateway's per-client limits, told in
+    /// `x-ratelimit-remaining-*` headers), at the cost of a store transaction or round trip per request.
+    pub fn with_store_per_request(config: LimitsConfig, clock: Arc<dyn Clock>, store: Arc<dyn WindowStore>) -> Self {
+        Self::sharing(config, clock, store, false)
+    }
+
+    fn sharing(config: LimitsConfig, clock: Arc<dyn Clock>, store: Arc<dyn WindowStore>, blocks: bool) -> Self {
         let anchor = (clock.now(), std::time::SystemTime::now());
         let shards = (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect();
-        let store = Some(StoreLink::new(store, anchor));
+        let store = Some(StoreLink::new(store, anchor, blocks));
         let inner = Arc::new(Inner { config, clock, shards, store, sweeper: std::sync::OnceLock::new() });
         let weak = Arc::downgrade(&inner);
+        if !blocks {
+            return Self { inner };
+        }
         // Without the thread (none could be started), what the pools hold goes back when it is next used.
         if let Ok(t) = std::thread::Builder::new().name("gm-limits-sweep".into()).spawn(move || loop {
             std::thread::park_timeout(crate::pool::SWEEP_EVERY);
@@ -326,7 +341,7 @@ impl Limiter {
             if let Some(link) = &e.store {
                 // What the pool holds was taken under the old limits: it goes back, and leases are kept only
                 // as the new limits allow.
-                e.pool.reconfigure(link, key, Blocks::of(&spec));
+                e.pool.reconfigure(link, key, Blocks::of(&spec).filter(|_| link.blocks));
             }
             st.reconfigure(spec);
             wake_front(&st);

@@ -183,11 +183,13 @@ pub const LEASE_POLL: Duration = Duration::from_millis(20);
 pub(crate) struct StoreLink {
     pub(crate) store: std::sync::Arc<dyn WindowStore>,
     anchor: (Instant, SystemTime),
+    /// Whether keys whose limits leave room take admissions in blocks (see [`crate::pool`]).
+    pub(crate) blocks: bool,
 }
 
 impl StoreLink {
-    pub(crate) fn new(store: std::sync::Arc<dyn WindowStore>, anchor: (Instant, SystemTime)) -> Self {
-        Self { store, anchor }
+    pub(crate) fn new(store: std::sync::Arc<dyn WindowStore>, anchor: (Instant, SystemTime), blocks: bool) -> Self {
+        Self { store, anchor, blocks }
     }
 
     /// The wall-clock time of a monotonic instant.

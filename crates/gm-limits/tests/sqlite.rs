@@ -389,3 +389,9 @@ fn new_limits_give_back_the_leases_kept_under_the_old() {
     let file = StateFile::new("limits-blocks-new-limits");
     stores::new_limits_give_back_the_leases_kept_under_the_old(opener(file.path()));
 }
+
+#[test]
+fn a_per_request_limiter_asks_the_state_file_every_time() {
+    let file = StateFile::new("limits-per-request");
+    stores::a_per_request_limiter_asks_the_store_every_time(opener(file.path()));
+}

@@ -387,3 +387,21 @@ pub fn new_limits_give_back_the_leases_kept_under_the_old(open: impl Fn() -> Arc
     assert_eq!(w.reason, WaitReason::Concurrency(4));
     drop(new);
 }
+
+/// A limiter made to ask the store for every request does so whatever room its limits leave: 100 requests
+/// under the gateway benchmark's limits are 100 asks, and the store counts each when it is admitted.
+pub fn a_per_request_limiter_asks_the_store_every_time(open: impl Fn() -> Arc<dyn WindowStore>) {
+    let clock = ManualClock::new();
+    let store = Counting::new(open());
+    let config = LimitsConfig::uniform(LimitSpec::parse("1000000/1m,concurrency=1000,margin=0s").unwrap());
+    let limiter = Limiter::with_store_per_request(config, Arc::new(clock.clone()), store.clone());
+    for i in 1..=100u64 {
+        clock.advance(Duration::from_micros(500));
+        drop(limiter.try_acquire(&key(), TokenCount::ZERO, clock.now()).unwrap());
+        let counted =
+            open().count(&key(), Duration::from_secs(60), SystemTime::now() + Duration::from_secs(1)).unwrap();
+        assert_eq!(counted, i);
+    }
+    assert_eq!(store.asked.load(Ordering::SeqCst), 100);
+    assert_eq!(store.released.load(Ordering::SeqCst), 100);
+}
