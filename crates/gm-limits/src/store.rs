@@ -420,7 +420,7 @@ mod sqlite {
             std::mem::take(&mut *self.ended.lock().unwrap_or_else(PoisonError::into_inner))
         }
 
-        fn give_back(&self, ended: Vec<(String, i64)>) {
+        fn keep_ended(&self, ended: Vec<(String, i64)>) {
             self.ended.lock().unwrap_or_else(PoisonError::into_inner).extend(ended);
         }
 
@@ -444,7 +444,7 @@ mod sqlite {
                 drop(conn);
                 if done.is_err() {
                     // Kept for the next transaction; the leases lapse on their own in the end.
-                    self.give_back(ended);
+                    self.keep_ended(ended);
                     return;
                 }
             }
@@ -509,6 +509,26 @@ mod sqlite {
             })
             .optional()
             .map_err(store_err)
+        }
+
+        /// Runs an admission in one exclusive transaction, with the leases of requests that ended meanwhile
+        /// deleted in it first, before anything is counted (kept for the next transaction if it fails).
+        fn admitting<T>(
+            &self,
+            admit: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+        ) -> Result<T, LimitError> {
+            let mut conn = self.conn();
+            let ended = self.take_ended();
+            let out = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
+                delete_leases(&tx, &ended)?;
+                let out = admit(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            });
+            if out.is_err() {
+                self.keep_ended(ended);
+            }
+            out.map_err(store_err)
         }
 
         fn admit_in(
@@ -806,19 +826,7 @@ mod sqlite {
             tokens: u64,
             now: SystemTime,
         ) -> Result<StoreAdmission, LimitError> {
-            let mut conn = self.conn();
-            // The leases of requests that ended meanwhile go in the same transaction, before the count.
-            let ended = self.take_ended();
-            let out = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
-                delete_leases(&tx, &ended)?;
-                let out = Self::admit_in(&tx, &key.to_string(), spec, tokens, micros(now))?;
-                tx.commit()?;
-                Ok(out)
-            });
-            if out.is_err() {
-                self.give_back(ended);
-            }
-            out.map_err(store_err)
+            self.admitting(|tx| Self::admit_in(tx, &key.to_string(), spec, tokens, micros(now)))
         }
 
         fn admit_block(
@@ -828,18 +836,7 @@ mod sqlite {
             want: BlockWant,
             now: SystemTime,
         ) -> Result<BlockAdmission, LimitError> {
-            let mut conn = self.conn();
-            let ended = self.take_ended();
-            let out = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|tx| {
-                delete_leases(&tx, &ended)?;
-                let out = Self::admit_block_in(&tx, &key.to_string(), spec, want, micros(now))?;
-                tx.commit()?;
-                Ok(out)
-            });
-            if out.is_err() {
-                self.give_back(ended);
-            }
-            out.map_err(store_err)
+            self.admitting(|tx| Self::admit_block_in(tx, &key.to_string(), spec, want, micros(now)))
         }
 
         /// Deletes the admissions and numbers the key's later ones again from the first deleted one's place,
