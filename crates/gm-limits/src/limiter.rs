@@ -109,13 +109,7 @@ pub(crate) struct KeyShared {
 impl Drop for KeyShared {
     fn drop(&mut self) {
         if let Some(link) = &self.store {
-            let (unused, leases) = self.pool.drain();
-            if let Some(ids) = unused {
-                let _ = link.store.give_back(&self.key, ids);
-            }
-            for id in leases {
-                let _ = link.store.release(&self.key, id);
-            }
+            self.pool.give_all_back(link, &self.key);
         }
     }
 }
@@ -202,21 +196,47 @@ impl Drop for Inner {
         if let Some(t) = self.sweeper.get() {
             t.unpark();
         }
+        // Every key gives back what it holds now, even a key something else still holds (a permit, a sweep
+        // under way), so nothing the limiter took is left counting once it is dropped.
+        if let Some(link) = &self.store {
+            for e in self.entries() {
+                e.pool.give_all_back(link, &e.key);
+            }
+        }
+    }
+}
+
+/// What a sweep works on, taken from the limiter so that the sweep holds no reference to the limiter itself.
+struct Sweep {
+    link: StoreLink,
+    now: Instant,
+    entries: Vec<Arc<KeyShared>>,
+}
+
+impl Sweep {
+    /// Every key's pool gives back what it no longer uses (see [`crate::pool`]).
+    fn run(self) {
+        for e in self.entries {
+            e.pool.sweep(&self.link, &e.key, self.now);
+        }
     }
 }
 
 impl Inner {
-    /// Every key's pool gives back what it no longer uses (see [`crate::pool`]).
-    fn sweep(&self) {
-        let Some(link) = &self.store else { return };
-        let now = self.clock.now();
+    fn entries(&self) -> Vec<Arc<KeyShared>> {
         let mut entries: Vec<Arc<KeyShared>> = Vec::new();
         for shard in self.shards.iter() {
             entries.extend(shard.read().unwrap_or_else(PoisonError::into_inner).values().flatten().cloned());
         }
-        for e in entries {
-            e.pool.sweep(link, &e.key, now);
-        }
+        entries
+    }
+
+    /// A sweep of every key at the clock's now, if the limiter shares a store. The clock is read on the
+    /// calling thread: the limiter's sweeping thread has no tokio runtime, so under paused tokio time it reads
+    /// the real time (tests that pause time and need a sweep call [`Limiter::sweep`] themselves).
+    fn sweep(&self) -> Option<Sweep> {
+        let link = self.store.clone()?;
+        Some(Sweep { link, now: self.clock.now(), entries: self.entries() })
     }
 }
 
@@ -278,7 +298,12 @@ impl Limiter {
         if let Ok(t) = std::thread::Builder::new().name("gm-limits-sweep".into()).spawn(move || loop {
             std::thread::park_timeout(crate::pool::SWEEP_EVERY);
             let Some(inner) = weak.upgrade() else { return };
-            inner.sweep();
+            let sweep = inner.sweep();
+            // The limiter may be dropped while the store is asked: it then gives everything back itself.
+            drop(inner);
+            if let Some(sweep) = sweep {
+                sweep.run();
+            }
         }) {
             let _ = inner.sweeper.set(t.thread().clone());
         }
@@ -419,7 +444,9 @@ impl Limiter {
     /// whose hold has ended and leases kept too long or by a quiet key (see [`crate::pool`]). The limiter's
     /// own thread does this every [`crate::pool::SWEEP_EVERY`]; without a store there is nothing to do.
     pub fn sweep(&self) {
-        self.inner.sweep();
+        if let Some(sweep) = self.inner.sweep() {
+            sweep.run();
+        }
     }
 
     /// Where every key stands, at the clock's now.

@@ -25,9 +25,9 @@
 //!   see the cap as stricter by the leases a process keeps, at most `cap / LEASE_SHARE`. A lease lapses in the
 //!   state file [`LEASE`](crate::store::LEASE) after the store granted it, so a kept lease reused for a request
 //!   lapses up to [`IDLE_LEASE_FOR`] sooner than a fresh one would. When the key's limits change, the leases
-//!   kept beyond what the new limits allow go back at once. A lease goes back to the store once it has been held for [`IDLE_LEASE_FOR`] since
-//!   the store granted it, once its key has had no admission for [`QUIET_FOR`], and when the key's limiter
-//!   is dropped. Caps under `LEASE_SHARE` keep no lease.
+//!   kept beyond what the new limits allow go back at once. A lease goes back to the store once it has been
+//!   held for [`IDLE_LEASE_FOR`] since the store granted it, once its key has had no admission for
+//!   [`QUIET_FOR`], and when the key's limiter is dropped. Caps under `LEASE_SHARE` keep no lease.
 //! - **Token budgets** need each request's tokens in the store, so a key with one is admitted one request at a
 //!   time, as before.
 //! - A 429 another process recorded in the store reaches this one's next block (within [`HOLD`]); this
@@ -58,7 +58,8 @@ pub const IDLE_LEASE_FOR: Duration = Duration::from_secs(30);
 /// A key with no admission for this long gives every lease it keeps back to the store.
 pub const QUIET_FOR: Duration = Duration::from_secs(1);
 
-/// How often a limiter's sweeping thread gives back what its keys no longer use ([`Limiter::sweep`](crate::Limiter::sweep)).
+/// How often a limiter's sweeping thread gives back what its keys no longer use
+/// ([`Limiter::sweep`](crate::Limiter::sweep)).
 pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// How a spec is admitted against a store.
@@ -270,8 +271,8 @@ impl Pool {
         Ok((None, lease))
     }
 
-    /// Takes back the lease of a request that ended; false when it must be ended in the store instead (the
-    /// pool keeps enough, or the key was reset since it was taken).
+    /// Takes back the lease of a request that ended; false when it must be ended in the store instead (it did
+    /// not come in a block, or the pool keeps as many as the limits allow).
     pub(crate) fn keep(&self, lease: Lease) -> bool {
         let mut p = self.lock();
         if lease.from_block && p.idle.len() < p.spare as usize {
@@ -339,11 +340,14 @@ impl Pool {
         back.give(link, key);
     }
 
-    /// Everything the pool holds, to be given back to the store: the block's admissions not handed out and
-    /// the leases kept.
-    pub(crate) fn drain(&self) -> (Option<std::ops::RangeInclusive<i64>>, Vec<i64>) {
-        let mut p = self.lock();
-        (p.forget_credits(), p.idle.drain(..).map(|l| l.id).collect())
+    /// Gives back to the store everything the pool holds: the block's admissions not handed out and the
+    /// leases kept.
+    pub(crate) fn give_all_back(&self, link: &StoreLink, key: &LimitKey) {
+        let back = {
+            let mut p = self.lock();
+            Leftovers { admissions: p.forget_credits(), leases: p.idle.drain(..).map(|l| l.id).collect() }
+        };
+        back.give(link, key);
     }
 }
 

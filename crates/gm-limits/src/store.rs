@@ -453,8 +453,9 @@ mod sqlite {
         /// Gives every admission its place in its key's sequence (`seq`, 1, 2, 3, … in the order of `at_us`),
         /// adding the column to a file made before it existed. With it a window's check is two index look-ups
         /// whatever its size: the N-th most recent admission is the one whose `seq` is N − 1 below the newest.
-        /// Admissions are only ever removed from the old end of a key's sequence (expiry, the history cap) or
-        /// all at once (reset), so the numbers of the rows left stay consecutive.
+        /// Admissions are removed from the old end of a key's sequence (expiry, the history cap), all at once
+        /// (reset), or from a block given back, after which the key's later rows are numbered again
+        /// ([`WindowStore::give_back`]), so the numbers of the rows left stay consecutive.
         fn number_admissions(conn: &mut Connection) -> Result<(), rusqlite::Error> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let has_seq =

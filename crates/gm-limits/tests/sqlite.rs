@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use gm_core::{Clock, ManualClock};
 use gm_limits::{
-    Denied, LimitKey, LimitSpec, Limiter, LimitsConfig, ServerSignal, SqliteWindows, StoreAdmission, TokenCount,
-    WaitReason, WindowStore,
+    BlockAdmission, BlockWant, Denied, LimitError, LimitKey, LimitSpec, Limiter, LimitsConfig, ServerSignal,
+    SqliteWindows, StoreAdmission, TokenCount, WaitReason, WindowStore,
 };
 use gm_testkit::{child_test, StateFile};
 
@@ -394,4 +394,92 @@ fn new_limits_give_back_the_leases_kept_under_the_old() {
 fn a_per_request_limiter_asks_the_state_file_every_time() {
     let file = StateFile::new("limits-per-request");
     stores::a_per_request_limiter_asks_the_store_every_time(opener(file.path()));
+}
+
+/// A store whose first `release` says when it is entered and then waits to be let go.
+#[derive(Debug)]
+struct Gated {
+    inner: SqliteWindows,
+    first: std::sync::atomic::AtomicBool,
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl WindowStore for Gated {
+    fn admit(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        tokens: u64,
+        now: SystemTime,
+    ) -> Result<StoreAdmission, LimitError> {
+        self.inner.admit(key, spec, tokens, now)
+    }
+    fn admit_block(
+        &self,
+        key: &LimitKey,
+        spec: &LimitSpec,
+        want: BlockWant,
+        now: SystemTime,
+    ) -> Result<BlockAdmission, LimitError> {
+        self.inner.admit_block(key, spec, want, now)
+    }
+    fn give_back(&self, key: &LimitKey, ids: std::ops::RangeInclusive<i64>) -> Result<(), LimitError> {
+        self.inner.give_back(key, ids)
+    }
+    fn settle(&self, key: &LimitKey, id: i64, tokens: u64) -> Result<(), LimitError> {
+        self.inner.settle(key, id, tokens)
+    }
+    fn block(&self, key: &LimitKey, until: SystemTime, daily: bool) -> Result<(), LimitError> {
+        self.inner.block(key, until, daily)
+    }
+    fn reset(&self, key: &LimitKey) -> Result<(), LimitError> {
+        self.inner.reset(key)
+    }
+    fn count(&self, key: &LimitKey, within: Duration, now: SystemTime) -> Result<u64, LimitError> {
+        self.inner.count(key, within, now)
+    }
+    fn release(&self, key: &LimitKey, id: i64) -> Result<(), LimitError> {
+        if self.first.swap(false, Ordering::SeqCst) {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self.gate.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        }
+        self.inner.release(key, id)
+    }
+}
+
+/// The limiter's sweeping thread is held up ending a quiet key's lease when the limiter is dropped: the drop
+/// still gives back at once what another key's block did not hand out (the sweep holds no reference to the
+/// limiter that would put its end off until the sweep is done).
+#[test]
+fn a_limiter_dropped_during_a_sweep_gives_back_at_once() {
+    let file = StateFile::new("limits-blocks-drop-sweep");
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let store = Arc::new(Gated {
+        inner: SqliteWindows::open(file.path()).unwrap(),
+        first: std::sync::atomic::AtomicBool::new(true),
+        entered: std::sync::Mutex::new(entered_tx),
+        gate: std::sync::Mutex::new(gate),
+    });
+    let clock = ManualClock::new();
+    let config = LimitsConfig::uniform(LimitSpec::parse("1000000/1m,concurrency=1000,margin=0s").unwrap());
+    let limiter = Limiter::with_store(config, Arc::new(clock.clone()), store);
+    let (quiet, busy) = (LimitKey::anonymous("p", "quiet"), LimitKey::anonymous("p", "busy"));
+    let stream = |k: &LimitKey| {
+        for _ in 0..200 {
+            clock.advance(Duration::from_micros(500));
+            drop(limiter.try_acquire(k, TokenCount::ZERO, clock.now()).unwrap());
+        }
+    };
+    stream(&quiet);
+    clock.advance(Duration::from_secs(2));
+    stream(&busy);
+    // The sweeping thread ends the quiet key's kept leases, and waits in the first.
+    entered.recv_timeout(Duration::from_secs(10)).expect("the sweep ended no lease");
+    drop(limiter);
+    let check = SqliteWindows::open(file.path()).unwrap();
+    let counted = check.count(&busy, Duration::from_secs(3600), SystemTime::now() + Duration::from_secs(60)).unwrap();
+    let _ = open_gate.send(());
+    assert_eq!(counted, 200, "the busy key's block was not given back when the limiter was dropped");
 }
