@@ -351,6 +351,23 @@ mod sqlite {
         }
     }
 
+    /// The latest time at which a limit in the way frees, and that limit: a request waits until every one has.
+    #[derive(Default)]
+    struct Latest(Option<(i64, WaitReason)>);
+
+    impl Latest {
+        fn later(&mut self, until: i64, reason: WaitReason) {
+            if self.0.is_none_or(|(u, _)| until > u) {
+                self.0 = Some((until, reason));
+            }
+        }
+    }
+
+    /// When a full concurrency cap is looked at again: a request ending frees it, which only a look can tell.
+    fn poll_after(now: i64) -> i64 {
+        now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000)
+    }
+
     fn delete_leases(tx: &rusqlite::Transaction<'_>, ended: &[(String, i64)]) -> Result<(), rusqlite::Error> {
         let mut st = tx.prepare_cached("DELETE FROM limits_inflight WHERE id = ?1 AND key = ?2")?;
         for (key, id) in ended {
@@ -539,25 +556,10 @@ mod sqlite {
             tokens: u64,
             now: i64,
         ) -> Result<StoreAdmission, rusqlite::Error> {
-            let mut wait: Option<(i64, WaitReason)> = None;
-            let mut later = |until: i64, reason: WaitReason| {
-                if wait.is_none_or(|(u, _)| until > u) {
-                    wait = Some((until, reason));
-                }
-            };
+            let mut wait = Latest::default();
             // Every statement here runs for each admission: each is prepared once per connection.
-            let block: Option<(i64, bool)> = tx
-                .prepare_cached("SELECT until_us, daily FROM limits_blocks WHERE key = ?1")?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
-                later(until, WaitReason::Server { daily });
-            }
-            // The key's newest admission: its place in the sequence and its time.
-            let newest: Option<(i64, i64)> = tx
-                .prepare_cached("SELECT seq, at_us FROM limits_admissions WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
+            Self::check_block(tx, key, now, &mut wait)?;
+            let newest = Self::newest(tx, key)?;
             // The N-th most recent admission, if it still counts, fills the window; the window frees when it
             // expires. Admissions later than `now` (another process's clock ran ahead) count too. Times grow
             // with the sequence, so the N-th most recent is N - 1 places before the newest: one look-up in the
@@ -570,10 +572,65 @@ mod sqlite {
                     let Some(seq) = last.checked_sub(back).filter(|&s| s >= 1) else { continue };
                     let at: Option<i64> = nth.query_row(params![key, seq], |r| r.get(0)).optional()?;
                     if let Some(at) = at.filter(|&at| at > now - span) {
-                        later(at + span, WaitReason::Requests(*w));
+                        wait.later(at + span, WaitReason::Requests(*w));
                     }
                 }
             }
+            Self::check_tokens(tx, key, spec, tokens, now, &mut wait)?;
+            // Requests in flight in every process.
+            if let Some(cap) = spec.concurrency {
+                if Self::open_leases(tx, key, now)? >= u64::from(cap) {
+                    wait.later(poll_after(now), WaitReason::Concurrency(cap));
+                }
+            }
+            if let Some((until, reason)) = wait.0 {
+                return Ok(StoreAdmission::Wait { until: from_micros(until), reason });
+            }
+            let (seq, at) = newest.map_or((1, now), |(seq, latest)| (seq + 1, latest.max(now)));
+            tx.prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens, seq) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX), seq])?;
+            let id = tx.last_insert_rowid();
+            if spec.concurrency.is_some() {
+                Self::lease(tx, key, [id], now)?;
+            }
+            Self::forget_old(tx, key, spec, now, seq)?;
+            Ok(StoreAdmission::Admitted { id })
+        }
+
+        /// A block the server put on the key (a 429) that has not ended by `now`.
+        fn check_block(
+            tx: &rusqlite::Transaction<'_>,
+            key: &str,
+            now: i64,
+            wait: &mut Latest,
+        ) -> Result<(), rusqlite::Error> {
+            let block: Option<(i64, bool)> = tx
+                .prepare_cached("SELECT until_us, daily FROM limits_blocks WHERE key = ?1")?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
+                wait.later(until, WaitReason::Server { daily });
+            }
+            Ok(())
+        }
+
+        /// The key's newest admission: its place in the sequence and its time.
+        fn newest(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<(i64, i64)>, rusqlite::Error> {
+            tx.prepare_cached("SELECT seq, at_us FROM limits_admissions WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        }
+
+        /// Every token budget with room for `tokens` more (counting the admissions recorded later than `now`
+        /// too); one without waits until enough of what it counts has left it.
+        fn check_tokens(
+            tx: &rusqlite::Transaction<'_>,
+            key: &str,
+            spec: &LimitSpec,
+            tokens: u64,
+            now: i64,
+            wait: &mut Latest,
+        ) -> Result<(), rusqlite::Error> {
             let mut recent = tx.prepare_cached(
                 "SELECT at_us, tokens FROM limits_admissions WHERE key = ?1 AND at_us > ?2 ORDER BY at_us",
             )?;
@@ -588,34 +645,29 @@ mod sqlite {
                         used -= n.unsigned_abs();
                         (used + tokens <= w.limit).then_some(at + span)
                     });
-                    later(free.unwrap_or(now + span), WaitReason::Tokens(*w));
+                    wait.later(free.unwrap_or(now + span), WaitReason::Tokens(*w));
                 }
             }
-            // Requests in flight in every process: a full cap frees when one of them ends, which only a look
-            // can tell, so the wait is a short poll.
-            if let Some(cap) = spec.concurrency {
-                // A lease whose process is gone (killed mid-request) no longer counts, and is dropped. Leases are
-                // counted per process, so each process is looked up once.
-                if Self::open_leases(tx, key, now)? >= u64::from(cap) {
-                    later(now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000), WaitReason::Concurrency(cap));
-                }
+            Ok(())
+        }
+
+        /// Concurrency leases `ids` for this process until `now` plus [`LEASE`]; the key's lapsed leases go.
+        fn lease(
+            tx: &rusqlite::Transaction<'_>,
+            key: &str,
+            ids: impl IntoIterator<Item = i64>,
+            now: i64,
+        ) -> Result<(), rusqlite::Error> {
+            let lapse = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4);
+            let pid = i64::from(std::process::id());
+            let mut insert =
+                tx.prepare_cached("INSERT INTO limits_inflight (id, key, until_us, pid) VALUES (?1, ?2, ?3, ?4)")?;
+            for id in ids {
+                insert.execute(params![id, key, lapse, pid])?;
             }
-            if let Some((until, reason)) = wait {
-                return Ok(StoreAdmission::Wait { until: from_micros(until), reason });
-            }
-            let (seq, at) = newest.map_or((1, now), |(seq, latest)| (seq + 1, latest.max(now)));
-            tx.prepare_cached("INSERT INTO limits_admissions (key, at_us, tokens, seq) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![key, at, i64::try_from(tokens).unwrap_or(i64::MAX), seq])?;
-            let id = tx.last_insert_rowid();
-            if spec.concurrency.is_some() {
-                let until = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4);
-                tx.prepare_cached("INSERT INTO limits_inflight (id, key, until_us, pid) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![id, key, until, i64::from(std::process::id())])?;
-                tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
-                    .execute(params![key, now])?;
-            }
-            Self::forget_old(tx, key, spec, now, seq)?;
-            Ok(StoreAdmission::Admitted { id })
+            tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
+                .execute(params![key, now])?;
+            Ok(())
         }
 
         /// The leases of requests in flight on a key at `now`, in every process. A lease whose process is gone
@@ -692,27 +744,10 @@ mod sqlite {
             now: i64,
         ) -> Result<BlockAdmission, rusqlite::Error> {
             let until = now.saturating_add(i64::try_from(want.hold.as_micros()).unwrap_or(i64::MAX / 4));
-            let mut wait: Option<(i64, WaitReason)> = None;
-            let mut later = |until: i64, reason: WaitReason| {
-                if wait.is_none_or(|(u, _)| until > u) {
-                    wait = Some((until, reason));
-                }
-            };
-            let block: Option<(i64, bool)> = tx
-                .prepare_cached("SELECT until_us, daily FROM limits_blocks WHERE key = ?1")?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((until, daily)) = block.filter(|(u, _)| *u > now) {
-                later(until, WaitReason::Server { daily });
-            }
+            let mut wait = Latest::default();
+            Self::check_block(tx, key, now, &mut wait)?;
             let mut requests = want.requests;
-            let newest: Option<(i64, i64)> = if want.requests > 0 {
-                tx.prepare_cached("SELECT seq, at_us FROM limits_admissions WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?
-                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?
-            } else {
-                None
-            };
+            let newest = if want.requests > 0 { Self::newest(tx, key)? } else { None };
             if want.requests > 0 {
                 // The oldest admission still in a window is its first after `now - span`; the window holds it and
                 // every later one (their numbers follow their times).
@@ -735,42 +770,25 @@ mod sqlite {
                         // Full: it frees when the N-th most recent admission expires.
                         let back = i64::try_from(w.limit - 1).unwrap_or(i64::MAX);
                         let at: Option<i64> = nth.query_row(params![key, last - back], |r| r.get(0)).optional()?;
-                        later(at.map_or(now, |at| at + span).max(now + 1), WaitReason::Requests(*w));
+                        wait.later(at.map_or(now, |at| at + span).max(now + 1), WaitReason::Requests(*w));
                     } else {
                         requests = requests.min(u32::try_from(room.div_ceil(2)).unwrap_or(u32::MAX));
                     }
                 }
-            }
-            if want.requests > 0 {
-                let mut recent = tx.prepare_cached(
-                    "SELECT at_us, tokens FROM limits_admissions WHERE key = ?1 AND at_us > ?2 ORDER BY at_us",
-                )?;
-                for w in &spec.token_windows {
-                    let span = span_us(w.per, spec);
-                    let rows: Vec<(i64, i64)> = recent
-                        .query_map(params![key, now - span], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect::<Result<_, _>>()?;
-                    let used: u64 = rows.iter().map(|(_, n)| n.unsigned_abs()).sum();
-                    if used > w.limit {
-                        let mut left = used;
-                        let free = rows.iter().find_map(|(at, n)| {
-                            left -= n.unsigned_abs();
-                            (left <= w.limit).then_some(at + span)
-                        });
-                        later(free.unwrap_or(now + span), WaitReason::Tokens(*w));
-                    }
-                }
+                // Handed out later, the admissions reserve no tokens: a token budget holds them only when
+                // already spent.
+                Self::check_tokens(tx, key, spec, 0, now, &mut wait)?;
             }
             let mut leases = want.leases;
             if let (Some(cap), true) = (spec.concurrency, want.leases > 0) {
                 let room = u64::from(cap).saturating_sub(Self::open_leases(tx, key, now)?);
                 if room == 0 {
-                    later(now + i64::try_from(LEASE_POLL.as_micros()).unwrap_or(20_000), WaitReason::Concurrency(cap));
+                    wait.later(poll_after(now), WaitReason::Concurrency(cap));
                 } else {
                     leases = leases.min(u32::try_from(room.div_ceil(2)).unwrap_or(u32::MAX));
                 }
             }
-            if let Some((until, reason)) = wait {
+            if let Some((until, reason)) = wait.0 {
                 return Ok(BlockAdmission::Wait { until: from_micros(until), reason });
             }
             let mut first = 0;
@@ -804,16 +822,8 @@ mod sqlite {
                         "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'limits_admissions' RETURNING seq",
                     )?
                     .query_row([n], |r| r.get(0))?;
-                let lapse = now + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX / 4);
-                let pid = i64::from(std::process::id());
-                let mut insert =
-                    tx.prepare_cached("INSERT INTO limits_inflight (id, key, until_us, pid) VALUES (?1, ?2, ?3, ?4)")?;
-                for id in top - n + 1..=top {
-                    insert.execute(params![id, key, lapse, pid])?;
-                    ids.push(id);
-                }
-                tx.prepare_cached("DELETE FROM limits_inflight WHERE key = ?1 AND until_us <= ?2")?
-                    .execute(params![key, now])?;
+                ids.extend(top - n + 1..=top);
+                Self::lease(tx, key, ids.iter().copied(), now)?;
             }
             Ok(BlockAdmission::Granted { requests, first, until: from_micros(until), leases: ids })
         }
