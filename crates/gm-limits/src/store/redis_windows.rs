@@ -85,6 +85,11 @@ local function open_leases()
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
   return redis.call('ZCARD', KEYS[6])
 end
+-- How far back a key's history reaches: the longest window of the spec, and at least s.floor (a day).
+local function history(s)
+  if s.floor > s.longest then return s.floor end
+  return s.longest
+end
 -- Records `n` admissions of `tokens` each at `at`, or at the key's latest admission if that is later (so the
 -- times follow the ids), and returns the last id. Then forgets what no window counts any more: the history
 -- keeps what the longest window any spec ever used on this key counts (another process may use longer ones),
@@ -103,8 +108,7 @@ local function record(s, n, at, tokens)
     redis.call('ZADD', KEYS[1], unpack(scored))
     redis.call('HSET', KEYS[2], unpack(weighed))
   end
-  local longest = s.longest
-  if s.floor > longest then longest = s.floor end
+  local longest = history(s)
   local horizon = tonumber(redis.call('GET', KEYS[5]) or '0')
   if horizon > longest then longest = horizon else redis.call('SET', KEYS[5], longest) end
   local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - longest)
@@ -189,9 +193,7 @@ if leases > 0 then
   local top = redis.call('INCRBY', KEYS[4], leases)
   lease(s, top - leases + 1, top)
   for id = top - leases + 1, top do out[#out + 1] = id end
-  local keep = s.longest
-  if s.floor > keep then keep = s.floor end
-  keep = math.ceil(keep / 1000) + 60000
+  local keep = math.ceil(history(s) / 1000) + 60000
   if redis.call('PTTL', KEYS[4]) < keep then redis.call('PEXPIRE', KEYS[4], keep) end
 end
 return out
