@@ -152,6 +152,24 @@ impl PoolState {
         })
     }
 
+    /// What the pool no longer uses at `now`, taken out of it to give back to the store: the block's
+    /// admissions once its hold has ended, the leases kept for longer than [`IDLE_LEASE_FOR`], and every
+    /// lease when the key is `quiet`.
+    fn leftovers(&mut self, now: Instant, quiet: bool) -> Leftovers {
+        let mut back = Leftovers::default();
+        if self.credits > 0 && self.credits_until.is_none_or(|u| now > u) {
+            back.admissions = self.forget_credits();
+        }
+        // The oldest first: the ones kept too long are at the front.
+        let stale = if quiet {
+            self.idle.len()
+        } else {
+            self.idle.partition_point(|l| now.saturating_duration_since(l.taken) > IDLE_LEASE_FOR)
+        };
+        back.leases = self.idle.drain(..stale).map(|l| l.id).collect();
+        back
+    }
+
     /// Sizes the next block by the rate measured over the last hold or more: what that rate hands out in three
     /// quarters of a hold, so at a steady rate a block runs out (and the next is taken) before its hold ends
     /// unless the rate falls by a quarter. Until a whole hold has been measured the size stays as it was
@@ -210,15 +228,9 @@ impl Pool {
         let mut p = self.lock();
         p.spare = blocks.spare;
         p.last_take = Some(now);
-        if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
-            // The block's hold ended with admissions left: they go back to the store, and the next block is
-            // sized by the rate (below).
-            back.admissions = p.forget_credits();
-        }
-        // Leases kept too long go back to the store, which counts them until they lapse.
-        while p.idle.first().is_some_and(|l| now.saturating_duration_since(l.taken) > IDLE_LEASE_FOR) {
-            back.leases.push(p.idle.remove(0).id);
-        }
+        // A block whose hold ended with admissions left gives them back, and the next block is sized by the
+        // rate (below); leases kept too long go back too.
+        *back = p.leftovers(now, false);
         let need_requests = !spec.windows.is_empty() && p.credits == 0;
         let cap = spec.concurrency;
         let need_lease = cap.is_some() && p.idle.is_empty();
@@ -325,17 +337,8 @@ impl Pool {
     pub(crate) fn sweep(&self, link: &StoreLink, key: &LimitKey, now: Instant) {
         let back = {
             let mut p = self.lock();
-            let mut back = Leftovers::default();
-            if p.credits > 0 && p.credits_until.is_none_or(|u| now > u) {
-                back.admissions = p.forget_credits();
-            }
             let quiet = p.last_take.is_none_or(|t| now.saturating_duration_since(t) >= QUIET_FOR);
-            let leases = std::mem::take(&mut p.idle);
-            let (keep, old): (Vec<Lease>, Vec<Lease>) =
-                leases.into_iter().partition(|l| !quiet && now.saturating_duration_since(l.taken) <= IDLE_LEASE_FOR);
-            p.idle = keep;
-            back.leases = old.into_iter().map(|l| l.id).collect();
-            back
+            p.leftovers(now, quiet)
         };
         back.give(link, key);
     }
