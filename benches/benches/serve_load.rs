@@ -164,11 +164,7 @@ async fn one(client: &Raw, url: &str, body: Bytes) -> bool {
 /// The median of some figures (the mean of the middle two for an even count; NaN for none).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    gm_core::metrics::percentile_sorted(&v, 50.0).unwrap_or(f64::NAN)
 }
 
 /// Sends `rate` requests a second for `seconds` to `server`, each at its scheduled time whatever the answers
